@@ -1,0 +1,64 @@
+"""binance_pm: an asyncio SDK for the Binance Portfolio Margin account endpoints.
+
+::
+
+    from binance_pm import AsyncClient
+
+    async with AsyncClient(api_key, secret=secret) as client:
+        for balance in await client.pm_balance():
+            print(balance.asset, balance.total_wallet_balance)
+
+See :class:`Session` for many accounts sharing one connection pool, budget and clock.
+"""
+
+from __future__ import annotations
+
+from ._client import AsyncClient
+from ._exceptions import (
+    APIError,
+    AuthError,
+    BadRequestError,
+    BinancePMError,
+    DecodeError,
+    IPBannedError,
+    RateLimitError,
+    ServerError,
+    TimestampError,
+    TransportError,
+)
+from ._models import (
+    AccountStatus,
+    AccountType,
+    ClassicPMAccount,
+    PMBalance,
+    PMProAccount,
+    PMProBalance,
+    PMProSpanAccount,
+    RiskUnitMM,
+)
+from ._session import Session
+from ._version import __version__
+
+__all__ = [
+    "APIError",
+    "AccountStatus",
+    "AccountType",
+    "AsyncClient",
+    "AuthError",
+    "BadRequestError",
+    "BinancePMError",
+    "ClassicPMAccount",
+    "DecodeError",
+    "IPBannedError",
+    "PMBalance",
+    "PMProAccount",
+    "PMProBalance",
+    "PMProSpanAccount",
+    "RateLimitError",
+    "RiskUnitMM",
+    "ServerError",
+    "Session",
+    "TimestampError",
+    "TransportError",
+    "__version__",
+]

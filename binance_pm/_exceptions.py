@@ -1,0 +1,180 @@
+"""The errors binance_pm raises: one tree, so callers can catch as broadly as they like.
+
+::
+
+    BinancePMError                   anything this package raises on purpose
+     ├── APIError                    the exchange (or a proxy in front of it) answered with an error
+     │    ├── RateLimitError         429: too much request weight (retry_after)
+     │    ├── IPBannedError          418: the IP is banned (retry_after, banned_until)
+     │    ├── AuthError              401, -2014, -2015, -1022: key, IP, rights or signature refused
+     │    ├── TimestampError         -1021: timestamp outside recvWindow (clock skew)
+     │    ├── BadRequestError        any other 4xx
+     │    └── ServerError            5xx: the execution status is unknown
+     ├── TransportError              no answer: connection refused or reset, timeout
+     └── DecodeError                 an answer that does not have the documented shape
+
+Every error names the endpoint it came from and the account as a masked API key; none ever holds a
+secret. ``str(error)`` is one line a person can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from functools import partial
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "BadRequestError",
+    "BinancePMError",
+    "DecodeError",
+    "IPBannedError",
+    "RateLimitError",
+    "ServerError",
+    "TimestampError",
+    "TransportError",
+]
+
+AUTH_CODES = frozenset({-2014, -2015, -1022})
+TIMESTAMP_CODE = -1021
+_BANNED_UNTIL = re.compile(r"banned until (\d{10,16})")
+
+
+def mask_key(api_key: str) -> str:
+    """Show enough of an API key to tell accounts apart, never enough to use it."""
+    if len(api_key) <= 8:
+        return "****"
+    return f"{api_key[:4]}…{api_key[-4:]}"
+
+
+class BinancePMError(Exception):
+    """Base class of every error binance_pm raises on purpose."""
+
+
+class APIError(BinancePMError):
+    """The exchange answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        code: the exchange's error code (``-1021`` …), or ``None`` when the body was not the
+            exchange's JSON (an HTML page from a proxy or the CDN).
+        msg: the exchange's message, or a short excerpt of a non-JSON body.
+        endpoint: ``"GET /papi/v1/balance"`` and the like.
+        api_key: the account's API key, masked.
+        retry_after: seconds from the ``Retry-After`` header, when the answer had one.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: int | None,
+        msg: str,
+        *,
+        endpoint: str,
+        api_key: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.msg = msg
+        self.endpoint = endpoint
+        self.api_key = api_key
+        self.retry_after = retry_after
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        code = f" code {self.code}" if self.code is not None else ""
+        who = f" [account {self.api_key}]" if self.api_key else ""
+        return f"{self.endpoint}: HTTP {self.status}{code}: {self.msg}{who}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments do not survive the default pickling of exceptions.
+        rebuild = partial(
+            type(self), endpoint=self.endpoint, api_key=self.api_key, retry_after=self.retry_after
+        )
+        return (rebuild, (self.status, self.code, self.msg))
+
+
+class RateLimitError(APIError):
+    """429: the request weight of a window was used up. Wait ``retry_after`` seconds."""
+
+
+class IPBannedError(APIError):
+    """418: the IP is banned for repeatedly breaking the rate limits.
+
+    ``banned_until`` is read from the exchange's message (``IP banned until 1660090423228``) as an
+    aware UTC datetime, or ``None`` when the message does not say.
+    """
+
+    @property
+    def banned_until(self) -> datetime | None:
+        match = _BANNED_UNTIL.search(self.msg)
+        if match is None:
+            return None
+        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=timezone.utc)
+
+
+class AuthError(APIError):
+    """The API key, its IP whitelist, its permissions or the signature were refused."""
+
+
+class TimestampError(APIError):
+    """-1021: the request's timestamp fell outside ``recvWindow`` of the exchange's clock."""
+
+
+class BadRequestError(APIError):
+    """Any other 4xx: the request itself is wrong (a missing parameter, an illegal value)."""
+
+
+class ServerError(APIError):
+    """5xx: the exchange failed; whether the request took effect is unknown."""
+
+
+class TransportError(BinancePMError):
+    """No answer came: the connection failed, was reset, or the call ran out of time."""
+
+    def __init__(self, message: str, *, endpoint: str, api_key: str | None = None) -> None:
+        self.message = message
+        self.endpoint = endpoint
+        self.api_key = api_key
+        who = f" [account {api_key}]" if api_key else ""
+        super().__init__(f"{endpoint}: {message}{who}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (partial(type(self), endpoint=self.endpoint, api_key=self.api_key), (self.message,))
+
+
+class DecodeError(BinancePMError):
+    """The answer's body does not have the documented shape.
+
+    Attributes:
+        endpoint: the endpoint that answered.
+        path: where in the body it went wrong, as a JSON path (``$[0].totalWalletBalance``), or
+            ``None`` when the body was not JSON at all.
+    """
+
+    def __init__(self, message: str, *, endpoint: str, path: str | None = None) -> None:
+        self.message = message
+        self.endpoint = endpoint
+        self.path = path
+        where = f" at {path}" if path else ""
+        super().__init__(f"{endpoint}: cannot decode the answer: {message}{where}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (partial(type(self), endpoint=self.endpoint, path=self.path), (self.message,))
+
+
+def error_class(status: int, code: int | None) -> type[APIError]:
+    """Which error class an exchange answer of this status and code stands for."""
+    if status == 429:
+        return RateLimitError
+    if status == 418:
+        return IPBannedError
+    if code == TIMESTAMP_CODE:
+        return TimestampError
+    if status == 401 or code in AUTH_CODES:
+        return AuthError
+    if status >= 500:
+        return ServerError
+    return BadRequestError

@@ -1,0 +1,63 @@
+"""The contract between a Session and a rate-limit governor.
+
+Every request a Session sends, retries and clock measurements included, first asks the governor
+for a :class:`Permit` for its endpoint's weight, and reports back through the permit what became
+of it. A permit whose request never left is cancelled, so its weight is given back; one whose
+request left is completed with the answer's status and headers (or with nothing, when no answer
+came), from which the governor learns what the exchange counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ._endpoints import Endpoint
+
+
+class Permit(Protocol):
+    """Leave for one request to go out, holding its weight until told what became of it."""
+
+    def cancel(self) -> None:
+        """The request never left: give its weight back."""
+
+    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
+        """The request left; ``status`` and ``headers`` are its answer's (``None``: none came)."""
+
+
+class RateLimitHook(Protocol):
+    """What a Session needs of a governor."""
+
+    async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
+        """Wait until ``endpoint``'s weight may be spent for ``account``, then reserve it.
+
+        ``deadline`` is on anyio's clock (``anyio.current_time()``). Cancelling the wait
+        reserves nothing.
+        """
+        ...
+
+
+class _FreePermit:
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        pass
+
+    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
+        pass
+
+
+_FREE = _FreePermit()
+
+
+class NoLimit:
+    """A governor that lets every request out at once, for a Session given ``governor=None``."""
+
+    __slots__ = ()
+
+    async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
+        return _FREE
+
+    def __repr__(self) -> str:
+        return "NoLimit()"

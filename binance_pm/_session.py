@@ -1,0 +1,355 @@
+"""A Session: one connection pool, one rate-limit budget and one exchange clock for many accounts.
+
+Every call goes the same way: the clock is made sure of, the governor grants a permit, the request
+is signed (its timestamp read only then) and sent, and the answer is decoded or turned into the
+error class for its status and code, retried when that is safe and time remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+import anyio
+import httpx
+import msgspec
+
+from ._clock import ExchangeClock
+from ._endpoints import API_TIME, FAMILIES, PRODUCTION_HOSTS, Endpoint, Family
+from ._exceptions import APIError, TimestampError, TransportError, error_class
+from ._hook import NoLimit, RateLimitHook
+from ._retry import retry_delay
+from ._transport import AiohttpTransport
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient, Credentials
+
+log = logging.getLogger("binance_pm")
+
+T = TypeVar("T")
+SessionT = TypeVar("SessionT", bound="Session")
+
+MAX_RECV_WINDOW = 60_000
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+class _ErrorBody(msgspec.Struct):
+    code: int
+    msg: str = ""
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+def check_recv_window(recv_window: int) -> int:
+    """``recv_window`` if the exchange accepts it (1 to 60,000 ms), else ``ValueError``."""
+    if isinstance(recv_window, bool) or not isinstance(recv_window, int):
+        raise TypeError(f"recv_window must be an int of milliseconds, not {recv_window!r}")
+    if not 0 < recv_window <= MAX_RECV_WINDOW:
+        raise ValueError(f"recv_window must be 1 to {MAX_RECV_WINDOW} ms, not {recv_window}")
+    return recv_window
+
+
+def _resolve_hosts(base_url: str | None, hosts: Mapping[str, str] | None) -> dict[Family, str]:
+    resolved: dict[Family, str] = dict(PRODUCTION_HOSTS)
+    if base_url is not None:
+        resolved = dict.fromkeys(FAMILIES, base_url)
+    for family, url in (hosts or {}).items():
+        if family not in FAMILIES:
+            raise ValueError(
+                f"unknown API family {family!r}; the families are {', '.join(FAMILIES)}"
+            )
+        resolved[family] = url
+    for family, url in resolved.items():
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"the {family} host must be an http(s) URL, not {url!r}")
+        resolved[family] = url.rstrip("/")
+    return resolved
+
+
+def _excerpt(body: bytes) -> str:
+    """A short, one-line reading of a body that is not the exchange's JSON (an HTML page)."""
+    text = _SPACE.sub(" ", _TAGS.sub(" ", body[:2000].decode("utf-8", "replace"))).strip()
+    return text[:200] or "(empty body)"
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+class Session:
+    """Shares one HTTP connection pool, one rate-limit governor and one exchange clock among many
+    accounts' clients.
+
+    ::
+
+        async with Session() as session:
+            a = session.client(key_a, secret=secret_a)
+            b = session.client(key_b, private_key=pem_bytes)
+            balances = await a.pm_balance()
+
+    Args:
+        base_url: send every API family to this host (a simulated exchange, a proxy).
+        hosts: per-family hosts (``"api"``, ``"sapi"``, ``"papi"``, ``"fapi"``), over
+            ``base_url`` or the production hosts.
+        governor: the rate-limit governor; pass one object to several Sessions to share it.
+        http: a caller-owned ``httpx.AsyncClient`` to send with; the Session never closes it.
+        recv_window: the ``recvWindow`` of signed requests, 1 to 60,000 ms.
+        timeout: seconds one call may take in all: waiting for budget, the clock, retries.
+        max_retries: retries of a call that got a 5xx or no answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        hosts: Mapping[str, str] | None = None,
+        governor: RateLimitHook | None = None,
+        http: httpx.AsyncClient | None = None,
+        recv_window: int = 5000,
+        timeout: float = 10.0,
+        max_retries: int = 2,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds, not {timeout!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
+        self.hosts: dict[Family, str] = _resolve_hosts(base_url, hosts)
+        self.recv_window = check_recv_window(recv_window)
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.governor: RateLimitHook = governor if governor is not None else NoLimit()
+        self.clock = ExchangeClock()
+        self._http = http
+        self._owns_http = http is None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self: SessionT) -> SessionT:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless the caller owns it. Safe to call twice."""
+        self._closed = True
+        http, self._http = self._http, None
+        if http is not None and self._owns_http:
+            await http.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Session is closed")
+
+    def _client_http(self) -> httpx.AsyncClient:
+        self._check_open()
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                transport=self._default_transport(),
+                headers={"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"},
+            )
+        return self._http
+
+    @staticmethod
+    def _default_transport() -> httpx.AsyncBaseTransport:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # Not asyncio (trio): httpx's own transport runs on anyio.
+            return httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            )
+        return AiohttpTransport()
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def client(
+        self,
+        api_key: str,
+        *,
+        secret: str | bytes | None = None,
+        private_key: str | bytes | None = None,
+        private_key_password: str | bytes | None = None,
+    ) -> AsyncClient:
+        """A client for one account that sends through this Session.
+
+        Exactly one of ``secret`` (an HMAC key) and ``private_key`` (an Ed25519 or RSA PKCS#8
+        PEM, with ``private_key_password`` if it is encrypted) must be given.
+        """
+        from ._client import AsyncClient, Credentials
+
+        credentials = Credentials(
+            api_key,
+            secret=secret,
+            private_key=private_key,
+            private_key_password=private_key_password,
+        )
+        return AsyncClient._bound(self, credentials)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        endpoint: Endpoint,
+        params: list[tuple[str, str]],
+        *,
+        credentials: Credentials | None,
+        recv_window: int | None = None,
+    ) -> Any:
+        """Send ``endpoint`` (signed with ``credentials`` if it is signed) and decode its answer.
+
+        Retries, clock resynchronisation and rate limiting happen here; the result is the
+        endpoint's decoded type, and every failure is a :class:`BinancePMError`.
+        """
+        window = self.recv_window if recv_window is None else check_recv_window(recv_window)
+        if endpoint.signed and credentials is None:
+            raise ValueError(f"{endpoint.label} is signed and needs an account's credentials")
+        masked = credentials.masked_key if credentials is not None else None
+        deadline = anyio.current_time() + self.timeout
+        with anyio.move_on_after(self.timeout):
+            return await self._attempts(endpoint, params, credentials, window, deadline)
+        raise TransportError(
+            f"no answer within the call's timeout of {self.timeout:g} s",
+            endpoint=endpoint.label,
+            api_key=masked,
+        )
+
+    async def _attempts(
+        self,
+        endpoint: Endpoint,
+        params: list[tuple[str, str]],
+        credentials: Credentials | None,
+        recv_window: int,
+        deadline: float,
+    ) -> Any:
+        http = self._client_http()
+        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+        account = credentials.api_key if credentials is not None else ""
+        masked = credentials.masked_key if credentials is not None else None
+        attempt = 0
+        resynced = False
+
+        async def server_time() -> int:
+            result: int = (
+                await self._attempts(API_TIME, [], None, recv_window, deadline)
+            ).server_time
+            return result
+
+        while True:
+            if endpoint.signed:
+                await self.clock.ensure(server_time)
+            seen = self.clock.generation
+            permit = await self.governor.acquire(endpoint, account=account, deadline=deadline)
+            try:
+                url, headers = self._prepare(endpoint, query, credentials, recv_window)
+            except BaseException:
+                permit.cancel()
+                raise
+            status: int | None = None
+            answer_headers: httpx.Headers | None = None
+            try:
+                response = await http.get(
+                    url, headers=headers, timeout=max(deadline - anyio.current_time(), 0.001)
+                )
+                status, answer_headers = response.status_code, response.headers
+            except httpx.HTTPError as exc:
+                error: APIError | TransportError = TransportError(
+                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                    endpoint=endpoint.label,
+                    api_key=masked,
+                )
+            finally:
+                permit.complete(status, answer_headers)
+
+            if status is not None:
+                assert answer_headers is not None
+                log.debug("%s %s -> %d (try %d)", endpoint.label, masked or "", status, attempt + 1)
+                if 200 <= status < 300:
+                    return endpoint.decoder.decode(response.content)
+                error = self._api_error(endpoint, status, response.content, answer_headers, masked)
+                if isinstance(error, TimestampError) and endpoint.signed and not resynced:
+                    resynced = True
+                    await self.clock.resync(server_time, seen=seen)
+                    continue
+                code, retry_after = error.code, error.retry_after
+            else:
+                log.debug("%s %s -> %s (try %d)", endpoint.label, masked or "", error, attempt + 1)
+                code = retry_after = None
+
+            delay = retry_delay(
+                status, code, attempt, max_retries=self.max_retries, retry_after=retry_after
+            )
+            if delay is None or anyio.current_time() + delay >= deadline:
+                raise error
+            await anyio.sleep(delay)
+            attempt += 1
+
+    def _prepare(
+        self,
+        endpoint: Endpoint,
+        query: str,
+        credentials: Credentials | None,
+        recv_window: int,
+    ) -> tuple[str, dict[str, str]]:
+        base = f"{self.hosts[endpoint.family]}{endpoint.path}"
+        if not endpoint.signed or credentials is None:
+            return (f"{base}?{query}" if query else base), {}
+        # The timestamp is read after the permit was granted, however long that took.
+        signed = f"recvWindow={recv_window}&timestamp={self.clock.now_ms()}"
+        payload = f"{query}&{signed}" if query else signed
+        signature = credentials.signer.sign(payload.encode())
+        return f"{base}?{payload}&signature={signature}", {"X-MBX-APIKEY": credentials.api_key}
+
+    @staticmethod
+    def _api_error(
+        endpoint: Endpoint, status: int, body: bytes, headers: httpx.Headers, masked: str | None
+    ) -> APIError:
+        try:
+            parsed = _error_decoder.decode(body)
+            code: int | None = parsed.code
+            msg = parsed.msg
+        except msgspec.DecodeError:
+            code, msg = None, _excerpt(body)
+        cls = error_class(status, code)
+        return cls(
+            status,
+            code,
+            msg,
+            endpoint=endpoint.label,
+            api_key=masked,
+            retry_after=_retry_after(headers),
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"Session({state}, hosts={self.hosts}, governor={self.governor!r}, "
+            f"clock={self.clock!r})"
+        )

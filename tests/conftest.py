@@ -1,0 +1,200 @@
+"""Shared fixtures: accounts of every key type, documented answers, and a scripted exchange."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from binance_pm import AsyncClient, Session
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# The documented HMAC example key pair (BINANCE_FACTS.md, first test vector).
+HMAC_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+HMAC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+
+TEST_BASE_URL = "https://exchange.test"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+@dataclass
+class Account:
+    """One test account: its API key, how it signs, and how the exchange checks it."""
+
+    api_key: str
+    key_type: str
+    secret: str | None = None
+    private_pem: bytes | None = None
+    public_key: Any = None
+
+    def credentials(self) -> dict[str, Any]:
+        if self.secret is not None:
+            return {"secret": self.secret}
+        return {"private_key": self.private_pem}
+
+    def verify(self, payload: bytes, signature: str) -> bool:
+        if self.key_type == "HMAC":
+            assert self.secret is not None
+            expected = hmac.new(self.secret.encode(), payload, hashlib.sha256).hexdigest()
+            return hmac.compare_digest(expected, signature.lower())
+        raw = base64.b64decode(unquote(signature))
+        try:
+            if self.key_type == "ED25519":
+                self.public_key.verify(raw, payload)
+            else:
+                self.public_key.verify(raw, payload, padding.PKCS1v15(), hashes.SHA256())
+        except Exception:
+            return False
+        return True
+
+
+def _pem(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.fixture(scope="session")
+def ed25519_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def accounts(
+    ed25519_key: ed25519.Ed25519PrivateKey, rsa_key: rsa.RSAPrivateKey
+) -> dict[str, Account]:
+    return {
+        "HMAC": Account(HMAC_API_KEY, "HMAC", secret=HMAC_SECRET),
+        "ED25519": Account(
+            "ed25519KeyForTests000000000000000000000000000000000000000000001",
+            "ED25519",
+            private_pem=_pem(ed25519_key),
+            public_key=ed25519_key.public_key(),
+        ),
+        "RSA": Account(
+            "rsaKeyForTests00000000000000000000000000000000000000000000000002",
+            "RSA",
+            private_pem=_pem(rsa_key),
+            public_key=rsa_key.public_key(),
+        ),
+    }
+
+
+@pytest.fixture(params=["HMAC", "ED25519", "RSA"])
+def account(request: pytest.FixtureRequest, accounts: dict[str, Account]) -> Account:
+    result: Account = accounts[request.param]
+    return result
+
+
+Answer = tuple[int, bytes, dict[str, str]]
+
+DOCUMENTED = {
+    "/papi/v1/balance": "papi_balance_list.json",
+    "/sapi/v1/portfolio/balance": "sapi_portfolio_balance.json",
+    "/sapi/v1/portfolio/account": "sapi_v1_portfolio_account.json",
+    "/sapi/v2/portfolio/account": "sapi_v2_portfolio_account.json",
+    "/fapi/v1/pmAccountInfo": "fapi_pm_account_info.json",
+}
+
+
+def error_body(code: int, msg: str) -> bytes:
+    return json.dumps({"code": code, "msg": msg}).encode()
+
+
+@dataclass
+class ScriptedExchange:
+    """An ``httpx.MockTransport`` handler that checks requests as the exchange does.
+
+    It verifies the API key, the signature over the exact query bytes, and the timestamp
+    against its own clock (``time.time()`` plus ``skew_ms``); answers the time endpoint; and
+    otherwise answers from ``script`` (per path, a queue of scripted answers used first) or the
+    documented example.
+    """
+
+    accounts: dict[str, Account]
+    skew_ms: int = 0
+    requests: list[httpx.Request] = field(default_factory=list)
+    script: dict[str, deque[Answer | Exception]] = field(default_factory=dict)
+    time_calls: int = 0
+    time_delay: Callable[[], None] | None = None
+
+    def push(self, path: str, *answers: Answer | Exception) -> None:
+        self.script.setdefault(path, deque()).extend(answers)
+
+    def server_ms(self) -> int:
+        return int(time.time() * 1000) + self.skew_ms
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if path in ("/api/v3/time", "/fapi/v1/time"):
+            self.time_calls += 1
+            return httpx.Response(200, json={"serverTime": self.server_ms()})
+        queued = self.script.get(path)
+        if queued:
+            answer = queued.popleft()
+            if isinstance(answer, Exception):
+                raise answer
+            status, body, headers = answer
+            return httpx.Response(status, content=body, headers=headers)
+        refused = self._check_signed(request)
+        if refused is not None:
+            return refused
+        return httpx.Response(200, content=fixture_bytes(DOCUMENTED[path]))
+
+    def _check_signed(self, request: httpx.Request) -> httpx.Response | None:
+        by_key = {a.api_key: a for a in self.accounts.values()}
+        account = by_key.get(request.headers.get("X-MBX-APIKEY", ""))
+        if account is None:
+            return httpx.Response(401, content=error_body(-2015, "Invalid API-key, IP, or permissions for action."))
+        query = request.url.query
+        payload, sep, signature = query.rpartition(b"&signature=")
+        if not sep or b"&" in signature or not account.verify(payload, signature.decode()):
+            return httpx.Response(400, content=error_body(-1022, "Signature for this request is not valid."))
+        params = dict(p.split("=", 1) for p in payload.decode().split("&"))
+        timestamp, window = int(params["timestamp"]), int(params.get("recvWindow", 5000))
+        now = self.server_ms()
+        if timestamp >= now + 1000 or now - timestamp > window:
+            return httpx.Response(400, content=error_body(-1021, "Timestamp for this request is outside of the recvWindow."))
+        return None
+
+
+@pytest.fixture
+def exchange(accounts: dict[str, Account]) -> ScriptedExchange:
+    return ScriptedExchange(accounts)
+
+
+@pytest.fixture
+async def session(exchange: ScriptedExchange) -> AsyncIterator[Session]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(exchange)) as http:
+        async with Session(base_url=TEST_BASE_URL, http=http, timeout=5.0) as s:
+            yield s
+
+
+@pytest.fixture
+def client(session: Session, account: Account) -> AsyncClient:
+    return session.client(account.api_key, **account.credentials())
