@@ -170,16 +170,25 @@ class ScriptedExchange:
         by_key = {a.api_key: a for a in self.accounts.values()}
         account = by_key.get(request.headers.get("X-MBX-APIKEY", ""))
         if account is None:
-            return httpx.Response(401, content=error_body(-2015, "Invalid API-key, IP, or permissions for action."))
+            return httpx.Response(
+                401, content=error_body(-2015, "Invalid API-key, IP, or permissions for action.")
+            )
         query = request.url.query
         payload, sep, signature = query.rpartition(b"&signature=")
         if not sep or b"&" in signature or not account.verify(payload, signature.decode()):
-            return httpx.Response(400, content=error_body(-1022, "Signature for this request is not valid."))
+            return httpx.Response(
+                400, content=error_body(-1022, "Signature for this request is not valid.")
+            )
         params = dict(p.split("=", 1) for p in payload.decode().split("&"))
         timestamp, window = int(params["timestamp"]), int(params.get("recvWindow", 5000))
         now = self.server_ms()
         if timestamp >= now + 1000 or now - timestamp > window:
-            return httpx.Response(400, content=error_body(-1021, "Timestamp for this request is outside of the recvWindow."))
+            return httpx.Response(
+                400,
+                content=error_body(
+                    -1021, "Timestamp for this request is outside of the recvWindow."
+                ),
+            )
         return None
 
 
@@ -190,9 +199,11 @@ def exchange(accounts: dict[str, Account]) -> ScriptedExchange:
 
 @pytest.fixture
 async def session(exchange: ScriptedExchange) -> AsyncIterator[Session]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(exchange)) as http:
-        async with Session(base_url=TEST_BASE_URL, http=http, timeout=5.0) as s:
-            yield s
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(exchange)) as http,
+        Session(base_url=TEST_BASE_URL, http=http, timeout=5.0) as s,
+    ):
+        yield s
 
 
 @pytest.fixture

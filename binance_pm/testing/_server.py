@@ -1,0 +1,110 @@
+"""Serving an ASGI app over real TCP on loopback, inside the caller's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+ASGIApp = Any
+STOP_TIMEOUT = 5.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling when it listens instead of being polled for it."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+class LoopbackServer:
+    """Serves ``app`` with uvicorn on 127.0.0.1, on a free port unless one is given.
+
+    ::
+
+        async with LoopbackServer(app) as server:
+            server.base_url   # "http://127.0.0.1:PORT"
+
+    The server runs as a task of the current asyncio loop; leaving the block stops it and
+    waits for it (at most ``STOP_TIMEOUT`` seconds before it is cancelled).
+    """
+
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        if self._socket is None:
+            raise RuntimeError("the server is not running")
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    async def __aenter__(self) -> LoopbackServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        self._socket = sock
+        config = uvicorn.Config(
+            self._app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
+            backlog=1024,
+        )
+        server = self._server = _Server(config)
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="loopback-server")
+        ready = asyncio.create_task(server.ready.wait())
+        try:
+            await asyncio.wait(
+                {ready, self._task}, timeout=STOP_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+        if not server.ready.is_set():
+            await self._stop()
+            raise RuntimeError("the loopback server did not start")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        server, task, sock = self._server, self._task, self._socket
+        self._server = self._task = None
+        if server is not None:
+            server.should_exit = True
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+            if not done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            elif not task.cancelled() and task.exception() is not None:
+                raise RuntimeError("the loopback server failed") from task.exception()
+        if sock is not None:
+            sock.close()
+            self._socket = None

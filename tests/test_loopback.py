@@ -1,0 +1,150 @@
+"""The default HTTP stack over real sockets: exact bytes out, every failure typed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import binance_pm._retry
+from binance_pm import AsyncClient, ServerError, Session, TransportError
+from binance_pm._endpoints import Endpoint
+from binance_pm._transport import AiohttpTransport
+from binance_pm.testing import LoopbackServer
+
+from .conftest import DOCUMENTED, Account, fixture_bytes
+
+CUT = Endpoint("cut", "api", "/truncated", 1, signed=False, response=dict[str, str])
+SLOW = Endpoint("slow", "api", "/slow", 1, signed=False, response=dict[str, str])
+PAGE = Endpoint("page", "api", "/html502", 1, signed=False, response=dict[str, str])
+
+
+class RecordingApp:
+    """An ASGI app that keeps the raw request bytes and answers like the exchange's examples."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        path = scope["path"]
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.seen.append({"path": path, "query": scope["query_string"], "headers": headers})
+        status, body, extra = 200, b"", []
+        if path == "/api/v3/time":
+            body = json.dumps({"serverTime": int(time.time() * 1000)}).encode()
+        elif path in DOCUMENTED:
+            body = fixture_bytes(DOCUMENTED[path])
+        elif path == "/truncated":
+            extra = [(b"content-length", b"500")]
+            body = b'{"uniMMR": "1'
+        elif path == "/slow":
+            await asyncio.sleep(1.0)
+        elif path == "/html502":
+            status, body = 502, b"<html><title>502 Bad Gateway</title></html>"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[LoopbackServer, RecordingApp]]:
+    app = RecordingApp()
+    async with LoopbackServer(app) as srv:
+        yield srv, app
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binance_pm._retry, "BASE_DELAY", 0.001)
+
+
+async def test_default_stack_is_aiohttp_under_asyncio() -> None:
+    async with Session() as session:
+        http = session._client_http()
+        assert isinstance(http._transport, AiohttpTransport)
+
+
+async def test_all_endpoints_over_loopback_with_signatures_verified_by_the_server(
+    server: tuple[LoopbackServer, RecordingApp], account: Account
+) -> None:
+    srv, app = server
+    async with AsyncClient(account.api_key, **account.credentials(), base_url=srv.base_url) as c:
+        await c.pm_balance()
+        await c.pm_pro_balance(asset="BTC")
+        await c.pm_pro_account()
+        await c.pm_pro_span_account()
+        await c.classic_pm_account(asset="BTC")
+
+    signed = [r for r in app.seen if r["path"] != "/api/v3/time"]
+    assert [r["path"] for r in signed] == list(DOCUMENTED)
+    for request in signed:
+        payload, sep, signature = request["query"].rpartition(b"&signature=")
+        assert sep, request
+        assert account.verify(payload, signature.decode()), request["path"]
+        assert request["headers"]["x-mbx-apikey"] == account.api_key
+
+
+async def test_connection_refused_is_a_transport_error_after_retries(account: Account) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before the call: nothing listens
+
+    async with AsyncClient(
+        account.api_key, **account.credentials(), base_url=f"http://127.0.0.1:{port}", max_retries=1
+    ) as client:
+        with pytest.raises(TransportError, match="ConnectError"):
+            await client.pm_pro_account()
+
+
+async def test_body_cut_short_is_a_transport_error(
+    server: tuple[LoopbackServer, RecordingApp],
+) -> None:
+    srv, app = server
+    async with Session(base_url=srv.base_url, max_retries=1) as session:
+        with pytest.raises(TransportError, match="RemoteProtocolError"):
+            await session.call(CUT, [], credentials=None)
+    assert sum(1 for r in app.seen if r["path"] == "/truncated") == 2  # tried, then retried once
+
+
+async def test_slow_answer_ends_at_the_call_timeout(
+    server: tuple[LoopbackServer, RecordingApp],
+) -> None:
+    srv, _ = server
+    async with Session(base_url=srv.base_url, timeout=0.3) as session:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TransportError, match=r"timeout|timed out"):
+            await session.call(SLOW, [], credentials=None)
+        assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_html_error_page_over_the_wire_is_a_server_error(
+    server: tuple[LoopbackServer, RecordingApp],
+) -> None:
+    srv, _ = server
+    async with Session(base_url=srv.base_url, max_retries=0) as session:
+        with pytest.raises(ServerError, match="502 Bad Gateway"):
+            await session.call(PAGE, [], credentials=None)
+
+
+async def test_many_concurrent_calls_share_one_session(
+    server: tuple[LoopbackServer, RecordingApp], accounts: dict[str, Account]
+) -> None:
+    srv, _ = server
+    account = accounts["HMAC"]
+    async with Session(base_url=srv.base_url) as session:
+        client = session.client(account.api_key, **account.credentials())
+        results = await asyncio.gather(*(client.pm_pro_account() for _ in range(200)))
+
+    assert len(results) == 200
+    assert all(r.uni_mmr == results[0].uni_mmr for r in results)

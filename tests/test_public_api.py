@@ -1,0 +1,47 @@
+"""The public surface is exactly what is intended."""
+
+from __future__ import annotations
+
+import binance_pm
+
+PUBLIC = {
+    "APIError",
+    "AccountStatus",
+    "AccountType",
+    "AsyncClient",
+    "AuthError",
+    "BadRequestError",
+    "BinancePMError",
+    "ClassicPMAccount",
+    "DecodeError",
+    "IPBannedError",
+    "PMBalance",
+    "PMProAccount",
+    "PMProBalance",
+    "PMProSpanAccount",
+    "RateLimitError",
+    "RiskUnitMM",
+    "ServerError",
+    "Session",
+    "TimestampError",
+    "TransportError",
+    "__version__",
+}
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    assert set(binance_pm.__all__) == PUBLIC
+    assert len(binance_pm.__all__) == len(PUBLIC)
+
+
+def test_every_public_name_exists_and_has_a_docstring() -> None:
+    for name in binance_pm.__all__:
+        value = getattr(binance_pm, name)
+        if name != "__version__":
+            assert value.__doc__, name
+
+
+def test_package_is_typed() -> None:
+    from importlib.resources import files
+
+    assert files("binance_pm").joinpath("py.typed").is_file()

@@ -1,0 +1,93 @@
+"""Session configuration and lifecycle."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from binance_pm import AsyncClient, Session
+
+from .conftest import Account, ScriptedExchange
+
+
+def test_production_hosts_by_default() -> None:
+    hosts = Session().hosts
+
+    assert hosts == {
+        "api": "https://api.binance.com",
+        "sapi": "https://api.binance.com",
+        "papi": "https://papi.binance.com",
+        "fapi": "https://fapi.binance.com",
+    }
+
+
+def test_base_url_sends_every_family_to_one_host() -> None:
+    assert set(Session(base_url="http://127.0.0.1:9000/").hosts.values()) == {
+        "http://127.0.0.1:9000"
+    }
+
+
+def test_hosts_override_per_family() -> None:
+    hosts = Session(
+        base_url="http://127.0.0.1:9000", hosts={"fapi": "https://demo-fapi.binance.com"}
+    ).hosts
+
+    assert hosts["fapi"] == "https://demo-fapi.binance.com"
+    assert hosts["papi"] == "http://127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"hosts": {"dapi": "https://x"}}, "unknown API family"),
+        ({"base_url": "ftp://x"}, "http"),
+        ({"recv_window": 0}, "recv_window"),
+        ({"recv_window": 60_001}, "recv_window"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+    ],
+)
+def test_bad_options_are_refused_at_once(kwargs: dict[str, object], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        Session(**kwargs)  # type: ignore[arg-type]
+
+
+def test_recv_window_must_be_an_int() -> None:
+    with pytest.raises(TypeError, match="recv_window"):
+        Session(recv_window=5000.0)  # type: ignore[arg-type]
+
+
+async def test_bad_per_call_recv_window_is_refused_before_sending(
+    client: AsyncClient, exchange: ScriptedExchange
+) -> None:
+    with pytest.raises(ValueError, match="recv_window"):
+        await client.pm_pro_account(recv_window=70_000)
+
+    assert exchange.requests == []
+
+
+async def test_closed_session_refuses_calls(session: Session, account: Account) -> None:
+    client = session.client(account.api_key, **account.credentials())
+    await session.aclose()
+
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.pm_pro_account()
+
+
+async def test_closing_a_bound_client_leaves_the_session_open(
+    session: Session, account: Account
+) -> None:
+    async with session.client(account.api_key, **account.credentials()) as client:
+        await client.pm_pro_account()
+
+    assert not session.closed
+    await client.pm_pro_account()
+
+
+async def test_caller_owned_http_client_is_not_closed(exchange: ScriptedExchange) -> None:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(exchange))
+    async with Session(base_url="https://exchange.test", http=http):
+        pass
+
+    assert not http.is_closed
+    await http.aclose()

@@ -1,0 +1,60 @@
+"""The Session is anyio code: it runs on trio too, with httpx's own transport."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+import trio
+
+from binance_pm import AsyncClient
+from binance_pm.testing import LoopbackServer
+
+from .conftest import Account
+from .test_loopback import RecordingApp
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[str]:
+    """A loopback server on an asyncio loop in its own thread, for a trio client."""
+    started = threading.Event()
+    base_url: list[str] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with LoopbackServer(RecordingApp()) as server:
+            base_url.append(server.base_url)
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert started.wait(10), "server did not start"
+    try:
+        yield base_url[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
+def test_client_runs_on_trio_over_real_sockets(
+    threaded_server: str, accounts: dict[str, Account]
+) -> None:
+    account = accounts["ED25519"]
+
+    async def main() -> Decimal | None:
+        async with AsyncClient(
+            account.api_key, **account.credentials(), base_url=threaded_server
+        ) as c:
+            transport = c.session._client_http()._transport
+            assert isinstance(transport, httpx.AsyncHTTPTransport)
+            info = await c.pm_pro_account()
+            return info.uni_mmr
+
+    assert trio.run(main) == Decimal("5167.92171923")
