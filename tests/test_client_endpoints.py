@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -185,3 +186,14 @@ def test_exactly_one_of_secret_and_private_key_is_required(accounts: dict[str, A
         AsyncClient(HMAC_KEY := accounts["HMAC"].api_key)
     with pytest.raises(ValueError, match="exactly one"):
         AsyncClient(HMAC_KEY, secret="s", private_key=rsa.private_pem)
+
+
+if TYPE_CHECKING:
+    from typing_extensions import assert_type
+
+    async def _pm_balance_overloads_are_typed(client: AsyncClient) -> None:
+        # Checked by mypy (the suite's `mypy` step), never run.
+        assert_type(await client.pm_balance(), list[PMBalance])
+        assert_type(await client.pm_balance(asset="USDT"), PMBalance)
+        assert_type(await client.pm_pro_balance(), list[PMProBalance])
+        assert_type(await client.classic_pm_account(asset="BTC"), ClassicPMAccount)
