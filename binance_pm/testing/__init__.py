@@ -5,6 +5,9 @@ Needs the ``sim`` extra (``pip install 'binance-pm[sim]'``).
 
 from __future__ import annotations
 
+from ._book import SimAccount
+from ._exchange import SimulatedExchange
 from ._server import LoopbackServer
+from ._stats import ExchangeStats
 
-__all__ = ["LoopbackServer"]
+__all__ = ["ExchangeStats", "LoopbackServer", "SimAccount", "SimulatedExchange"]

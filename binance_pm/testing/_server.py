@@ -37,8 +37,11 @@ class LoopbackServer:
     waits for it (at most ``STOP_TIMEOUT`` seconds before it is cancelled).
     """
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
         self._app = app
+        self._log_level = log_level
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -57,7 +60,9 @@ class LoopbackServer:
         return f"http://{self._host}:{self.port}"
 
     async def __aenter__(self) -> LoopbackServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
+        # so, and with Nagle on, each answer's second write waits out a 40 ms delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
         sock.listen(1024)
@@ -92,6 +97,12 @@ class LoopbackServer:
         tb: TracebackType | None,
     ) -> None:
         await self._stop()
+
+    async def wait_stopped(self) -> None:
+        """Wait until the server stops by itself (uvicorn stops on SIGINT and SIGTERM)."""
+        if self._task is None:
+            raise RuntimeError("the server is not running")
+        await asyncio.shield(self._task)
 
     async def _stop(self) -> None:
         server, task, sock = self._server, self._task, self._socket

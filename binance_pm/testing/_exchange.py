@@ -1,0 +1,454 @@
+"""SimulatedExchange: the five Portfolio Margin account endpoints, served on loopback.
+
+It behaves as ``BINANCE_FACTS.md`` says the exchange does: weights counted per family and per
+account, the real used-weight headers on every answer, 429 then 418 for clients that do not back
+off, signatures checked over the raw query string, timestamps checked against a server clock
+that may be skewed, and the exchange's JSON error shapes. Faults can be injected at seeded rates.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+import msgspec
+
+from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint
+from .._models import AccountType
+from ._book import Book, SimAccount, make_accounts
+from ._limits import Counter, Warden, WindowMode, retry_after_text
+from ._server import LoopbackServer
+from ._stats import ExchangeStats
+from ._verify import signature_valid
+
+ASGIReceive = Callable[[], Any]
+ASGISend = Callable[[dict[str, Any]], Any]
+
+FAULT_KINDS = ("503", "reset", "slow", "garbage", "html")
+BY_PATH: dict[str, Endpoint] = {e.path: e for e in ENDPOINTS.values()}
+# Which products may call which endpoint; the others get -2015.
+SERVES: dict[str, frozenset[AccountType]] = {
+    "pm_balance": frozenset({AccountType.PM_2}),
+    "pm_pro_balance": frozenset({AccountType.PM_1, AccountType.PM_3}),
+    "pm_pro_account": frozenset({AccountType.PM_1, AccountType.PM_3}),
+    "pm_pro_span_account": frozenset({AccountType.PM_3}),
+    "classic_pm_account": frozenset({AccountType.PM_1, AccountType.PM_3}),
+}
+HEADER_IP = {"sapi": "X-SAPI-USED-IP-WEIGHT-1M"}
+HEADER_UID = "X-SAPI-USED-UID-WEIGHT-1M"
+HEADER_MBX = "X-MBX-USED-WEIGHT-1M"
+HTML_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+MSG = {
+    -1003: "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+    "Please use WebSocket Streams for live updates to avoid polling the API.",
+    -1008: "Request throttled by system-level protection. Reduce-only/close-position orders are "
+    "exempt. Please try again.",
+    -1021: "Timestamp for this request is outside of the recvWindow.",
+    -1022: "Signature for this request is not valid.",
+    -1102: "Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
+    -1131: "recvWindow must be less than 60000.",
+    -2014: "API-key format invalid.",
+    -2015: "Invalid API-key, IP, or permissions for action.",
+}
+
+
+class _Answer(Exception):
+    """Raised inside request handling to answer at once with an exchange error."""
+
+    def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None):
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.msg = msg
+        self.headers = headers or {}
+
+
+class SimulatedExchange:
+    """A Binance Portfolio Margin exchange on 127.0.0.1 for tests, demos and benchmarks.
+
+    ::
+
+        async with SimulatedExchange(window=1.0, papi_ip=600, accounts=50, seed=1) as ex:
+            async with Session(base_url=ex.base_url) as session:
+                a = ex.accounts[0]
+                client = session.client(a.api_key, **a.credentials())
+
+    Args:
+        window: seconds per rate-limit window (the exchange's is 60).
+        api_ip, sapi_ip, sapi_uid, papi_ip, fapi_ip: weight per window of each budget; the
+            exchange's published limits by default.
+        accounts: how many accounts to make; ``seed`` makes them (and the faults) repeatable.
+        skew_ms: how far the server's clock is ahead of this machine's (negative: behind).
+        window_mode: ``"fixed"`` windows aligned to the server clock, or ``"sliding"``.
+        faults: per-request probabilities of ``"503"``, ``"reset"`` (connection dropped
+            mid-answer), ``"slow"`` (answer after ``slow_seconds``), ``"garbage"`` (truncated
+            JSON) and ``"html"`` (a proxy's HTML 502).
+        external: per family, the share of its IP limit that "another process on the same IP"
+            spends, spread over each window; seen only in the headers and in 429s.
+        ban_seconds: the first ban's length (doubling after); two windows by default.
+        clock: the local wall clock in seconds, for tests that move time by hand.
+
+    The exchange is usable in-process without a socket through ``httpx.ASGITransport(app=ex)``;
+    ``async with`` serves it over TCP on a free port (``port=`` to choose one).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = 60.0,
+        api_ip: int = PUBLISHED_LIMITS["api_ip"],
+        sapi_ip: int = PUBLISHED_LIMITS["sapi_ip"],
+        sapi_uid: int = PUBLISHED_LIMITS["sapi_uid"],
+        papi_ip: int = PUBLISHED_LIMITS["papi_ip"],
+        fapi_ip: int = PUBLISHED_LIMITS["fapi_ip"],
+        accounts: int = 10,
+        seed: int = 0,
+        skew_ms: int = 0,
+        window_mode: WindowMode = "fixed",
+        faults: Mapping[str, float] | None = None,
+        external: Mapping[str, float] | None = None,
+        slow_seconds: float = 2.0,
+        ban_seconds: float | None = None,
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if window <= 0:
+            raise ValueError("window must be positive seconds")
+        if window_mode not in ("fixed", "sliding"):
+            raise ValueError("window_mode must be 'fixed' or 'sliding'")
+        limits = {
+            "api_ip": api_ip,
+            "sapi_ip": sapi_ip,
+            "sapi_uid": sapi_uid,
+            "papi_ip": papi_ip,
+            "fapi_ip": fapi_ip,
+        }
+        for name, limit in limits.items():
+            if limit <= 0:
+                raise ValueError(f"{name} must be a positive weight")
+        self.faults = dict(faults or {})
+        for kind, p in self.faults.items():
+            if kind not in FAULT_KINDS or not 0 <= p <= 1:
+                raise ValueError(f"faults take {', '.join(FAULT_KINDS)} with probabilities 0..1")
+        if sum(self.faults.values()) > 1:
+            raise ValueError("fault probabilities add up to more than 1")
+        self.external = dict(external or {})
+        for family, share in self.external.items():
+            if f"{family}_ip" not in limits or not 0 <= share < 1:
+                raise ValueError("external takes families (api, sapi, papi, fapi) with shares 0..1")
+        self.window = float(window)
+        self.window_mode: WindowMode = window_mode
+        self.limits = limits
+        self.skew_ms = skew_ms
+        self.slow_seconds = slow_seconds
+        self.clock = clock
+        self.stats = ExchangeStats()
+        self._port = port
+        self._rng = random.Random(seed)
+        self.accounts, self._books = make_accounts(accounts, seed, clock())
+        self._by_key = {a.api_key: i for i, a in enumerate(self.accounts)}
+        window_ms = self.window * 1000.0
+        started = self.server_ms()
+        self._ip = {
+            family: Counter(
+                limits[f"{family}_ip"],
+                window_ms,
+                window_mode,
+                external=self.external.get(family, 0.0),
+                started_ms=started,
+            )
+            for family in ("api", "sapi", "papi", "fapi")
+        }
+        self._uid: dict[str, Counter] = {}
+        self._warden = Warden(ban_seconds if ban_seconds is not None else 2 * self.window)
+        self._server: LoopbackServer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``"http://127.0.0.1:PORT"`` while served over TCP."""
+        if self._server is None:
+            raise RuntimeError("the exchange is not being served; use 'async with'")
+        return self._server.base_url
+
+    async def __aenter__(self) -> SimulatedExchange:
+        self._server = LoopbackServer(self, port=self._port, log_level="critical")
+        await self._server.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.__aexit__(exc_type, exc, tb)
+
+    async def serve_forever(self) -> None:
+        """Wait until the server stops (on SIGINT or SIGTERM)."""
+        if self._server is None:
+            raise RuntimeError("the exchange is not being served; use 'async with'")
+        await self._server.wait_stopped()
+
+    def server_ms(self) -> int:
+        """The server's clock in milliseconds."""
+        return int(self.clock() * 1000) + self.skew_ms
+
+    def used_weight(self, bucket: str, *, api_key: str | None = None) -> int:
+        """The weight counted now against ``"papi_ip"`` … or, with ``api_key``, ``"sapi_uid"``."""
+        now = self.server_ms()
+        if bucket == "sapi_uid":
+            counter = self._uid.get(api_key or "")
+            return counter.used(now) if counter else 0
+        return self._ip[bucket.removesuffix("_ip")].used(now)
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http":
+            return
+        stats = self.stats
+        stats.in_flight += 1
+        stats.max_concurrency = max(stats.max_concurrency, stats.in_flight)
+        try:
+            await self._handle(scope, send)
+        finally:
+            stats.in_flight -= 1
+
+    async def _handle(self, scope: dict[str, Any], send: ASGISend) -> None:
+        endpoint = BY_PATH.get(scope["path"])
+        if endpoint is None or scope["method"] != "GET":
+            await self._send(send, 404, b'{"code":-1000,"msg":"Not found."}', {})
+            return
+        fault = self._draw_fault()
+        if fault == "503":
+            self._count(endpoint, 503, -1008, fault)
+            await self._send(send, 503, _error(-1008, MSG[-1008]), {})
+            return
+        if fault == "html":
+            self._count(endpoint, 502, None, fault)
+            await self._send(send, 502, HTML_502, {}, content_type=b"text/html")
+            return
+        headers: dict[str, str] = {}
+        try:
+            body = self._respond(endpoint, scope, headers)
+        except _Answer as answer:
+            headers.update(answer.headers)
+            self._count(endpoint, answer.status, answer.code, None)
+            await self._send(send, answer.status, _error(answer.code, answer.msg), headers)
+            return
+        self._count(endpoint, 200, None, fault)
+        if fault == "slow":
+            await anyio.sleep(self.slow_seconds)
+        elif fault == "garbage":
+            body = body[: max(1, len(body) // 2)]
+        elif fault == "reset":
+            # Promise more body than is sent, then stop: the connection is dropped mid-answer.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body) + 100).encode()),
+                        *((k.encode(), v.encode()) for k, v in headers.items()),
+                    ],
+                }
+            )
+            await send(
+                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+            )
+            return
+        await self._send(send, 200, body, headers)
+
+    def _draw_fault(self) -> str | None:
+        if not self.faults:
+            return None
+        draw = self._rng.random()
+        for kind, p in self.faults.items():
+            if draw < p:
+                return kind
+            draw -= p
+        return None
+
+    def _count(self, endpoint: Endpoint, status: int, code: int | None, fault: str | None) -> None:
+        self.stats.record(endpoint.name, status, code, fault)
+
+    @staticmethod
+    async def _send(
+        send: ASGISend,
+        status: int,
+        body: bytes,
+        headers: dict[str, str],
+        content_type: bytes = b"application/json",
+    ) -> None:
+        raw = [
+            (b"content-type", content_type),
+            *((k.encode(), v.encode()) for k, v in headers.items()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- the exchange's rules ----------------------------------------------------------------
+
+    def _respond(self, endpoint: Endpoint, scope: dict[str, Any], headers: dict[str, str]) -> bytes:
+        now = self.server_ms()
+        family = endpoint.family
+        until = self._warden.banned_until(family, now)
+        if until is not None:
+            raise _Answer(
+                418,
+                -1003,
+                _ban_text(until),
+                {"Retry-After": retry_after_text((until - now) / 1000.0)},
+            )
+        query: bytes = scope["query_string"]
+        request_headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+        }
+        account_index = self._by_key.get(request_headers.get("x-mbx-apikey", ""))
+        self._charge(endpoint, account_index, now, headers)
+        if not endpoint.signed:
+            return _server_time(now) if endpoint.path.endswith("/time") else b"{}"
+        return self._signed(endpoint, query, request_headers, account_index, now)
+
+    def _charge(
+        self, endpoint: Endpoint, account_index: int | None, now: float, headers: dict[str, str]
+    ) -> None:
+        """Count the request's weight on arrival; 429 (or a ban) if it does not fit."""
+        family = endpoint.family
+        counters: list[tuple[str, Counter, str]] = []
+        if endpoint.bucket == "uid" and account_index is not None:
+            account = self.accounts[account_index]
+            api_key = account.api_key
+            uid = self._uid.get(api_key)
+            if uid is None:
+                uid = self._uid[api_key] = Counter(
+                    self.limits["sapi_uid"], self.window * 1000.0, self.window_mode
+                )
+            counters.append((f"uid:{account.name}", uid, HEADER_UID))
+        elif endpoint.bucket == "ip":
+            counters.append((f"ip:{family}", self._ip[family], HEADER_IP.get(family, HEADER_MBX)))
+        if family == "sapi":
+            # Every sapi answer also reports the IP weight, UID endpoints included.
+            headers[HEADER_IP["sapi"]] = str(self._ip["sapi"].used(now))
+        refused: tuple[str, Counter] | None = None
+        for key, counter, _ in counters:
+            if refused is None and not counter.fits(endpoint.weight, now):
+                refused = (key, counter)
+        for key, counter, header in counters:
+            headers[header] = str(counter.charge(endpoint.weight, now))
+            self.stats.charge(key, endpoint.weight, now, self.window)
+        if refused is None:
+            return
+        key, counter = refused
+        if self._warden.in_cooldown(key, now):
+            until = self._warden.ban(family, now)
+            self.stats.bans += 1
+            raise _Answer(
+                418,
+                -1003,
+                _ban_text(until),
+                {"Retry-After": retry_after_text((until - now) / 1000.0)},
+            )
+        wait = counter.seconds_until_fits(endpoint.weight, now)
+        self._warden.refused(key, now, wait)
+        raise _Answer(
+            429,
+            -1003,
+            MSG[-1003].format(limit=counter.limit),
+            {"Retry-After": retry_after_text(wait)},
+        )
+
+    def _signed(
+        self,
+        endpoint: Endpoint,
+        query: bytes,
+        request_headers: dict[str, str],
+        account_index: int | None,
+        now: float,
+    ) -> bytes:
+        api_key = request_headers.get("x-mbx-apikey")
+        if not api_key or not api_key.isascii() or len(api_key) > 128:
+            raise _Answer(401, -2014, MSG[-2014])
+        if account_index is None:
+            raise _Answer(401, -2015, MSG[-2015])
+        account = self.accounts[account_index]
+        payload, sep, signature = query.rpartition(b"&signature=")
+        params = dict(parse_qsl(payload.decode("latin-1"), keep_blank_values=True))
+        for name in ("timestamp", *endpoint.required):
+            if not params.get(name):
+                raise _Answer(400, -1102, MSG[-1102].format(name=name))
+        if not sep or not params.get("timestamp", "").isdigit():
+            raise _Answer(
+                400, -1102, MSG[-1102].format(name="signature" if not sep else "timestamp")
+            )
+        recv_window = int(params.get("recvWindow", "5000") or 5000)
+        if recv_window > 60_000:
+            raise _Answer(400, -1131, MSG[-1131])
+        if not signature_valid(account, payload, signature):
+            raise _Answer(400, -1022, MSG[-1022])
+        timestamp = int(params["timestamp"])
+        if timestamp >= now + 1000 or now - timestamp > recv_window:
+            raise _Answer(400, -1021, MSG[-1021])
+        if account.account_type not in SERVES[endpoint.name]:
+            raise _Answer(401, -2015, MSG[-2015])
+        book = self._books[account_index]
+        book.advance(self.clock())
+        return self._body(endpoint, account, book, params, int(now))
+
+    @staticmethod
+    def _body(
+        endpoint: Endpoint, account: SimAccount, book: Book, params: dict[str, str], now_ms: int
+    ) -> bytes:
+        asset = params.get("asset", "").upper()
+        name = endpoint.name
+        if name in ("pm_balance", "pm_pro_balance"):
+            options = name == "pm_pro_balance"
+            if asset:
+                if asset not in book.balances:
+                    raise _Answer(400, -1102, MSG[-1102].format(name="asset"))
+                if name == "pm_balance":
+                    return msgspec.json.encode(book.balance(asset, now_ms, single=True))
+                return msgspec.json.encode([book.balance(asset, now_ms, options=True)])
+            return msgspec.json.encode(
+                [book.balance(a, now_ms, options=options) for a in book.balances]
+            )
+        if name == "classic_pm_account":
+            return msgspec.json.encode(book.max_withdraw(asset))
+        return msgspec.json.encode(
+            book.account(account.account_type, span=name == "pm_pro_span_account")
+        )
+
+    def __repr__(self) -> str:
+        where = self._server.base_url if self._server is not None else "not served"
+        return (
+            f"SimulatedExchange({where}, {len(self.accounts)} accounts, window={self.window:g}s,"
+            f" {self.window_mode})"
+        )
+
+
+def _error(code: int, msg: str) -> bytes:
+    return msgspec.json.encode({"code": code, "msg": msg})
+
+
+def _ban_text(until_ms: float) -> str:
+    return (
+        f"Way too much request weight used; IP banned until {int(until_ms)}. "
+        "Please use WebSocket Streams for live updates to avoid bans."
+    )
+
+
+def _server_time(now_ms: float) -> bytes:
+    return b'{"serverTime":%d}' % int(now_ms)

@@ -1,0 +1,72 @@
+"""What the simulated exchange saw: requests, answers, weight per budget and per window."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+
+ARRIVALS_KEPT = 200_000
+
+
+@dataclass
+class ExchangeStats:
+    """Counts kept by :class:`SimulatedExchange` as it answers.
+
+    Attributes:
+        requests: every request answered.
+        by_status: requests per HTTP status.
+        by_code: error answers per exchange code (``-1003``, ``-1021`` …).
+        by_endpoint: requests per endpoint name.
+        weight: weight counted per budget: ``"papi_ip"``, ``"sapi_ip"``, ``"sapi_uid"`` (all
+            accounts together) …
+        weight_by_window: per budget (``"papi_ip"``, ``"uid:acct-0001"`` …), weight counted in
+            each fixed window of the server clock, by window number.
+        faults: injected faults per kind.
+        bans: 418 bans handed out.
+        max_concurrency: the most requests in handling at once.
+        arrivals: the latest (server ms, budget, weight) charges, oldest dropped past 200,000.
+    """
+
+    requests: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    by_code: Counter[int] = field(default_factory=Counter)
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    weight: Counter[str] = field(default_factory=Counter)
+    weight_by_window: defaultdict[str, Counter[int]] = field(
+        default_factory=lambda: defaultdict(Counter), repr=False
+    )
+    faults: Counter[str] = field(default_factory=Counter)
+    bans: int = 0
+    max_concurrency: int = 0
+    in_flight: int = 0
+    arrivals: deque[tuple[float, str, int]] = field(
+        default_factory=lambda: deque(maxlen=ARRIVALS_KEPT), repr=False
+    )
+
+    def record(self, endpoint: str, status: int, code: int | None, fault: str | None) -> None:
+        self.requests += 1
+        self.by_status[status] += 1
+        self.by_endpoint[endpoint] += 1
+        if code is not None:
+            self.by_code[code] += 1
+        if fault is not None:
+            self.faults[fault] += 1
+
+    def charge(self, key: str, weight: int, now_ms: float, window: float) -> None:
+        bucket = "sapi_uid" if key.startswith("uid:") else f"{key[3:]}_ip"
+        self.weight[bucket] += weight
+        per_window = key if key.startswith("uid:") else bucket
+        self.weight_by_window[per_window][int(now_ms // (window * 1000))] += weight
+        self.arrivals.append((now_ms, per_window, weight))
+
+    def max_in_any_interval(self, budget: str, window: float) -> int:
+        """The most weight counted against ``budget`` in any interval of ``window`` seconds."""
+        times = [(t, w) for t, b, w in self.arrivals if b == budget]
+        best = total = start = 0
+        for end in range(len(times)):
+            total += times[end][1]
+            while times[end][0] - times[start][0] >= window * 1000:
+                total -= times[start][1]
+                start += 1
+            best = max(best, total)
+        return best
