@@ -34,6 +34,7 @@ PRICES = {
 }
 ASSETS = tuple(PRICES)
 RSA_KEYS_MAX = 4  # RSA keys are slow to make; RSA accounts share this many
+_rsa_keys: list[rsa.RSAPrivateKey] = []  # made once per process, shared by every exchange
 # A PM Pro account's status by uniMMR, highest threshold first.
 STATUS_BY_MMR = (
     (1.5, AccountStatus.NORMAL),
@@ -210,7 +211,6 @@ def make_accounts(count: int, seed: int, now: float) -> tuple[list[SimAccount], 
     Ed25519 and RSA ones among them; about one in ten drifts towards a margin call."""
     rng = random.Random(seed)
     alphabet = string.ascii_letters + string.digits
-    rsa_keys: list[rsa.RSAPrivateKey] = []
     accounts: list[SimAccount] = []
     books: list[Book] = []
     for i in range(count):
@@ -235,9 +235,10 @@ def make_accounts(count: int, seed: int, now: float) -> tuple[list[SimAccount], 
             if kind == "ED25519":
                 key = ed25519.Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
             else:
-                if len(rsa_keys) < RSA_KEYS_MAX:
-                    rsa_keys.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-                key = rsa_keys[len(accounts) // 10 % len(rsa_keys)]
+                slot = len(accounts) // 10 % RSA_KEYS_MAX
+                while len(_rsa_keys) <= slot:
+                    _rsa_keys.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+                key = _rsa_keys[slot]
             account.private_key = key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
+import anyio.lowlevel
+import httpx
 import msgspec
 
 from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint
@@ -26,8 +28,9 @@ from ._server import LoopbackServer
 from ._stats import ExchangeStats
 from ._verify import signature_valid
 
-ASGIReceive = Callable[[], Any]
-ASGISend = Callable[[dict[str, Any]], Any]
+Scope = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 FAULT_KINDS = ("503", "reset", "slow", "garbage", "html")
 BY_PATH: dict[str, Endpoint] = {e.path: e for e in ENDPOINTS.values()}
@@ -215,18 +218,23 @@ class SimulatedExchange:
 
     # -- ASGI --------------------------------------------------------------------------------
 
-    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+    async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] != "http":
             return
         stats = self.stats
         stats.in_flight += 1
         stats.max_concurrency = max(stats.max_concurrency, stats.in_flight)
+        client = scope.get("client")
+        if client is not None:
+            stats.clients.add(tuple(client))
         try:
+            # Yield once, so that requests that arrived together are in handling together.
+            await anyio.lowlevel.checkpoint()
             await self._handle(scope, send)
         finally:
             stats.in_flight -= 1
 
-    async def _handle(self, scope: dict[str, Any], send: ASGISend) -> None:
+    async def _handle(self, scope: Scope, send: ASGISend) -> None:
         endpoint = BY_PATH.get(scope["path"])
         if endpoint is None or scope["method"] != "GET":
             await self._send(send, 404, b'{"code":-1000,"msg":"Not found."}', {})
@@ -269,7 +277,10 @@ class SimulatedExchange:
             await send(
                 {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
             )
-            return
+            # Over TCP, uvicorn drops the connection when the app fails mid-answer; in process
+            # (httpx.ASGITransport) this error reaches the client as the transport error a
+            # reset is.
+            raise httpx.ReadError("connection reset by the simulated exchange")
         await self._send(send, 200, body, headers)
 
     def _draw_fault(self) -> str | None:
@@ -302,7 +313,7 @@ class SimulatedExchange:
 
     # -- the exchange's rules ----------------------------------------------------------------
 
-    def _respond(self, endpoint: Endpoint, scope: dict[str, Any], headers: dict[str, str]) -> bytes:
+    def _respond(self, endpoint: Endpoint, scope: Scope, headers: dict[str, str]) -> bytes:
         now = self.server_ms()
         family = endpoint.family
         until = self._warden.banned_until(family, now)

@@ -24,6 +24,7 @@ class ExchangeStats:
         faults: injected faults per kind.
         bans: 418 bans handed out.
         max_concurrency: the most requests in handling at once.
+        clients: the client addresses (host, port) seen: one per connection over TCP.
         arrivals: the latest (server ms, budget, weight) charges, oldest dropped past 200,000.
     """
 
@@ -38,6 +39,7 @@ class ExchangeStats:
     faults: Counter[str] = field(default_factory=Counter)
     bans: int = 0
     max_concurrency: int = 0
+    clients: set[tuple[object, ...]] = field(default_factory=set, repr=False)
     in_flight: int = 0
     arrivals: deque[tuple[float, str, int]] = field(
         default_factory=lambda: deque(maxlen=ARRIVALS_KEPT), repr=False

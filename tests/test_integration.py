@@ -1,0 +1,279 @@
+"""The client against the simulated exchange over real loopback sockets: every endpoint, every
+key type, every error class."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+import binance_pm._retry
+from binance_pm import (
+    AccountType,
+    AsyncClient,
+    AuthError,
+    BadRequestError,
+    ClassicPMAccount,
+    DecodeError,
+    IPBannedError,
+    PMBalance,
+    PMProAccount,
+    PMProBalance,
+    PMProSpanAccount,
+    RateLimitError,
+    ServerError,
+    Session,
+    TimestampError,
+    TransportError,
+)
+from binance_pm._endpoints import API_TIME, CLASSIC_PM_ACCOUNT
+from binance_pm.testing import SimAccount, SimulatedExchange
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binance_pm._retry, "BASE_DELAY", 0.001)
+    monkeypatch.setattr(binance_pm._retry, "OVERLOAD_BASE_DELAY", 0.001)
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[SimulatedExchange]:
+    async with SimulatedExchange(accounts=30, seed=11) as ex:
+        yield ex
+
+
+def pick(ex: SimulatedExchange, product: AccountType, key_type: str = "HMAC") -> SimAccount:
+    return next(a for a in ex.accounts if a.account_type is product and a.key_type == key_type)
+
+
+def client_for(session: Session, account: SimAccount) -> AsyncClient:
+    return session.client(account.api_key, **account.credentials())
+
+
+@pytest.mark.parametrize("key_type", ["HMAC", "ED25519", "RSA"])
+async def test_every_endpoint_with_every_key_type(
+    exchange: SimulatedExchange, key_type: str
+) -> None:
+    async with Session(base_url=exchange.base_url) as session:
+        pm = client_for(session, pick(exchange, AccountType.PM_2, key_type))
+        pro = client_for(session, pick(exchange, AccountType.PM_1, key_type))
+        span = client_for(session, pick(exchange, AccountType.PM_3, key_type))
+
+        balances = await pm.pm_balance()
+        usdt = await pm.pm_balance(asset="USDT")
+        pro_balances = await pro.pm_pro_balance()
+        pro_account = await pro.pm_pro_account()
+        span_account = await span.pm_pro_span_account()
+        span_v1 = await span.pm_pro_account()
+        classic = await pro.classic_pm_account(asset="BTC")
+
+    assert balances
+    assert all(isinstance(b, PMBalance) for b in balances)
+    assert isinstance(usdt, PMBalance)
+    assert usdt.asset == "USDT"
+    assert usdt.cross_margin_asset is None
+    assert pro_balances
+    assert all(isinstance(b, PMProBalance) for b in pro_balances)
+    assert isinstance(pro_account, PMProAccount)
+    assert pro_account.account_type is AccountType.PM_1
+    assert isinstance(span_account, PMProSpanAccount)
+    assert span_account.risk_unit_mm_list
+    assert span_v1.account_type is AccountType.PM_3
+    assert isinstance(classic, ClassicPMAccount)
+    assert classic.asset == "BTC"
+    assert isinstance(pro_account.uni_mmr, Decimal)
+    assert pro_account.uni_mmr > 0
+    assert exchange.stats.by_status.keys() == {200}
+
+
+async def test_concurrent_calls_of_many_accounts_share_one_session(
+    exchange: SimulatedExchange,
+) -> None:
+    async with Session(base_url=exchange.base_url) as session:
+        clients = [
+            client_for(session, a) for a in exchange.accounts if a.account_type is AccountType.PM_1
+        ]
+        results = await asyncio.gather(*(c.pm_pro_account() for c in clients for _ in range(5)))
+
+    assert len(results) == 5 * len(clients)
+    assert exchange.stats.max_concurrency > 1
+    assert exchange.stats.by_endpoint["api_time"] == session.clock.samples  # one clock for all
+
+
+async def test_skewed_exchange_clock_is_measured_before_signing() -> None:
+    async with (
+        SimulatedExchange(accounts=3, skew_ms=-45_000) as ex,
+        Session(base_url=ex.base_url) as session,
+    ):
+        info = await client_for(session, pick(ex, AccountType.PM_1)).pm_pro_account()
+
+    assert info.uni_mmr is not None
+    assert ex.stats.by_code[-1021] == 0
+
+
+async def test_clock_that_jumps_mid_session_costs_one_resync(exchange: SimulatedExchange) -> None:
+    async with Session(base_url=exchange.base_url) as session:
+        client = client_for(session, pick(exchange, AccountType.PM_1))
+        await client.pm_pro_account()
+        exchange.skew_ms = 20_000  # the exchange's clock jumps ahead
+
+        await client.pm_pro_account()
+
+    assert exchange.stats.by_code[-1021] == 1
+    assert exchange.stats.by_endpoint["api_time"] == 2 * session.clock.samples
+
+
+# -- every error class -------------------------------------------------------------------------
+
+
+async def test_unknown_key_is_auth_error(exchange: SimulatedExchange) -> None:
+    async with AsyncClient("k" * 64, secret="s" * 64, base_url=exchange.base_url) as client:
+        with pytest.raises(AuthError) as caught:
+            await client.pm_pro_account()
+
+    assert (caught.value.status, caught.value.code) == (401, -2015)
+
+
+async def test_wrong_secret_is_auth_error_1022(exchange: SimulatedExchange) -> None:
+    account = pick(exchange, AccountType.PM_1)
+    async with AsyncClient(account.api_key, secret="wrong", base_url=exchange.base_url) as client:
+        with pytest.raises(AuthError) as caught:
+            await client.pm_pro_account()
+
+    assert caught.value.code == -1022
+
+
+async def test_wrong_private_key_is_auth_error_1022(exchange: SimulatedExchange) -> None:
+    account = pick(exchange, AccountType.PM_1, "ED25519")
+    other = pick(exchange, AccountType.PM_3, "ED25519")
+    async with AsyncClient(
+        account.api_key, private_key=other.private_key, base_url=exchange.base_url
+    ) as client:
+        with pytest.raises(AuthError, match="-1022"):
+            await client.pm_pro_account()
+
+
+async def test_span_endpoint_for_a_pm_pro_account_is_auth_error(
+    exchange: SimulatedExchange,
+) -> None:
+    async with Session(base_url=exchange.base_url) as session:
+        with pytest.raises(AuthError, match="-2015"):
+            await client_for(session, pick(exchange, AccountType.PM_1)).pm_pro_span_account()
+
+
+async def test_missing_mandatory_parameter_is_bad_request(exchange: SimulatedExchange) -> None:
+    account = pick(exchange, AccountType.PM_1)
+    async with Session(base_url=exchange.base_url) as session:
+        client = client_for(session, account)
+        with pytest.raises(BadRequestError) as caught:
+            await session.call(CLASSIC_PM_ACCOUNT, [], credentials=client._credentials)
+
+    assert (caught.value.status, caught.value.code) == (400, -1102)
+
+
+async def test_clock_the_client_cannot_follow_is_timestamp_error() -> None:
+    jumps = [0.0]
+
+    def runaway() -> float:  # every reading of the server's clock is 20 s later than the last
+        jumps[0] += 20.0
+        return time.time() + jumps[0]
+
+    async with (
+        SimulatedExchange(accounts=3, clock=runaway) as ex,
+        Session(base_url=ex.base_url) as session,
+    ):
+        with pytest.raises(TimestampError) as caught:
+            await client_for(session, pick(ex, AccountType.PM_1)).pm_pro_account()
+
+    assert caught.value.code == -1021
+    assert ex.stats.by_code[-1021] == 2  # refused, re-measured, refused again
+
+
+async def test_429_is_rate_limit_error_and_going_on_is_ip_banned() -> None:
+    async with (
+        SimulatedExchange(accounts=3, papi_ip=40, window=5.0) as ex,
+        Session(base_url=ex.base_url) as session,
+    ):
+        client = client_for(session, pick(ex, AccountType.PM_2))
+        await client.pm_balance()
+        await client.pm_balance()
+        with pytest.raises(RateLimitError) as limited:
+            await client.pm_balance()
+        with pytest.raises(IPBannedError) as banned:
+            await client.pm_balance()
+
+    assert limited.value.retry_after is not None
+    assert 0 < limited.value.retry_after <= 5.0
+    assert banned.value.retry_after == pytest.approx(10.0, abs=0.1)
+    assert banned.value.banned_until is not None
+    assert banned.value.banned_until > datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize("fault", ["503", "html"])
+async def test_server_faults_are_retried_then_server_error(fault: str) -> None:
+    async with (
+        SimulatedExchange(accounts=3, faults={fault: 1.0}) as ex,
+        Session(base_url=ex.base_url, max_retries=2) as session,
+    ):
+        with pytest.raises(ServerError) as caught:
+            await session.call(API_TIME, [], credentials=None)
+
+    assert caught.value.status == (503 if fault == "503" else 502)
+    assert ex.stats.faults[fault] == 3  # the first try and two retries
+
+
+async def test_dropped_connection_is_transport_error() -> None:
+    async with SimulatedExchange(accounts=3) as ex, Session(base_url=ex.base_url) as session:
+        client = client_for(session, pick(ex, AccountType.PM_1))
+        await client.pm_pro_account()  # clock measured while the exchange is well
+        ex.faults = {"reset": 1.0}
+        with pytest.raises(TransportError):
+            await client.pm_pro_account()
+
+    assert ex.stats.faults["reset"] == 1 + session.max_retries
+
+
+async def test_slow_answer_is_transport_error_at_the_deadline() -> None:
+    async with (
+        SimulatedExchange(accounts=3, slow_seconds=1.0) as ex,
+        Session(base_url=ex.base_url, timeout=0.3) as session,
+    ):
+        client = client_for(session, pick(ex, AccountType.PM_1))
+        await client.pm_pro_account()
+        ex.faults = {"slow": 1.0}
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="timeout"):
+            await client.pm_pro_account()
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 1.0  # the call ended at its 0.3 s deadline, not with the 1 s answer
+
+
+async def test_truncated_body_is_decode_error() -> None:
+    async with SimulatedExchange(accounts=3) as ex, Session(base_url=ex.base_url) as session:
+        client = client_for(session, pick(ex, AccountType.PM_1))
+        await client.pm_pro_account()
+        ex.faults = {"garbage": 1.0}
+        with pytest.raises(DecodeError) as caught:
+            await client.pm_pro_account()
+
+    assert caught.value.endpoint == "GET /sapi/v1/portfolio/account"
+
+
+async def test_faults_at_a_modest_rate_are_absorbed_by_retries() -> None:
+    faults = {"503": 0.05, "reset": 0.05, "html": 0.05}
+    async with (
+        SimulatedExchange(accounts=30, seed=4, faults=faults) as ex,
+        Session(base_url=ex.base_url, max_retries=4) as session,
+    ):
+        clients = [
+            client_for(session, a) for a in ex.accounts if a.account_type is AccountType.PM_1
+        ]
+        results = await asyncio.gather(*(c.pm_pro_account() for c in clients for _ in range(10)))
+
+    assert len(results) == 10 * len(clients)
+    assert sum(ex.stats.faults.values()) > 0
