@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from collections import deque
@@ -12,14 +9,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from binance_pm import AsyncClient, Session
+from binance_pm.testing._verify import signature_valid
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -50,19 +47,8 @@ class Account:
         return {"private_key": self.private_pem}
 
     def verify(self, payload: bytes, signature: str) -> bool:
-        if self.key_type == "HMAC":
-            assert self.secret is not None
-            expected = hmac.new(self.secret.encode(), payload, hashlib.sha256).hexdigest()
-            return hmac.compare_digest(expected, signature.lower())
-        raw = base64.b64decode(unquote(signature))
-        try:
-            if self.key_type == "ED25519":
-                self.public_key.verify(raw, payload)
-            else:
-                self.public_key.verify(raw, payload, padding.PKCS1v15(), hashes.SHA256())
-        except Exception:
-            return False
-        return True
+        """As the exchange checks it (the simulated exchange's own check)."""
+        return signature_valid(self, payload, signature.encode())
 
 
 def _pem(key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey) -> bytes:

@@ -45,3 +45,16 @@ def test_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("binance_pm").joinpath("py.typed").is_file()
+
+
+def test_testing_module_surface() -> None:
+    import binance_pm.testing
+
+    assert set(binance_pm.testing.__all__) == {
+        "ExchangeStats",
+        "LoopbackServer",
+        "SimAccount",
+        "SimulatedExchange",
+    }
+    for name in binance_pm.testing.__all__:
+        assert getattr(binance_pm.testing, name).__doc__, name

@@ -6,16 +6,23 @@ import base64
 import binascii
 import hashlib
 import hmac
+from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from ._book import SimAccount
+
+class Verifiable(Protocol):
+    """What checking a signature needs to know of an account."""
+
+    key_type: str
+    secret: str | None
+    public_key: Any
 
 
-def signature_valid(account: SimAccount, payload: bytes, signature: bytes) -> bool:
+def signature_valid(account: Verifiable, payload: bytes, signature: bytes) -> bool:
     """Whether ``signature`` (as sent, percent-encoded for base64) signs ``payload``."""
     if not signature or b"&" in signature:
         return False
