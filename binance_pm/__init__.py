@@ -20,12 +20,14 @@ from ._exceptions import (
     BadRequestError,
     BinancePMError,
     DecodeError,
+    GovernorTimeout,
     IPBannedError,
     RateLimitError,
     ServerError,
     TimestampError,
     TransportError,
 )
+from ._governor import BucketState, Governor
 from ._models import (
     AccountStatus,
     AccountType,
@@ -47,8 +49,11 @@ __all__ = [
     "AuthError",
     "BadRequestError",
     "BinancePMError",
+    "BucketState",
     "ClassicPMAccount",
     "DecodeError",
+    "Governor",
+    "GovernorTimeout",
     "IPBannedError",
     "PMBalance",
     "PMProAccount",

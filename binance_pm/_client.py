@@ -73,6 +73,10 @@ class AsyncClient:
     Exactly one of ``secret`` (HMAC) and ``private_key`` (an Ed25519 or RSA PKCS#8 PEM, with
     ``private_key_password`` if encrypted) must be given, else ``ValueError``. The other
     keywords are :class:`Session`'s.
+
+    Every endpoint method also takes ``recv_window=`` (ms) and ``deadline=`` (the seconds that
+    call may take, waiting for budget and retries included, instead of the Session's
+    ``timeout``).
     """
 
     __slots__ = ("_credentials", "_owns_session", "_session")
@@ -153,14 +157,20 @@ class AsyncClient:
 
     @overload
     async def pm_balance(
-        self, *, asset: None = None, recv_window: int | None = None
+        self, *, asset: None = None, recv_window: int | None = None, deadline: float | None = None
     ) -> list[PMBalance]: ...
 
     @overload
-    async def pm_balance(self, *, asset: str, recv_window: int | None = None) -> PMBalance: ...
+    async def pm_balance(
+        self, *, asset: str, recv_window: int | None = None, deadline: float | None = None
+    ) -> PMBalance: ...
 
     async def pm_balance(
-        self, *, asset: str | None = None, recv_window: int | None = None
+        self,
+        *,
+        asset: str | None = None,
+        recv_window: int | None = None,
+        deadline: float | None = None,
     ) -> list[PMBalance] | PMBalance:
         """Portfolio Margin balances, ``GET /papi/v1/balance`` (weight 20, papi IP budget).
 
@@ -168,7 +178,11 @@ class AsyncClient:
         """
         params = [] if asset is None else [("asset", _asset(asset))]
         result: list[PMBalance] | PMBalance = await self._session.call(
-            PM_BALANCE, params, credentials=self._credentials, recv_window=recv_window
+            PM_BALANCE,
+            params,
+            credentials=self._credentials,
+            recv_window=recv_window,
+            deadline=deadline,
         )
         if asset is None:
             return result if isinstance(result, list) else [result]
@@ -186,7 +200,11 @@ class AsyncClient:
         return matches[0]
 
     async def pm_pro_balance(
-        self, *, asset: str | None = None, recv_window: int | None = None
+        self,
+        *,
+        asset: str | None = None,
+        recv_window: int | None = None,
+        deadline: float | None = None,
     ) -> list[PMProBalance]:
         """PM Pro balances, ``GET /sapi/v1/portfolio/balance`` (weight 20, sapi IP budget).
 
@@ -194,29 +212,45 @@ class AsyncClient:
         """
         params = [] if asset is None else [("asset", _asset(asset))]
         result: list[PMProBalance] = await self._session.call(
-            PM_PRO_BALANCE, params, credentials=self._credentials, recv_window=recv_window
+            PM_PRO_BALANCE,
+            params,
+            credentials=self._credentials,
+            recv_window=recv_window,
+            deadline=deadline,
         )
         return result
 
-    async def pm_pro_account(self, *, recv_window: int | None = None) -> PMProAccount:
+    async def pm_pro_account(
+        self, *, recv_window: int | None = None, deadline: float | None = None
+    ) -> PMProAccount:
         """PM Pro account state, ``GET /sapi/v1/portfolio/account`` (weight 5, sapi UID budget)."""
         result: PMProAccount = await self._session.call(
-            PM_PRO_ACCOUNT, [], credentials=self._credentials, recv_window=recv_window
+            PM_PRO_ACCOUNT,
+            [],
+            credentials=self._credentials,
+            recv_window=recv_window,
+            deadline=deadline,
         )
         return result
 
-    async def pm_pro_span_account(self, *, recv_window: int | None = None) -> PMProSpanAccount:
+    async def pm_pro_span_account(
+        self, *, recv_window: int | None = None, deadline: float | None = None
+    ) -> PMProSpanAccount:
         """PM Pro SPAN account state, ``GET /sapi/v2/portfolio/account`` (weight 5, sapi IP).
 
         For PM Pro SPAN accounts only; others get an :class:`~binance_pm.APIError`.
         """
         result: PMProSpanAccount = await self._session.call(
-            PM_PRO_SPAN_ACCOUNT, [], credentials=self._credentials, recv_window=recv_window
+            PM_PRO_SPAN_ACCOUNT,
+            [],
+            credentials=self._credentials,
+            recv_window=recv_window,
+            deadline=deadline,
         )
         return result
 
     async def classic_pm_account(
-        self, *, asset: str, recv_window: int | None = None
+        self, *, asset: str, recv_window: int | None = None, deadline: float | None = None
     ) -> ClassicPMAccount:
         """What a Classic PM account can move out of ``asset``, ``GET /fapi/v1/pmAccountInfo``
         (weight 5, fapi IP budget). ``asset`` is mandatory."""
@@ -225,6 +259,7 @@ class AsyncClient:
             [("asset", _asset(asset))],
             credentials=self._credentials,
             recv_window=recv_window,
+            deadline=deadline,
         )
         return result
 

@@ -11,7 +11,8 @@
      │    ├── BadRequestError        any other 4xx
      │    └── ServerError            5xx: the execution status is unknown
      ├── TransportError              no answer: connection refused or reset, timeout
-     └── DecodeError                 an answer that does not have the documented shape
+     ├── DecodeError                 an answer that does not have the documented shape
+     └── GovernorTimeout             the rate-limit budget had no room before the call's deadline
 
 Every error names the endpoint it came from and the account as a masked API key; none ever holds a
 secret. ``str(error)`` is one line a person can act on.
@@ -29,6 +30,7 @@ __all__ = [
     "BadRequestError",
     "BinancePMError",
     "DecodeError",
+    "GovernorTimeout",
     "IPBannedError",
     "RateLimitError",
     "ServerError",
@@ -163,6 +165,35 @@ class DecodeError(BinancePMError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (partial(type(self), endpoint=self.endpoint, path=self.path), (self.message,))
+
+
+class GovernorTimeout(BinancePMError):
+    """The rate-limit budget had no room for the call before its deadline; nothing was sent.
+
+    ``retry_after`` is the governor's estimate of when there will be room, or ``None`` when that
+    depends on answers still to come.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        api_key: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.endpoint = endpoint
+        self.api_key = api_key
+        self.retry_after = retry_after
+        who = f" [account {api_key}]" if api_key else ""
+        super().__init__(f"{endpoint}: {message}{who}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        rebuild = partial(
+            type(self), endpoint=self.endpoint, api_key=self.api_key, retry_after=self.retry_after
+        )
+        return (rebuild, (self.message,))
 
 
 def error_class(status: int, code: int | None) -> type[APIError]:

@@ -36,28 +36,3 @@ class RateLimitHook(Protocol):
         reserves nothing.
         """
         ...
-
-
-class _FreePermit:
-    __slots__ = ()
-
-    def cancel(self) -> None:
-        pass
-
-    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
-        pass
-
-
-_FREE = _FreePermit()
-
-
-class NoLimit:
-    """A governor that lets every request out at once, for a Session given ``governor=None``."""
-
-    __slots__ = ()
-
-    async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
-        return _FREE
-
-    def __repr__(self) -> str:
-        return "NoLimit()"

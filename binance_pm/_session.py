@@ -21,8 +21,16 @@ import msgspec
 
 from ._clock import ExchangeClock
 from ._endpoints import API_TIME, FAMILIES, PRODUCTION_HOSTS, Endpoint, Family
-from ._exceptions import APIError, TimestampError, TransportError, error_class
-from ._hook import NoLimit, RateLimitHook
+from ._exceptions import (
+    APIError,
+    IPBannedError,
+    RateLimitError,
+    TimestampError,
+    TransportError,
+    error_class,
+)
+from ._governor import Governor
+from ._hook import RateLimitHook
 from ._retry import retry_delay
 from ._transport import AiohttpTransport
 from ._version import __version__
@@ -107,7 +115,8 @@ class Session:
         base_url: send every API family to this host (a simulated exchange, a proxy).
         hosts: per-family hosts (``"api"``, ``"sapi"``, ``"papi"``, ``"fapi"``), over
             ``base_url`` or the production hosts.
-        governor: the rate-limit governor; pass one object to several Sessions to share it.
+        governor: the rate-limit :class:`Governor`; pass one object to several Sessions to
+            share one budget. By default each Session has its own, with the published limits.
         http: a caller-owned ``httpx.AsyncClient`` to send with; the Session never closes it.
         recv_window: the ``recvWindow`` of signed requests, 1 to 60,000 ms.
         timeout: seconds one call may take in all: waiting for budget, the clock, retries.
@@ -133,7 +142,7 @@ class Session:
         self.recv_window = check_recv_window(recv_window)
         self.timeout = float(timeout)
         self.max_retries = max_retries
-        self.governor: RateLimitHook = governor if governor is not None else NoLimit()
+        self.governor: RateLimitHook = governor if governor is not None else Governor()
         self.clock = ExchangeClock()
         self._http = http
         self._owns_http = http is None
@@ -222,21 +231,26 @@ class Session:
         *,
         credentials: Credentials | None,
         recv_window: int | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Send ``endpoint`` (signed with ``credentials`` if it is signed) and decode its answer.
 
         Retries, clock resynchronisation and rate limiting happen here; the result is the
-        endpoint's decoded type, and every failure is a :class:`BinancePMError`.
+        endpoint's decoded type, and every failure is a :class:`BinancePMError`. ``deadline``
+        is the seconds this call may take, instead of the Session's ``timeout``.
         """
         window = self.recv_window if recv_window is None else check_recv_window(recv_window)
         if endpoint.signed and credentials is None:
             raise ValueError(f"{endpoint.label} is signed and needs an account's credentials")
+        seconds = self.timeout if deadline is None else float(deadline)
+        if not seconds > 0:
+            raise ValueError(f"deadline must be positive seconds, not {deadline!r}")
         masked = credentials.masked_key if credentials is not None else None
-        deadline = anyio.current_time() + self.timeout
-        with anyio.move_on_after(self.timeout):
-            return await self._attempts(endpoint, params, credentials, window, deadline)
+        ends = anyio.current_time() + seconds
+        with anyio.move_on_after(seconds):
+            return await self._attempts(endpoint, params, credentials, window, ends)
         raise TransportError(
-            f"no answer within the call's timeout of {self.timeout:g} s",
+            f"no answer within the call's deadline of {seconds:g} s",
             endpoint=endpoint.label,
             api_key=masked,
         )
@@ -255,6 +269,7 @@ class Session:
         masked = credentials.masked_key if credentials is not None else None
         attempt = 0
         resynced = False
+        refused: APIError | None = None  # the exchange's last 429 or 418 for this call
 
         async def server_time() -> int:
             result: int = (
@@ -266,7 +281,13 @@ class Session:
             if endpoint.signed:
                 await self.clock.ensure(server_time)
             seen = self.clock.generation
-            permit = await self.governor.acquire(endpoint, account=account, deadline=deadline)
+            try:
+                permit = await self.governor.acquire(endpoint, account=account, deadline=deadline)
+            except (RateLimitError, IPBannedError):
+                # Still shut when the deadline comes: the exchange's own refusal says it best.
+                if refused is not None:
+                    raise refused from None
+                raise
             try:
                 url, headers = self._prepare(endpoint, query, credentials, recv_window)
             except BaseException:
@@ -286,6 +307,7 @@ class Session:
                     api_key=masked,
                 )
             finally:
+                # Answer or not, the request may have reached the exchange: it counts.
                 permit.complete(status, answer_headers)
 
             if status is not None:
@@ -297,6 +319,11 @@ class Session:
                 if isinstance(error, TimestampError) and endpoint.signed and not resynced:
                     resynced = True
                     await self.clock.resync(server_time, seen=seen)
+                    continue
+                if isinstance(error, (RateLimitError, IPBannedError)):
+                    # The governor now holds the budget shut until Retry-After; the next
+                    # acquire waits for that, or raises if the deadline comes first.
+                    refused = error
                     continue
                 code, retry_after = error.code, error.retry_after
             else:

@@ -193,7 +193,21 @@ async def test_clock_the_client_cannot_follow_is_timestamp_error() -> None:
     assert ex.stats.by_code[-1021] == 2  # refused, re-measured, refused again
 
 
-async def test_429_is_rate_limit_error_and_going_on_is_ip_banned() -> None:
+async def test_429_waits_out_retry_after_when_the_deadline_allows() -> None:
+    # The governor believes the published 6,000; this exchange allows 40: it learns by a 429.
+    async with (
+        SimulatedExchange(accounts=3, papi_ip=40, window=0.5) as ex,
+        Session(base_url=ex.base_url) as session,
+    ):
+        client = client_for(session, pick(ex, AccountType.PM_2))
+        for _ in range(4):
+            await client.pm_balance()
+
+    assert ex.stats.by_status[429] == 1  # one refusal taught it; the rest waited
+    assert ex.stats.bans == 0
+
+
+async def test_429_is_rate_limit_error_when_the_deadline_comes_first() -> None:
     async with (
         SimulatedExchange(accounts=3, papi_ip=40, window=5.0) as ex,
         Session(base_url=ex.base_url) as session,
@@ -202,15 +216,35 @@ async def test_429_is_rate_limit_error_and_going_on_is_ip_banned() -> None:
         await client.pm_balance()
         await client.pm_balance()
         with pytest.raises(RateLimitError) as limited:
-            await client.pm_balance()
-        with pytest.raises(IPBannedError) as banned:
-            await client.pm_balance()
+            await client.pm_balance(deadline=1.0)
+        with pytest.raises(RateLimitError):  # shut for everyone: refused without sending
+            await client.pm_balance(deadline=1.0)
 
+    assert limited.value.status == 429
     assert limited.value.retry_after is not None
     assert 0 < limited.value.retry_after <= 5.0
+    assert ex.stats.by_status[429] == 1
+    assert ex.stats.bans == 0
+
+
+async def test_two_processes_without_a_shared_governor_earn_an_ip_ban() -> None:
+    async with (
+        SimulatedExchange(accounts=3, papi_ip=40, window=5.0) as ex,
+        Session(base_url=ex.base_url) as first,
+        Session(base_url=ex.base_url) as second,  # its own governor: it knows nothing of first
+    ):
+        account = pick(ex, AccountType.PM_2)
+        await client_for(first, account).pm_balance()
+        await client_for(first, account).pm_balance()
+        with pytest.raises(RateLimitError):
+            await client_for(first, account).pm_balance(deadline=1.0)
+        with pytest.raises(IPBannedError) as banned:
+            await client_for(second, account).pm_balance(deadline=1.0)
+
     assert banned.value.retry_after == pytest.approx(10.0, abs=0.1)
     assert banned.value.banned_until is not None
     assert banned.value.banned_until > datetime.now(timezone.utc)
+    assert ex.stats.bans == 1
 
 
 @pytest.mark.parametrize("fault", ["503", "html"])
@@ -246,7 +280,7 @@ async def test_slow_answer_is_transport_error_at_the_deadline() -> None:
         await client.pm_pro_account()
         ex.faults = {"slow": 1.0}
         started = time.monotonic()
-        with pytest.raises(TransportError, match="timeout"):
+        with pytest.raises(TransportError, match="deadline"):
             await client.pm_pro_account()
         elapsed = time.monotonic() - started
 

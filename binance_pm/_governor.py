@@ -1,0 +1,465 @@
+"""The rate-limit governor: lets each request out only when its weight fits every budget it uses.
+
+Budgets: one IP bucket per API family (``api``, ``sapi``, ``papi``, ``fapi``) shared by every
+account, and one UID bucket per account for UID-weighted SAPI endpoints. Weights come from the
+endpoint table. What each bucket holds, and why that keeps the exchange from ever counting more
+than the limit in a window, is in ``_buckets.py``.
+
+Waiting is first come, first served per bucket; a call that needs two buckets waits in both
+queues at once and takes both together. A waiter sleeps until a timer (the moment enough weight
+expires) or an event (an answer arrived, a reservation was given back) wakes it; nothing polls.
+All state changes after the last ``await``, so a cancelled waiter takes nothing.
+
+Each answer's used-weight headers tell the governor what the exchange counted; weight beyond its
+own (another process on the same IP, a cost above the documented one) is held as ``external``
+until the next answer says otherwise. A 429 closes its bucket, a 418 its whole family, until
+``Retry-After``, for every account; waiting calls then go on by themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import anyio
+
+from ._buckets import Bucket
+from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint
+from ._exceptions import GovernorTimeout, IPBannedError, RateLimitError, mask_key
+
+_HEADER_PREFIX = {
+    "ip": {"sapi": "x-sapi-used-ip-weight-"},
+    "uid": {"sapi": "x-sapi-used-uid-weight-"},
+}
+_MBX_PREFIX = "x-mbx-used-weight-"
+_INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """One budget as :meth:`Governor.snapshot` sees it.
+
+    Attributes:
+        limit: weight allowed per window (after ``headroom``).
+        used: weight counted now: held, in flight, and reported from outside.
+        external: the part of ``used`` the exchange reported beyond this governor's own.
+        waiters: calls waiting for this budget.
+        rejections: 429s the exchange answered for it.
+        resets_in: seconds until all weight held now has expired (in-flight weight aside).
+        closed_for: seconds until a 429 or 418 stops holding this budget shut (0 when open).
+    """
+
+    limit: int
+    used: int
+    external: int
+    waiters: int
+    rejections: int
+    resets_in: float
+    closed_for: float
+
+
+class Waiter:
+    """A call waiting for weight in one or two buckets."""
+
+    __slots__ = ("buckets", "event", "weights")
+
+    def __init__(self, buckets: tuple[Bucket, ...], weights: tuple[int, ...]) -> None:
+        self.buckets = buckets
+        self.weights = weights
+        self.event: anyio.Event | None = None
+
+
+class Permit:
+    """Weight reserved for one request; see :class:`binance_pm._hook.Permit`."""
+
+    __slots__ = ("_done", "_governor", "_seen", "account", "buckets", "endpoint", "weights")
+
+    def __init__(
+        self,
+        governor: Governor,
+        endpoint: Endpoint,
+        account: str,
+        buckets: tuple[Bucket, ...],
+        weights: tuple[int, ...],
+    ) -> None:
+        self._governor = governor
+        self.endpoint = endpoint
+        self.account = account
+        self.buckets = buckets
+        self.weights = weights
+        # How much each bucket had let out before this request: what went out before it
+        # reached the exchange before it (connections aside), so the exchange's count of this
+        # request includes it.
+        self._seen = tuple(b.granted_total for b in buckets)
+        self._done = False
+
+    def cancel(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for bucket, weight in zip(self.buckets, self.weights, strict=True):
+            bucket.give_back(weight)
+        self._governor._wake(self.buckets)
+
+    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        governor = self._governor
+        now = governor._clock()
+        for bucket, weight in zip(self.buckets, self.weights, strict=True):
+            bucket.finish(weight, now)
+        if headers is not None:
+            governor._learn(self, headers, now)
+        if status == 429 or status == 418:
+            governor._close(self, status, headers, now)
+        governor._wake(self.buckets)
+
+
+class Governor:
+    """Keeps every request of the Sessions that share it inside the exchange's rate limits.
+
+    ::
+
+        gov = Governor()                       # the published limits, one-minute windows
+        async with Session(governor=gov) as a, Session(governor=gov) as b:
+            ...                                # a and b share one budget
+        gov.snapshot()["papi_ip"].used
+
+    Args:
+        window: seconds per rate-limit window.
+        api_ip, sapi_ip, sapi_uid, papi_ip, fapi_ip: weight per window of each budget.
+        headroom: share of each limit left unused (0.1 keeps 10 % spare for other tools).
+        sapi_uid_ip_weight: IP weight also charged for a UID-weighted SAPI call. The documents
+            do not say; 0 by default, and the headers teach the governor if the exchange does.
+        clock: monotonic seconds; ``time.monotonic`` by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = 60.0,
+        api_ip: int = PUBLISHED_LIMITS["api_ip"],
+        sapi_ip: int = PUBLISHED_LIMITS["sapi_ip"],
+        sapi_uid: int = PUBLISHED_LIMITS["sapi_uid"],
+        papi_ip: int = PUBLISHED_LIMITS["papi_ip"],
+        fapi_ip: int = PUBLISHED_LIMITS["fapi_ip"],
+        headroom: float = 0.0,
+        sapi_uid_ip_weight: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not window > 0:
+            raise ValueError(f"window must be positive seconds, not {window!r}")
+        if not 0 <= headroom < 1:
+            raise ValueError(f"headroom must be in [0, 1), not {headroom!r}")
+        limits = {"api": api_ip, "sapi": sapi_ip, "papi": papi_ip, "fapi": fapi_ip}
+        for family, limit in [*limits.items(), ("sapi_uid", sapi_uid)]:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+                raise ValueError(f"the {family} limit must be a positive int, not {limit!r}")
+        self.window = float(window)
+        self.headroom = headroom
+        self.sapi_uid_ip_weight = sapi_uid_ip_weight
+        self._clock = clock
+        self._uid_limit = self._effective(sapi_uid)
+        self._ip = {
+            f: Bucket(f"{f}_ip", f, self._effective(limits[f]), self.window) for f in FAMILIES
+        }
+        self._uid: dict[str, Bucket] = {}
+        self._banned_until: dict[str, float] = dict.fromkeys(FAMILIES, 0.0)
+        self._plans: dict[tuple[str, str], tuple[tuple[Bucket, ...], tuple[int, ...]]] = {}
+
+    def _effective(self, limit: int) -> int:
+        return max(1, math.floor(limit * (1 - self.headroom)))
+
+    # -- acquiring ----------------------------------------------------------------------------
+
+    def _plan(self, endpoint: Endpoint, account: str) -> tuple[tuple[Bucket, ...], tuple[int, ...]]:
+        """The buckets and weights one call of ``endpoint`` for ``account`` takes."""
+        key = (endpoint.name, account)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        if endpoint.bucket == "uid":
+            uid = self._uid.get(account)
+            if uid is None:
+                uid = self._uid[account] = Bucket(
+                    f"sapi_uid:{mask_key(account)}", "sapi", self._uid_limit, self.window
+                )
+            if self.sapi_uid_ip_weight:
+                plan = ((uid, self._ip["sapi"]), (endpoint.weight, self.sapi_uid_ip_weight))
+            else:
+                plan = ((uid,), (endpoint.weight,))
+        else:
+            plan = ((self._ip[endpoint.family],), (endpoint.weight,))
+        for bucket, weight in zip(*plan, strict=True):
+            if weight > bucket.limit:
+                raise ValueError(
+                    f"{endpoint.label} weighs {weight}, more than the {bucket.name} limit of "
+                    f"{bucket.limit} per window: it could never be sent"
+                )
+        if endpoint.bucket == "ip":  # per-account plans would grow with the accounts; IP ones don't
+            self._plans[key] = plan
+        return plan
+
+    async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
+        """Wait until ``endpoint``'s weight fits, reserve it, and return the :class:`Permit`.
+
+        ``deadline`` is on anyio's clock. If the weight cannot fit before it, this raises at
+        once, without waiting in vain: :class:`RateLimitError` or :class:`IPBannedError` while a
+        429 or 418 holds the budget shut, :class:`GovernorTimeout` otherwise.
+        """
+        buckets, weights = self._plan(endpoint, account)
+        now = self._clock()
+        if self._grantable(None, buckets, weights, now):
+            return self._grant(endpoint, account, buckets, weights)
+        local_deadline = now + (deadline - anyio.current_time())
+        return await self._wait(endpoint, account, Waiter(buckets, weights), local_deadline)
+
+    def _grantable(
+        self,
+        waiter: Waiter | None,
+        buckets: tuple[Bucket, ...],
+        weights: tuple[int, ...],
+        now: float,
+    ) -> bool:
+        banned = self._banned_until
+        for bucket, weight in zip(buckets, weights, strict=True):
+            if bucket.waiters and bucket.waiters[0] is not waiter:
+                return False  # first come, first served
+            if bucket.closed_until > now or banned[bucket.family] > now:
+                return False
+            if bucket.used(now) + weight > bucket.limit:
+                return False
+        return True
+
+    def _grant(
+        self,
+        endpoint: Endpoint,
+        account: str,
+        buckets: tuple[Bucket, ...],
+        weights: tuple[int, ...],
+    ) -> Permit:
+        permit = Permit(self, endpoint, account, buckets, weights)
+        for bucket, weight in zip(buckets, weights, strict=True):
+            bucket.grant(weight)
+        return permit
+
+    async def _wait(
+        self, endpoint: Endpoint, account: str, waiter: Waiter, deadline: float
+    ) -> Permit:
+        for bucket in waiter.buckets:
+            if bucket.waiters is None:
+                bucket.waiters = deque()
+            bucket.waiters.append(waiter)
+        granted = False
+        try:
+            while True:
+                now = self._clock()
+                if self._grantable(waiter, waiter.buckets, waiter.weights, now):
+                    granted = True
+                    for bucket in waiter.buckets:
+                        bucket.waiters.popleft()  # type: ignore[union-attr]
+                    return self._grant(endpoint, account, waiter.buckets, waiter.weights)
+                wake_at = self._wake_time(waiter, now)
+                if wake_at is not None and wake_at > deadline:
+                    raise self._too_late(endpoint, account, waiter, now, wake_at)
+                if now >= deadline:
+                    raise self._too_late(endpoint, account, waiter, now, None)
+                waiter.event = anyio.Event()
+                with anyio.move_on_after((wake_at if wake_at is not None else deadline) - now):
+                    await waiter.event.wait()
+        finally:
+            if not granted:
+                for bucket in waiter.buckets:
+                    if bucket.waiters is not None and waiter in bucket.waiters:
+                        bucket.waiters.remove(waiter)
+            self._wake(waiter.buckets)
+
+    def _wake_time(self, waiter: Waiter, now: float) -> float | None:
+        """The earliest moment the waiter could go, or ``None`` if only an event can tell."""
+        latest = now
+        for bucket, weight in zip(waiter.buckets, waiter.weights, strict=True):
+            shut = max(bucket.closed_until, self._banned_until[bucket.family])
+            if shut > now:
+                latest = max(latest, shut)
+                continue
+            if bucket.waiters and bucket.waiters[0] is not waiter:
+                return None  # a waiter ahead goes first; its going wakes this one
+            room_at = bucket.time_until_room(weight, now)
+            if room_at is None:
+                return None  # in-flight or external weight must come back first
+            latest = max(latest, room_at)
+        return latest
+
+    def _wake(self, buckets: tuple[Bucket, ...]) -> None:
+        for bucket in buckets:
+            head = bucket.head()
+            if head is not None and head.event is not None:
+                head.event.set()
+
+    def _too_late(
+        self, endpoint: Endpoint, account: str, waiter: Waiter, now: float, wake_at: float | None
+    ) -> Exception:
+        masked = mask_key(account) if account else None
+        wait = None if wake_at is None else wake_at - now
+        for bucket in waiter.buckets:
+            banned = self._banned_until[bucket.family] - now
+            if banned > 0:
+                until_ms = int((time.time() + banned) * 1000)
+                return IPBannedError(
+                    418,
+                    -1003,
+                    f"the {bucket.family} IP is banned until {until_ms}; the call's deadline "
+                    "comes first",
+                    endpoint=endpoint.label,
+                    api_key=masked,
+                    retry_after=banned,
+                )
+            if bucket.closed_until > now:
+                return RateLimitError(
+                    429,
+                    -1003,
+                    f"the exchange answered 429 for {bucket.name}; it reopens in "
+                    f"{bucket.closed_until - now:.3f} s, after the call's deadline",
+                    endpoint=endpoint.label,
+                    api_key=masked,
+                    retry_after=bucket.closed_until - now,
+                )
+        return GovernorTimeout(
+            f"no room in the rate-limit budget ({', '.join(b.name for b in waiter.buckets)}) "
+            "before the call's deadline",
+            endpoint=endpoint.label,
+            api_key=masked,
+            retry_after=wait,
+        )
+
+    # -- learning from answers ---------------------------------------------------------------
+
+    def _learn(self, permit: Permit, headers: Mapping[str, str], now: float) -> None:
+        """Hold weight the exchange reports beyond what this governor knows it counted."""
+        reported = _used_weights(headers, permit.endpoint.family)
+        if not reported:
+            return
+        for bucket, weight, seen in zip(permit.buckets, permit.weights, permit._seen, strict=True):
+            kind = "uid" if bucket.name.startswith("sapi_uid") else "ip"
+            used = reported.get(kind)
+            if used is None:
+                continue
+            # Counted by the exchange along with this request: itself, and ours that went out
+            # before it and have not expired.
+            ours = weight + max(0, seen - bucket.gone_total)
+            bucket.report(used - ours, now + self.window)
+        if permit.endpoint.bucket == "uid" and "ip" in reported and len(permit.buckets) == 1:
+            # A UID call's answer also reports the family's IP weight.
+            ip = self._ip[permit.endpoint.family]
+            ip.expire(now)
+            ip.report(reported["ip"] - ip.held - ip.inflight, now + self.window)
+
+    def _close(
+        self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
+    ) -> None:
+        retry_after = _retry_after(headers)
+        wait = retry_after if retry_after is not None else self.window
+        family = permit.endpoint.family
+        if status == 418:
+            self._banned_until[family] = max(self._banned_until[family], now + wait)
+            buckets: tuple[Bucket, ...] = (self._ip[family],)
+        else:
+            buckets = (self._refused_bucket(permit, headers),)
+            if buckets[0].name == "sapi_ip" and permit.endpoint.bucket == "uid":
+                # Refused for IP weight: the exchange charges UID calls IP weight too.
+                self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, permit.endpoint.weight)
+        for bucket in buckets:
+            bucket.rejections += 1
+            bucket.closed_until = max(bucket.closed_until, now + wait)
+            # The exchange says the budget is spent: hold it full until it reopens.
+            bucket.expire(now)
+            full = bucket.limit - bucket.held - bucket.inflight
+            bucket.report(max(bucket.external, full), bucket.closed_until)
+            self._wake((bucket,))
+
+    def _refused_bucket(self, permit: Permit, headers: Mapping[str, str] | None) -> Bucket:
+        if len(permit.buckets) == 1 and permit.endpoint.bucket == "ip":
+            return permit.buckets[0]
+        uid = next(b for b in permit.buckets if b.name.startswith("sapi_uid"))
+        reported = _used_weights(headers or {}, "sapi")
+        ip = self._ip["sapi"]
+        if reported.get("uid", 0) < uid.limit and reported.get("ip", 0) >= ip.limit:
+            return ip
+        return uid
+
+    # -- looking ------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, BucketState]:
+        """Every budget now, by name: ``"api_ip"`` … ``"fapi_ip"``, ``"sapi_uid:vmPU…h8A"`` …"""
+        now = self._clock()
+        states = {}
+        for bucket in [*self._ip.values(), *self._uid.values()]:
+            used = bucket.used(now)
+            shut = max(bucket.closed_until, self._banned_until[bucket.family]) - now
+            states[bucket.name] = BucketState(
+                limit=bucket.limit,
+                used=used,
+                external=bucket.external,
+                waiters=len(bucket.waiters or ()),
+                rejections=bucket.rejections,
+                resets_in=max(0.0, bucket.resets_at(now) - now),
+                closed_for=max(0.0, shut),
+            )
+        return states
+
+    def __repr__(self) -> str:
+        now = self._clock()
+        parts = [
+            f"{b.name} {b.used(now)}/{b.limit}"
+            + (f" ({len(b.waiters)} waiting)" if b.waiters else "")
+            for b in self._ip.values()
+        ]
+        return (
+            f"Governor(window={self.window:g}s, {', '.join(parts)}, {len(self._uid)} UID buckets)"
+        )
+
+
+def _used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
+    """The used-weight headers of an answer, by bucket kind, each from its shortest interval."""
+    found: dict[str, tuple[float, int]] = {}
+    prefixes = (
+        ((_HEADER_PREFIX["ip"]["sapi"], "ip"), (_HEADER_PREFIX["uid"]["sapi"], "uid"))
+        if family == "sapi"
+        else ((_MBX_PREFIX, "ip"),)
+    )
+    for name, value in headers.items():
+        lower = name.lower()
+        for prefix, kind in prefixes:
+            if lower.startswith(prefix):
+                seconds = _interval_seconds(lower[len(prefix) :])
+                if seconds is None:
+                    continue
+                try:
+                    used = int(value)
+                except ValueError:
+                    continue
+                if kind not in found or seconds < found[kind][0]:
+                    found[kind] = (seconds, used)
+    return {kind: used for kind, (_, used) in found.items()}
+
+
+def _interval_seconds(suffix: str) -> float | None:
+    """``"1m"`` → 60: the interval a header name ends with."""
+    if len(suffix) < 2 or suffix[-1] not in _INTERVAL_SECONDS or not suffix[:-1].isdigit():
+        return None
+    return int(suffix[:-1]) * _INTERVAL_SECONDS[suffix[-1]]
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
