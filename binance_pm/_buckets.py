@@ -114,11 +114,20 @@ class Bucket:
         needed = self.used(now) + weight - self.limit
         if needed <= 0:
             return now
+        # Reported external weight lapses too, at its own time, between the expiries.
+        external = self.external
         expiries, weights = self._expiries, self._weights
         for i in range(self._head, len(expiries)):
+            if external and self.external_until <= expiries[i]:
+                needed -= external
+                external = 0
+                if needed <= 0:
+                    return self.external_until
             needed -= weights[i]
             if needed <= 0:
                 return expiries[i]
+        if external and needed - external <= 0:
+            return self.external_until
         return None
 
     def resets_at(self, now: float) -> float:

@@ -168,6 +168,7 @@ class Governor:
             f: Bucket(f"{f}_ip", f, self._effective(limits[f]), self.window) for f in FAMILIES
         }
         self._uid: dict[str, Bucket] = {}
+        self._uid_names: set[str] = set()
         self._banned_until: dict[str, float] = dict.fromkeys(FAMILIES, 0.0)
         self._plans: dict[tuple[str, str], tuple[tuple[Bucket, ...], tuple[int, ...]]] = {}
 
@@ -186,7 +187,7 @@ class Governor:
             uid = self._uid.get(account)
             if uid is None:
                 uid = self._uid[account] = Bucket(
-                    f"sapi_uid:{mask_key(account)}", "sapi", self._uid_limit, self.window
+                    self._uid_name(account), "sapi", self._uid_limit, self.window
                 )
             if self.sapi_uid_ip_weight:
                 plan = ((uid, self._ip["sapi"]), (endpoint.weight, self.sapi_uid_ip_weight))
@@ -203,6 +204,16 @@ class Governor:
         if endpoint.bucket == "ip":  # per-account plans would grow with the accounts; IP ones don't
             self._plans[key] = plan
         return plan
+
+    def _uid_name(self, account: str) -> str:
+        """``sapi_uid:`` and the masked key; two keys that mask alike get ``#2``, ``#3``…"""
+        name = base = f"sapi_uid:{mask_key(account)}"
+        count = 1
+        while name in self._uid_names:
+            count += 1
+            name = f"{base}#{count}"
+        self._uid_names.add(name)
+        return name
 
     async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
         """Wait until ``endpoint``'s weight fits, reserve it, and return the :class:`Permit`.

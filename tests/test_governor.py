@@ -1,0 +1,333 @@
+"""The governor, run for real under trio's MockClock: virtual time that jumps whenever every task
+waits, so timers, events and cancellation are exercised exactly, with no sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from binance_pm import Governor, GovernorTimeout, IPBannedError, RateLimitError
+from binance_pm._endpoints import (
+    CLASSIC_PM_ACCOUNT,
+    PM_BALANCE,
+    PM_PRO_ACCOUNT,
+    PM_PRO_BALANCE,
+    PM_PRO_SPAN_ACCOUNT,
+)
+
+FAR = 1e9  # a deadline that never comes
+
+
+def run(main: Callable[[], Awaitable[Any]]) -> Any:
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def governor(**kwargs: Any) -> Governor:
+    kwargs.setdefault("window", 1.0)
+    return Governor(clock=trio.current_time, **kwargs)
+
+
+def test_burst_after_idle_goes_out_at_once() -> None:
+    async def main() -> list[float]:
+        gov = governor(papi_ip=100)
+        times = []
+        for _ in range(5):
+            permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+            times.append(trio.current_time())
+            permit.complete(200, {})
+        return times
+
+    assert len(set(run(main))) == 1
+
+
+def test_weight_is_held_until_one_window_after_the_answer() -> None:
+    async def main() -> float:
+        gov = governor(papi_ip=40)
+        first = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)  # still in flight, forever
+        await trio.sleep(0.3)
+        first.complete(200, {})  # answered at 0.3: held until 1.3
+        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        return trio.current_time()
+
+    assert run(main) == pytest.approx(1.3)
+
+
+KEY_A = "aaaa" + "x" * 56 + "1111"
+KEY_B = "bbbb" + "x" * 56 + "2222"
+
+
+def test_uid_budgets_are_per_account_and_ip_budgets_shared() -> None:
+    async def main() -> dict[str, Any]:
+        gov = governor(sapi_uid=10, fapi_ip=10)
+        for account in (KEY_A, KEY_B):
+            for _ in range(2):
+                (await gov.acquire(PM_PRO_ACCOUNT, account=account, deadline=FAR)).complete(200, {})
+        await gov.acquire(CLASSIC_PM_ACCOUNT, account=KEY_A, deadline=FAR)
+        await gov.acquire(CLASSIC_PM_ACCOUNT, account=KEY_B, deadline=FAR)
+        return {"at": trio.current_time(), "snapshot": gov.snapshot()}
+
+    result = run(main)
+    assert result["at"] == 0  # two accounts' UID budgets did not wait for each other
+    snapshot = result["snapshot"]
+    assert snapshot["fapi_ip"].used == 10  # one IP budget for both
+    assert snapshot["sapi_uid:aaaa…1111"].used == 10
+    assert snapshot["sapi_uid:bbbb…2222"].used == 10
+
+
+def test_uid_buckets_of_keys_that_mask_alike_keep_apart_in_the_snapshot() -> None:
+    async def main() -> list[str]:
+        gov = governor()
+        for account in ("short1", "short2"):
+            await gov.acquire(PM_PRO_ACCOUNT, account=account, deadline=FAR)
+        return sorted(k for k in gov.snapshot() if k.startswith("sapi_uid"))
+
+    assert run(main) == ["sapi_uid:****", "sapi_uid:****#2"]
+
+
+def test_heavy_call_is_not_starved_by_a_stream_of_light_ones() -> None:
+    async def main() -> list[str]:
+        gov = governor(sapi_ip=40)
+        order: list[str] = []
+
+        async def call(endpoint: Any, name: str, delay: float) -> None:
+            await trio.sleep(delay)
+            permit = await gov.acquire(endpoint, account="a", deadline=FAR)
+            order.append(name)
+            permit.complete(200, {})
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):  # weight 5, one every 0.1 s
+                nursery.start_soon(call, PM_PRO_SPAN_ACCOUNT, f"light{i}", 0.1 * i)
+            nursery.start_soon(call, PM_PRO_BALANCE, "heavy", 0.05)  # weight 20
+            for i in range(8, 20):
+                nursery.start_soon(call, PM_PRO_SPAN_ACCOUNT, f"light{i}", 0.1 * i)
+        return order
+
+    order = run(main)
+    assert order.index("heavy") < order.index("light1")  # first come, first served
+
+
+def test_call_needing_ip_and_uid_takes_both_at_once() -> None:
+    async def main() -> dict[str, Any]:
+        gov = governor(sapi_uid=10, sapi_ip=10, sapi_uid_ip_weight=5)
+        held_ip = await gov.acquire(PM_PRO_SPAN_ACCOUNT, account="x", deadline=FAR)  # IP 5
+        held_ip2 = await gov.acquire(PM_PRO_SPAN_ACCOUNT, account="x", deadline=FAR)  # IP 10
+        states: dict[str, Any] = {}
+
+        async def uid_call() -> None:
+            permit = await gov.acquire(PM_PRO_ACCOUNT, account="a", deadline=FAR)
+            states["granted_at"] = trio.current_time()
+            permit.complete(200, {})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(uid_call)
+            await trio.sleep(0.5)
+            # Waiting for IP weight, it holds no UID weight meanwhile.
+            states["uid_used_while_waiting"] = gov.snapshot()["sapi_uid:****"].used
+            held_ip.cancel()
+            held_ip2.complete(200, {})
+        return states
+
+    states = run(main)
+    assert states["uid_used_while_waiting"] == 0
+    assert states["granted_at"] == pytest.approx(0.5)
+
+
+def test_cancelled_waiter_takes_nothing_and_the_next_one_goes() -> None:
+    async def main() -> dict[str, Any]:
+        gov = governor(papi_ip=20)
+        first = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        result: dict[str, Any] = {}
+
+        async def patient() -> None:
+            await trio.sleep(0.01)  # queued behind the impatient one
+            permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+            result["patient_at"] = trio.current_time()
+            permit.complete(200, {})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(patient)
+            with trio.move_on_after(0.2):
+                await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+                result["impatient"] = "granted"
+            result["waiters_after_cancel"] = gov.snapshot()["papi_ip"].waiters
+            first.cancel()  # never left: its weight comes back at once
+        result["used_at_end"] = gov.snapshot()["papi_ip"].used
+        return result
+
+    result = run(main)
+    assert "impatient" not in result
+    assert result["waiters_after_cancel"] == 1
+    assert result["patient_at"] == pytest.approx(0.2)
+    assert result["used_at_end"] == 20  # the patient call's own weight, held a window
+
+
+def test_deadline_that_cannot_be_met_raises_at_once() -> None:
+    async def main() -> tuple[float, GovernorTimeout]:
+        gov = governor(papi_ip=20)
+        (await gov.acquire(PM_BALANCE, account="a", deadline=FAR)).complete(200, {})
+        with pytest.raises(GovernorTimeout) as caught:
+            await gov.acquire(PM_BALANCE, account="a", deadline=trio.current_time() + 0.5)
+        return trio.current_time(), caught.value
+
+    at, error = run(main)
+    assert at == 0  # no waiting in vain: room comes at 1.0, after the deadline
+    assert error.retry_after == pytest.approx(1.0)
+
+
+def test_headers_reporting_more_weight_make_the_next_calls_wait() -> None:
+    async def main() -> float:
+        gov = governor(papi_ip=100)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        # Another process on this IP has spent 60: the exchange counts 80.
+        permit.complete(200, {"X-MBX-USED-WEIGHT-1M": "80"})
+        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)  # 20 + 60 + 20 = 100: fits
+        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)  # must wait
+        return trio.current_time()
+
+    assert run(main) == pytest.approx(1.0)  # the reported weight lapses a window later
+
+
+def test_headers_that_report_less_change_nothing() -> None:
+    async def main() -> int:
+        gov = governor(papi_ip=100)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        permit.complete(200, {"X-MBX-USED-WEIGHT-1M": "3"})  # a fixed window just turned
+        return gov.snapshot()["papi_ip"].used
+
+    assert run(main) == 20
+
+
+def test_header_interval_is_read_from_the_name() -> None:
+    async def main() -> int:
+        gov = governor(papi_ip=1000)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        permit.complete(200, {"X-MBX-USED-WEIGHT-1D": "900", "X-MBX-USED-WEIGHT-1M": "50"})
+        return gov.snapshot()["papi_ip"].external
+
+    assert run(main) == 30  # from the one-minute header, not the one-day one
+
+
+def test_429_shuts_the_bucket_for_everyone_until_retry_after() -> None:
+    async def main() -> list[float]:
+        gov = governor(papi_ip=1000)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        permit.complete(429, {"Retry-After": "2"})
+        times: list[float] = []
+
+        async def other(account: str) -> None:
+            (await gov.acquire(PM_BALANCE, account=account, deadline=FAR)).complete(200, {})
+            times.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for account in ("b", "c", "d"):
+                nursery.start_soon(other, account)
+        return times
+
+    assert run(main) == [pytest.approx(2.0)] * 3
+
+
+def test_429_without_retry_after_waits_a_window() -> None:
+    async def main() -> float:
+        gov = governor(papi_ip=1000, window=3.0)
+        (await gov.acquire(PM_BALANCE, account="a", deadline=FAR)).complete(429, {})
+        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        return trio.current_time()
+
+    assert run(main) == pytest.approx(3.0)
+
+
+def test_429_with_a_near_deadline_is_a_rate_limit_error() -> None:
+    async def main() -> RateLimitError:
+        gov = governor(papi_ip=1000)
+        (await gov.acquire(PM_BALANCE, account="a", deadline=FAR)).complete(
+            429, {"Retry-After": "5"}
+        )
+        with pytest.raises(RateLimitError) as caught:
+            await gov.acquire(PM_BALANCE, account="b", deadline=trio.current_time() + 1)
+        return caught.value
+
+    error = run(main)
+    assert error.retry_after == pytest.approx(5.0)
+
+
+def test_418_shuts_the_whole_family_uid_calls_included() -> None:
+    async def main() -> tuple[IPBannedError, float]:
+        gov = governor()
+        (await gov.acquire(PM_PRO_SPAN_ACCOUNT, account="a", deadline=FAR)).complete(
+            418, {"Retry-After": "4"}
+        )
+        with pytest.raises(IPBannedError) as caught:
+            await gov.acquire(PM_PRO_ACCOUNT, account="a", deadline=trio.current_time() + 1)
+        await gov.acquire(PM_PRO_ACCOUNT, account="a", deadline=FAR)
+        return caught.value, trio.current_time()
+
+    error, granted_at = run(main)
+    assert error.banned_until is not None
+    assert granted_at == pytest.approx(4.0)
+
+
+def test_uid_call_refused_for_ip_weight_learns_that_uid_calls_cost_ip() -> None:
+    async def main() -> int:
+        gov = governor(sapi_ip=100)
+        permit = await gov.acquire(PM_PRO_ACCOUNT, account="a", deadline=FAR)
+        permit.complete(
+            429,
+            {
+                "X-SAPI-USED-IP-WEIGHT-1M": "100",
+                "X-SAPI-USED-UID-WEIGHT-1M": "5",
+                "Retry-After": "1",
+            },
+        )
+        return gov.sapi_uid_ip_weight
+
+    assert run(main) == PM_PRO_ACCOUNT.weight
+
+
+def test_weight_over_the_limit_is_refused_at_once() -> None:
+    async def main() -> None:
+        gov = governor(papi_ip=10)
+        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+
+    with pytest.raises(ValueError, match="could never be sent"):
+        run(main)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"window": 0}, {"headroom": 1.0}, {"papi_ip": 0}, {"sapi_uid": -5}, {"api_ip": 1.5}],
+)
+def test_bad_options_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="window|headroom|limit"):
+        Governor(**kwargs)
+
+
+def test_headroom_lowers_every_limit() -> None:
+    snapshot = Governor(headroom=0.1).snapshot()
+
+    assert snapshot["papi_ip"].limit == 5400
+    assert snapshot["fapi_ip"].limit == 2160
+
+
+def test_snapshot_reports_each_budget() -> None:
+    async def main() -> dict[str, Any]:
+        gov = governor(papi_ip=100)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        await trio.sleep(0.25)
+        permit.complete(429, {"Retry-After": "0.5", "X-MBX-USED-WEIGHT-1M": "100"})
+        return {"snapshot": gov.snapshot(), "repr": repr(gov)}
+
+    result = run(main)
+    papi = result["snapshot"]["papi_ip"]
+    assert papi.limit == 100
+    assert papi.used == 100
+    assert papi.rejections == 1
+    assert papi.closed_for == pytest.approx(0.5)
+    assert papi.resets_in == pytest.approx(1.0)
+    assert papi.waiters == 0
+    assert "papi_ip 100/100" in result["repr"]
