@@ -303,7 +303,7 @@ def test_weight_over_the_limit_is_refused_at_once() -> None:
     [{"window": 0}, {"headroom": 1.0}, {"papi_ip": 0}, {"sapi_uid": -5}, {"api_ip": 1.5}],
 )
 def test_bad_options_are_refused(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="window|headroom|limit"):
+    with pytest.raises(ValueError, match=r"window|headroom|limit"):
         Governor(**kwargs)
 
 

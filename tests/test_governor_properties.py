@@ -160,5 +160,5 @@ def test_no_window_over_the_limit_fifo_and_no_leaks(workload: list[Call], uid_ip
     # 3. Patient calls are all served; 4. nothing is left in flight or waiting.
     assert log.refused_patient == []
     assert log.waiting_at_end == 0
-    for bucket in [*gov._ip.values(), *gov._uid.values()]:
-        assert bucket.inflight == 0
+    for state in [*gov._ip.values(), *gov._uid.values()]:
+        assert state.inflight == 0
