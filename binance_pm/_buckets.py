@@ -35,7 +35,6 @@ class Bucket:
         "external",
         "external_until",
         "family",
-        "gone_total",
         "granted_total",
         "held",
         "inflight",
@@ -55,8 +54,7 @@ class Bucket:
         self.inflight = 0  # weight let out whose answer has not come
         self.external = 0  # weight the exchange reports beyond ours (another process, say)
         self.external_until = 0.0  # unless an answer says it again, external weight lapses then
-        self.granted_total = 0  # all weight ever let out, for telling earlier from later
-        self.gone_total = 0  # all weight ever expired or given back
+        self.granted_total = 0  # all weight ever let out
         self.closed_until = 0.0  # after a 429: nothing goes out before this
         self.rejections = 0  # 429s seen
         self.waiters: deque[Waiter] | None = None  # made on first wait: most buckets never wait
@@ -74,7 +72,6 @@ class Bucket:
                 freed += weights[head]
                 head += 1
             self.held -= freed
-            self.gone_total += freed
             if head > 64 and head * 2 > len(expiries):
                 del expiries[:head]
                 del weights[:head]
@@ -88,17 +85,8 @@ class Bucket:
             self.external = 0
         return self.held + self.inflight + self.external
 
-    def grant(self, weight: int) -> None:
-        self.inflight += weight
-        self.granted_total += weight
-
-    def give_back(self, weight: int) -> None:
-        """A request let out never left: its weight was not spent."""
-        self.inflight -= weight
-        self.gone_total += weight
-
     def report(self, external: int, until: float) -> None:
-        """The exchange counts ``external`` weight beyond ours; hold it until ``until``."""
+        """The exchange counts ``external`` weight beyond ours: hold it until ``until``."""
         self.external = max(0, external)
         self.external_until = until
 

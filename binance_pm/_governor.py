@@ -75,7 +75,7 @@ class Waiter:
 class Permit:
     """Weight reserved for one request; see :class:`binance_pm._hook.Permit`."""
 
-    __slots__ = ("_done", "_governor", "_seen", "account", "buckets", "endpoint", "weights")
+    __slots__ = ("_done", "_governor", "_marks", "account", "buckets", "endpoint", "weights")
 
     def __init__(
         self,
@@ -84,16 +84,17 @@ class Permit:
         account: str,
         buckets: tuple[Bucket, ...],
         weights: tuple[int, ...],
+        marks: tuple[tuple[Bucket, int, int], ...],
     ) -> None:
         self._governor = governor
         self.endpoint = endpoint
         self.account = account
         self.buckets = buckets
         self.weights = weights
-        # How much each bucket had let out before this request: what went out before it
-        # reached the exchange before it (connections aside), so the exchange's count of this
-        # request includes it.
-        self._seen = tuple(b.granted_total for b in buckets)
+        # For each budget the answer reports on: our weight held or in flight when this request
+        # went out, and how much had been let out by then. All the exchange can have counted
+        # of ours when this request arrived is within those plus what went out since.
+        self._marks = marks
         self._done = False
 
     def cancel(self) -> None:
@@ -101,7 +102,7 @@ class Permit:
             return
         self._done = True
         for bucket, weight in zip(self.buckets, self.weights, strict=True):
-            bucket.give_back(weight)
+            bucket.inflight -= weight  # it never left: its weight was not spent
         self._governor._wake(self.buckets)
 
     def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
@@ -253,10 +254,15 @@ class Governor:
         buckets: tuple[Bucket, ...],
         weights: tuple[int, ...],
     ) -> Permit:
-        permit = Permit(self, endpoint, account, buckets, weights)
         for bucket, weight in zip(buckets, weights, strict=True):
-            bucket.grant(weight)
-        return permit
+            bucket.inflight += weight
+            bucket.granted_total += weight
+        watched = buckets
+        if endpoint.bucket == "uid" and len(buckets) == 1:
+            watched = (*buckets, self._ip[endpoint.family])  # its answer reports the IP weight
+            watched[1].expire(self._clock())
+        marks = tuple((b, b.held + b.inflight, b.granted_total) for b in watched)
+        return Permit(self, endpoint, account, buckets, weights, marks)
 
     async def _wait(
         self, endpoint: Endpoint, account: str, waiter: Waiter, deadline: float
@@ -350,24 +356,26 @@ class Governor:
     # -- learning from answers ---------------------------------------------------------------
 
     def _learn(self, permit: Permit, headers: Mapping[str, str], now: float) -> None:
-        """Hold weight the exchange reports beyond what this governor knows it counted."""
+        """Hold weight the exchange reports beyond all it can have counted of ours.
+
+        The estimate of outside weight is never too high, so it never throttles by mistake
+        (requests let out later often arrive sooner, over other connections); weight of ours
+        still on its way shows in the next answers.
+        """
         reported = _used_weights(headers, permit.endpoint.family)
         if not reported:
             return
-        for bucket, weight, seen in zip(permit.buckets, permit.weights, permit._seen, strict=True):
-            kind = "uid" if bucket.name.startswith("sapi_uid") else "ip"
-            used = reported.get(kind)
-            if used is None:
-                continue
-            # Counted by the exchange along with this request: itself, and ours that went out
-            # before it and have not expired.
-            ours = weight + max(0, seen - bucket.gone_total)
-            bucket.report(used - ours, now + self.window)
-        if permit.endpoint.bucket == "uid" and "ip" in reported and len(permit.buckets) == 1:
-            # A UID call's answer also reports the family's IP weight.
-            ip = self._ip[permit.endpoint.family]
-            ip.expire(now)
-            ip.report(reported["ip"] - ip.held - ip.inflight, now + self.window)
+        until = now + self.window
+        for bucket, ours_then, let_out_then in permit._marks:
+            used = reported.get("uid" if bucket.name.startswith("sapi_uid") else "ip")
+            if used is not None:
+                ours = ours_then + bucket.granted_total - let_out_then
+                before = bucket.external
+                bucket.report(used - ours, until)
+                if bucket.external != before and bucket not in permit.buckets:
+                    # Its waiter timed itself by the old estimate (the permit's own buckets
+                    # are woken when it completes).
+                    self._wake((bucket,))
 
     def _close(
         self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -12,42 +11,13 @@ import pytest
 
 from binance_pm import AccountType, Session
 
+from .served import credentials, serve
+
 
 @pytest.fixture
 def served() -> Iterator[tuple[subprocess.Popen[str], str, list[dict[str, str]]]]:
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "binance_pm",
-            "serve",
-            "--accounts",
-            "6",
-            "--window",
-            "1",
-            "--papi-ip",
-            "60",
-            "--seed",
-            "3",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            first = process.stdout.readline().split()
-            assert first[0] == "base_url", first
-            accounts = []
-            for line in process.stdout:
-                if line.strip() == "ready":
-                    break
-                accounts.append(json.loads(line))
-            yield process, first[1], accounts
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.communicate(timeout=10)
+    with serve("--accounts", "6", "--window", "1", "--papi-ip", "60", "--seed", "3") as running:
+        yield running
 
 
 async def test_serve_prints_accounts_and_answers_signed_calls(
@@ -55,10 +25,9 @@ async def test_serve_prints_accounts_and_answers_signed_calls(
 ) -> None:
     _, base_url, accounts = served
     pm = next(a for a in accounts if a["account_type"] == AccountType.PM_2.value)
-    keys = {"secret": pm["secret"]} if "secret" in pm else {"private_key": pm["private_key"]}
 
     async with Session(base_url=base_url) as session:
-        balances = await session.client(pm["api_key"], **keys).pm_balance()
+        balances = await session.client(pm["api_key"], **credentials(pm)).pm_balance()
 
     assert base_url.startswith("http://127.0.0.1:")
     assert len(accounts) == 6

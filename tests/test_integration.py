@@ -209,7 +209,7 @@ async def test_429_waits_out_retry_after_when_the_deadline_allows() -> None:
 
 async def test_429_is_rate_limit_error_when_the_deadline_comes_first() -> None:
     async with (
-        SimulatedExchange(accounts=3, papi_ip=40, window=5.0) as ex,
+        SimulatedExchange(accounts=3, papi_ip=40, window=5.0, window_mode="sliding") as ex,
         Session(base_url=ex.base_url) as session,
     ):
         client = client_for(session, pick(ex, AccountType.PM_2))
@@ -229,7 +229,7 @@ async def test_429_is_rate_limit_error_when_the_deadline_comes_first() -> None:
 
 async def test_two_processes_without_a_shared_governor_earn_an_ip_ban() -> None:
     async with (
-        SimulatedExchange(accounts=3, papi_ip=40, window=5.0) as ex,
+        SimulatedExchange(accounts=3, papi_ip=40, window=5.0, window_mode="sliding") as ex,
         Session(base_url=ex.base_url) as first,
         Session(base_url=ex.base_url) as second,  # its own governor: it knows nothing of first
     ):

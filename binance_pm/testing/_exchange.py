@@ -33,6 +33,9 @@ ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 FAULT_KINDS = ("503", "reset", "slow", "garbage", "html")
+#: ``GET`` this path for :attr:`SimulatedExchange.stats` as JSON (not weighed, never faulty);
+#: ``?arrivals=1`` adds every charge as ``[server ms, budget, weight]``.
+STATS_PATH = "/_sim/stats"
 BY_PATH: dict[str, Endpoint] = {e.path: e for e in ENDPOINTS.values()}
 # Which products may call which endpoint; the others get -2015.
 SERVES: dict[str, frozenset[AccountType]] = {
@@ -235,6 +238,11 @@ class SimulatedExchange:
             stats.in_flight -= 1
 
     async def _handle(self, scope: Scope, send: ASGISend) -> None:
+        if scope["path"] == STATS_PATH:
+            arrivals = b"arrivals=1" in scope["query_string"]
+            body = msgspec.json.encode(self.stats.to_dict(arrivals=arrivals))
+            await self._send(send, 200, body, {})
+            return
         endpoint = BY_PATH.get(scope["path"])
         if endpoint is None or scope["method"] != "GET":
             await self._send(send, 404, b'{"code":-1000,"msg":"Not found."}', {})

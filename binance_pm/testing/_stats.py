@@ -61,6 +61,26 @@ class ExchangeStats:
         self.weight_by_window[per_window][int(now_ms // (window * 1000))] += weight
         self.arrivals.append((now_ms, per_window, weight))
 
+    def to_dict(self, *, arrivals: bool = False) -> dict[str, object]:
+        """The counts as plain JSON-ready values (``GET /_sim/stats`` answers this)."""
+        counts: dict[str, object] = {
+            "requests": self.requests,
+            "by_status": {str(k): v for k, v in self.by_status.items()},
+            "by_code": {str(k): v for k, v in self.by_code.items()},
+            "by_endpoint": dict(self.by_endpoint),
+            "weight": dict(self.weight),
+            "weight_by_window": {
+                budget: {str(k): v for k, v in windows.items()}
+                for budget, windows in self.weight_by_window.items()
+            },
+            "faults": dict(self.faults),
+            "bans": self.bans,
+            "max_concurrency": self.max_concurrency,
+        }
+        if arrivals:
+            counts["arrivals"] = [list(entry) for entry in self.arrivals]
+        return counts
+
     def max_in_any_interval(self, budget: str, window: float) -> int:
         """The most weight counted against ``budget`` in any interval of ``window`` seconds."""
         times = [(t, w) for t, b, w in self.arrivals if b == budget]
