@@ -31,11 +31,13 @@ class Bucket:
         "_expiries",
         "_head",
         "_weights",
+        "answered",
+        "cautious_until",
         "closed_until",
         "external",
         "external_until",
         "family",
-        "granted_total",
+        "gone_total",
         "held",
         "inflight",
         "limit",
@@ -54,7 +56,9 @@ class Bucket:
         self.inflight = 0  # weight let out whose answer has not come
         self.external = 0  # weight the exchange reports beyond ours (another process, say)
         self.external_until = 0.0  # unless an answer says it again, external weight lapses then
-        self.granted_total = 0  # all weight ever let out
+        self.gone_total = 0  # all weight ever expired or given back
+        self.answered = False  # an answer came: until then, one request at a time
+        self.cautious_until = 0.0  # after a 429: estimates of outside weight only go up
         self.closed_until = 0.0  # after a 429: nothing goes out before this
         self.rejections = 0  # 429s seen
         self.waiters: deque[Waiter] | None = None  # made on first wait: most buckets never wait
@@ -72,6 +76,7 @@ class Bucket:
                 freed += weights[head]
                 head += 1
             self.held -= freed
+            self.gone_total += freed
             if head > 64 and head * 2 > len(expiries):
                 del expiries[:head]
                 del weights[:head]
@@ -85,9 +90,17 @@ class Bucket:
             self.external = 0
         return self.held + self.inflight + self.external
 
-    def report(self, external: int, until: float) -> None:
-        """The exchange counts ``external`` weight beyond ours: hold it until ``until``."""
-        self.external = max(0, external)
+    def report(self, external: int, now: float, until: float) -> None:
+        """The exchange counts ``external`` weight beyond ours: hold it until ``until``.
+
+        Each answer's estimate replaces the last, except for a window after a 429, when the
+        bucket is at the limit and a low estimate (a request overtaken by a later one) would
+        send it into the next 429: then only a higher estimate replaces a lower one.
+        """
+        external = max(0, external)
+        if now < self.cautious_until and now < self.external_until:
+            external = max(external, self.external)
+        self.external = external
         self.external_until = until
 
     def finish(self, weight: int, now: float) -> None:

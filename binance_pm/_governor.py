@@ -92,8 +92,7 @@ class Permit:
         self.buckets = buckets
         self.weights = weights
         # For each budget the answer reports on: our weight held or in flight when this request
-        # went out, and how much had been let out by then. All the exchange can have counted
-        # of ours when this request arrived is within those plus what went out since.
+        # went out (itself included), and how much had expired or been given back by then.
         self._marks = marks
         self._done = False
 
@@ -103,6 +102,7 @@ class Permit:
         self._done = True
         for bucket, weight in zip(self.buckets, self.weights, strict=True):
             bucket.inflight -= weight  # it never left: its weight was not spent
+            bucket.gone_total += weight
         self._governor._wake(self.buckets)
 
     def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
@@ -113,6 +113,8 @@ class Permit:
         now = governor._clock()
         for bucket, weight in zip(self.buckets, self.weights, strict=True):
             bucket.finish(weight, now)
+            if status is not None:
+                bucket.answered = True
         if headers is not None:
             governor._learn(self, headers, now)
         if status == 429 or status == 418:
@@ -243,6 +245,8 @@ class Governor:
                 return False  # first come, first served
             if bucket.closed_until > now or banned[bucket.family] > now:
                 return False
+            if not bucket.answered and bucket.inflight:
+                return False  # the first answer tells what others spend: wait for it
             if bucket.used(now) + weight > bucket.limit:
                 return False
         return True
@@ -256,12 +260,11 @@ class Governor:
     ) -> Permit:
         for bucket, weight in zip(buckets, weights, strict=True):
             bucket.inflight += weight
-            bucket.granted_total += weight
         watched = buckets
         if endpoint.bucket == "uid" and len(buckets) == 1:
             watched = (*buckets, self._ip[endpoint.family])  # its answer reports the IP weight
             watched[1].expire(self._clock())
-        marks = tuple((b, b.held + b.inflight, b.granted_total) for b in watched)
+        marks = tuple((b, b.held + b.inflight, b.gone_total) for b in watched)
         return Permit(self, endpoint, account, buckets, weights, marks)
 
     async def _wait(
@@ -305,6 +308,8 @@ class Governor:
                 continue
             if bucket.waiters and bucket.waiters[0] is not waiter:
                 return None  # a waiter ahead goes first; its going wakes this one
+            if not bucket.answered and bucket.inflight:
+                return None  # the first answer comes first; it wakes this one
             room_at = bucket.time_until_room(weight, now)
             if room_at is None:
                 return None  # in-flight or external weight must come back first
@@ -356,22 +361,26 @@ class Governor:
     # -- learning from answers ---------------------------------------------------------------
 
     def _learn(self, permit: Permit, headers: Mapping[str, str], now: float) -> None:
-        """Hold weight the exchange reports beyond all it can have counted of ours.
+        """Hold weight the exchange reports beyond its count of ours.
 
-        The estimate of outside weight is never too high, so it never throttles by mistake
-        (requests let out later often arrive sooner, over other connections); weight of ours
-        still on its way shows in the next answers.
+        Ours, as the exchange saw it when this request arrived, is taken to be what went out
+        before it and is still held. A request that went out later but overtook this one
+        makes the estimate of outside weight a little high; one that went out earlier but
+        arrived later, a little low. Erring high is the cautious side: with another process
+        on the IP, a low estimate sends a burst into a 429, while a high one costs some budget
+        only until the next answer replaces it.
         """
         reported = _used_weights(headers, permit.endpoint.family)
         if not reported:
             return
         until = now + self.window
-        for bucket, ours_then, let_out_then in permit._marks:
+        for bucket, ours_then, gone_then in permit._marks:
             used = reported.get("uid" if bucket.name.startswith("sapi_uid") else "ip")
             if used is not None:
-                ours = ours_then + bucket.granted_total - let_out_then
+                bucket.expire(now)
+                ours = ours_then - (bucket.gone_total - gone_then)
                 before = bucket.external
-                bucket.report(used - ours, until)
+                bucket.report(used - ours, now, until)
                 if bucket.external != before and bucket not in permit.buckets:
                     # Its waiter timed itself by the old estimate (the permit's own buckets
                     # are woken when it completes).
@@ -393,11 +402,11 @@ class Governor:
                 self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, permit.endpoint.weight)
         for bucket in buckets:
             bucket.rejections += 1
+            # Shut until Retry-After. What the 429's own headers taught (``_learn`` ran first)
+            # stays for the window, so the bucket does not reopen into the same wall.
             bucket.closed_until = max(bucket.closed_until, now + wait)
-            # The exchange says the budget is spent: hold it full until it reopens.
-            bucket.expire(now)
-            full = bucket.limit - bucket.held - bucket.inflight
-            bucket.report(max(bucket.external, full), bucket.closed_until)
+            bucket.external_until = max(bucket.external_until, now + self.window)
+            bucket.cautious_until = now + self.window
             self._wake((bucket,))
 
     def _refused_bucket(self, permit: Permit, headers: Mapping[str, str] | None) -> Bucket:

@@ -31,6 +31,13 @@ def governor(**kwargs: Any) -> Governor:
     return Governor(clock=trio.current_time, **kwargs)
 
 
+async def warm(gov: Governor, endpoint: Any) -> None:
+    """One answered call, and a window for its weight to leave: a budget that has had an
+    answer no longer sends its first request alone."""
+    (await gov.acquire(endpoint, account="w", deadline=FAR)).complete(200, {})
+    await trio.sleep(gov.window)
+
+
 def test_burst_after_idle_goes_out_at_once() -> None:
     async def main() -> list[float]:
         gov = governor(papi_ip=100)
@@ -47,14 +54,59 @@ def test_burst_after_idle_goes_out_at_once() -> None:
 def test_weight_is_held_until_one_window_after_the_answer() -> None:
     async def main() -> float:
         gov = governor(papi_ip=40)
+        (await gov.acquire(PM_BALANCE, account="a", deadline=FAR)).complete(200, {})
+        await trio.sleep(1.0)  # that first answer's weight has left the window
         first = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
         await gov.acquire(PM_BALANCE, account="a", deadline=FAR)  # still in flight, forever
         await trio.sleep(0.3)
-        first.complete(200, {})  # answered at 0.3: held until 1.3
+        first.complete(200, {})  # answered at 1.3: held until 2.3
         await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
         return trio.current_time()
 
-    assert run(main) == pytest.approx(1.3)
+    assert run(main) == pytest.approx(2.3)
+
+
+def test_a_fresh_budget_sends_one_request_and_learns_before_bursting() -> None:
+    async def main() -> list[float]:
+        gov = governor(papi_ip=100)
+        times: list[float] = []
+
+        async def call() -> None:
+            permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+            times.append(trio.current_time())
+            await trio.sleep(0.05)
+            # Another process has spent 40 of this IP's budget.
+            permit.complete(200, {"X-MBX-USED-WEIGHT-1M": str(20 * len(times) + 40)})
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(call)
+        return times
+
+    times = run(main)
+    assert times[0] == 0
+    assert times[1:3] == [pytest.approx(0.05)] * 2  # then at once, as far as the room goes
+    assert times[3] == pytest.approx(1.05)  # 40 outside + 60 ours: the fourth waits a window
+
+
+def test_after_a_429_a_lower_estimate_does_not_replace_a_higher_one_for_a_window() -> None:
+    async def main() -> list[int]:
+        gov = governor(papi_ip=1000)
+        seen = []
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        permit.complete(429, {"Retry-After": "0.1", "X-MBX-USED-WEIGHT-1M": "620"})
+        seen.append(gov.snapshot()["papi_ip"].external)  # 600 of it is not ours
+        await trio.sleep(0.2)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        permit.complete(200, {"X-MBX-USED-WEIGHT-1M": "500"})  # an overtaken, low reading
+        seen.append(gov.snapshot()["papi_ip"].external)
+        await trio.sleep(1.0)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        permit.complete(200, {"X-MBX-USED-WEIGHT-1M": "520"})
+        seen.append(gov.snapshot()["papi_ip"].external)  # a window on: the latest counts
+        return seen
+
+    assert run(main) == [600, 600, 500]
 
 
 KEY_A = "aaaa" + "x" * 56 + "1111"
@@ -64,6 +116,7 @@ KEY_B = "bbbb" + "x" * 56 + "2222"
 def test_uid_budgets_are_per_account_and_ip_budgets_shared() -> None:
     async def main() -> dict[str, Any]:
         gov = governor(sapi_uid=10, fapi_ip=10)
+        await warm(gov, CLASSIC_PM_ACCOUNT)
         for account in (KEY_A, KEY_B):
             for _ in range(2):
                 (await gov.acquire(PM_PRO_ACCOUNT, account=account, deadline=FAR)).complete(200, {})
@@ -72,7 +125,7 @@ def test_uid_budgets_are_per_account_and_ip_budgets_shared() -> None:
         return {"at": trio.current_time(), "snapshot": gov.snapshot()}
 
     result = run(main)
-    assert result["at"] == 0  # two accounts' UID budgets did not wait for each other
+    assert result["at"] == 1.0  # after warming: two accounts' UID budgets did not wait
     snapshot = result["snapshot"]
     assert snapshot["fapi_ip"].used == 10  # one IP budget for both
     assert snapshot["sapi_uid:aaaa…1111"].used == 10
@@ -115,6 +168,7 @@ def test_heavy_call_is_not_starved_by_a_stream_of_light_ones() -> None:
 def test_call_needing_ip_and_uid_takes_both_at_once() -> None:
     async def main() -> dict[str, Any]:
         gov = governor(sapi_uid=10, sapi_ip=10, sapi_uid_ip_weight=5)
+        await warm(gov, PM_PRO_SPAN_ACCOUNT)
         held_ip = await gov.acquire(PM_PRO_SPAN_ACCOUNT, account="x", deadline=FAR)  # IP 5
         held_ip2 = await gov.acquire(PM_PRO_SPAN_ACCOUNT, account="x", deadline=FAR)  # IP 10
         states: dict[str, Any] = {}
@@ -135,7 +189,7 @@ def test_call_needing_ip_and_uid_takes_both_at_once() -> None:
 
     states = run(main)
     assert states["uid_used_while_waiting"] == 0
-    assert states["granted_at"] == pytest.approx(0.5)
+    assert states["granted_at"] == pytest.approx(1.5)  # warmed for 1.0, then waited 0.5
 
 
 def test_cancelled_waiter_takes_nothing_and_the_next_one_goes() -> None:

@@ -162,3 +162,22 @@ async def test_200_accounts_flat_out_get_no_429_and_use_the_budget(mode: str) ->
     for budget, most in run.most_in_any_window().items():
         limit = LIMITS["sapi_uid"] if budget.startswith("uid:") else LIMITS.get(budget, 6000)
         assert most <= limit, (budget, most)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "sliding"])
+async def test_weight_spent_by_another_process_costs_no_ban_and_the_governor_recovers(
+    mode: str,
+) -> None:
+    extra = ("--external", "papi=0.3", "--external", "sapi=0.3")
+    with serve(*limit_args(mode), *extra) as (_, base_url, accounts):
+        run = await poll_flat_out(base_url, accounts, SECONDS)
+
+    assert run.exchange["by_status"].get("418", 0) == 0
+    assert run.exchange["bans"] == 0
+    # It went on by itself after each 429 (Retry-After), and no call gave up.
+    assert run.errors == []
+    use = {budget: run.use(budget) for budget in ("papi_ip", "sapi_ip", "sapi_uid")}
+    assert use["sapi_uid"] >= 0.97, use  # UID budgets have no outside weight
+    assert use["papi_ip"] >= 0.5, use  # what the other process leaves: 70 %
+    assert use["sapi_ip"] >= 0.5, use
+    # The issue's "at most one 429 per window" does not hold yet: see CHANGELOG, Known issues.

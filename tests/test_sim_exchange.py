@@ -298,6 +298,7 @@ async def test_client_that_ignores_429_is_banned_and_bans_double(sim: Any) -> No
     for _ in range(5):
         await call.get("/papi/v1/balance", account)
     assert (await call.get("/papi/v1/balance", account)).status_code == 429
+    clock.now += 0.11  # past the grace (a tenth of the window) for requests already on their way
 
     banned = await call.get("/papi/v1/balance", account)  # within Retry-After
 
@@ -311,9 +312,25 @@ async def test_client_that_ignores_429_is_banned_and_bans_double(sim: Any) -> No
     for _ in range(5):
         assert (await call.get("/papi/v1/balance", account)).status_code == 200
     await call.get("/papi/v1/balance", account)  # 429
+    clock.now += 0.11
     second_ban = await call.get("/papi/v1/balance", account)
     assert float(second_ban.headers["Retry-After"]) == pytest.approx(4.0)
     assert ex.stats.bans == 2
+
+
+async def test_requests_already_on_their_way_get_429_not_a_ban(sim: Any) -> None:
+    ex, call, clock = sim
+    account = pick(ex, AccountType.PM_2)
+    for _ in range(5):
+        await call.get("/papi/v1/balance", account)
+    first = await call.get("/papi/v1/balance", account)
+    clock.now += 0.05  # within the grace: these were sent before the 429 reached the client
+
+    in_flight = [await call.get("/papi/v1/balance", account) for _ in range(3)]
+
+    assert first.status_code == 429
+    assert [a.status_code for a in in_flight] == [429, 429, 429]
+    assert ex.stats.bans == 0
 
 
 async def test_other_families_are_not_affected_by_a_ban(sim: Any) -> None:

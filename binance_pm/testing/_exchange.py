@@ -100,6 +100,9 @@ class SimulatedExchange:
         external: per family, the share of its IP limit that "another process on the same IP"
             spends, spread over each window; seen only in the headers and in 429s.
         ban_seconds: the first ban's length (doubling after); two windows by default.
+        ban_grace: seconds after a 429 in which more requests for that budget get 429s rather
+            than a ban: they were on their way before the 429 was; ``min(1, window / 10)`` by
+            default.
         clock: the local wall clock in seconds, for tests that move time by hand.
 
     The exchange is usable in-process without a socket through ``httpx.ASGITransport(app=ex)``;
@@ -123,6 +126,7 @@ class SimulatedExchange:
         external: Mapping[str, float] | None = None,
         slow_seconds: float = 2.0,
         ban_seconds: float | None = None,
+        ban_grace: float | None = None,
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -174,7 +178,10 @@ class SimulatedExchange:
             for family in ("api", "sapi", "papi", "fapi")
         }
         self._uid: dict[str, Counter] = {}
-        self._warden = Warden(ban_seconds if ban_seconds is not None else 2 * self.window)
+        self._warden = Warden(
+            ban_seconds if ban_seconds is not None else 2 * self.window,
+            ban_grace if ban_grace is not None else min(1.0, self.window / 10),
+        )
         self._server: LoopbackServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -383,6 +390,8 @@ class SimulatedExchange:
             )
         wait = counter.seconds_until_fits(endpoint.weight, now)
         self._warden.refused(key, now, wait)
+        budget = key if key.startswith("uid:") else f"{key[3:]}_ip"
+        self.stats.refused_by_window[budget][int(now // (self.window * 1000))] += 1
         raise _Answer(
             429,
             -1003,

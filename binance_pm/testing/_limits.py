@@ -4,7 +4,9 @@ Weight is counted on the server's clock when a request arrives, whatever its ans
 is either a fixed window aligned to the clock (reset to zero at every multiple of ``window``, as
 documented for spot) or a sliding one (the weight of the last ``window`` seconds). A request that
 would take a counter past its limit gets a 429 with ``Retry-After``; one that arrives for the same
-budget before that time is up earns an IP ban (418) for that API family, twice as long each time.
+budget before that time is up earns an IP ban (418) for that API family, twice as long each time;
+except within a short grace after the 429, for requests that were already on their way when it
+was sent (they get 429s too).
 """
 
 from __future__ import annotations
@@ -106,11 +108,20 @@ class Counter:
 class Warden:
     """Remembers 429s and bans per API family, and escalates repeated violations."""
 
-    __slots__ = ("_ban_count", "_banned_until", "_cooling_until", "ban_seconds")
+    __slots__ = (
+        "_ban_count",
+        "_banned_until",
+        "_cooling_until",
+        "_grace_until",
+        "ban_seconds",
+        "grace",
+    )
 
-    def __init__(self, ban_seconds: float) -> None:
+    def __init__(self, ban_seconds: float, grace: float = 0.0) -> None:
         self.ban_seconds = ban_seconds
+        self.grace = grace
         self._cooling_until: dict[str, float] = {}
+        self._grace_until: dict[str, float] = {}
         self._banned_until: dict[str, float] = {}
         self._ban_count: dict[str, int] = {}
 
@@ -119,11 +130,14 @@ class Warden:
         return until if until is not None and until > now_ms else None
 
     def in_cooldown(self, key: str, now_ms: float) -> bool:
-        """True when ``key`` (a budget) got a 429 whose Retry-After has not yet passed."""
-        return self._cooling_until.get(key, 0.0) > now_ms
+        """True when ``key`` (a budget) got a 429 whose Retry-After has not yet passed, and its
+        grace for requests already on their way is over."""
+        return self._grace_until.get(key, 0.0) <= now_ms < self._cooling_until.get(key, 0.0)
 
     def refused(self, key: str, now_ms: float, retry_after: float) -> None:
         """A 429 was sent for ``key``; it must wait ``retry_after`` seconds."""
+        if not self._cooling_until.get(key, 0.0) > now_ms:  # a new refusal, not one in grace
+            self._grace_until[key] = now_ms + self.grace * 1000.0
         self._cooling_until[key] = now_ms + retry_after * 1000.0
 
     def ban(self, family: str, now_ms: float) -> float:

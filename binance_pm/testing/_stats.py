@@ -23,6 +23,7 @@ class ExchangeStats:
             each fixed window of the server clock, by window number.
         faults: injected faults per kind.
         bans: 418 bans handed out.
+        refused_by_window: per budget, 429s answered in each fixed window, by window number.
         max_concurrency: the most requests in handling at once.
         clients: the client addresses (host, port) seen: one per connection over TCP.
         arrivals: the latest (server ms, budget, weight) charges, oldest dropped past 200,000.
@@ -38,6 +39,9 @@ class ExchangeStats:
     )
     faults: Counter[str] = field(default_factory=Counter)
     bans: int = 0
+    refused_by_window: defaultdict[str, Counter[int]] = field(
+        default_factory=lambda: defaultdict(Counter), repr=False
+    )
     max_concurrency: int = 0
     clients: set[tuple[object, ...]] = field(default_factory=set, repr=False)
     in_flight: int = 0
@@ -75,6 +79,10 @@ class ExchangeStats:
             },
             "faults": dict(self.faults),
             "bans": self.bans,
+            "refused_by_window": {
+                budget: {str(k): v for k, v in windows.items()}
+                for budget, windows in self.refused_by_window.items()
+            },
             "max_concurrency": self.max_concurrency,
         }
         if arrivals:
