@@ -86,7 +86,9 @@ def test_a_fresh_budget_sends_one_request_and_learns_before_bursting() -> None:
     times = run(main)
     assert times[0] == 0
     assert times[1:3] == [pytest.approx(0.05)] * 2  # then at once, as far as the room goes
-    assert times[3] == pytest.approx(1.05)  # 40 outside + 60 ours: the fourth waits a window
+    # 40 outside + 60 ours: the fourth waits about a window, until the probe's weight (1.05) or,
+    # if the estimate erred high (two answers at once, in either order), the next (1.10) leaves.
+    assert 1.05 - 1e-9 <= times[3] <= 1.10 + 1e-9
 
 
 def test_after_a_429_a_lower_estimate_does_not_replace_a_higher_one_for_a_window() -> None:
