@@ -17,6 +17,7 @@ and expiring them is a pop from the front: O(1) per request, whatever the window
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -62,8 +63,9 @@ class Bucket:
         self.closed_until = 0.0  # after a 429: nothing goes out before this
         self.rejections = 0  # 429s seen
         self.waiters: deque[Waiter] | None = None  # made on first wait: most buckets never wait
-        self._expiries: list[float] = []
-        self._weights: list[int] = []
+        # Arrays, not lists: 16 bytes a held request instead of 40, for thousands of accounts.
+        self._expiries = array("d")
+        self._weights = array("q")
         self._head = 0
 
     def expire(self, now: float) -> None:

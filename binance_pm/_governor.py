@@ -35,6 +35,7 @@ _HEADER_PREFIX = {
     "uid": {"sapi": "x-sapi-used-uid-weight-"},
 }
 _MBX_PREFIX = "x-mbx-used-weight-"
+Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
 _INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -173,39 +174,44 @@ class Governor:
         self._uid: dict[str, Bucket] = {}
         self._uid_names: set[str] = set()
         self._banned_until: dict[str, float] = dict.fromkeys(FAMILIES, 0.0)
-        self._plans: dict[tuple[str, str], tuple[tuple[Bucket, ...], tuple[int, ...]]] = {}
+        self._ip_plans: dict[str, Plan] = {}
 
     def _effective(self, limit: int) -> int:
         return max(1, math.floor(limit * (1 - self.headroom)))
 
     # -- acquiring ----------------------------------------------------------------------------
 
-    def _plan(self, endpoint: Endpoint, account: str) -> tuple[tuple[Bucket, ...], tuple[int, ...]]:
+    def _plan(self, endpoint: Endpoint, account: str) -> Plan:
         """The buckets and weights one call of ``endpoint`` for ``account`` takes."""
-        key = (endpoint.name, account)
-        plan = self._plans.get(key)
-        if plan is not None:
-            return plan
-        if endpoint.bucket == "uid":
-            uid = self._uid.get(account)
-            if uid is None:
-                uid = self._uid[account] = Bucket(
-                    self._uid_name(account), "sapi", self._uid_limit, self.window
+        if endpoint.bucket == "ip":
+            plan = self._ip_plans.get(endpoint.name)
+            if plan is None:
+                plan = self._ip_plans[endpoint.name] = self._checked(
+                    endpoint, ((self._ip[endpoint.family],), (endpoint.weight,))
                 )
-            if self.sapi_uid_ip_weight:
-                plan = ((uid, self._ip["sapi"]), (endpoint.weight, self.sapi_uid_ip_weight))
-            else:
-                plan = ((uid,), (endpoint.weight,))
+            return plan
+        uid = self._uid.get(account)
+        if uid is None:
+            uid = self._uid[account] = Bucket(
+                self._uid_name(account), "sapi", self._uid_limit, self.window
+            )
+        # Not cached: a plan per account would cost more memory than making it costs time.
+        if self.sapi_uid_ip_weight:
+            uid_plan: Plan = ((uid, self._ip["sapi"]), (endpoint.weight, self.sapi_uid_ip_weight))
         else:
-            plan = ((self._ip[endpoint.family],), (endpoint.weight,))
+            uid_plan = ((uid,), (endpoint.weight,))
+        if endpoint.weight > uid.limit or self.sapi_uid_ip_weight > self._ip["sapi"].limit:
+            self._checked(endpoint, uid_plan)
+        return uid_plan
+
+    @staticmethod
+    def _checked(endpoint: Endpoint, plan: Plan) -> Plan:
         for bucket, weight in zip(*plan, strict=True):
             if weight > bucket.limit:
                 raise ValueError(
                     f"{endpoint.label} weighs {weight}, more than the {bucket.name} limit of "
                     f"{bucket.limit} per window: it could never be sent"
                 )
-        if endpoint.bucket == "ip":  # per-account plans would grow with the accounts; IP ones don't
-            self._plans[key] = plan
         return plan
 
     def _uid_name(self, account: str) -> str:
@@ -228,7 +234,7 @@ class Governor:
         buckets, weights = self._plan(endpoint, account)
         now = self._clock()
         if self._grantable(None, buckets, weights, now):
-            return self._grant(endpoint, account, buckets, weights)
+            return self._grant(endpoint, account, buckets, weights, now)
         local_deadline = now + (deadline - anyio.current_time())
         return await self._wait(endpoint, account, Waiter(buckets, weights), local_deadline)
 
@@ -257,14 +263,25 @@ class Governor:
         account: str,
         buckets: tuple[Bucket, ...],
         weights: tuple[int, ...],
+        now: float,
     ) -> Permit:
         for bucket, weight in zip(buckets, weights, strict=True):
             bucket.inflight += weight
-        watched = buckets
-        if endpoint.bucket == "uid" and len(buckets) == 1:
-            watched = (*buckets, self._ip[endpoint.family])  # its answer reports the IP weight
-            watched[1].expire(self._clock())
-        marks = tuple((b, b.held + b.inflight, b.gone_total) for b in watched)
+        first = buckets[0]
+        if len(buckets) == 2:
+            second = buckets[1]
+        elif endpoint.bucket == "uid":
+            second = self._ip[endpoint.family]  # a UID call's answer reports the IP weight too
+            second.expire(now)
+        else:
+            marks: tuple[tuple[Bucket, int, int], ...] = (
+                (first, first.held + first.inflight, first.gone_total),
+            )
+            return Permit(self, endpoint, account, buckets, weights, marks)
+        marks = (
+            (first, first.held + first.inflight, first.gone_total),
+            (second, second.held + second.inflight, second.gone_total),
+        )
         return Permit(self, endpoint, account, buckets, weights, marks)
 
     async def _wait(
@@ -282,7 +299,7 @@ class Governor:
                     granted = True
                     for bucket in waiter.buckets:
                         bucket.waiters.popleft()  # type: ignore[union-attr]
-                    return self._grant(endpoint, account, waiter.buckets, waiter.weights)
+                    return self._grant(endpoint, account, waiter.buckets, waiter.weights, now)
                 wake_at = self._wake_time(waiter, now)
                 if wake_at is not None and wake_at > deadline:
                     raise self._too_late(endpoint, account, waiter, now, wake_at)
