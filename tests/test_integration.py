@@ -304,7 +304,8 @@ async def test_faults_at_a_modest_rate_are_absorbed_by_retries() -> None:
     faults = {"503": 0.05, "reset": 0.05, "html": 0.05}
     async with (
         SimulatedExchange(accounts=30, seed=4, faults=faults) as ex,
-        Session(base_url=ex.base_url, max_retries=4) as session,
+        # 15 % of requests fail; with 7 tries a call fails with odds 0.15**7 (2e-6 a call).
+        Session(base_url=ex.base_url, max_retries=6) as session,
     ):
         clients = [
             client_for(session, a) for a in ex.accounts if a.account_type is AccountType.PM_1
