@@ -29,14 +29,9 @@ import anyio
 from ._buckets import Bucket
 from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint
 from ._exceptions import GovernorTimeout, IPBannedError, RateLimitError, mask_key
+from ._headers import retry_after_seconds, used_weights
 
-_HEADER_PREFIX = {
-    "ip": {"sapi": "x-sapi-used-ip-weight-"},
-    "uid": {"sapi": "x-sapi-used-uid-weight-"},
-}
-_MBX_PREFIX = "x-mbx-used-weight-"
 Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
-_INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +382,7 @@ class Governor:
         on the IP, a low estimate sends a burst into a 429, while a high one costs some budget
         only until the next answer replaces it.
         """
-        reported = _used_weights(headers, permit.endpoint.family)
+        reported = used_weights(headers, permit.endpoint.family)
         if not reported:
             return
         until = now + self.window
@@ -406,7 +401,7 @@ class Governor:
     def _close(
         self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
     ) -> None:
-        retry_after = _retry_after(headers)
+        retry_after = retry_after_seconds(headers)
         wait = retry_after if retry_after is not None else self.window
         family = permit.endpoint.family
         if status == 418:
@@ -430,7 +425,7 @@ class Governor:
         if len(permit.buckets) == 1 and permit.endpoint.bucket == "ip":
             return permit.buckets[0]
         uid = next(b for b in permit.buckets if b.name.startswith("sapi_uid"))
-        reported = _used_weights(headers or {}, "sapi")
+        reported = used_weights(headers or {}, "sapi")
         ip = self._ip["sapi"]
         if reported.get("uid", 0) < uid.limit and reported.get("ip", 0) >= ip.limit:
             return ip
@@ -466,45 +461,3 @@ class Governor:
         return (
             f"Governor(window={self.window:g}s, {', '.join(parts)}, {len(self._uid)} UID buckets)"
         )
-
-
-def _used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
-    """The used-weight headers of an answer, by bucket kind, each from its shortest interval."""
-    found: dict[str, tuple[float, int]] = {}
-    prefixes = (
-        ((_HEADER_PREFIX["ip"]["sapi"], "ip"), (_HEADER_PREFIX["uid"]["sapi"], "uid"))
-        if family == "sapi"
-        else ((_MBX_PREFIX, "ip"),)
-    )
-    for name, value in headers.items():
-        lower = name.lower()
-        for prefix, kind in prefixes:
-            if lower.startswith(prefix):
-                seconds = _interval_seconds(lower[len(prefix) :])
-                if seconds is None:
-                    continue
-                try:
-                    used = int(value)
-                except ValueError:
-                    continue
-                if kind not in found or seconds < found[kind][0]:
-                    found[kind] = (seconds, used)
-    return {kind: used for kind, (_, used) in found.items()}
-
-
-def _interval_seconds(suffix: str) -> float | None:
-    """``"1m"`` → 60: the interval a header name ends with."""
-    if len(suffix) < 2 or suffix[-1] not in _INTERVAL_SECONDS or not suffix[:-1].isdigit():
-        return None
-    return int(suffix[:-1]) * _INTERVAL_SECONDS[suffix[-1]]
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and seconds >= 0 else None

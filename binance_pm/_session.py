@@ -30,6 +30,7 @@ from ._exceptions import (
     error_class,
 )
 from ._governor import Governor
+from ._headers import retry_after_seconds
 from ._hook import RateLimitHook
 from ._retry import retry_delay
 from ._transport import AiohttpTransport
@@ -87,17 +88,6 @@ def _excerpt(body: bytes) -> str:
     """A short, one-line reading of a body that is not the exchange's JSON (an HTML page)."""
     text = _SPACE.sub(" ", _TAGS.sub(" ", body[:2000].decode("utf-8", "replace"))).strip()
     return text[:200] or "(empty body)"
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 class Session:
@@ -371,7 +361,7 @@ class Session:
             msg,
             endpoint=endpoint.label,
             api_key=masked,
-            retry_after=_retry_after(headers),
+            retry_after=retry_after_seconds(headers),
         )
 
     def __repr__(self) -> str:

@@ -24,6 +24,7 @@ from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint
 from .._models import AccountType
 from ._book import Book, SimAccount, make_accounts
 from ._limits import Counter, Warden, WindowMode, retry_after_text
+from ._messages import HTML_502, MSG, Answer, ban_text, error_body, server_time_body
 from ._server import LoopbackServer
 from ._stats import ExchangeStats
 from ._verify import signature_valid
@@ -48,33 +49,6 @@ SERVES: dict[str, frozenset[AccountType]] = {
 HEADER_IP = {"sapi": "X-SAPI-USED-IP-WEIGHT-1M"}
 HEADER_UID = "X-SAPI-USED-UID-WEIGHT-1M"
 HEADER_MBX = "X-MBX-USED-WEIGHT-1M"
-HTML_502 = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
-)
-MSG = {
-    -1003: "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
-    "Please use WebSocket Streams for live updates to avoid polling the API.",
-    -1008: "Request throttled by system-level protection. Reduce-only/close-position orders are "
-    "exempt. Please try again.",
-    -1021: "Timestamp for this request is outside of the recvWindow.",
-    -1022: "Signature for this request is not valid.",
-    -1102: "Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
-    -1131: "recvWindow must be less than 60000.",
-    -2014: "API-key format invalid.",
-    -2015: "Invalid API-key, IP, or permissions for action.",
-}
-
-
-class _Answer(Exception):
-    """Raised inside request handling to answer at once with an exchange error."""
-
-    def __init__(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None):
-        super().__init__(msg)
-        self.status = status
-        self.code = code
-        self.msg = msg
-        self.headers = headers or {}
 
 
 class SimulatedExchange:
@@ -257,7 +231,7 @@ class SimulatedExchange:
         fault = self._draw_fault()
         if fault == "503":
             self._count(endpoint, 503, -1008, fault)
-            await self._send(send, 503, _error(-1008, MSG[-1008]), {})
+            await self._send(send, 503, error_body(-1008, MSG[-1008]), {})
             return
         if fault == "html":
             self._count(endpoint, 502, None, fault)
@@ -266,10 +240,10 @@ class SimulatedExchange:
         headers: dict[str, str] = {}
         try:
             body = self._respond(endpoint, scope, headers)
-        except _Answer as answer:
+        except Answer as answer:
             headers.update(answer.headers)
             self._count(endpoint, answer.status, answer.code, None)
-            await self._send(send, answer.status, _error(answer.code, answer.msg), headers)
+            await self._send(send, answer.status, error_body(answer.code, answer.msg), headers)
             return
         self._count(endpoint, 200, None, fault)
         if fault == "slow":
@@ -333,10 +307,10 @@ class SimulatedExchange:
         family = endpoint.family
         until = self._warden.banned_until(family, now)
         if until is not None:
-            raise _Answer(
+            raise Answer(
                 418,
                 -1003,
-                _ban_text(until),
+                ban_text(until),
                 {"Retry-After": retry_after_text((until - now) / 1000.0)},
             )
         query: bytes = scope["query_string"]
@@ -346,7 +320,7 @@ class SimulatedExchange:
         account_index = self._by_key.get(request_headers.get("x-mbx-apikey", ""))
         self._charge(endpoint, account_index, now, headers)
         if not endpoint.signed:
-            return _server_time(now) if endpoint.path.endswith("/time") else b"{}"
+            return server_time_body(now) if endpoint.path.endswith("/time") else b"{}"
         return self._signed(endpoint, query, request_headers, account_index, now)
 
     def _charge(
@@ -382,17 +356,17 @@ class SimulatedExchange:
         if self._warden.in_cooldown(key, now):
             until = self._warden.ban(family, now)
             self.stats.bans += 1
-            raise _Answer(
+            raise Answer(
                 418,
                 -1003,
-                _ban_text(until),
+                ban_text(until),
                 {"Retry-After": retry_after_text((until - now) / 1000.0)},
             )
         wait = counter.seconds_until_fits(endpoint.weight, now)
         self._warden.refused(key, now, wait)
         budget = key if key.startswith("uid:") else f"{key[3:]}_ip"
         self.stats.refused_by_window[budget][int(now // (self.window * 1000))] += 1
-        raise _Answer(
+        raise Answer(
             429,
             -1003,
             MSG[-1003].format(limit=counter.limit),
@@ -409,29 +383,29 @@ class SimulatedExchange:
     ) -> bytes:
         api_key = request_headers.get("x-mbx-apikey")
         if not api_key or not api_key.isascii() or len(api_key) > 128:
-            raise _Answer(401, -2014, MSG[-2014])
+            raise Answer(401, -2014, MSG[-2014])
         if account_index is None:
-            raise _Answer(401, -2015, MSG[-2015])
+            raise Answer(401, -2015, MSG[-2015])
         account = self.accounts[account_index]
         payload, sep, signature = query.rpartition(b"&signature=")
         params = dict(parse_qsl(payload.decode("latin-1"), keep_blank_values=True))
         for name in ("timestamp", *endpoint.required):
             if not params.get(name):
-                raise _Answer(400, -1102, MSG[-1102].format(name=name))
+                raise Answer(400, -1102, MSG[-1102].format(name=name))
         if not sep or not params.get("timestamp", "").isdigit():
-            raise _Answer(
+            raise Answer(
                 400, -1102, MSG[-1102].format(name="signature" if not sep else "timestamp")
             )
         recv_window = int(params.get("recvWindow", "5000") or 5000)
         if recv_window > 60_000:
-            raise _Answer(400, -1131, MSG[-1131])
+            raise Answer(400, -1131, MSG[-1131])
         if not signature_valid(account, payload, signature):
-            raise _Answer(400, -1022, MSG[-1022])
+            raise Answer(400, -1022, MSG[-1022])
         timestamp = int(params["timestamp"])
         if timestamp >= now + 1000 or now - timestamp > recv_window:
-            raise _Answer(400, -1021, MSG[-1021])
+            raise Answer(400, -1021, MSG[-1021])
         if account.account_type not in SERVES[endpoint.name]:
-            raise _Answer(401, -2015, MSG[-2015])
+            raise Answer(401, -2015, MSG[-2015])
         book = self._books[account_index]
         book.advance(self.clock())
         return self._body(endpoint, account, book, params, int(now))
@@ -446,7 +420,7 @@ class SimulatedExchange:
             options = name == "pm_pro_balance"
             if asset:
                 if asset not in book.balances:
-                    raise _Answer(400, -1102, MSG[-1102].format(name="asset"))
+                    raise Answer(400, -1102, MSG[-1102].format(name="asset"))
                 if name == "pm_balance":
                     return msgspec.json.encode(book.balance(asset, now_ms, single=True))
                 return msgspec.json.encode([book.balance(asset, now_ms, options=True)])
@@ -465,18 +439,3 @@ class SimulatedExchange:
             f"SimulatedExchange({where}, {len(self.accounts)} accounts, window={self.window:g}s,"
             f" {self.window_mode})"
         )
-
-
-def _error(code: int, msg: str) -> bytes:
-    return msgspec.json.encode({"code": code, "msg": msg})
-
-
-def _ban_text(until_ms: float) -> str:
-    return (
-        f"Way too much request weight used; IP banned until {int(until_ms)}. "
-        "Please use WebSocket Streams for live updates to avoid bans."
-    )
-
-
-def _server_time(now_ms: float) -> bytes:
-    return b'{"serverTime":%d}' % int(now_ms)
