@@ -36,6 +36,14 @@ PUBLISHED_LIMITS: dict[str, int] = {
 }
 
 
+def check_limits(limits: dict[str, int]) -> dict[str, int]:
+    """``limits`` (``"papi_ip"``: weight …) if each is a positive whole weight, else ValueError."""
+    for name, limit in limits.items():
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"the {name} limit must be a positive int, not {limit!r}")
+    return limits
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One REST endpoint and what calling it costs."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import anyio
 
 from ._buckets import Bucket
-from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint
+from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
 from ._exceptions import GovernorTimeout, IPBannedError, RateLimitError, mask_key
 from ._headers import retry_after_seconds, used_weights
 
@@ -154,17 +154,23 @@ class Governor:
             raise ValueError(f"window must be positive seconds, not {window!r}")
         if not 0 <= headroom < 1:
             raise ValueError(f"headroom must be in [0, 1), not {headroom!r}")
-        limits = {"api": api_ip, "sapi": sapi_ip, "papi": papi_ip, "fapi": fapi_ip}
-        for family, limit in [*limits.items(), ("sapi_uid", sapi_uid)]:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-                raise ValueError(f"the {family} limit must be a positive int, not {limit!r}")
+        limits = check_limits(
+            {
+                "api_ip": api_ip,
+                "sapi_ip": sapi_ip,
+                "sapi_uid": sapi_uid,
+                "papi_ip": papi_ip,
+                "fapi_ip": fapi_ip,
+            }
+        )
         self.window = float(window)
         self.headroom = headroom
         self.sapi_uid_ip_weight = sapi_uid_ip_weight
         self._clock = clock
         self._uid_limit = self._effective(sapi_uid)
         self._ip = {
-            f: Bucket(f"{f}_ip", f, self._effective(limits[f]), self.window) for f in FAMILIES
+            f: Bucket(f"{f}_ip", f, self._effective(limits[f"{f}_ip"]), self.window)
+            for f in FAMILIES
         }
         self._uid: dict[str, Bucket] = {}
         self._uid_names: set[str] = set()

@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from binance_pm import BinancePMError, Governor, Session
+from binance_pm.testing._stats import most_in_any_window
 
 from .served import credentials, serve, stats
 
@@ -56,21 +57,7 @@ class Run:
     def most_in_any_window(self) -> dict[str, int]:
         """Per budget (each account's UID budget apart), the most weight that arrived at the
         exchange within any interval of one window."""
-        by_budget: dict[str, list[tuple[float, int]]] = {}
-        for at, name, weight in self.exchange["arrivals"]:
-            by_budget.setdefault(name, []).append((at, weight))
-        most = {}
-        for name, arrivals in by_budget.items():
-            arrivals.sort()
-            best = total = start = 0
-            for at, weight in arrivals:
-                total += weight
-                while arrivals[start][0] <= at - WINDOW * 1000:
-                    total -= arrivals[start][1]
-                    start += 1
-                best = max(best, total)
-            most[name] = best
-        return most
+        return most_in_any_window(self.exchange["arrivals"], WINDOW)
 
     def series(self, budget: str) -> list[int]:
         """Weight per fixed window of the exchange's clock, for failure messages."""

@@ -20,7 +20,7 @@ import anyio.lowlevel
 import httpx
 import msgspec
 
-from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint
+from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint, check_limits
 from .._models import AccountType
 from ._book import Book, SimAccount, make_accounts
 from ._limits import Counter, Warden, WindowMode, retry_after_text
@@ -108,16 +108,15 @@ class SimulatedExchange:
             raise ValueError("window must be positive seconds")
         if window_mode not in ("fixed", "sliding"):
             raise ValueError("window_mode must be 'fixed' or 'sliding'")
-        limits = {
-            "api_ip": api_ip,
-            "sapi_ip": sapi_ip,
-            "sapi_uid": sapi_uid,
-            "papi_ip": papi_ip,
-            "fapi_ip": fapi_ip,
-        }
-        for name, limit in limits.items():
-            if limit <= 0:
-                raise ValueError(f"{name} must be a positive weight")
+        limits = check_limits(
+            {
+                "api_ip": api_ip,
+                "sapi_ip": sapi_ip,
+                "sapi_uid": sapi_uid,
+                "papi_ip": papi_ip,
+                "fapi_ip": fapi_ip,
+            }
+        )
         self.faults = dict(faults or {})
         for kind, p in self.faults.items():
             if kind not in FAULT_KINDS or not 0 <= p <= 1:
@@ -191,14 +190,6 @@ class SimulatedExchange:
     def server_ms(self) -> int:
         """The server's clock in milliseconds."""
         return int(self.clock() * 1000) + self.skew_ms
-
-    def used_weight(self, bucket: str, *, api_key: str | None = None) -> int:
-        """The weight counted now against ``"papi_ip"`` … or, with ``api_key``, ``"sapi_uid"``."""
-        now = self.server_ms()
-        if bucket == "sapi_uid":
-            counter = self._uid.get(api_key or "")
-            return counter.used(now) if counter else 0
-        return self._ip[bucket.removesuffix("_ip")].used(now)
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -339,7 +330,7 @@ class SimulatedExchange:
                 )
             counters.append((f"uid:{account.name}", uid, HEADER_UID))
         elif endpoint.bucket == "ip":
-            counters.append((f"ip:{family}", self._ip[family], HEADER_IP.get(family, HEADER_MBX)))
+            counters.append((f"{family}_ip", self._ip[family], HEADER_IP.get(family, HEADER_MBX)))
         if family == "sapi":
             # Every sapi answer also reports the IP weight, UID endpoints included.
             headers[HEADER_IP["sapi"]] = str(self._ip["sapi"].used(now))
@@ -364,8 +355,7 @@ class SimulatedExchange:
             )
         wait = counter.seconds_until_fits(endpoint.weight, now)
         self._warden.refused(key, now, wait)
-        budget = key if key.startswith("uid:") else f"{key[3:]}_ip"
-        self.stats.refused_by_window[budget][int(now // (self.window * 1000))] += 1
+        self.stats.refused_by_window[key][int(now // (self.window * 1000))] += 1
         raise Answer(
             429,
             -1003,

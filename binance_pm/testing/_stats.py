@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 ARRIVALS_KEPT = 200_000
 
@@ -58,12 +60,11 @@ class ExchangeStats:
         if fault is not None:
             self.faults[fault] += 1
 
-    def charge(self, key: str, weight: int, now_ms: float, window: float) -> None:
-        bucket = "sapi_uid" if key.startswith("uid:") else f"{key[3:]}_ip"
-        self.weight[bucket] += weight
-        per_window = key if key.startswith("uid:") else bucket
-        self.weight_by_window[per_window][int(now_ms // (window * 1000))] += weight
-        self.arrivals.append((now_ms, per_window, weight))
+    def charge(self, budget: str, weight: int, now_ms: float, window: float) -> None:
+        """Count ``weight`` against ``budget`` (``"papi_ip"``, ``"uid:acct-0001"`` …)."""
+        self.weight["sapi_uid" if budget.startswith("uid:") else budget] += weight
+        self.weight_by_window[budget][int(now_ms // (window * 1000))] += weight
+        self.arrivals.append((now_ms, budget, weight))
 
     def to_dict(self, *, arrivals: bool = False) -> dict[str, object]:
         """The counts as plain JSON-ready values (``GET /_sim/stats`` answers this)."""
@@ -89,14 +90,27 @@ class ExchangeStats:
             counts["arrivals"] = [list(entry) for entry in self.arrivals]
         return counts
 
-    def max_in_any_interval(self, budget: str, window: float) -> int:
-        """The most weight counted against ``budget`` in any interval of ``window`` seconds."""
-        times = [(t, w) for t, b, w in self.arrivals if b == budget]
+    def most_in_any_window(self, window: float) -> dict[str, int]:
+        """Per budget, the most weight counted in any interval of ``window`` seconds."""
+        return most_in_any_window(self.arrivals, window)
+
+
+def most_in_any_window(arrivals: Iterable[Sequence[Any]], window: float) -> dict[str, int]:
+    """Per budget, the most weight within any interval of ``window`` seconds, from
+    ``(server ms, budget, weight)`` charges (``ExchangeStats.arrivals``, or the ``arrivals`` of
+    ``GET /_sim/stats?arrivals=1``)."""
+    by_budget: dict[str, list[tuple[float, int]]] = {}
+    for at, budget, weight in arrivals:
+        by_budget.setdefault(budget, []).append((at, weight))
+    most = {}
+    for budget, charges in by_budget.items():
+        charges.sort()
         best = total = start = 0
-        for end in range(len(times)):
-            total += times[end][1]
-            while times[end][0] - times[start][0] >= window * 1000:
-                total -= times[start][1]
+        for at, weight in charges:
+            total += weight
+            while charges[start][0] <= at - window * 1000:
+                total -= charges[start][1]
                 start += 1
             best = max(best, total)
-        return best
+        most[budget] = best
+    return most
