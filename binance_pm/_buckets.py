@@ -35,15 +35,21 @@ class Bucket:
         "answered",
         "cautious_until",
         "closed_until",
+        "confirmed",
+        "confirmed_at",
+        "confirmed_until",
         "external",
         "external_until",
         "family",
+        "finished_total",
         "gone_total",
         "held",
         "inflight",
         "limit",
         "name",
+        "outside_peak",
         "rejections",
+        "shared_until",
         "waiters",
         "window",
     )
@@ -58,6 +64,19 @@ class Bucket:
         self.external = 0  # weight the exchange reports beyond ours (another process, say)
         self.external_until = 0.0  # unless an answer says it again, external weight lapses then
         self.gone_total = 0  # all weight ever expired or given back
+        self.finished_total = 0  # all weight ever let out whose request has finished
+        # The last answer's count, plus all of ours that may have arrived after it, must
+        # leave room too: ``confirmed + inflight + finished_total`` (see ``Governor._learn``),
+        # until ``confirmed_until``. Expiries the exchange has not confirmed free nothing.
+        self.confirmed = 0
+        self.confirmed_at = 0.0
+        self.confirmed_until = 0.0
+        # Until then, answers have lately shown weight that is not ours: the count's room
+        # keeps a request's weight to spare for what others spend before the next answer,
+        # and is trusted only as long as they take to spend that much, at the rate of the
+        # most outside weight seen meanwhile (``outside_peak`` per window).
+        self.shared_until = 0.0
+        self.outside_peak = 0
         self.answered = False  # an answer came: until then, one request at a time
         self.cautious_until = 0.0  # after a 429: estimates of outside weight only go up
         self.closed_until = 0.0  # after a 429: nothing goes out before this
@@ -92,6 +111,48 @@ class Bucket:
             self.external = 0
         return self.held + self.inflight + self.external
 
+    def fits(self, weight: int, now: float) -> bool:
+        """Whether ``weight`` more stays within the limit now (waiters and 429s aside)."""
+        expiries = self._expiries
+        if self._head < len(expiries) and expiries[self._head] <= now:
+            self.expire(now)
+        external = self.external
+        if external and now >= self.external_until:
+            self.external = external = 0
+        inflight, limit = self.inflight, self.limit
+        ours = self.held + inflight + external + weight
+        if ours > limit:
+            return False
+        if now >= self.confirmed_until:
+            return True
+        if now >= self.shared_until:  # the common case, inlined: this runs for every request
+            return not inflight or self.confirmed + inflight + self.finished_total + weight <= limit
+        room = self.needed(weight, now)
+        return room is not None and ours - weight + room <= limit
+
+    def needed(self, weight: int, now: float) -> int | None:
+        """The room ``weight`` more needs in our own count, after the last answer's count has
+        had its say: ``weight``; with others spending too, twice that (at most the limit) when
+        that count has no room and nothing is in flight, so the request that goes to ask for a
+        new count does not fall short by an error in the estimate of outside weight; ``None``
+        when it has no room and a request in flight will bring a new count. With others
+        spending, a count older than ``fresh_for`` has no room.
+
+        With others spending, the count's room keeps as much again to spare for what they
+        spend before the next answer.
+        """
+        if now >= self.confirmed_until:
+            return weight
+        inflight, limit = self.inflight, self.limit
+        counted = self.confirmed + inflight + self.finished_total + weight
+        if now >= self.shared_until:
+            return weight if counted <= limit or not inflight else None
+        spare = min(weight, limit - weight)
+        fresh_for = self.window * weight / max(self.outside_peak, weight)
+        if counted + spare <= limit and now < self.confirmed_at + fresh_for:
+            return weight
+        return None if inflight else weight + spare
+
     def report(self, external: int, now: float, until: float) -> None:
         """The exchange counts ``external`` weight beyond ours: hold it until ``until``.
 
@@ -105,16 +166,23 @@ class Bucket:
         self.external = external
         self.external_until = until
 
-    def finish(self, weight: int, now: float) -> None:
+    def finish(self, weight: int, now: float, answered: bool) -> None:
         """A request let out has finished: hold its weight one more window."""
+        if answered:
+            self.answered = True
         self.inflight -= weight
+        self.finished_total += weight
         self._expiries.append(now + self.window)
         self._weights.append(weight)
         self.held += weight
 
     def time_until_room(self, weight: int, now: float) -> float | None:
-        """When ``weight`` more fits as expiries alone free it; ``None`` if they cannot."""
-        needed = self.used(now) + weight - self.limit
+        """When ``weight`` more fits as expiries alone free it; ``None`` if they cannot (an
+        answer must come first)."""
+        room = self.needed(weight, now)
+        if room is None:
+            return None  # only the next answer can confirm room, and one is on its way
+        needed = self.used(now) + room - self.limit
         if needed <= 0:
             return now
         # Reported external weight lapses too, at its own time, between the expiries.

@@ -12,8 +12,12 @@ All state changes after the last ``await``, so a cancelled waiter takes nothing.
 
 Each answer's used-weight headers tell the governor what the exchange counted; weight beyond its
 own (another process on the same IP, a cost above the documented one) is held as ``external``
-until the next answer says otherwise. A 429 closes its bucket, a 418 its whole family, until
+until the next answer says otherwise, and the reported count itself bounds what goes out before
+the next answer (see ``_learn``). A 429 closes its bucket, a 418 its whole family, until
 ``Retry-After``, for every account; waiting calls then go on by themselves.
+
+``try_acquire`` is the fast path: a synchronous check and grant when the budget has room, so
+an uncontended request makes no coroutine and costs about a microsecond and a half.
 """
 
 from __future__ import annotations
@@ -71,7 +75,15 @@ class Waiter:
 class Permit:
     """Weight reserved for one request; see :class:`binance_pm._hook.Permit`."""
 
-    __slots__ = ("_done", "_governor", "_marks", "account", "buckets", "endpoint", "weights")
+    __slots__ = (
+        "_done",
+        "_governor",
+        "_marks",
+        "account",
+        "buckets",
+        "endpoint",
+        "weights",
+    )
 
     def __init__(
         self,
@@ -80,15 +92,16 @@ class Permit:
         account: str,
         buckets: tuple[Bucket, ...],
         weights: tuple[int, ...],
-        marks: tuple[tuple[Bucket, int, int], ...],
+        marks: tuple[int, ...],
     ) -> None:
         self._governor = governor
         self.endpoint = endpoint
         self.account = account
         self.buckets = buckets
         self.weights = weights
-        # For each budget the answer reports on: our weight held or in flight when this request
-        # went out (itself included), and how much had expired or been given back by then.
+        # For each budget the answer reports on (the permit's buckets, and the IP bucket of a
+        # UID call that takes none), three totals when this request went out: all our weight
+        # ever let out, itself included; all of it finished; all of it gone (see ``_learn``).
         self._marks = marks
         self._done = False
 
@@ -107,15 +120,29 @@ class Permit:
         self._done = True
         governor = self._governor
         now = governor._clock()
-        for bucket, weight in zip(self.buckets, self.weights, strict=True):
-            bucket.finish(weight, now)
-            if status is not None:
-                bucket.answered = True
+        buckets = self.buckets
+        answered = status is not None
+        for bucket, weight in zip(buckets, self.weights, strict=False):  # pairs by making
+            bucket.finish(weight, now, answered)
         if headers is not None:
             governor._learn(self, headers, now)
         if status == 429 or status == 418:
             governor._close(self, status, headers, now)
-        governor._wake(self.buckets)
+        for bucket in buckets:
+            if bucket.waiters:
+                governor._wake(buckets)
+                break
+
+    def _reported(self) -> list[tuple[Bucket, int, tuple[int, ...]]]:
+        """The budgets the answer reports on, each with the weight it took and its marks."""
+        buckets, weights, marks = self.buckets, self.weights, self._marks
+        reported = [(buckets[0], weights[0], marks[:3])]
+        if len(buckets) == 2:
+            reported.append((buckets[1], weights[1], marks[3:]))
+        elif self.endpoint.bucket == "uid":
+            # A UID call's answer reports the family's IP weight too.
+            reported.append((self._governor._ip[self.endpoint.family], 0, marks[3:]))
+        return reported
 
 
 class Governor:
@@ -176,6 +203,8 @@ class Governor:
         self._uid_names: set[str] = set()
         self._banned_until: dict[str, float] = dict.fromkeys(FAMILIES, 0.0)
         self._ip_plans: dict[str, Plan] = {}
+        # No bucket is closed and no family banned before this: the fast path checks only it.
+        self._shut_until = 0.0
 
     def _effective(self, limit: int) -> int:
         return max(1, math.floor(limit * (1 - self.headroom)))
@@ -225,6 +254,51 @@ class Governor:
         self._uid_names.add(name)
         return name
 
+    def try_acquire(self, endpoint: Endpoint, *, account: str) -> Permit | None:
+        """Reserve ``endpoint``'s weight if it fits now, without waiting; ``None`` if not.
+
+        The fast path of :meth:`acquire`, with no coroutine to make: a caller tries this first
+        and awaits :meth:`acquire` only when it returns ``None``.
+        """
+        if endpoint.bucket == "ip":
+            plan = self._ip_plans.get(endpoint.name)
+            if plan is None:
+                plan = self._plan(endpoint, account)
+            buckets, weights = plan
+            bucket = buckets[0]
+            now = self._clock()
+            if (
+                bucket.waiters
+                or now < self._shut_until
+                or (bucket.inflight and not bucket.answered)
+                or not bucket.fits(weights[0], now)
+            ):
+                return None
+            bucket.inflight += weights[0]
+            gone = bucket.gone_total
+            marks = (bucket.held + bucket.inflight + gone, bucket.finished_total, gone)
+            return Permit(self, endpoint, account, buckets, weights, marks)
+        uid = self._uid.get(account)
+        if uid is None:
+            self._plan(endpoint, account)  # a new account: its budget is made
+            uid = self._uid[account]
+        weight = endpoint.weight
+        now = self._clock()
+        if (
+            now < self._shut_until
+            or uid.waiters
+            or (uid.inflight and not uid.answered)
+            or not uid.fits(weight, now)
+        ):
+            return None
+        ip_weight = self.sapi_uid_ip_weight
+        if not ip_weight:
+            return self._grant(endpoint, account, (uid,), (weight,), now)
+        ip = self._ip[endpoint.family]
+        if ip.waiters or (ip.inflight and not ip.answered) or not ip.fits(ip_weight, now):
+            return None
+        return self._grant(endpoint, account, (uid, ip), (weight, ip_weight), now)
+
     async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
         """Wait until ``endpoint``'s weight fits, reserve it, and return the :class:`Permit`.
 
@@ -232,29 +306,24 @@ class Governor:
         once, without waiting in vain: :class:`RateLimitError` or :class:`IPBannedError` while a
         429 or 418 holds the budget shut, :class:`GovernorTimeout` otherwise.
         """
-        buckets, weights = self._plan(endpoint, account)
+        buckets, weights = self._plan(endpoint, account)  # a new account's budget is made
+        permit = self.try_acquire(endpoint, account=account)
+        if permit is not None:
+            return permit
         now = self._clock()
-        if self._grantable(None, buckets, weights, now):
-            return self._grant(endpoint, account, buckets, weights, now)
         local_deadline = now + (deadline - anyio.current_time())
         return await self._wait(endpoint, account, Waiter(buckets, weights), local_deadline)
 
-    def _grantable(
-        self,
-        waiter: Waiter | None,
-        buckets: tuple[Bucket, ...],
-        weights: tuple[int, ...],
-        now: float,
-    ) -> bool:
+    def _grantable(self, waiter: Waiter, now: float) -> bool:
         banned = self._banned_until
-        for bucket, weight in zip(buckets, weights, strict=True):
+        for bucket, weight in zip(waiter.buckets, waiter.weights, strict=True):
             if bucket.waiters and bucket.waiters[0] is not waiter:
                 return False  # first come, first served
             if bucket.closed_until > now or banned[bucket.family] > now:
                 return False
             if not bucket.answered and bucket.inflight:
                 return False  # the first answer tells what others spend: wait for it
-            if bucket.used(now) + weight > bucket.limit:
+            if not bucket.fits(weight, now):
                 return False
         return True
 
@@ -266,22 +335,26 @@ class Governor:
         weights: tuple[int, ...],
         now: float,
     ) -> Permit:
-        for bucket, weight in zip(buckets, weights, strict=True):
-            bucket.inflight += weight
         first = buckets[0]
+        first.inflight += weights[0]
         if len(buckets) == 2:
             second = buckets[1]
+            second.inflight += weights[1]
         elif endpoint.bucket == "uid":
             second = self._ip[endpoint.family]  # a UID call's answer reports the IP weight too
             second.expire(now)
         else:
-            marks: tuple[tuple[Bucket, int, int], ...] = (
-                (first, first.held + first.inflight, first.gone_total),
-            )
-            return Permit(self, endpoint, account, buckets, weights, marks)
+            gone = first.gone_total
+            alone = (first.held + first.inflight + gone, first.finished_total, gone)
+            return Permit(self, endpoint, account, buckets, weights, alone)
+        gone, gone2 = first.gone_total, second.gone_total
         marks = (
-            (first, first.held + first.inflight, first.gone_total),
-            (second, second.held + second.inflight, second.gone_total),
+            first.held + first.inflight + gone,
+            first.finished_total,
+            gone,
+            second.held + second.inflight + gone2,
+            second.finished_total,
+            gone2,
         )
         return Permit(self, endpoint, account, buckets, weights, marks)
 
@@ -296,7 +369,7 @@ class Governor:
         try:
             while True:
                 now = self._clock()
-                if self._grantable(waiter, waiter.buckets, waiter.weights, now):
+                if self._grantable(waiter, now):
                     granted = True
                     for bucket in waiter.buckets:
                         bucket.waiters.popleft()  # type: ignore[union-attr]
@@ -379,30 +452,54 @@ class Governor:
     # -- learning from answers ---------------------------------------------------------------
 
     def _learn(self, permit: Permit, headers: Mapping[str, str], now: float) -> None:
-        """Hold weight the exchange reports beyond its count of ours.
+        """Learn from the weight the exchange reports, in two ways.
 
-        Ours, as the exchange saw it when this request arrived, is taken to be what went out
-        before it and is still held. A request that went out later but overtook this one
-        makes the estimate of outside weight a little high; one that went out earlier but
-        arrived later, a little low. Erring high is the cautious side: with another process
-        on the IP, a low estimate sends a burst into a 429, while a high one costs some budget
-        only until the next answer replaces it.
+        Outside weight: what it counts beyond ours is held as ``external``. Ours, as the
+        exchange saw it when this request arrived, is taken to be what went out before it and
+        is still held. A request that went out later but overtook this one makes the estimate
+        a little high; one that went out earlier but arrived later, a little low.
+
+        With outside weight, the estimate is not enough: the other party's spending grows
+        between answers, requests sent together arrive in any order, and when the exchange
+        counts in fixed windows, our held weight from before its window's start hides outside
+        weight until it expires. So the count itself bounds what may follow: the reported
+        weight, plus all of ours that may have arrived after this request (whatever was in
+        flight when it went out, or went out since), stays under the limit; there, only an
+        answer, not an expiry, makes room. With nothing in flight, one request goes to ask.
+        Without outside weight our own count is the stricter of the two, so this costs no
+        budget.
         """
         reported = used_weights(headers, permit.endpoint.family)
         if not reported:
             return
         until = now + self.window
-        for bucket, ours_then, gone_then in permit._marks:
+        for bucket, weight, (granted, finished, gone) in permit._reported():
             used = reported.get("uid" if bucket.name.startswith("sapi_uid") else "ip")
-            if used is not None:
-                bucket.expire(now)
-                ours = ours_then - (bucket.gone_total - gone_then)
-                before = bucket.external
-                bucket.report(used - ours, now, until)
-                if bucket.external != before and bucket not in permit.buckets:
-                    # Its waiter timed itself by the old estimate (the permit's own buckets
-                    # are woken when it completes).
-                    self._wake((bucket,))
+            if used is None:
+                continue
+            bucket.expire(now)
+            gone_now = bucket.gone_total
+            # Ours it counted: what went out before this request, less what is gone since.
+            outside = used - (granted - gone_now)
+            bucket.report(outside, now, until)
+            # All ours it could have counted: what was held when this request went out, and
+            # all let out since. Beyond that, others spend too; kept a window longer than
+            # seen, since in fixed windows our weight from before the window's start hides
+            # theirs for most of the next.
+            if outside > 0:
+                shared = now < bucket.shared_until
+                bucket.outside_peak = max(bucket.outside_peak, outside) if shared else outside
+            if used > bucket.held + bucket.inflight + gone_now - gone:
+                bucket.shared_until = until + self.window
+            # Ours that may have arrived after it: in flight now, or finished since it went
+            # out (itself aside): ``confirmed + inflight + finished_total`` with this.
+            bucket.confirmed = used - weight - finished
+            bucket.confirmed_at = now
+            bucket.confirmed_until = until
+            if bucket not in permit.buckets:
+                # Its waiter waits for an answer, or timed itself by the old estimate (the
+                # permit's own buckets are woken when it completes).
+                self._wake((bucket,))
 
     def _close(
         self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
@@ -410,6 +507,7 @@ class Governor:
         retry_after = retry_after_seconds(headers)
         wait = retry_after if retry_after is not None else self.window
         family = permit.endpoint.family
+        self._shut_until = max(self._shut_until, now + wait)
         if status == 418:
             self._banned_until[family] = max(self._banned_until[family], now + wait)
             buckets: tuple[Bucket, ...] = (self._ip[family],)
@@ -425,6 +523,7 @@ class Governor:
             bucket.closed_until = max(bucket.closed_until, now + wait)
             bucket.external_until = max(bucket.external_until, now + self.window)
             bucket.cautious_until = now + self.window
+            bucket.shared_until = max(bucket.shared_until, now + 2 * self.window)
             self._wake((bucket,))
 
     def _refused_bucket(self, permit: Permit, headers: Mapping[str, str] | None) -> Bucket:

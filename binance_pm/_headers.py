@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-_IP_PREFIX = {"sapi": "x-sapi-used-ip-weight-"}
-_UID_PREFIX = "x-sapi-used-uid-weight-"
-_MBX_PREFIX = "x-mbx-used-weight-"
+_SAPI_PREFIXES = ((b"x-sapi-used-ip-weight-", "ip"), (b"x-sapi-used-uid-weight-", "uid"))
+_MBX_PREFIXES = ((b"x-mbx-used-weight-", "ip"),)
 _INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -15,19 +14,22 @@ def used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
 
     The interval is read from each header's name (``-1M``, ``-1D``…), and where one kind is
     reported for several intervals, the shortest one is taken: these endpoints' limits are
-    per minute.
+    per minute. This runs for every answer, so names are matched as bytes, on httpx's raw
+    header list when there is one (its ``items()`` decodes every header first).
     """
-    prefixes = (
-        ((_IP_PREFIX["sapi"], "ip"), (_UID_PREFIX, "uid"))
-        if family == "sapi"
-        else ((_MBX_PREFIX, "ip"),)
+    prefixes = _SAPI_PREFIXES if family == "sapi" else _MBX_PREFIXES
+    raw = getattr(headers, "raw", None)
+    pairs: Iterable[tuple[bytes, bytes | str]] = (
+        raw if raw is not None else ((k.encode("latin-1"), v) for k, v in headers.items())
     )
     found: dict[str, tuple[float, int]] = {}
-    for name, value in headers.items():
+    for name, value in pairs:
+        if name[:2] not in (b"x-", b"X-"):
+            continue
         lower = name.lower()
         for prefix, kind in prefixes:
             if lower.startswith(prefix):
-                seconds = interval_seconds(lower[len(prefix) :])
+                seconds = interval_seconds(lower[len(prefix) :].decode("latin-1"))
                 if seconds is None:
                     continue
                 try:

@@ -29,6 +29,13 @@ class Permit(Protocol):
 class RateLimitHook(Protocol):
     """What a Session needs of a governor."""
 
+    def try_acquire(self, endpoint: Endpoint, *, account: str) -> Permit | None:
+        """Reserve ``endpoint``'s weight for ``account`` if it may be spent now, else ``None``.
+
+        Never waits: a Session tries this first and awaits :meth:`acquire` only on ``None``.
+        """
+        ...
+
     async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
         """Wait until ``endpoint``'s weight may be spent for ``account``, then reserve it.
 

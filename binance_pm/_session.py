@@ -272,7 +272,9 @@ class Session:
                 await self.clock.ensure(server_time)
             seen = self.clock.generation
             try:
-                permit = await self.governor.acquire(endpoint, account=account, deadline=deadline)
+                permit = self.governor.try_acquire(
+                    endpoint, account=account
+                ) or await self.governor.acquire(endpoint, account=account, deadline=deadline)
             except (RateLimitError, IPBannedError):
                 # Still shut when the deadline comes: the exchange's own refusal says it best.
                 if refused is not None:
