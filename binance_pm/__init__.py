@@ -38,6 +38,7 @@ from ._models import (
     PMProSpanAccount,
     RiskUnitMM,
 )
+from ._poller import Update
 from ._session import Session
 from ._version import __version__
 
@@ -65,5 +66,6 @@ __all__ = [
     "Session",
     "TimestampError",
     "TransportError",
+    "Update",
     "__version__",
 ]

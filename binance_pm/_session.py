@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from ._exceptions import (
 from ._governor import Governor
 from ._headers import retry_after_seconds
 from ._hook import RateLimitHook
+from ._poller import GRANTED, Poller, Update, default_priority, plan_jobs, poll
 from ._retry import retry_delay
 from ._transport import AiohttpTransport
 from ._version import __version__
@@ -137,6 +139,7 @@ class Session:
         self._http = http
         self._owns_http = http is None
         self._closed = False
+        self._pollers: set[Poller] = set()  # running polls, stopped by aclose
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -153,8 +156,11 @@ class Session:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool, unless the caller owns it. Safe to call twice."""
+        """Stop every poll, and close the connection pool unless the caller owns it. Safe to
+        call twice."""
         self._closed = True
+        for poller in list(self._pollers):
+            await poller.stop()
         http, self._http = self._http, None
         if http is not None and self._owns_http:
             await http.aclose()
@@ -211,6 +217,55 @@ class Session:
             private_key_password=private_key_password,
         )
         return AsyncClient._bound(self, credentials)
+
+    # -- polling -----------------------------------------------------------------------------
+
+    def poll(
+        self,
+        clients: Iterable[AsyncClient] | Mapping[AsyncClient, str | Sequence[str]],
+        endpoints: str | Sequence[str] | None = None,
+        *,
+        every: float = 5.0,
+        priority: Callable[[Update], float] = default_priority,
+        asset: str | None = None,
+    ) -> AsyncIterator[Update]:
+        """Poll many accounts for as long as the ``async for`` runs; yields each :class:`Update`.
+
+        ::
+
+            async with Session() as s:
+                clients = [s.client(key, secret=secret) for key, secret in keys]
+                async for update in s.poll(clients, "pm_pro_account", every=5.0):
+                    update.client, update.endpoint, update.result, update.error, update.at
+
+        Args:
+            clients: the accounts' clients (of this Session), with ``endpoints`` for all; or a
+                mapping from each client to its endpoint name or names.
+            endpoints: ``"pm_pro_account"``, or a list of endpoint names (the client methods').
+            every: each account's endpoint goes at most this often, in seconds; as often as
+                the budget allows when the budget is what binds, shared fairly.
+            priority: a sort key of an account's last update, lower first; when the budget is
+                short, accounts ranked first refresh up to twice as often as those ranked
+                last. By default a non-NORMAL ``account_status``, then the lowest ``uni_mmr``.
+            asset: the asset for ``classic_pm_account`` (required there), or to narrow
+                ``pm_balance`` / ``pm_pro_balance`` to one asset.
+
+        One account's failure never stops the others: an authentication error ends that
+        account's polling with one error update (``final`` set), a bad request that
+        endpoint's; other errors back it off with jitter, with an error update each time.
+        Leaving the loop (``break``, an exception, cancellation) or closing the Session
+        cancels every call in flight and ends the polling within a second. To end it at a
+        known point rather than when the generator is collected, close it:
+        ``async with contextlib.aclosing(s.poll(...)) as updates: async for u in updates``.
+        """
+        if not every > 0 or math.isinf(every):
+            raise ValueError(f"every must be positive seconds, not {every!r}")
+        jobs = plan_jobs(clients, endpoints, asset)
+        for job in jobs:
+            if job.client.session is not self:
+                raise ValueError(f"{job.client!r} sends through another Session")
+        self._check_open()
+        return poll(jobs, self._pollers, every=float(every), priority=priority)
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -280,6 +335,10 @@ class Session:
                 if refused is not None:
                     raise refused from None
                 raise
+            if endpoint.signed:
+                granted = GRANTED.get()
+                if granted is not None:
+                    granted()  # a poll's gate lets the next call of this budget in
             try:
                 url, headers = self._prepare(endpoint, query, credentials, recv_window)
             except BaseException:

@@ -28,6 +28,7 @@ PUBLIC = {
     "Session",
     "TimestampError",
     "TransportError",
+    "Update",
     "__version__",
 }
 

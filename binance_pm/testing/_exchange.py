@@ -24,7 +24,7 @@ from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint, check_limits
 from .._models import AccountType
 from ._book import Book, SimAccount, make_accounts
 from ._limits import Counter, Warden, WindowMode, retry_after_text
-from ._messages import HTML_502, MSG, Answer, ban_text, error_body, server_time_body
+from ._messages import HTML_500, HTML_502, MSG, Answer, ban_text, error_body, server_time_body
 from ._server import LoopbackServer
 from ._stats import ExchangeStats
 from ._verify import signature_valid
@@ -134,6 +134,9 @@ class SimulatedExchange:
         self.slow_seconds = slow_seconds
         self.clock = clock
         self.stats = ExchangeStats()
+        #: API keys whose every request fails with a 500, as an account stuck on a broken
+        #: shard might: add and remove keys at any time.
+        self.broken: set[str] = set()
         self._port = port
         self._rng = random.Random(seed)
         self.accounts, self._books = make_accounts(accounts, seed, clock())
@@ -218,6 +221,10 @@ class SimulatedExchange:
         endpoint = BY_PATH.get(scope["path"])
         if endpoint is None or scope["method"] != "GET":
             await self._send(send, 404, b'{"code":-1000,"msg":"Not found."}', {})
+            return
+        if self.broken and _api_key(scope) in self.broken:
+            self._count(endpoint, 500, None, "broken")
+            await self._send(send, 500, HTML_500, {}, content_type=b"text/html")
             return
         fault = self._draw_fault()
         if fault == "503":
@@ -429,3 +436,10 @@ class SimulatedExchange:
             f"SimulatedExchange({where}, {len(self.accounts)} accounts, window={self.window:g}s,"
             f" {self.window_mode})"
         )
+
+
+def _api_key(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"x-mbx-apikey":
+            return str(value.decode("latin-1"))
+    return None

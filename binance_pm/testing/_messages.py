@@ -8,6 +8,7 @@ HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
 )
+HTML_500 = b"<html><head><title>500 Internal Server Error</title></head></html>"
 MSG = {
     -1003: "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
     "Please use WebSocket Streams for live updates to avoid polling the API.",
