@@ -34,7 +34,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -354,7 +354,7 @@ async def poll(
     *,
     every: float,
     priority: Callable[[Update], float],
-) -> AsyncIterator[Update]:
+) -> AsyncGenerator[Update, None]:
     """The updates of ``jobs``, as they come; see ``Session.poll``. ``running`` is the
     Session's set of polls, which it stops when it closes."""
     send, receive = anyio.create_memory_object_stream[Update](max_buffer_size=len(jobs))

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -228,7 +228,7 @@ class Session:
         every: float = 5.0,
         priority: Callable[[Update], float] = default_priority,
         asset: str | None = None,
-    ) -> AsyncIterator[Update]:
+    ) -> AsyncGenerator[Update, None]:
         """Poll many accounts for as long as the ``async for`` runs; yields each :class:`Update`.
 
         ::

@@ -21,6 +21,7 @@ import httpx
 import msgspec
 
 from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint, check_limits
+from .._governor import Governor
 from .._models import AccountType
 from ._book import Book, SimAccount, make_accounts
 from ._limits import Counter, Warden, WindowMode, retry_after_text
@@ -189,6 +190,19 @@ class SimulatedExchange:
         if self._server is None:
             raise RuntimeError("the exchange is not being served; use 'async with'")
         await self._server.wait_stopped()
+
+    def governor(self, **options: Any) -> Governor:
+        """A :class:`~binance_pm.Governor` with this exchange's window and limits (and any
+        other ``Governor`` options), for a Session that talks to it."""
+        return Governor(
+            window=self.window,
+            api_ip=self.limits["api_ip"],
+            sapi_ip=self.limits["sapi_ip"],
+            sapi_uid=self.limits["sapi_uid"],
+            papi_ip=self.limits["papi_ip"],
+            fapi_ip=self.limits["fapi_ip"],
+            **options,
+        )
 
     def server_ms(self) -> int:
         """The server's clock in milliseconds."""

@@ -1,0 +1,343 @@
+"""Session.poll against the simulated exchange over loopback: fairness and use of the budget with
+200 accounts, priority, isolation of failing accounts, and clean ends."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+import pytest
+import trio
+
+from binance_pm import (
+    AsyncClient,
+    AuthError,
+    BinancePMError,
+    Governor,
+    ServerError,
+    Session,
+    Update,
+)
+from binance_pm.testing import SimulatedExchange
+
+from .served import credentials, serve, stats
+
+ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+
+
+def poll_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "binance_pm poll"]
+
+
+async def collect(
+    updates: AsyncIterator[Update], seconds: float, until: Callable[[Update], bool] | None = None
+) -> list[Update]:
+    seen: list[Update] = []
+    with anyio.move_on_after(seconds):
+        async for update in updates:
+            seen.append(update)
+            if until is not None and until(update):
+                break
+    return seen
+
+
+def intervals(updates: list[Update], skip: float) -> dict[AsyncClient, float]:
+    """Per account, the mean time between its successful updates after ``skip`` seconds."""
+    if not updates:
+        return {}
+    start = updates[0].at + skip
+    times: dict[AsyncClient, list[float]] = defaultdict(list)
+    for update in updates:
+        if update.ok and update.at >= start:
+            times[update.client].append(update.at)
+    return {
+        client: (ats[-1] - ats[0]) / (len(ats) - 1) for client, ats in times.items() if len(ats) > 2
+    }
+
+
+# -- 200 accounts, one Session, a short window -------------------------------------------------
+
+WINDOW = 0.8
+LIMITS = {"papi_ip": 1000, "sapi_ip": 300, "sapi_uid": 10}
+SECONDS = 8.0
+
+
+@pytest.mark.parametrize("mode", ["fixed", "sliding"])
+async def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None:
+    args = ["--accounts", "200", "--window", str(WINDOW), "--window-mode", mode, "--seed", "3"]
+    for name, limit in LIMITS.items():
+        args += [f"--{name.replace('_', '-')}", str(limit)]
+    with serve(*args) as (_, base_url, accounts):
+        governor = Governor(window=WINDOW, papi_ip=1000, sapi_ip=300, sapi_uid=10)
+        async with Session(base_url=base_url, governor=governor, timeout=30) as session:
+            jobs = {
+                session.client(a["api_key"], **credentials(a)): ENDPOINT[a["account_type"]]
+                for a in accounts
+            }
+            kinds = {client: name for client, name in jobs.items()}
+            started = time.time()
+            async with aclosing(session.poll(jobs, every=0.05)) as updates:
+                seen = await collect(updates, SECONDS)
+            stopped = time.time()
+        exchange = stats(base_url, arrivals=True)
+
+    assert exchange["by_status"].get("429", 0) == 0
+    assert exchange["by_status"].get("418", 0) == 0
+    assert [u for u in seen if not u.ok] == []
+    # The share of each budget the exchange counted, over whole windows after the first.
+    since = (started + WINDOW) * 1000
+    windows = int((stopped - started - WINDOW) // WINDOW)
+    until = since + windows * WINDOW * 1000
+    uid_accounts = sum(1 for a in accounts if a["account_type"] == "PM_1")
+    counted: dict[str, int] = defaultdict(int)
+    for at, budget, weight in exchange["arrivals"]:
+        if since <= at < until:
+            counted["sapi_uid" if budget.startswith("uid:") else budget] += weight
+    use = {
+        name: counted[name] / (limit * (uid_accounts if name == "sapi_uid" else 1) * windows)
+        for name, limit in LIMITS.items()
+    }
+    assert all(share >= 0.95 for share in use.values()), use
+    # Staleness: no account's time between updates is over twice the mean, overall or among
+    # the accounts of one budget.
+    spans = intervals(seen, skip=WINDOW)
+    assert len(spans) == 200
+    mean = statistics.mean(spans.values())
+    assert max(spans.values()) <= 2 * mean, (max(spans.values()), mean)
+    for endpoint in set(kinds.values()):
+        group = [span for client, span in spans.items() if kinds[client] == endpoint]
+        assert max(group) <= 2 * statistics.mean(group), (endpoint, max(group), group)
+
+
+# -- in-process exchange ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[SimulatedExchange]:
+    async with SimulatedExchange(
+        accounts=45, window=1.0, window_mode="sliding", sapi_ip=200, papi_ip=400, seed=11
+    ) as ex:
+        yield ex
+
+
+async def span_intervals(
+    ex: SimulatedExchange, priority: Callable[[Update], float] | None, seconds: float
+) -> list[tuple[float, float]]:
+    """(uniMMR, mean time between updates) of each SPAN account, polled flat out."""
+    async with Session(base_url=ex.base_url, governor=ex.governor()) as session:
+        span = [a for a in ex.accounts if a.account_type.value == "PM_3"]
+        clients = [session.client(a.api_key, **a.credentials()) for a in span]
+        options: dict[str, Any] = {} if priority is None else {"priority": priority}
+        async with aclosing(
+            session.poll(clients, "pm_pro_span_account", every=0.01, **options)
+        ) as u:
+            seen = await collect(u, seconds)
+    last = {update.client: update.result.uni_mmr for update in seen if update.ok}
+    return sorted((float(last[c]), span) for c, span in intervals(seen, skip=1.0).items())
+
+
+async def test_priority_refreshes_the_riskiest_accounts_more_often(
+    exchange: SimulatedExchange,
+) -> None:
+    def ratio(rows: list[tuple[float, float]]) -> float:
+        third = len(rows) // 3
+        risky = statistics.mean(span for _, span in rows[:third])
+        safe = statistics.mean(span for _, span in rows[-third:])
+        return risky / safe
+
+    weighted = await span_intervals(exchange, None, 5.0)  # default: lowest uniMMR first
+    flat = await span_intervals(exchange, lambda update: 0.0, 5.0)
+    assert len(weighted) >= 12
+    assert ratio(weighted) < 0.8, weighted  # the riskiest third refresh more often...
+    assert ratio(flat) > 0.9, flat  # ...because of the priority, not by chance
+    # ...and nobody starves: the safest waits at most about twice the riskiest.
+    assert max(span for _, span in weighted) <= 2.2 * min(span for _, span in weighted)
+
+
+async def test_a_refused_key_ends_that_account_with_one_update_and_the_rest_go_on(
+    exchange: SimulatedExchange,
+) -> None:
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        good = [session.client(a.api_key, **a.credentials()) for a in exchange.accounts[:6]]
+        bad = session.client("k" * 64, secret="s" * 64)
+        jobs = {client: "pm_balance" for client in [*good, bad]}
+        jobs.update(
+            {
+                c: ENDPOINT[a.account_type.value]
+                for c, a in zip(good, exchange.accounts, strict=False)
+            }
+        )
+        async with aclosing(session.poll(jobs, every=0.1)) as updates:
+            seen = await collect(updates, 2.0)
+
+    from_bad = [u for u in seen if u.client is bad]
+    assert len(from_bad) == 1
+    assert isinstance(from_bad[0].error, AuthError)
+    assert from_bad[0].final
+    assert from_bad[0].error.code == -2015
+    for client in good:
+        mine = [u for u in seen if u.client is client]
+        assert len(mine) >= 10
+        assert all(u.ok for u in mine)
+
+
+async def test_an_account_that_keeps_failing_backs_off_and_the_rest_go_on(
+    exchange: SimulatedExchange,
+) -> None:
+    broken = exchange.accounts[1]
+    exchange.broken.add(broken.api_key)
+    async with Session(
+        base_url=exchange.base_url, governor=exchange.governor(), max_retries=0
+    ) as session:
+        jobs = {
+            session.client(a.api_key, **a.credentials()): ENDPOINT[a.account_type.value]
+            for a in exchange.accounts[:6]
+        }
+        async with aclosing(session.poll(jobs, every=0.05)) as updates:
+            seen = await collect(updates, 3.0)
+
+    failing = [u for u in seen if u.client.masked_key[:4] == broken.api_key[:4]]
+    assert failing
+    assert all(isinstance(u.error, ServerError) for u in failing)
+    assert not any(u.final for u in failing)  # it goes on trying
+    gaps = [b.at - a.at for a, b in itertools.pairwise(failing)]
+    assert len(failing) <= 9, gaps  # backing off: 0.05 s doubling, with jitter
+    assert gaps[-1] > 4 * 0.05, gaps
+    others = [u for u in seen if u not in failing]
+    assert all(u.ok for u in others)
+    assert len(others) >= 5 * 30
+
+
+async def test_leaving_the_loop_cancels_every_call_in_flight_within_a_second() -> None:
+    async with SimulatedExchange(accounts=20, faults={"slow": 0.5}, slow_seconds=30) as ex:
+        governor = Governor()
+        async with Session(base_url=ex.base_url, governor=governor, timeout=60) as session:
+            jobs = {
+                session.client(a.api_key, **a.credentials()): ENDPOINT[a.account_type.value]
+                for a in ex.accounts
+            }
+            updates = session.poll(jobs, every=0.05)
+            async for _ in updates:
+                break  # some calls are still waiting for a slow answer
+            left = time.monotonic()
+            del updates  # as when the loop's frame moves on: the generator is collected
+            while poll_tasks() and time.monotonic() - left < 1.0:  # noqa: ASYNC110 (no event to wait on: tasks ending)
+                await anyio.sleep(0.01)
+            assert poll_tasks() == []
+            assert time.monotonic() - left < 1.0
+            # Every permit was given back or completed: nothing is in flight any more.
+            assert all(
+                state.used == 0 or state.waiters == 0 for state in governor.snapshot().values()
+            )
+            assert sum(b.inflight for b in governor._ip.values()) == 0
+
+
+async def test_cancelling_the_consumer_stops_the_polling_within_a_second() -> None:
+    async with SimulatedExchange(accounts=10, faults={"slow": 1.0}, slow_seconds=30) as ex:
+        governor = Governor()
+        async with Session(base_url=ex.base_url, governor=governor, timeout=60) as session:
+            clients = [session.client(a.api_key, **a.credentials()) for a in ex.accounts]
+            jobs = {
+                c: ENDPOINT[a.account_type.value] for c, a in zip(clients, ex.accounts, strict=True)
+            }
+
+            async def consume() -> None:
+                async for _ in session.poll(jobs, every=0.05):
+                    pass
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(consume)
+                await anyio.sleep(0.3)  # every call is now waiting for a slow answer
+                assert poll_tasks()
+                cancelled = time.monotonic()
+                group.cancel_scope.cancel()
+            assert time.monotonic() - cancelled < 1.0
+            assert poll_tasks() == []
+            assert sum(b.inflight for b in governor._ip.values()) == 0
+
+
+async def test_closing_the_session_stops_its_polls() -> None:
+    async with SimulatedExchange(accounts=4) as ex:
+        session = Session(base_url=ex.base_url, governor=ex.governor())
+        clients = [session.client(a.api_key, **a.credentials()) for a in ex.accounts]
+        jobs = {
+            c: ENDPOINT[a.account_type.value] for c, a in zip(clients, ex.accounts, strict=True)
+        }
+        updates = session.poll(jobs, every=0.05)
+        first = await updates.__anext__()
+        assert first.ok
+        await session.aclose()
+        assert poll_tasks() == []
+        rest = [u async for u in updates]  # what was already answered, then the end
+        assert len(rest) <= len(jobs)
+        await updates.aclose()
+
+
+async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) -> None:
+    async with Session(base_url=exchange.base_url) as session, Session() as other:
+        a = exchange.accounts[0]
+        client = session.client(a.api_key, **a.credentials())
+        with pytest.raises(ValueError, match="unknown endpoint 'pm_balances'"):
+            session.poll([client], "pm_balances")
+        with pytest.raises(ValueError, match="classic_pm_account needs asset="):
+            session.poll([client], "classic_pm_account")
+        with pytest.raises(ValueError, match="every must be positive"):
+            session.poll([client], "pm_balance", every=0)
+        with pytest.raises(TypeError, match="needs endpoints"):
+            session.poll([client])
+        with pytest.raises(ValueError, match="another Session"):
+            other.poll([client], "pm_balance")
+
+
+async def test_an_error_in_the_priority_function_ends_the_poll_with_it(
+    exchange: SimulatedExchange,
+) -> None:
+    def broken_priority(update: Update) -> float:
+        raise ZeroDivisionError("priority bug")
+
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        a = exchange.accounts[0]
+        client = session.client(a.api_key, **a.credentials())
+        with pytest.raises(ZeroDivisionError, match="priority bug"):
+            async for _ in session.poll(
+                [client], ENDPOINT[a.account_type.value], priority=broken_priority
+            ):
+                pass
+        assert poll_tasks() == []
+
+
+def test_polling_runs_on_trio_too() -> None:
+    with serve("--accounts", "6") as (_, base_url, accounts):
+
+        async def main() -> list[Update]:
+            async with Session(base_url=base_url) as session:
+                jobs = {
+                    session.client(a["api_key"], **credentials(a)): ENDPOINT[a["account_type"]]
+                    for a in accounts
+                }
+                seen: list[Update] = []
+                async with aclosing(session.poll(jobs, every=0.1)) as updates:
+                    async for update in updates:
+                        seen.append(update)
+                        if len(seen) == 18:
+                            break
+                return seen
+
+        seen = trio.run(main)
+    assert len(seen) == 18
+    assert all(u.ok for u in seen)
+    assert len({u.client for u in seen}) == 6
+
+
+def test_update_says_whether_it_is_ok() -> None:
+    error = BinancePMError("x")
+    update = Update(client=None, endpoint="pm_balance", result=None, error=error, at=math.pi)  # type: ignore[arg-type]
+    assert not update.ok
