@@ -1,0 +1,236 @@
+"""The ``binance-pm`` commands, run as a user runs them: in subprocesses, output piped."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .served import serve
+
+ENDPOINT = {"PM_1": "pm-pro-account", "PM_2": "pm-balance", "PM_3": "pm-pro-span-account"}
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "binance_pm", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def keyless_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith("BINANCE_"):
+            del env[name]
+    env["COLUMNS"] = "100"
+    return env
+
+
+def key_env(account: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    env = keyless_env()
+    env["BINANCE_API_KEY"] = account["api_key"]
+    if "secret" in account:
+        env["BINANCE_API_SECRET"] = account["secret"]
+    else:
+        pem = tmp_path / f"{account['name']}.pem"
+        pem.write_text(account["private_key"])
+        env["BINANCE_PRIVATE_KEY_FILE"] = str(pem)
+    return env
+
+
+def secrets_of(accounts: list[dict[str, str]]) -> list[str]:
+    found = []
+    for account in accounts:
+        found.append(account["api_key"])
+        if "secret" in account:
+            found.append(account["secret"])
+        else:
+            found.append(account["private_key"].splitlines()[1])
+    return found
+
+
+@pytest.fixture(scope="module")
+def exchange() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    with serve("--accounts", "9", "--seed", "4") as (_, base_url, accounts):
+        yield base_url, accounts
+
+
+def test_demo_runs_and_ends_with_a_summary_of_no_429s() -> None:
+    done = run("demo", "--accounts", "30", "--seconds", "5", "--window", "1")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("t=") for line in lines)  # piped: plain periodic lines
+    summary = lines[lines.index("== summary ==") + 1 :]
+    fields = dict(line.split(": ", 1) for line in summary)
+    assert fields["429s"] == "0"
+    assert fields["418s"] == "0"
+    assert fields["errors"] == "0 (none)"
+    assert int(fields["calls"]) > 100
+    assert fields["accounts"] == "30"
+    shares = {
+        name.removeprefix("budget "): float(re.search(r"([\d.]+)% of the budget", text)[1])  # type: ignore[index]
+        for name, text in fields.items()
+        if name.startswith("budget ")
+    }
+    assert shares["papi_ip"] >= 90  # the binding budgets, used as far as they go
+    assert shares["sapi_ip"] >= 90
+
+
+def test_demo_refuses_bad_options() -> None:
+    done = run("demo", "--accounts", "0")
+    assert done.returncode == 2
+    assert "must be positive" in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["PM_1", "PM_2", "PM_3"])
+def test_one_shot_commands_print_a_table_or_json(
+    kind: str, exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    account = next(a for a in accounts if a["account_type"] == kind)
+    env = key_env(account, tmp_path)
+    command = ENDPOINT[kind]
+
+    table = run(command, "--base-url", base_url, env=env)
+    assert table.returncode == 0, table.stderr
+    expected = "uni_mmr" if kind != "PM_2" else "total_wallet_balance"
+    assert expected in table.stdout
+    assert "USDT" in table.stdout or kind != "PM_2"
+
+    as_json = run(command, "--base-url", base_url, "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    parsed = json.loads(as_json.stdout)
+    if kind == "PM_2":
+        assert {"asset", "totalWalletBalance"} <= set(parsed[0])
+    else:
+        assert parsed["accountType"] == kind
+        assert float(parsed["uniMMR"]) > 0
+    for secret in secrets_of([account]):
+        assert secret not in table.stdout + table.stderr + as_json.stdout + as_json.stderr
+
+
+def test_one_shot_with_an_asset(exchange: tuple[str, list[dict[str, str]]], tmp_path: Path) -> None:
+    base_url, accounts = exchange
+    account = next(a for a in accounts if a["account_type"] == "PM_2")
+    done = run(
+        "pm-balance",
+        "--asset",
+        "usdt",
+        "--json",
+        "--base-url",
+        base_url,
+        env=key_env(account, tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["asset"] == "USDT"
+    missing = run("classic-pm-account", "--base-url", base_url, env=key_env(account, tmp_path))
+    assert missing.returncode == 2
+    assert "--asset" in missing.stderr
+
+
+def test_missing_keys_are_one_line_and_exit_2(exchange: tuple[str, list[dict[str, str]]]) -> None:
+    base_url, _ = exchange
+    done = run("pm-pro-account", "--base-url", base_url, env=keyless_env())
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0
+    assert "BINANCE_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_refused_keys_are_one_line_and_exit_1(exchange: tuple[str, list[dict[str, str]]]) -> None:
+    base_url, _ = exchange
+    env = keyless_env()
+    env["BINANCE_API_KEY"] = "k" * 64
+    env["BINANCE_API_SECRET"] = "s" * 64
+    done = run("pm-balance", "--base-url", base_url, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert "-2015" in done.stderr
+    assert "k" * 64 not in done.stderr
+    assert "s" * 64 not in done.stderr
+
+
+def test_unreadable_private_key_file_is_one_line(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, _ = exchange
+    env = keyless_env()
+    env["BINANCE_API_KEY"] = "k" * 64
+    env["BINANCE_PRIVATE_KEY_FILE"] = str(tmp_path / "absent.pem")
+    done = run("pm-balance", "--base-url", base_url, env=env)
+    assert done.returncode == 2
+    assert "BINANCE_PRIVATE_KEY_FILE" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def toml_for(accounts: list[dict[str, str]], tmp_path: Path) -> Path:
+    parts = []
+    for account in accounts:
+        endpoint = ENDPOINT[account["account_type"]].replace("-", "_")
+        parts.append(
+            f'[[account]]\nname = "{account["name"]}"\napi_key = "{account["api_key"]}"\n'
+            f'endpoint = "{endpoint}"'
+        )
+        if "secret" in account:
+            parts.append(f'secret = "{account["secret"]}"')
+        else:
+            pem = tmp_path / f"{account['name']}.pem"
+            pem.write_text(account["private_key"])
+            parts.append(f'private_key_file = "{pem.name}"')
+    path = tmp_path / "accounts.toml"
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
+
+def test_watch_polls_the_accounts_of_a_file(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    path = toml_for(accounts, tmp_path)
+    done = run(
+        "watch",
+        "--accounts",
+        str(path),
+        "--every",
+        "0.5",
+        "--seconds",
+        "2.5",
+        "--base-url",
+        base_url,
+        env=keyless_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(line.startswith("t=") for line in done.stdout.splitlines())
+    calls = int(re.search(r"^calls: (\d+)$", done.stdout, re.M)[1])  # type: ignore[index]
+    assert calls >= len(accounts) * 2
+    assert "errors: 0 (none)" in done.stdout
+    for secret in secrets_of(accounts):
+        assert secret not in done.stdout + done.stderr
+
+
+def test_watch_explains_a_bad_file_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[account]]\nname = "desk"\napi_key = "abc"\n')
+    done = run("watch", "--accounts", str(path), env=keyless_env())
+    assert done.returncode == 2
+    assert "desk has neither secret nor private_key_file" in done.stderr
+    assert "Traceback" not in done.stderr
+    path.write_text("not = [toml")
+    done = run("watch", "--accounts", str(path), env=keyless_env())
+    assert done.returncode == 2
+    assert "not valid TOML" in done.stderr
