@@ -115,7 +115,10 @@ class LoopbackServer:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             elif not task.cancelled() and task.exception() is not None:
-                raise RuntimeError("the loopback server failed") from task.exception()
+                failure = task.exception()
+                # uvicorn raises SIGINT or SIGTERM again once it has stopped: a normal stop.
+                if not isinstance(failure, (KeyboardInterrupt, SystemExit)):
+                    raise RuntimeError("the loopback server failed") from failure
         if sock is not None:
             sock.close()
             self._socket = None
