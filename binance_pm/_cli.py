@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FAMILY=SHARE",
         help="weight another process spends per window",
     )
+    serve.add_argument(
+        "--broken",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an account (acct-0003…) whose every request fails with a 500",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(
@@ -221,6 +228,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"binance-pm serve: {exc}", file=sys.stderr)
         return 2
+    names = {account.name: account.api_key for account in exchange.accounts}
+    for name in args.broken:
+        if name not in names:
+            print(f"binance-pm serve: --broken {name}: no such account", file=sys.stderr)
+            return 2
+        exchange.broken.add(names[name])
 
     async def run() -> None:
         async with exchange:

@@ -72,25 +72,43 @@ SECONDS = 8.0
 
 @pytest.mark.parametrize("mode", ["fixed", "sliding"])
 async def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None:
+    """Besides the 200 accounts: a key the exchange does not know, and an account (a PM one,
+    on the shared papi budget) whose every request fails."""
     args = ["--accounts", "200", "--window", str(WINDOW), "--window-mode", mode, "--seed", "3"]
     for name, limit in LIMITS.items():
         args += [f"--{name.replace('_', '-')}", str(limit)]
-    with serve(*args) as (_, base_url, accounts):
+    with serve(*args, "--broken", "acct-0000") as (_, base_url, accounts):
+        assert accounts[0]["account_type"] == "PM_2"
         governor = Governor(window=WINDOW, papi_ip=1000, sapi_ip=300, sapi_uid=10)
         async with Session(base_url=base_url, governor=governor, timeout=30) as session:
             jobs = {
                 session.client(a["api_key"], **credentials(a)): ENDPOINT[a["account_type"]]
                 for a in accounts
             }
-            kinds = {client: name for client, name in jobs.items()}
+            kinds = dict(jobs)
+            broken = next(iter(jobs))
+            stranger = session.client("k" * 64, secret="s" * 64)
+            jobs[stranger] = "pm_pro_account"
             started = time.time()
             async with aclosing(session.poll(jobs, every=0.05)) as updates:
                 seen = await collect(updates, SECONDS)
             stopped = time.time()
+            # Left: nothing runs or is in flight any more.
+            assert poll_tasks() == []
+            assert all(b.inflight == 0 for b in [*governor._ip.values(), *governor._uid.values()])
         exchange = stats(base_url, arrivals=True)
 
     assert exchange["by_status"].get("429", 0) == 0
     assert exchange["by_status"].get("418", 0) == 0
+    # The stranger: one final update; the broken account: errors, backing off, never final.
+    from_stranger = [u for u in seen if u.client is stranger]
+    assert len(from_stranger) == 1
+    assert isinstance(from_stranger[0].error, AuthError)
+    assert from_stranger[0].final
+    from_broken = [u for u in seen if u.client is broken]
+    assert 2 <= len(from_broken) <= 10
+    assert all(isinstance(u.error, ServerError) and not u.final for u in from_broken)
+    seen = [u for u in seen if u.client not in (stranger, broken)]
     assert [u for u in seen if not u.ok] == []
     # The share of each budget the exchange counted, over whole windows after the first.
     since = (started + WINDOW) * 1000
@@ -109,12 +127,20 @@ async def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None
     # Staleness: no account's time between updates is over twice the mean, overall or among
     # the accounts of one budget.
     spans = intervals(seen, skip=WINDOW)
-    assert len(spans) == 200
+    assert len(spans) == 199
     mean = statistics.mean(spans.values())
     assert max(spans.values()) <= 2 * mean, (max(spans.values()), mean)
     for endpoint in set(kinds.values()):
         group = [span for client, span in spans.items() if kinds[client] == endpoint]
         assert max(group) <= 2 * statistics.mean(group), (endpoint, max(group), group)
+    # Priority: on the shared sapi IP budget, the third of the SPAN accounts with the lowest
+    # uniMMR refresh more often than the safest third.
+    last = {u.client: u.result.uni_mmr for u in seen if u.endpoint == "pm_pro_span_account"}
+    ranked = sorted((last[client], span) for client, span in spans.items() if client in last)
+    third = len(ranked) // 3
+    risky = statistics.mean(span for _, span in ranked[:third])
+    safe = statistics.mean(span for _, span in ranked[-third:])
+    assert risky < 0.9 * safe, (risky, safe)
 
 
 # -- in-process exchange ------------------------------------------------------------------------
