@@ -21,11 +21,14 @@ import asyncio
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+import anyio
 import httpx
 
 from binance_pm import Governor
-from binance_pm._endpoints import PM_PRO_ACCOUNT
+from binance_pm._endpoints import PM_PRO_ACCOUNT, PM_PRO_SPAN_ACCOUNT
 
 ROUNDS = 7
 CALLS = 20_000
@@ -110,8 +113,84 @@ async def bucket_memory(accounts: int = 2000) -> float:
     return grown / accounts
 
 
+async def ccxt_cost() -> float | None:
+    """ccxt's async throttler, two in sequence, with room to spare (uncontended)."""
+    try:
+        from ccxt.async_support.base.throttler import Throttler
+    except ImportError:
+        return None
+    config = {"refillRate": 1e9, "capacity": 1e9, "tokens": 1e9, "delay": 0.001}
+    ip, uid = Throttler(dict(config)), Throttler(dict(config))
+    best = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        for _ in range(CALLS // 10):
+            await ip(5)
+            await uid(5)
+        best.append((time.perf_counter() - started) / (CALLS // 10))
+    return statistics.median(best)
+
+
+WAITERS = 1_000
+GRANTS_PER_WINDOW = 200
+CONTENDED_WINDOW = 0.1
+
+
+async def contended(acquire: Callable[[], Coroutine[Any, Any, None]]) -> float:
+    """CPU seconds per grant with ``WAITERS`` tasks waiting on a budget that binds: room for
+    ``GRANTS_PER_WINDOW`` every ``CONTENDED_WINDOW`` seconds."""
+    started = time.process_time()
+    async with anyio.create_task_group() as group:
+        for _ in range(WAITERS):
+            group.start_soon(acquire)
+    return (time.process_time() - started) / WAITERS
+
+
+async def contended_costs() -> dict[str, float]:
+    costs = {}
+    gov = Governor(window=CONTENDED_WINDOW, sapi_ip=5 * GRANTS_PER_WINDOW)
+
+    async def ours() -> None:
+        permit = gov.try_acquire(PM_PRO_SPAN_ACCOUNT, account="") or await gov.acquire(
+            PM_PRO_SPAN_ACCOUNT, account="", deadline=FAR
+        )
+        permit.complete(200, None)
+
+    costs["binance_pm Governor"] = await contended(ours)
+    try:
+        from aiolimiter import AsyncLimiter
+    except ImportError:
+        pass
+    else:
+        limiter = AsyncLimiter(GRANTS_PER_WINDOW, CONTENDED_WINDOW)
+
+        async def aiolimiter_one() -> None:
+            await limiter.acquire()
+
+        costs["aiolimiter"] = await contended(aiolimiter_one)
+    try:
+        from ccxt.async_support.base.throttler import Throttler
+    except ImportError:
+        pass
+    else:
+        throttler = Throttler(
+            {
+                "refillRate": GRANTS_PER_WINDOW / (CONTENDED_WINDOW * 1000),  # per ms
+                "capacity": 1.0,
+                "delay": 0.001,
+            }
+        )
+
+        async def ccxt_one() -> None:
+            await throttler(1)
+
+        costs["ccxt Throttler"] = await contended(ccxt_one)
+    return costs
+
+
 async def main() -> None:
     peer = await aiolimiter_cost()
+    ccxt = await ccxt_cost()
     print("uncontended acquire, IP and UID budgets together, then complete (median of rounds)")
     for filled in (0, 1_000, 10_000):
         acquire, complete = await acquire_cost(filled)
@@ -124,6 +203,16 @@ async def main() -> None:
         print(f"  aiolimiter, two limiters in sequence: {peer * 1e6:6.2f} us")
     else:
         print("  (aiolimiter not installed: pip install -e '.[bench]')")
+    if ccxt:
+        print(f"  ccxt's async Throttler, two in sequence: {ccxt * 1e6:6.2f} us")
+    print(
+        f"{WAITERS} tasks waiting on a budget of {GRANTS_PER_WINDOW} grants per "
+        f"{CONTENDED_WINDOW:g} s: CPU per grant"
+    )
+    costs = await contended_costs()
+    ours = costs["binance_pm Governor"]
+    for name, cost in costs.items():
+        print(f"  {name:<22} {cost * 1e6:8.1f} us  ({cost / ours:.2f}x ours)")
     print(f"memory per account budget, 12 requests held: {await bucket_memory():.0f} bytes")
 
 
