@@ -179,7 +179,8 @@ async def main() -> None:
     print("median of rounds; calls/s ratio to python-binance, CPU ratio to bare httpx on the")
     print("same transport (binance_pm: the aiohttp one; binance_pm on httpx: httpx's own)")
     print(
-        f"{'client':<30}{'in flight':>9}{'calls/s':>10}{'CPU us/call':>13}{'vs p-b':>8}{'CPU vs bare':>13}"
+        f"{'client':<30}{'in flight':>9}{'calls/s':>10}{'CPU us/call':>13}{'vs p-b':>8}"
+        f"{'CPU vs bare':>13}"
     )
     bare_for = {
         "binance_pm": "bare httpx, aiohttp transport",
@@ -193,7 +194,8 @@ async def main() -> None:
             bare = bare_for.get(name)
             overhead = f"{cpu / results[bare, concurrency][1]:.2f}x" if bare else ""
             print(
-                f"{name:<30}{concurrency:>9}{rate:>10.0f}{cpu * 1e6:>13.0f}{versus:>8}{overhead:>13}"
+                f"{name:<30}{concurrency:>9}{rate:>10.0f}{cpu * 1e6:>13.0f}{versus:>8}"
+                f"{overhead:>13}"
             )
 
 
