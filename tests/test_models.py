@@ -184,3 +184,18 @@ def test_decode_error_in_a_list_names_the_element() -> None:
         ENDPOINTS["pm_balance"].decoder.decode(body)
 
     assert caught.value.path == "$[0].updateTime"
+
+
+def test_empty_text_stays_text_and_empty_amounts_become_none_together() -> None:
+    # An empty amount takes the quick way (as null); an empty asset name is text and stays "".
+    body = (
+        b'[{"asset":"","totalWalletBalance":"","crossMarginBorrowed":"0","crossMarginFree":"1",'
+        b'"crossMarginInterest":"0","crossMarginLocked":"0","umWalletBalance":"1",'
+        b'"umUnrealizedPNL":"","cmWalletBalance":"2","cmUnrealizedPNL":"3,000.5",'
+        b'"updateTime":1}]'
+    )
+    (balance,) = ENDPOINTS["pm_balance"].decoder.decode(body)
+    assert balance.asset == ""
+    assert balance.total_wallet_balance is None
+    assert balance.um_unrealized_pnl is None
+    assert balance.cm_unrealized_pnl == Decimal("3000.5")
