@@ -1,11 +1,12 @@
 """Scale: memory per additional ``session.client(...)``, up to 10,000 accounts.
 
-Measured two ways: memory Python allocated and still holds (tracemalloc), and the growth of
-resident memory, which also counts what the cryptography library allocates natively (coarse:
-the allocator reuses freed pages). Each over N, after making N clients on one Session, for N = 1,000, 5,000 and 10,000 HMAC accounts and 1,000 and 10,000 Ed25519 accounts, and for
-200 RSA accounts (loading an RSA key takes about 13 ms: 10,000 would take minutes). A client
-holds its masked key, its signer and the loaded key; its UID budget in the governor (about
-830 bytes, ``benchmarks/governor.py``) is made on its first UID-weighted call, and its poll job
+Measured two ways, over N, after making N clients on one Session: memory Python allocated and
+still holds (tracemalloc), and the growth of resident memory, which also counts what the
+cryptography library allocates natively (coarse: the allocator reuses freed pages). N is
+1,000, 5,000 and 10,000 HMAC accounts, 1,000 and 10,000 Ed25519 accounts, and 200 RSA
+accounts (loading an RSA key takes about 13 ms: 10,000 would take minutes). A client holds
+its masked key, its signer and the loaded key; its UID budget in the governor (about 830
+bytes, ``benchmarks/governor.py``) is made on its first UID-weighted call, and its poll job
 (``benchmarks/poller.py``, which also gives the CPU per poll) only while it is polled.
 Target: under 5 KB per account. Run: ``python benchmarks/scale.py``. Takes about 20 seconds.
 """
