@@ -125,7 +125,8 @@ def pydantic_decoder(response: Any) -> Callable[[bytes], Any] | None:
     except ImportError:
         return None
     adapter = pydantic.TypeAdapter(pydantic_type(response))
-    return adapter.validate_json
+    validate: Callable[[bytes], Any] = adapter.validate_json
+    return validate
 
 
 # -- timing -------------------------------------------------------------------------------------
