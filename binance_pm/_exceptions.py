@@ -13,6 +13,7 @@
      ├── TransportError              no answer: connection refused or reset, timeout
      ├── DecodeError                 an answer that does not have the documented shape
      └── GovernorTimeout             the rate-limit budget had no room before the call's deadline
+          └── GovernorUnavailable    the shared budget's store could not be reached in time
 
 Every error names the endpoint it came from and the account as a masked API key; none ever holds a
 secret. ``str(error)`` is one line a person can act on.
@@ -31,6 +32,7 @@ __all__ = [
     "BinancePMError",
     "DecodeError",
     "GovernorTimeout",
+    "GovernorUnavailable",
     "IPBannedError",
     "RateLimitError",
     "ServerError",
@@ -194,6 +196,15 @@ class GovernorTimeout(BinancePMError):
             type(self), endpoint=self.endpoint, api_key=self.api_key, retry_after=self.retry_after
         )
         return (rebuild, (self.message,))
+
+
+class GovernorUnavailable(GovernorTimeout):
+    """The shared rate-limit store (Redis) could not be reached before the call's deadline.
+
+    Nothing was sent: without the shared count, a request could overspend the budget that
+    other processes use too. ``Governor(on_store_error="local")`` falls back to this process's
+    own count instead.
+    """
 
 
 def error_class(status: int, code: int | None) -> type[APIError]:

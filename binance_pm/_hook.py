@@ -9,7 +9,7 @@ came), from which the governor learns what the exchange counted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -42,4 +42,46 @@ class RateLimitHook(Protocol):
         ``deadline`` is on anyio's clock (``anyio.current_time()``). Cancelling the wait
         reserves nothing.
         """
+        ...
+
+
+class StoreError(Exception):
+    """A shared rate-limit store could not be reached or did not answer."""
+
+
+class Store(Protocol):
+    """Where a governor keeps budgets shared by many processes (``binance_pm.redis``)."""
+
+    def member(self) -> str:
+        """A name for one request, unique across processes."""
+        ...
+
+    async def charge(
+        self,
+        budgets: Sequence[tuple[str, int, int]],
+        *,
+        family: str,
+        member: str,
+        hold: float,
+        claim: float,
+    ) -> float:
+        """Charge ``(name, weight, limit)`` budgets together or none: 0.0 when charged, else
+        seconds until it is worth asking again. Raises :class:`StoreError`."""
+        ...
+
+    async def finish(
+        self,
+        budgets: Sequence[tuple[str, int, int | None, bool]],
+        *,
+        family: str,
+        member: str,
+        window: float,
+        shut: float,
+        ban: float,
+    ) -> None:
+        """A request's answer. Raises :class:`StoreError`."""
+        ...
+
+    async def cancel(self, budgets: Sequence[tuple[str, int]], *, member: str) -> None:
+        """A request that never left. Raises :class:`StoreError`."""
         ...

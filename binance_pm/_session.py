@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from ._client import AsyncClient, Credentials
 
 log = logging.getLogger("binance_pm")
+#: Seconds a call waits, at most, to tell a shared rate-limit store of its answer.
+SETTLE_SECONDS = 2.0
 
 T = TypeVar("T")
 SessionT = TypeVar("SessionT", bound="Session")
@@ -343,6 +345,7 @@ class Session:
                 url, headers = self._prepare(endpoint, query, credentials, recv_window)
             except BaseException:
                 permit.cancel()
+                await _settle(permit)
                 raise
             status: int | None = None
             answer_headers: httpx.Headers | None = None
@@ -360,6 +363,7 @@ class Session:
             finally:
                 # Answer or not, the request may have reached the exchange: it counts.
                 permit.complete(status, answer_headers)
+                await _settle(permit)
 
             if status is not None:
                 assert answer_headers is not None
@@ -431,3 +435,12 @@ class Session:
             f"Session({state}, hosts={self.hosts}, governor={self.governor!r}, "
             f"clock={self.clock!r})"
         )
+
+
+async def _settle(permit: object) -> None:
+    """Tell a shared store what became of a request (a local permit has nothing to settle):
+    shielded, since it runs while the call unwinds, and bounded, since the store may be down."""
+    settle = getattr(permit, "settle", None)
+    if settle is not None:
+        with anyio.move_on_after(SETTLE_SECONDS, shield=True):
+            await settle()

@@ -17,6 +17,7 @@ PUBLIC = {
     "DecodeError",
     "Governor",
     "GovernorTimeout",
+    "GovernorUnavailable",
     "IPBannedError",
     "PMBalance",
     "PMProAccount",

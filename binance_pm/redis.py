@@ -1,0 +1,266 @@
+"""One rate-limit budget for many processes: the governor's counts in Redis.
+
+::
+
+    from binance_pm import Governor
+    from binance_pm.redis import RedisStore
+
+    gov = Governor(store=RedisStore("redis://127.0.0.1:6379/0", prefix="binance_pm"))
+
+Needs the ``redis`` extra (``pip install 'binance-pm[redis]'``); the core SDK never imports
+this module. Every process that passes a store with the same Redis and prefix shares every
+budget: the exchange counts the IP weight of all of them as one.
+
+Each budget is a sorted set of the requests it holds, scored by when they stop counting, and a
+running total. An acquire is one round trip: a Lua script, run atomically by Redis on Redis's own
+clock, that drops what has expired, checks every budget the call needs, and charges all of them
+or none. A request counts from its grant until one window after its answer (the answer moves
+its score there), as in process; one whose answer never reaches Redis (its process died, or
+Redis was down) stops counting at its grant plus the call's deadline plus one window. Outside
+weight learned from the answers' headers, a 429's ``Retry-After`` and a 418's ban are keys with
+that lifetime, seen by every process. A waiter that keeps failing claims the room it needs, so
+a stream of lighter calls from other processes cannot starve it. Every key has a lifetime:
+nothing grows without bound.
+
+Member names and keys hold no API key: UID budgets are named by a hash of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ._hook import StoreError
+
+__all__ = ["RedisStore", "StoreError"]
+
+# KEYS: per budget its set, total, outside weight, shut-until and claim keys (5 each), then the
+# family's ban key. ARGV: budgets n, member, hold ms, claim ms, then per budget weight and limit.
+_CHARGE = """
+local n = tonumber(ARGV[1])
+local member = ARGV[2]
+local hold = tonumber(ARGV[3])
+local claim_ms = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local banned = redis.call('PTTL', KEYS[5 * n + 1])
+if banned > 0 then return {0, banned} end
+local wait = 0
+for i = 1, n do
+  local z, s, e, c, k = KEYS[5*i-4], KEYS[5*i-3], KEYS[5*i-2], KEYS[5*i-1], KEYS[5*i]
+  local w = tonumber(ARGV[3 + 2*i])
+  local limit = tonumber(ARGV[4 + 2*i])
+  local shut = redis.call('PTTL', c)
+  if shut > 0 then wait = math.max(wait, shut) end
+  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+  if #gone > 0 then
+    local freed = 0
+    for _, m in ipairs(gone) do freed = freed + tonumber(string.match(m, ':(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+    redis.call('DECRBY', s, freed)
+  end
+  local used = tonumber(redis.call('GET', s) or '0') + tonumber(redis.call('GET', e) or '0')
+  local claim = redis.call('GET', k)
+  if claim then
+    local who, cw = string.match(claim, '^(.*):(%d+)$')
+    if who ~= member then used = used + tonumber(cw) end
+  end
+  if used + w > limit then
+    local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    local room_in = 50
+    if #first > 0 then room_in = math.max(1, math.min(tonumber(first[2]) - now, 50)) end
+    wait = math.max(wait, room_in)
+    if not claim then redis.call('SET', k, member .. ':' .. w, 'PX', claim_ms) end
+  end
+end
+if wait > 0 then return {0, wait} end
+for i = 1, n do
+  local z, s, k = KEYS[5*i-4], KEYS[5*i-3], KEYS[5*i]
+  local w = tonumber(ARGV[3 + 2*i])
+  redis.call('ZADD', z, now + hold, member .. ':' .. w)
+  redis.call('INCRBY', s, w)
+  redis.call('PEXPIRE', z, hold)
+  redis.call('PEXPIRE', s, hold)
+  local claim = redis.call('GET', k)
+  if claim and string.match(claim, '^(.*):%d+$') == member then redis.call('DEL', k) end
+end
+return {1, 0}
+"""
+
+# KEYS: per budget its set, total, outside weight and shut-until keys (4 each), then the
+# family's ban key. ARGV: budgets n, member, window ms, shut ms (429), ban ms (418), then per
+# budget weight, the used weight the answer reported (-1: none) and whether a 429 shuts it.
+_FINISH = """
+local n = tonumber(ARGV[1])
+local member = ARGV[2]
+local window = tonumber(ARGV[3])
+local shut_ms = tonumber(ARGV[4])
+local ban_ms = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, n do
+  local z, s, e, c = KEYS[4*i-3], KEYS[4*i-2], KEYS[4*i-1], KEYS[4*i]
+  local w = tonumber(ARGV[3 + 3*i])
+  local reported = tonumber(ARGV[4 + 3*i])
+  local shuts = ARGV[5 + 3*i] == '1'
+  if w > 0 and redis.call('ZSCORE', z, member .. ':' .. w) then
+    redis.call('ZADD', z, 'XX', now + window, member .. ':' .. w)
+  end
+  if reported >= 0 then
+    local ours = tonumber(redis.call('GET', s) or '0')
+    local outside = reported - ours
+    if outside > 0 then
+      if shuts then outside = math.max(outside, tonumber(redis.call('GET', e) or '0')) end
+      redis.call('SET', e, outside, 'PX', window)
+    end
+  end
+  if shuts and shut_ms > 0 then
+    redis.call('SET', c, '1', 'PX', shut_ms)
+  end
+end
+if ban_ms > 0 then redis.call('SET', KEYS[4 * n + 1], '1', 'PX', ban_ms) end
+return 1
+"""
+
+# KEYS: per budget its set and total. ARGV: budgets n, member, then per budget its weight.
+_CANCEL = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local w = tonumber(ARGV[2 + i])
+  if redis.call('ZREM', KEYS[2*i-1], ARGV[2] .. ':' .. w) == 1 then
+    redis.call('DECRBY', KEYS[2*i], w)
+  end
+end
+return 1
+"""
+
+
+def budget_key(name: str) -> str:
+    """A budget's name in Redis: ``sapi_uid:`` budgets by a hash of the API key, never the key."""
+    kind, _, account = name.partition(":")
+    if not account:
+        return kind
+    return f"{kind}:{hashlib.sha256(account.encode()).hexdigest()[:24]}"
+
+
+class RedisStore:
+    """The budgets of every process that uses the same Redis and ``prefix``.
+
+    Args:
+        url: a Redis URL (``redis://host:port/db``, ``rediss://`` for TLS, ``unix://``).
+        prefix: the start of every key this store writes.
+        timeout: seconds one round trip may take before it counts as a failure.
+        client: a ``redis.asyncio.Redis`` to use instead of ``url`` (closed by its owner).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "binance_pm",
+        timeout: float = 1.0,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        if not prefix or any(c.isspace() for c in prefix):
+            raise ValueError(f"prefix must be a word, not {prefix!r}")
+        self.prefix = prefix
+        self._owns = client is None
+        self._redis: aioredis.Redis = client or aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+        self._charge = self._redis.register_script(_CHARGE)
+        self._finish = self._redis.register_script(_FINISH)
+        self._cancel = self._redis.register_script(_CANCEL)
+        self._token = secrets.token_hex(6)  # this process's members: never two alike
+        self._count = 0
+        self._url = url if client is None else "(given client)"
+
+    def member(self) -> str:
+        """A name for one request, unique across processes."""
+        self._count += 1
+        return f"{self._token}-{self._count}"
+
+    def _keys(self, name: str, *suffixes: str) -> list[str]:
+        base = f"{self.prefix}:{budget_key(name)}"
+        return [f"{base}:{suffix}" for suffix in suffixes]
+
+    async def charge(
+        self,
+        budgets: Sequence[tuple[str, int, int]],
+        *,
+        family: str,
+        member: str,
+        hold: float,
+        claim: float,
+    ) -> float:
+        """Charge ``(name, weight, limit)`` budgets all together, or none: 0.0 when charged,
+        else the seconds until it is worth asking again."""
+        keys: list[str] = []
+        argv: list[Any] = [len(budgets), member, int(hold * 1000), int(claim * 1000)]
+        for name, weight, limit in budgets:
+            keys += self._keys(name, "z", "s", "e", "c", "k")
+            argv += [weight, limit]
+        keys.append(f"{self.prefix}:ban:{family}")
+        try:
+            granted, wait_ms = await self._charge(keys=keys, args=argv)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+        return 0.0 if int(granted) == 1 else max(int(wait_ms), 1) / 1000
+
+    async def finish(
+        self,
+        budgets: Sequence[tuple[str, int, int | None, bool]],
+        *,
+        family: str,
+        member: str,
+        window: float,
+        shut: float,
+        ban: float,
+    ) -> None:
+        """A request's answer: ``(name, weight, reported used weight or None, shut by this
+        429)`` per budget it reports on; ``shut`` and ``ban`` in seconds (0: none)."""
+        keys: list[str] = []
+        argv: list[Any] = [
+            len(budgets),
+            member,
+            int(window * 1000),
+            int(shut * 1000),
+            int(ban * 1000),
+        ]
+        for name, weight, reported, shuts in budgets:
+            keys += self._keys(name, "z", "s", "e", "c")
+            argv += [weight, -1 if reported is None else reported, 1 if shuts else 0]
+        keys.append(f"{self.prefix}:ban:{family}")
+        try:
+            await self._finish(keys=keys, args=argv)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+
+    async def cancel(self, budgets: Sequence[tuple[str, int]], *, member: str) -> None:
+        """A request that never left: give its weight back."""
+        keys: list[str] = []
+        argv: list[Any] = [len(budgets), member]
+        for name, weight in budgets:
+            keys += self._keys(name, "z", "s")
+            argv.append(weight)
+        try:
+            await self._cancel(keys=keys, args=argv)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self._redis.aclose()
+
+    def __repr__(self) -> str:
+        url = self._url.split("@")[-1]  # no password
+        return f"RedisStore({url}, prefix={self.prefix!r})"

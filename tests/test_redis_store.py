@@ -1,0 +1,240 @@
+"""The governor on a shared Redis store, against a real ``redis-server`` the tests start on a
+free loopback port: budgets shared by several governors (as by several processes), atomic
+charges, 429s seen by all, expiring keys, and Redis going away and coming back."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from binance_pm import Governor, GovernorTimeout, GovernorUnavailable
+from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT
+from binance_pm.redis import RedisStore
+
+FAR = 60.0
+
+
+class RedisServer:
+    """A ``redis-server`` on 127.0.0.1, nothing saved to disk; stop and start it at will."""
+
+    def __init__(self) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server)"
+            )
+        self.executable = executable
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ends = time.monotonic() + 10
+        while time.monotonic() < ends:
+            try:
+                if redis.Redis.from_url(self.url, socket_timeout=0.2).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    running = RedisServer()
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def prefix(server: RedisServer) -> str:
+    return f"t{time.monotonic_ns()}"
+
+
+class Governors:
+    """Governors on the test's store prefix, as if each were another process; their stores'
+    connections are closed when the test ends."""
+
+    def __init__(self, server: RedisServer, prefix: str) -> None:
+        self.server = server
+        self.prefix = prefix
+        self.stores: list[RedisStore] = []
+
+    def __call__(self, **options: Any) -> Governor:
+        options.setdefault("window", 1.0)
+        store = RedisStore(self.server.url, prefix=self.prefix, timeout=0.3)
+        self.stores.append(store)
+        return Governor(store=store, **options)
+
+
+@pytest.fixture
+async def governor(server: RedisServer, prefix: str) -> AsyncIterator[Governors]:
+    made = Governors(server, prefix)
+    yield made
+    for store in made.stores:
+        await store.aclose()
+
+
+def deadline(seconds: float = FAR) -> float:
+    return anyio.current_time() + seconds
+
+
+async def test_two_governors_on_one_store_share_one_budget(
+    governor: Governors, prefix: str, server: RedisServer
+) -> None:
+    a = governor(papi_ip=100)
+    b = governor(papi_ip=100)
+    for _ in range(3):  # 60 of 100 from "process" a
+        permit = await a.acquire(PM_BALANCE, account="x", deadline=deadline())
+        permit.complete(200, {})
+        await permit.settle()  # type: ignore[union-attr]
+    granted = [await b.acquire(PM_BALANCE, account="y", deadline=deadline()) for _ in range(2)]
+    started = time.monotonic()
+    with pytest.raises(GovernorTimeout):  # the sixth does not fit before a short deadline
+        await b.acquire(PM_BALANCE, account="y", deadline=deadline(0.3))
+    # It fits once a's weight has left the window, a second after its answers.
+    sixth = await b.acquire(PM_BALANCE, account="y", deadline=deadline())
+    assert 0.5 < time.monotonic() - started < 1.5
+    for permit in [*granted, sixth]:
+        permit.cancel()
+        await permit.settle()  # type: ignore[union-attr]
+
+
+async def test_ip_and_uid_are_charged_together_or_not_at_all(
+    governor: Governors, prefix: str, server: RedisServer
+) -> None:
+    gov = governor(sapi_uid=5, sapi_ip=100, sapi_uid_ip_weight=5)
+    first = await gov.acquire(PM_PRO_ACCOUNT, account="k" * 64, deadline=deadline())
+    with pytest.raises(GovernorTimeout):  # the UID budget is full...
+        await gov.acquire(PM_PRO_ACCOUNT, account="k" * 64, deadline=deadline(0.2))
+    client = aioredis.Redis.from_url(server.url)
+    ip_total = await client.get(f"{prefix}:sapi_ip:s") or b"0"
+    assert int(ip_total) == 5  # ...so the IP weight of the refused one was not taken either
+    first.cancel()
+    await first.settle()  # type: ignore[union-attr]
+    assert int(await client.get(f"{prefix}:sapi_ip:s") or b"0") == 0
+    # No API key is written to Redis: UID budgets go by a hash of it.
+    names = [key async for key in client.scan_iter(f"{prefix}:*")]
+    assert not any(b"k" * 16 in name for name in names)
+    await client.aclose()
+
+
+async def test_a_429_in_one_process_shuts_the_budget_for_all(
+    governor: Governors, prefix: str, server: RedisServer
+) -> None:
+    a = governor(papi_ip=1000)
+    b = governor(papi_ip=1000)
+    refused = await a.acquire(PM_BALANCE, account="x", deadline=deadline())
+    refused.complete(429, {"Retry-After": "0.6", "X-MBX-USED-WEIGHT-1M": "1020"})
+    await refused.settle()  # type: ignore[union-attr]
+    started = time.monotonic()
+    permit = await b.acquire(PM_BALANCE, account="y", deadline=deadline())
+    assert time.monotonic() - started >= 0.5
+    permit.cancel()
+    await permit.settle()  # type: ignore[union-attr]
+
+
+async def test_every_key_expires_by_itself(
+    governor: Governors, prefix: str, server: RedisServer
+) -> None:
+    gov = governor(papi_ip=40, sapi_uid=10)
+    for account in ("a", "b"):
+        permit = await gov.acquire(PM_PRO_ACCOUNT, account=account * 64, deadline=deadline(5))
+        permit.complete(200, {"X-SAPI-USED-UID-WEIGHT-1M": "5", "X-SAPI-USED-IP-WEIGHT-1M": "9"})
+        await permit.settle()  # type: ignore[union-attr]
+    for _ in range(3):  # the third waits: a claim key is written
+        permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
+        permit.complete(429 if _ == 2 else 200, {"Retry-After": "0.1"})
+        await permit.settle()  # type: ignore[union-attr]
+    client = aioredis.Redis.from_url(server.url)
+    keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+    assert keys
+    for key in keys:
+        assert 0 < await client.pttl(key) <= 8_000, key
+    await client.aclose()
+
+
+async def test_with_redis_down_calls_wait_then_fail_closed_and_go_on_when_it_is_back(
+    governor: Governors, prefix: str, server: RedisServer
+) -> None:
+    gov = governor(papi_ip=1000)
+    permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline())
+    permit.complete(200, {})
+    await permit.settle()  # type: ignore[union-attr]
+    server.stop()
+    try:
+        started = time.monotonic()
+        with pytest.raises(GovernorUnavailable, match="nothing was sent"):
+            await gov.acquire(PM_BALANCE, account="", deadline=deadline(0.8))
+        assert 0.6 < time.monotonic() - started < 2.0  # it waited for its deadline, no longer
+    finally:
+        server.start()
+    permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))  # reconnected
+    permit.cancel()
+    await permit.settle()  # type: ignore[union-attr]
+
+
+async def test_on_store_error_local_counts_alone_with_a_warning(
+    governor: Governors, server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    gov = governor(papi_ip=40, on_store_error="local")
+    server.stop()
+    try:
+        with caplog.at_level(logging.WARNING, logger="binance_pm"):
+            first = await gov.acquire(PM_BALANCE, account="", deadline=deadline(2))
+        assert "counts its own weight alone" in caplog.text
+        first.complete(200, {})
+        # The local count still keeps this process under the limit.
+        await gov.acquire(PM_BALANCE, account="", deadline=deadline(2))
+        with pytest.raises(GovernorTimeout):
+            await gov.acquire(PM_BALANCE, account="", deadline=deadline(0.3))
+    finally:
+        server.start()
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="on_store_error"):
+        Governor(on_store_error="open")
+    with pytest.raises(ValueError, match="prefix"):
+        RedisStore(prefix="two words")
+
+
+def test_the_store_never_shows_a_password() -> None:
+    store = RedisStore("redis://user:hunter2@127.0.0.1:1/0")
+    assert "hunter2" not in repr(store)
