@@ -4,12 +4,15 @@ charges, 429s seen by all, expiring keys, and Redis going away and coming back."
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,6 +23,8 @@ import redis.asyncio as aioredis
 from binance_pm import Governor, GovernorTimeout, GovernorUnavailable
 from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT
 from binance_pm.redis import RedisStore
+
+from .served import serve, stats
 
 FAR = 60.0
 
@@ -238,3 +243,89 @@ def test_bad_options_are_refused() -> None:
 def test_the_store_never_shows_a_password() -> None:
     store = RedisStore("redis://user:hunter2@127.0.0.1:1/0")
     assert "hunter2" not in repr(store)
+
+
+# -- a fleet: 4 processes x 50 accounts, one budget ----------------------------------------
+
+FLEET_WINDOW = 1.0
+FLEET_LIMITS = {"papi_ip": 600, "sapi_ip": 200, "sapi_uid": 10}
+FLEET_SECONDS = 7.0
+
+
+def budget_use(
+    exchange: dict[str, Any], accounts: list[dict[str, str]], started: float, stopped: float
+) -> dict[str, float]:
+    """Per budget, the weight the exchange counted over whole windows after the first, over
+    the limit in those windows (UID budgets together)."""
+    since = (started + FLEET_WINDOW) * 1000
+    windows = int((stopped - started - FLEET_WINDOW) // FLEET_WINDOW)
+    until = since + windows * FLEET_WINDOW * 1000
+    uid_accounts = sum(1 for a in accounts if a["account_type"] == "PM_1")
+    counted: dict[str, int] = {}
+    for at, budget, weight in exchange["arrivals"]:
+        if since <= at < until:
+            name = "sapi_uid" if budget.startswith("uid:") else budget
+            counted[name] = counted.get(name, 0) + weight
+    return {
+        name: counted.get(name, 0) / (limit * (uid_accounts if name == "sapi_uid" else 1) * windows)
+        for name, limit in FLEET_LIMITS.items()
+    }
+
+
+@pytest.mark.parametrize("mode", ["fixed", "sliding"])
+def test_four_processes_share_one_budget_with_no_429(
+    server: RedisServer, prefix: str, mode: str
+) -> None:
+    args = ["--accounts", "200", "--window", str(FLEET_WINDOW), "--window-mode", mode]
+    for name, limit in FLEET_LIMITS.items():
+        args += [f"--{name.replace('_', '-')}", str(limit)]
+    worker = Path(__file__).parent / "fleet_worker.py"
+    with serve(*args) as (_, base_url, accounts):
+        processes = []
+        for i in range(4):
+            job = {
+                "base_url": base_url,
+                "redis": server.url,
+                "prefix": prefix,
+                "window": FLEET_WINDOW,
+                "limits": FLEET_LIMITS,
+                "seconds": FLEET_SECONDS,
+                "accounts": accounts[i::4],
+            }
+            process = subprocess.Popen(
+                [sys.executable, str(worker)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(job) + "\n")
+            process.stdin.flush()
+            processes.append(process)
+        try:
+            for process in processes:
+                assert process.stdout is not None
+                assert process.stdout.readline().strip() == "ready"
+            started = time.time()
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.flush()
+            results = []
+            for process in processes:
+                assert process.stdout is not None
+                results.append(json.loads(process.stdout.readline()))
+            stopped = started + FLEET_SECONDS
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                process.communicate(timeout=10)  # and its pipes are closed
+        exchange = stats(base_url, arrivals=True)
+
+    assert exchange["by_status"].get("429", 0) == 0
+    assert exchange["by_status"].get("418", 0) == 0
+    assert [r["errors"] for r in results] == [{}] * 4
+    assert all(r["updates"] > 100 for r in results)
+    use = budget_use(exchange, accounts, started, stopped)
+    assert all(share >= 0.95 for share in use.values()), use
