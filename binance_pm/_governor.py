@@ -453,7 +453,7 @@ class Governor:
                         family=endpoint.family,
                         member=member,
                         hold=hold,
-                        claim=self.window,
+                        window=self.window,
                     )
                     failures = 0
                 except StoreError as exc:

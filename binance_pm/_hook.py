@@ -63,7 +63,7 @@ class Store(Protocol):
         family: str,
         member: str,
         hold: float,
-        claim: float,
+        window: float,
     ) -> float:
         """Charge ``(name, weight, limit)`` budgets together or none: 0.0 when charged, else
         seconds until it is worth asking again. Raises :class:`StoreError`."""

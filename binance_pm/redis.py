@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,6 +182,9 @@ class RedisStore:
         self._finish = self._redis.register_script(_FINISH)
         self._cancel = self._redis.register_script(_CANCEL)
         self._token = secrets.token_hex(6)  # this process's members: never two alike
+        self._run_id: str | None = None  # the server's, to tell a restart (counts lost)
+        self._failed_at: float | None = None  # monotonic time of the first failure in a row
+        self._paused_until = 0.0
         self._count = 0
         self._url = url if client is None else "(given client)"
 
@@ -200,12 +204,25 @@ class RedisStore:
         family: str,
         member: str,
         hold: float,
-        claim: float,
+        window: float,
     ) -> float:
         """Charge ``(name, weight, limit)`` budgets all together, or none: 0.0 when charged,
-        else the seconds until it is worth asking again."""
+        else the seconds until it is worth asking again.
+
+        After Redis was unreachable, if it came back as a new server (restarted, its counts
+        lost), nothing is charged until one window after it went away: by then nothing sent
+        before can still count at the exchange.
+        """
+        paused = self._paused_until - time.monotonic()
+        if paused > 0:
+            return paused
+        if self._failed_at is not None or self._run_id is None:
+            await self._check_server(window)
+            paused = self._paused_until - time.monotonic()
+            if paused > 0:
+                return paused
         keys: list[str] = []
-        argv: list[Any] = [len(budgets), member, int(hold * 1000), int(claim * 1000)]
+        argv: list[Any] = [len(budgets), member, int(hold * 1000), int(window * 1000)]
         for name, weight, limit in budgets:
             keys += self._keys(name, "z", "s", "e", "c", "k")
             argv += [weight, limit]
@@ -213,8 +230,25 @@ class RedisStore:
         try:
             granted, wait_ms = await self._charge(keys=keys, args=argv)
         except (RedisError, OSError) as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise self._failed(exc) from None
         return 0.0 if int(granted) == 1 else max(int(wait_ms), 1) / 1000
+
+    async def _check_server(self, window: float) -> None:
+        """Learn the server's run id; a new one after a failure means its counts are gone."""
+        try:
+            info = await self._redis.info("server")
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        run_id = str(info.get("run_id", ""))
+        if self._run_id is not None and run_id != self._run_id and self._failed_at is not None:
+            self._paused_until = self._failed_at + window
+        self._run_id = run_id
+        self._failed_at = None
+
+    def _failed(self, exc: BaseException) -> StoreError:
+        if self._failed_at is None:
+            self._failed_at = time.monotonic()
+        return StoreError(f"{type(exc).__name__}: {exc}")
 
     async def finish(
         self,
@@ -243,7 +277,7 @@ class RedisStore:
         try:
             await self._finish(keys=keys, args=argv)
         except (RedisError, OSError) as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise self._failed(exc) from None
 
     async def cancel(self, budgets: Sequence[tuple[str, int]], *, member: str) -> None:
         """A request that never left: give its weight back."""
@@ -255,7 +289,7 @@ class RedisStore:
         try:
             await self._cancel(keys=keys, args=argv)
         except (RedisError, OSError) as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from None
+            raise self._failed(exc) from None
 
     async def aclose(self) -> None:
         if self._owns:

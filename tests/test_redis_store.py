@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from binance_pm import Governor, GovernorTimeout, GovernorUnavailable
+from binance_pm import Governor, GovernorTimeout, GovernorUnavailable, Session, Update
 from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT
 from binance_pm.redis import RedisStore
+from binance_pm.testing import SimulatedExchange
 
 from .served import serve, stats
 
@@ -248,6 +250,7 @@ def test_the_store_never_shows_a_password() -> None:
 # -- a fleet: 4 processes x 50 accounts, one budget ----------------------------------------
 
 FLEET_WINDOW = 1.0
+ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
 FLEET_LIMITS = {"papi_ip": 600, "sapi_ip": 200, "sapi_uid": 10}
 FLEET_SECONDS = 7.0
 
@@ -329,3 +332,47 @@ def test_four_processes_share_one_budget_with_no_429(
     assert all(r["updates"] > 100 for r in results)
     use = budget_use(exchange, accounts, started, stopped)
     assert all(share >= 0.95 for share in use.values()), use
+
+
+async def test_redis_stopped_mid_run_no_blind_send_and_the_run_goes_on(
+    server: RedisServer, prefix: str
+) -> None:
+    limits = {"papi_ip": 400, "sapi_ip": 200, "sapi_uid": 10}
+    store = RedisStore(server.url, prefix=prefix, timeout=0.2)
+    governor = Governor(window=1.0, store=store, **limits)  # type: ignore[arg-type]
+    async with SimulatedExchange(accounts=12, window=1.0, **limits) as ex:  # type: ignore[arg-type]
+        async with Session(base_url=ex.base_url, governor=governor, timeout=30) as session:
+            jobs = {
+                session.client(a.api_key, **a.credentials()): ENDPOINT[a.account_type.value]
+                for a in ex.accounts
+            }
+            seen: list[Update] = []
+
+            async def consume() -> None:
+                async with aclosing(session.poll(jobs, every=0.02)) as updates:
+                    async for update in updates:
+                        seen.append(update)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(consume)
+                await anyio.sleep(1.5)
+                before = len(seen)
+                stopped = time.time()
+                server.stop()
+                await anyio.sleep(1.2)
+                during = len(seen) - before
+                restarted = time.time()
+                server.start()
+                await anyio.sleep(2.0)
+                group.cancel_scope.cancel()
+        by_status = ex.stats.by_status
+        arrivals = [at / 1000 for at, _, _ in ex.stats.arrivals]
+    await store.aclose()
+
+    assert by_status.get(429, 0) == 0
+    assert by_status.get(418, 0) == 0
+    # While Redis was down nothing went out (what was already on its way arrived at once).
+    assert [t for t in arrivals if stopped + 0.2 < t < restarted] == []
+    assert during <= len(jobs)  # only answers to requests sent before it stopped
+    assert len([u for u in seen[before:] if u.at > restarted]) > 10  # and it went on
+    assert [u.error for u in seen if u.error is not None] == []
