@@ -18,7 +18,10 @@ Prints medians of several rounds and the ratio to aiolimiter. Run:
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
 import statistics
+import subprocess
 import time
 import tracemalloc
 from collections.abc import Callable, Coroutine
@@ -188,6 +191,61 @@ async def contended_costs() -> dict[str, float]:
     return costs
 
 
+def start_redis(executable: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A ``redis-server`` on a free loopback port, saving nothing."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    server = subprocess.Popen(
+        [*command, "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return server, port
+
+
+async def redis_cost() -> tuple[float, float] | None:
+    """Median seconds per acquire and per settle with a Redis store on loopback (a
+    ``redis-server`` started here), or ``None`` without one."""
+    executable = shutil.which("redis-server")
+    try:
+        from binance_pm.redis import RedisStore
+    except ImportError:
+        return None
+    if executable is None:
+        return None
+    server, port = start_redis(executable)
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="bench")
+        gov = Governor(sapi_uid=10**9, sapi_ip=10**9, sapi_uid_ip_weight=5, store=store)
+        for _ in range(100):  # until it answers, and warm
+            try:
+                permit = await gov.acquire(PM_PRO_ACCOUNT, account="A" * 64, deadline=FAR)
+            except Exception:
+                await asyncio.sleep(0.05)
+                continue
+            permit.complete(200, ANSWER_HEADERS)
+            await permit.settle()  # type: ignore[union-attr]
+        acquires, settles = [], []
+        for _ in range(ROUNDS):
+            spent_acquiring = spent_settling = 0.0
+            calls = 2_000
+            for _ in range(calls):
+                started = time.perf_counter()
+                permit = await gov.acquire(PM_PRO_ACCOUNT, account="A" * 64, deadline=FAR)
+                acquired = time.perf_counter()
+                permit.complete(200, ANSWER_HEADERS)
+                await permit.settle()  # type: ignore[union-attr]
+                spent_acquiring += acquired - started
+                spent_settling += time.perf_counter() - acquired
+            acquires.append(spent_acquiring / calls)
+            settles.append(spent_settling / calls)
+        await store.aclose()
+        return statistics.median(acquires), statistics.median(settles)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 async def main() -> None:
     peer = await aiolimiter_cost()
     ccxt = await ccxt_cost()
@@ -214,6 +272,17 @@ async def main() -> None:
     for name, cost in costs.items():
         print(f"  {name:<22} {cost * 1e6:8.1f} us  ({cost / ours:.2f}x ours)")
     print(f"memory per account budget, 12 requests held: {await bucket_memory():.0f} bytes")
+    local, _ = await acquire_cost(0)
+    shared = await redis_cost()
+    if shared is None:
+        print("Redis store: not measured (needs redis-server and pip install -e '.[redis]')")
+    else:
+        acquire, settle = shared
+        print(
+            "with a Redis store on loopback (one round trip each, wall time): acquire "
+            f"{acquire * 1e6:.0f} us ({acquire / local:.0f}x in memory), settle after the "
+            f"answer {settle * 1e6:.0f} us"
+        )
 
 
 if __name__ == "__main__":
