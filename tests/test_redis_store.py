@@ -376,3 +376,8 @@ async def test_redis_stopped_mid_run_no_blind_send_and_the_run_goes_on(
     assert during <= len(jobs)  # only answers to requests sent before it stopped
     assert len([u for u in seen[before:] if u.at > restarted]) > 10  # and it went on
     assert [u.error for u in seen if u.error is not None] == []
+
+
+def test_the_core_sdk_does_not_import_redis() -> None:
+    code = "import sys, binance_pm, binance_pm.testing; sys.exit('redis' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
