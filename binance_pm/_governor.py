@@ -22,8 +22,6 @@ an uncontended request makes no coroutine and costs about a microsecond and a ha
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import time
 from collections import deque
@@ -34,18 +32,12 @@ import anyio
 
 from ._buckets import Bucket
 from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
-from ._exceptions import (
-    GovernorTimeout,
-    GovernorUnavailable,
-    IPBannedError,
-    RateLimitError,
-    mask_key,
-)
+from ._exceptions import GovernorTimeout, IPBannedError, RateLimitError, mask_key
 from ._headers import retry_after_seconds, used_weights
-from ._hook import Store, StoreError
+from ._hook import Store
+from ._shared import FallBack, SharedBudgets, StorePermit
 
 Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
-log = logging.getLogger("binance_pm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,87 +147,6 @@ class Permit:
         return reported
 
 
-class _FallBack(Exception):
-    """The store failed and the governor counts locally instead."""
-
-
-class StorePermit:
-    """Weight reserved in a shared store for one request; settled there after the answer.
-
-    ``cancel`` and ``complete`` only note what became of the request; the Session then awaits
-    :meth:`settle`, which tells the store (one round trip), so that every process learns from
-    the answer. If the store cannot be told, the request's weight lapses there by itself.
-    """
-
-    __slots__ = ("_governor", "_outcome", "account", "budgets", "endpoint", "member")
-
-    def __init__(
-        self,
-        governor: Governor,
-        endpoint: Endpoint,
-        account: str,
-        budgets: list[tuple[str, int, int]],
-        member: str,
-    ) -> None:
-        self._governor = governor
-        self.endpoint = endpoint
-        self.account = account
-        self.budgets = budgets
-        self.member = member
-        self._outcome: tuple[int | None, Mapping[str, str] | None] | str | None = None
-
-    def cancel(self) -> None:
-        if self._outcome is None:
-            self._outcome = "cancelled"
-
-    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
-        if self._outcome is None:
-            self._outcome = (status, headers)
-
-    async def settle(self) -> None:
-        outcome, self._outcome = self._outcome, "settled"
-        governor = self._governor
-        store = governor.store
-        if store is None or outcome in (None, "settled"):
-            return
-        try:
-            if outcome == "cancelled":
-                await store.cancel(
-                    [(name, weight) for name, weight, _ in self.budgets], member=self.member
-                )
-                return
-            assert isinstance(outcome, tuple)
-            status, headers = outcome
-            reported = used_weights(headers, self.endpoint.family) if headers else {}
-            names = [name for name, _, _ in self.budgets]
-            report = [
-                (name, weight, reported.get("uid" if name.startswith("sapi_uid") else "ip"))
-                for name, weight, _ in self.budgets
-            ]
-            if self.endpoint.bucket == "uid" and len(names) == 1:
-                report.append(("sapi_ip", 0, reported.get("ip")))  # a UID answer reports it too
-            wait = retry_after_seconds(headers)
-            wait = governor.window if wait is None else wait
-            shut_name = names[0] if status == 429 else None
-            if status == 429 and len(names) == 2:
-                # Refused for IP weight, or for UID weight: the headers tell which.
-                uid_used = reported.get("uid", 0)
-                if uid_used < self.budgets[0][2] and reported.get("ip", 0) >= self.budgets[1][2]:
-                    shut_name = names[1]
-            await store.finish(
-                [(name, weight, used, name == shut_name) for name, weight, used in report],
-                family=self.endpoint.family,
-                member=self.member,
-                window=governor.window,
-                shut=wait if status == 429 else 0.0,
-                ban=wait if status == 418 else 0.0,
-            )
-        except StoreError as exc:
-            log.warning("the rate-limit store was not told of an answer (%s)", exc)
-        finally:
-            governor._store_settled()
-
-
 class Governor:
     """Keeps every request of the Sessions that share it inside the exchange's rate limits.
 
@@ -253,6 +164,11 @@ class Governor:
         sapi_uid_ip_weight: IP weight also charged for a UID-weighted SAPI call. The documents
             do not say; 0 by default, and the headers teach the governor if the exchange does.
         clock: monotonic seconds; ``time.monotonic`` by default.
+        store: where budgets shared by many processes live (:class:`binance_pm.redis.RedisStore`);
+            by default each governor counts in its own process.
+        on_store_error: when the store cannot be reached, ``"closed"`` (calls wait, then raise
+            :class:`~binance_pm.GovernorUnavailable` at their deadline; nothing is sent blind)
+            or ``"local"`` (this process counts alone, with a warning, until it is back).
     """
 
     def __init__(
@@ -302,9 +218,11 @@ class Governor:
         self._shut_until = 0.0
         self.store = store
         self.on_store_error = on_store_error
-        self._store_locks: dict[str, anyio.Lock] = {}
-        self._store_changed: anyio.Event | None = None
-        self._store_warned = False
+        self._shared = (
+            SharedBudgets(store, window=self.window, fall_back=on_store_error == "local")
+            if store is not None
+            else None
+        )
 
     def _effective(self, limit: int) -> int:
         return max(1, math.floor(limit * (1 - self.headroom)))
@@ -414,90 +332,18 @@ class Governor:
         once, without waiting in vain: :class:`RateLimitError` or :class:`IPBannedError` while a
         429 or 418 holds the budget shut, :class:`GovernorTimeout` otherwise.
         """
-        if self.store is not None:
-            try:
-                return await self._store_acquire(endpoint, account, deadline)
-            except _FallBack:
-                pass  # the store failed, and on_store_error="local": this process counts alone
         buckets, weights = self._plan(endpoint, account)  # a new account's budget is made
+        if self._shared is not None:
+            try:
+                return await self._shared.acquire(endpoint, account, deadline, buckets, weights)
+            except FallBack:
+                pass  # the store failed, and on_store_error="local": this process counts alone
         permit = self._try_local(endpoint, account)
         if permit is not None:
             return permit
         now = self._clock()
         local_deadline = now + (deadline - anyio.current_time())
         return await self._wait(endpoint, account, Waiter(buckets, weights), local_deadline)
-
-    async def _store_acquire(
-        self, endpoint: Endpoint, account: str, deadline: float
-    ) -> StorePermit:
-        """Charge the shared store, waiting first come, first served within this process."""
-        store = self.store
-        assert store is not None
-        buckets, weights = self._plan(endpoint, account)  # checks the weights fit at all
-        shared = [
-            (f"sapi_uid:{account}" if b.name.startswith("sapi_uid") else b.name, w, b.limit)
-            for b, w in zip(buckets, weights, strict=True)
-        ]
-        member = store.member()
-        locks = [self._store_locks.setdefault(name, anyio.Lock()) for name, _, _ in shared]
-        failures = 0
-        async with contextlib.AsyncExitStack() as held:
-            for lock in sorted(set(locks), key=id):  # one order everywhere: no deadlock
-                await held.enter_async_context(lock)
-            while True:
-                now = anyio.current_time()
-                hold = max(deadline - now, 0.0) + self.window
-                try:
-                    wait = await store.charge(
-                        shared,
-                        family=endpoint.family,
-                        member=member,
-                        hold=hold,
-                        window=self.window,
-                    )
-                    failures = 0
-                except StoreError as exc:
-                    if self.on_store_error == "local":
-                        if not self._store_warned:
-                            self._store_warned = True
-                            log.warning(
-                                "the rate-limit store failed (%s): this process counts "
-                                "its own weight alone until it is back",
-                                exc,
-                            )
-                        raise _FallBack from None
-                    failures += 1
-                    wait = min(0.05 * 2**failures, 1.0)
-                    if now + wait >= deadline:
-                        raise GovernorUnavailable(
-                            f"the rate-limit store could not be reached ({exc}); nothing was sent",
-                            endpoint=endpoint.label,
-                            api_key=mask_key(account) if account else None,
-                        ) from None
-                else:
-                    if wait == 0.0:
-                        self._store_warned = False
-                        return StorePermit(self, endpoint, account, shared, member)
-                    if now + wait >= deadline:
-                        raise GovernorTimeout(
-                            "no room in the shared rate-limit budget "
-                            f"({', '.join(name.split(':')[0] for name, _, _ in shared)}) "
-                            "before the call's deadline",
-                            endpoint=endpoint.label,
-                            api_key=mask_key(account) if account else None,
-                            retry_after=wait,
-                        )
-                if self._store_changed is None:
-                    self._store_changed = anyio.Event()
-                changed = self._store_changed
-                with anyio.move_on_after(wait):
-                    await changed.wait()
-
-    def _store_settled(self) -> None:
-        """A request of this process finished or was given back: waiters here try again."""
-        changed, self._store_changed = self._store_changed, None
-        if changed is not None:
-            changed.set()
 
     def _grantable(self, waiter: Waiter, now: float) -> bool:
         banned = self._banned_until
