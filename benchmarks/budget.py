@@ -19,28 +19,26 @@ Run: ``python benchmarks/budget.py``. Finishes in about a minute.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from _serve import pin, serve
 
 from binance_pm import Governor, Session
+from binance_pm._endpoints import STATE_ENDPOINT
 from binance_pm._transport import AiohttpTransport
+from binance_pm.testing._stats import budget_use
 
 ACCOUNTS = 1_000
 WINDOW = 1.0
 LIMITS = {"papi_ip": 2000, "sapi_ip": 1000, "sapi_uid": 5}
 SECONDS = 7.0
-ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+ENDPOINT = STATE_ENDPOINT
 PATH = {
     "PM_1": ("/sapi/v1/portfolio/account", 5, "uid"),
     "PM_2": ("/papi/v1/balance", 20, "papi"),
@@ -48,42 +46,11 @@ PATH = {
 }
 
 
-def pin(core: int) -> None:
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-        os.sched_setaffinity(0, {core})
-
-
-@contextmanager
-def exchange() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    command = [
-        sys.executable,
-        "-m",
-        "binance_pm",
-        "serve",
-        "--accounts",
-        str(ACCOUNTS),
-        "--window",
-        str(WINDOW),
-        "--window-mode",
-        "sliding",
-    ]
+def exchange_args() -> list[str]:
+    args = ["--accounts", str(ACCOUNTS), "--window", str(WINDOW), "--window-mode", "sliding"]
     for name, limit in LIMITS.items():
-        command += [f"--{name.replace('_', '-')}", str(limit)]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, preexec_fn=lambda: pin(0)
-    ) as process:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().split()[1]
-        accounts = []
-        for line in process.stdout:
-            if line.strip() == "ready":
-                break
-            accounts.append(json.loads(line))
-        try:
-            yield base_url, accounts
-        finally:
-            process.terminate()
-            process.wait(10)
+        args += [f"--{name.replace('_', '-')}", str(limit)]
+    return args
 
 
 def report(
@@ -95,21 +62,15 @@ def report(
     stopped: float,
 ) -> None:
     stats = httpx.get(f"{base_url}/_sim/stats?arrivals=1", timeout=30).json()
-    since = (started + WINDOW) * 1000
-    windows = int((stopped - started - WINDOW) // WINDOW)
-    until = since + windows * WINDOW * 1000
-    uid_accounts = sum(1 for a in accounts if a["account_type"] == "PM_1")
-    counted: dict[str, int] = defaultdict(int)
-    for at, budget, weight in stats["arrivals"]:
-        if since <= at < until:
-            counted["sapi_uid" if budget.startswith("uid:") else budget] += weight
-    shares = ", ".join(
-        f"{budget} {counted[budget] / (limit * windows):.1%}"
-        for budget, limit in {
-            **LIMITS,
-            "sapi_uid": LIMITS["sapi_uid"] * uid_accounts,
-        }.items()
+    used, windows = budget_use(
+        stats["arrivals"],
+        LIMITS,
+        window=WINDOW,
+        started_ms=started * 1000,
+        stopped_ms=stopped * 1000,
+        uid_accounts=sum(1 for a in accounts if a["account_type"] == "PM_1"),
     )
+    shares = ", ".join(f"{budget} {share:.1%}" for budget, share in used.items())
     by_status = stats["by_status"]
     print(f"{name}")
     print(f"  used over {windows} windows: {shares}")
@@ -203,14 +164,14 @@ async def ccxt_shared(base_url: str, accounts: list[dict[str, Any]]) -> None:
 async def main() -> None:
     pin(1)
     print(f"{ACCOUNTS} accounts, {WINDOW:g} s sliding windows, limits {LIMITS}, {SECONDS:g} s each")
-    with exchange() as (base_url, accounts):
+    with serve(*exchange_args(), core=0) as (base_url, accounts):
         await ours(base_url, accounts)
     try:
         import ccxt  # noqa: F401
     except ImportError:
         print("(ccxt not installed: pip install -e '.[bench]')")
         return
-    with exchange() as (base_url, accounts):
+    with serve(*exchange_args(), core=0) as (base_url, accounts):
         await ccxt_shared(base_url, accounts)
 
 

@@ -26,17 +26,14 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from _serve import pin, serve
 
 from binance_pm import AsyncClient, Governor
 from binance_pm._transport import AiohttpTransport
@@ -46,33 +43,6 @@ CALLS = {1: 400, 16: 1500, 128: 2000}
 ROUNDS = 3
 HIGH = str(10**9)
 Call = Callable[[], Awaitable[Any]]
-
-
-def pin(core: int) -> None:
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-        os.sched_setaffinity(0, {core})
-
-
-@contextmanager
-def exchange() -> Iterator[tuple[str, dict[str, Any]]]:
-    limits = ["--api-ip", HIGH, "--sapi-ip", HIGH, "--sapi-uid", HIGH, "--papi-ip", HIGH]
-    command = [sys.executable, "-m", "binance_pm", "serve", "--accounts", "6", *limits]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, preexec_fn=lambda: pin(0)
-    ) as process:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().split()[1]
-        accounts = []
-        for line in process.stdout:
-            if line.strip() == "ready":
-                break
-            accounts.append(json.loads(line))
-        account = next(a for a in accounts if a["account_type"] == "PM_2" and "secret" in a)
-        try:
-            yield base_url, account
-        finally:
-            process.terminate()
-            process.wait(10)
 
 
 async def measure(call: Call, concurrency: int) -> tuple[float, float]:
@@ -161,7 +131,9 @@ async def close(thing: Any) -> None:
 
 async def main() -> None:
     pin(1)
-    with exchange() as (base_url, account):
+    limits = ["--api-ip", HIGH, "--sapi-ip", HIGH, "--sapi-uid", HIGH, "--papi-ip", HIGH]
+    with serve("--accounts", "6", *limits, core=0) as (base_url, accounts):
+        account = next(a for a in accounts if a["account_type"] == "PM_2" and "secret" in a)
         made = await clients(base_url, account)
         results: dict[tuple[str, int], tuple[float, float]] = {}
         for concurrency in CONCURRENCY:

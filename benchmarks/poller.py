@@ -16,43 +16,23 @@ Run: ``python benchmarks/poller.py``. Takes about half a minute.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import aclosing
 from typing import Any
 
+from _serve import serve
+
 from binance_pm import Governor, Session
+from binance_pm._endpoints import STATE_ENDPOINT
 from binance_pm._signing import load_signer
 
 ACCOUNTS = 1_000
 EVERY = 1.0
 SECONDS = 12.0
-ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+ENDPOINT = STATE_ENDPOINT
 HIGH = str(10**9)
-
-
-@contextmanager
-def exchange() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    limits = ["--api-ip", HIGH, "--sapi-ip", HIGH, "--sapi-uid", HIGH, "--papi-ip", HIGH]
-    command = [sys.executable, "-m", "binance_pm", "serve", "--accounts", str(ACCOUNTS), *limits]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
-        assert process.stdout is not None
-        base_url = process.stdout.readline().split()[1]
-        accounts = []
-        for line in process.stdout:
-            if line.strip() == "ready":
-                break
-            accounts.append(json.loads(line))
-        try:
-            yield base_url, accounts
-        finally:
-            process.terminate()
-            process.wait(10)
 
 
 def keys(account: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +87,8 @@ def signing_cost(accounts: list[dict[str, Any]]) -> dict[str, float]:
 
 
 async def main() -> None:
-    with exchange() as (base_url, accounts):
+    limits = ["--api-ip", HIGH, "--sapi-ip", HIGH, "--sapi-uid", HIGH, "--papi-ip", HIGH]
+    with serve("--accounts", str(ACCOUNTS), *limits) as (base_url, accounts):
         mix = Counter(a["key_type"] for a in accounts)
         print(
             f"{len(accounts)} accounts ({', '.join(f'{n} {t}' for t, n in sorted(mix.items()))}),"

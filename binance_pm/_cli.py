@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import enum
 import json
-import math
 import os
 import signal
 import sys
@@ -184,7 +183,6 @@ ONE_SHOT = {
     "classic_pm_account": "Classic PM account for one asset (GET /fapi/v1/pmAccountInfo)",
 }
 #: What the demo polls for each kind of account.
-DEMO_ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
 KIND = {"PM_1": "PM Pro", "PM_2": "PM", "PM_3": "PM Pro SPAN"}
 
 
@@ -274,7 +272,7 @@ def _demo(args: argparse.Namespace) -> int:
         from .testing import SimulatedExchange
     except ImportError as exc:
         return _needs("cli", exc)
-    from ._endpoints import PUBLISHED_LIMITS
+    from ._endpoints import PUBLISHED_LIMITS, STATE_ENDPOINT
     from ._session import Session
     from ._view import Board, Row, run_board
 
@@ -295,7 +293,7 @@ def _demo(args: argparse.Namespace) -> int:
             for account in exchange.accounts:
                 client = session.client(account.api_key, **account.credentials())
                 kind = account.account_type.value
-                jobs[client] = DEMO_ENDPOINT[kind]
+                jobs[client] = STATE_ENDPOINT[kind]
                 rows[client] = Row(account.name, KIND[kind])
             board = Board(rows, args.alert_mmr)
             started = exchange.server_ms()
@@ -335,23 +333,22 @@ def _demo_summary(
 ) -> None:
     """What the exchange counted: per budget, weight and share used, from one window after the
     start (the opening burst's) to the end, as a rate over whole windows."""
+    from .testing._stats import budget_use
+
     stats = exchange.stats
-    window_ms = args.window * 1000
-    windows = int((stopped - started) // window_ms) - 1
-    if windows >= 1:  # whole windows after the opening burst's
-        since = started + window_ms
-        stopped = since + windows * window_ms
-    else:  # too short for that: the whole run, over the windows it touched
-        since = started
-        windows = max(1, math.ceil((stopped - started) / window_ms))
     uid_accounts = sum(1 for a in exchange.accounts if a.account_type.value == "PM_1")
     weight: dict[str, int] = {}
-    counted: dict[str, int] = {}
-    for at, budget, charged in stats.arrivals:
+    for _, budget, charged in stats.arrivals:
         name = "sapi_uid" if budget.startswith("uid:") else budget
         weight[name] = weight.get(name, 0) + charged
-        if since <= at < stopped:
-            counted[name] = counted.get(name, 0) + charged
+    used, windows = budget_use(
+        stats.arrivals,
+        {name: limits[name] for name in weight},
+        window=args.window,
+        started_ms=started,
+        stopped_ms=stopped,
+        uid_accounts=uid_accounts,
+    )
     by_status = stats.by_status
     lines = [
         "== summary ==",
@@ -360,10 +357,8 @@ def _demo_summary(
         f"calls: {board.calls}",
     ]
     for name in sorted(weight):
-        limit = limits[name] * (uid_accounts if name == "sapi_uid" else 1)
-        used = counted.get(name, 0) / (limit * windows)
         lines.append(
-            f"budget {name}: weight {weight[name]}, {used:.1%} of the budget used "
+            f"budget {name}: weight {weight[name]}, {used[name]:.1%} of the budget used "
             f"(over {windows} windows)"
         )
     lines += [

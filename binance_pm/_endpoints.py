@@ -132,6 +132,9 @@ ACCOUNT_ENDPOINTS: dict[str, Endpoint] = {
     for e in (PM_BALANCE, PM_PRO_BALANCE, PM_PRO_ACCOUNT, PM_PRO_SPAN_ACCOUNT, CLASSIC_PM_ACCOUNT)
 }
 
+#: The endpoint that tells an account's state, by account type: what ``binance-pm demo`` polls.
+STATE_ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+
 #: Every endpoint, account and public, by name.
 ENDPOINTS: dict[str, Endpoint] = {
     **ACCOUNT_ENDPOINTS,

@@ -16,9 +16,10 @@ from contextlib import aclosing
 from typing import Any
 
 from binance_pm import Governor, Session
+from binance_pm._endpoints import STATE_ENDPOINT
 from binance_pm.redis import RedisStore
 
-ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+ENDPOINT = STATE_ENDPOINT
 
 
 async def main(job: dict[str, Any]) -> dict[str, Any]:

@@ -26,11 +26,13 @@ from binance_pm import (
     Session,
     Update,
 )
+from binance_pm._endpoints import STATE_ENDPOINT
 from binance_pm.testing import SimulatedExchange
+from binance_pm.testing._stats import budget_use
 
 from .served import credentials, serve, stats
 
-ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+ENDPOINT = STATE_ENDPOINT
 
 
 def poll_tasks() -> list[asyncio.Task[Any]]:
@@ -111,18 +113,14 @@ async def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None
     seen = [u for u in seen if u.client not in (stranger, broken)]
     assert [u for u in seen if not u.ok] == []
     # The share of each budget the exchange counted, over whole windows after the first.
-    since = (started + WINDOW) * 1000
-    windows = int((stopped - started - WINDOW) // WINDOW)
-    until = since + windows * WINDOW * 1000
-    uid_accounts = sum(1 for a in accounts if a["account_type"] == "PM_1")
-    counted: dict[str, int] = defaultdict(int)
-    for at, budget, weight in exchange["arrivals"]:
-        if since <= at < until:
-            counted["sapi_uid" if budget.startswith("uid:") else budget] += weight
-    use = {
-        name: counted[name] / (limit * (uid_accounts if name == "sapi_uid" else 1) * windows)
-        for name, limit in LIMITS.items()
-    }
+    use, _ = budget_use(
+        exchange["arrivals"],
+        LIMITS,
+        window=WINDOW,
+        started_ms=started * 1000,
+        stopped_ms=stopped * 1000,
+        uid_accounts=sum(1 for a in accounts if a["account_type"] == "PM_1"),
+    )
     assert all(share >= 0.95 for share in use.values()), use
     # Staleness: no account's time between updates is over twice the mean, overall or among
     # the accounts of one budget.

@@ -22,9 +22,10 @@ import redis
 import redis.asyncio as aioredis
 
 from binance_pm import Governor, GovernorTimeout, GovernorUnavailable, Session, Update
-from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT
+from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT, STATE_ENDPOINT
 from binance_pm.redis import RedisStore
 from binance_pm.testing import SimulatedExchange
+from binance_pm.testing._stats import budget_use
 
 from .served import serve, stats
 
@@ -250,29 +251,9 @@ def test_the_store_never_shows_a_password() -> None:
 # -- a fleet: 4 processes x 50 accounts, one budget ----------------------------------------
 
 FLEET_WINDOW = 1.0
-ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+ENDPOINT = STATE_ENDPOINT
 FLEET_LIMITS = {"papi_ip": 600, "sapi_ip": 200, "sapi_uid": 10}
 FLEET_SECONDS = 7.0
-
-
-def budget_use(
-    exchange: dict[str, Any], accounts: list[dict[str, str]], started: float, stopped: float
-) -> dict[str, float]:
-    """Per budget, the weight the exchange counted over whole windows after the first, over
-    the limit in those windows (UID budgets together)."""
-    since = (started + FLEET_WINDOW) * 1000
-    windows = int((stopped - started - FLEET_WINDOW) // FLEET_WINDOW)
-    until = since + windows * FLEET_WINDOW * 1000
-    uid_accounts = sum(1 for a in accounts if a["account_type"] == "PM_1")
-    counted: dict[str, int] = {}
-    for at, budget, weight in exchange["arrivals"]:
-        if since <= at < until:
-            name = "sapi_uid" if budget.startswith("uid:") else budget
-            counted[name] = counted.get(name, 0) + weight
-    return {
-        name: counted.get(name, 0) / (limit * (uid_accounts if name == "sapi_uid" else 1) * windows)
-        for name, limit in FLEET_LIMITS.items()
-    }
 
 
 @pytest.mark.parametrize("mode", ["fixed", "sliding"])
@@ -330,7 +311,14 @@ def test_four_processes_share_one_budget_with_no_429(
     assert exchange["by_status"].get("418", 0) == 0
     assert [r["errors"] for r in results] == [{}] * 4
     assert all(r["updates"] > 100 for r in results)
-    use = budget_use(exchange, accounts, started, stopped)
+    use, _ = budget_use(
+        exchange["arrivals"],
+        FLEET_LIMITS,
+        window=FLEET_WINDOW,
+        started_ms=started * 1000,
+        stopped_ms=stopped * 1000,
+        uid_accounts=sum(1 for a in accounts if a["account_type"] == "PM_1"),
+    )
     assert all(share >= 0.95 for share in use.values()), use
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,3 +115,40 @@ def most_in_any_window(arrivals: Iterable[Sequence[Any]], window: float) -> dict
             best = max(best, total)
         most[budget] = best
     return most
+
+
+def budget_use(
+    arrivals: Iterable[Sequence[Any]],
+    limits: Mapping[str, int],
+    *,
+    window: float,
+    started_ms: float,
+    stopped_ms: float,
+    uid_accounts: int = 0,
+) -> tuple[dict[str, float], int]:
+    """The share of each budget a run used, and over how many windows.
+
+    From ``(server ms, budget, weight)`` charges: per budget of ``limits`` (``"papi_ip"`` …,
+    and ``"sapi_uid"`` for all ``uid_accounts`` accounts' UID budgets together, at the limit
+    of one), the weight counted in whole windows after the first (the opening burst's), over
+    the limit in those windows: ``1.0`` is the whole budget. A run too short for that is
+    measured whole, over the windows it touched.
+    """
+    window_ms = window * 1000
+    windows = int((stopped_ms - started_ms) // window_ms) - 1
+    if windows >= 1:
+        since, until = started_ms + window_ms, started_ms + window_ms * (windows + 1)
+    else:
+        since, until = started_ms, stopped_ms
+        windows = max(1, math.ceil((stopped_ms - started_ms) / window_ms))
+    counted: dict[str, int] = {}
+    for at, budget, weight in arrivals:
+        if since <= at < until:
+            name = "sapi_uid" if budget.startswith("uid:") else budget
+            counted[name] = counted.get(name, 0) + weight
+    shares = {
+        name: counted.get(name, 0) / (limit * (uid_accounts if name == "sapi_uid" else 1) * windows)
+        for name, limit in limits.items()
+        if name != "sapi_uid" or uid_accounts
+    }
+    return shares, windows
