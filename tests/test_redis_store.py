@@ -22,7 +22,13 @@ import redis
 import redis.asyncio as aioredis
 
 from binance_pm import Governor, GovernorTimeout, GovernorUnavailable, Session, Update
-from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT, STATE_ENDPOINT
+from binance_pm._endpoints import (
+    PM_BALANCE,
+    PM_PRO_ACCOUNT,
+    PM_PRO_BALANCE,
+    PM_PRO_SPAN_ACCOUNT,
+    STATE_ENDPOINT,
+)
 from binance_pm.redis import RedisStore
 from binance_pm.testing import SimulatedExchange
 from binance_pm.testing._stats import budget_use
@@ -176,6 +182,34 @@ async def test_a_429_in_one_process_shuts_the_budget_for_all(
     assert time.monotonic() - started >= 0.5
     permit.cancel()
     await permit.settle()  # type: ignore[union-attr]
+
+
+async def test_a_heavy_call_is_not_starved_by_another_process_s_light_ones(
+    governor: Governors,
+) -> None:
+    light = governor(sapi_ip=40)
+    heavy = governor(sapi_ip=40)
+    stop = anyio.Event()
+
+    async def stream(pace: float) -> None:  # "another process": weight 5, again and again
+        while not stop.is_set():
+            permit = await light.acquire(PM_PRO_SPAN_ACCOUNT, account="", deadline=deadline())
+            await anyio.sleep(pace)  # answers take different times: expiries spread out
+            permit.complete(200, {})
+            await permit.settle()  # type: ignore[union-attr]
+
+    async with anyio.create_task_group() as group:
+        for i in range(8):
+            group.start_soon(stream, 0.013 * i)
+        await anyio.sleep(0.3)  # the budget is full of light calls
+        started = time.monotonic()
+        permit = await heavy.acquire(PM_PRO_BALANCE, account="", deadline=deadline(5))
+        waited = time.monotonic() - started
+        stop.set()
+    permit.cancel()
+    await permit.settle()  # type: ignore[union-attr]
+    assert waited < 3.0  # room for 20 came within a few windows: its claim held it (without
+    # a claim the light calls take every 5 that frees, and it waits out its deadline)
 
 
 async def test_every_key_expires_by_itself(
