@@ -17,6 +17,13 @@ def pin(core: int) -> None:
         os.sched_setaffinity(0, {core})
 
 
+def keys(account: dict[str, Any]) -> dict[str, Any]:
+    """The key keyword arguments for ``Session.client`` of an account ``serve`` printed."""
+    if "secret" in account:
+        return {"secret": account["secret"]}
+    return {"private_key": account["private_key"].encode()}
+
+
 @contextmanager
 def serve(*args: str, core: int | None = None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """``binance-pm serve ARGS`` in its own process (pinned to ``core``): its base URL and

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from _serve import pin, serve
+from _serve import keys, pin, serve
 
 from binance_pm import Governor, Session
 from binance_pm._endpoints import STATE_ENDPOINT
@@ -105,8 +105,7 @@ async def ours(base_url: str, accounts: list[dict[str, Any]]) -> None:
         jobs = {}
         names = {}
         for a in accounts:
-            keys = {"secret": a["secret"]} if "secret" in a else {"private_key": a["private_key"]}
-            client = session.client(a["api_key"], **keys)
+            client = session.client(a["api_key"], **keys(a))
             jobs[client] = ENDPOINT[a["account_type"]]
             names[client] = a["name"]
         started = time.time()
@@ -134,12 +133,7 @@ async def ccxt_shared(base_url: str, accounts: list[dict[str, Any]]) -> None:
     async def loop(account: dict[str, Any]) -> None:
         from binance_pm._signing import load_signer
 
-        keys = (
-            {"secret": account["secret"]}
-            if "secret" in account
-            else {"private_key": account["private_key"]}
-        )
-        signer = load_signer(**keys)
+        signer = load_signer(**keys(account))
         path, weight, budget = PATH[account["account_type"]]
         gate = shared.get(budget) or throttler(LIMITS["sapi_uid"])
         while time.time() < stop:

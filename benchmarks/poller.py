@@ -22,7 +22,7 @@ from collections import Counter
 from contextlib import aclosing
 from typing import Any
 
-from _serve import serve
+from _serve import keys, serve
 
 from binance_pm import Governor, Session
 from binance_pm._endpoints import STATE_ENDPOINT
@@ -33,12 +33,6 @@ EVERY = 1.0
 SECONDS = 12.0
 ENDPOINT = STATE_ENDPOINT
 HIGH = str(10**9)
-
-
-def keys(account: dict[str, Any]) -> dict[str, Any]:
-    if "secret" in account:
-        return {"secret": account["secret"]}
-    return {"private_key": account["private_key"].encode()}
 
 
 async def poll_for(

@@ -454,8 +454,9 @@ def _read_accounts(path: str) -> list[dict[str, Any]]:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError(f"{path}: {name} has no api_key")
         endpoint = entry.get("endpoint", "pm_pro_account")
-        if endpoint not in POLLABLE or endpoint == "classic_pm_account":
-            raise ValueError(f"{path}: {name}: endpoint must be one of {', '.join(POLLABLE[:4])}")
+        watchable = [e for e in POLLABLE if e != "classic_pm_account"]  # it needs an asset
+        if endpoint not in watchable:
+            raise ValueError(f"{path}: {name}: endpoint must be one of {', '.join(watchable)}")
         keys: dict[str, Any] = {}
         if isinstance(entry.get("secret"), str):
             keys["secret"] = entry["secret"]

@@ -122,9 +122,10 @@ def budgets(governor: Governor) -> list[tuple[str, int, int, int]]:
 def plain_line(board: Board, governor: Governor) -> str:
     """One line of the run so far, for logs and pipes."""
     elapsed = time.monotonic() - board.started
-    refused = sum(r for *_, r in budgets(governor))
+    rows = budgets(governor)  # one snapshot for the whole line
+    refused = sum(r for *_, r in rows)
     shares = " ".join(
-        f"{name.replace(' ', '')} {used / limit:.0%}" for name, used, limit, _ in budgets(governor)
+        f"{name.replace(' ', '')} {used / limit:.0%}" for name, used, limit, _ in rows
     )
     return (
         f"t={elapsed:.1f}s calls={board.calls} errors={sum(board.errors.values())} "
