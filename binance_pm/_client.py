@@ -2,67 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar, overload
 
 import httpx
 
+from ._credentials import Credentials
 from ._endpoints import (
     CLASSIC_PM_ACCOUNT,
     PM_BALANCE,
     PM_PRO_ACCOUNT,
     PM_PRO_BALANCE,
     PM_PRO_SPAN_ACCOUNT,
+    Endpoint,
 )
-from ._exceptions import DecodeError, mask_key
+from ._engine import Engine
+from ._http import DEFAULT_MAX_BODY
 from ._models import ClassicPMAccount, PMBalance, PMProAccount, PMProBalance, PMProSpanAccount
-from ._session import Session
-from ._signing import load_signer
 
 if TYPE_CHECKING:
     from ._hook import RateLimitHook
 
 ClientT = TypeVar("ClientT", bound="AsyncClient")
-
-
-class Credentials:
-    """An account's API key and its signer. The secret lives only inside the signer."""
-
-    __slots__ = ("api_key", "masked_key", "signer")
-
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        secret: str | bytes | None = None,
-        private_key: str | bytes | None = None,
-        private_key_password: str | bytes | None = None,
-    ) -> None:
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise ValueError("api_key must be a non-empty string")
-        if not api_key.isascii() or any(c in api_key for c in "\r\n\t "):
-            raise ValueError("api_key holds characters an HTTP header cannot carry")
-        self.api_key = api_key
-        self.masked_key = mask_key(api_key)
-        self.signer = load_signer(
-            secret=secret, private_key=private_key, private_key_password=private_key_password
-        )
-
-    def __repr__(self) -> str:
-        return f"Credentials({self.masked_key}, {self.signer.key_type})"
-
-
-def _asset(asset: str) -> str:
-    if not isinstance(asset, str) or not asset.strip():
-        raise ValueError(f"asset must be a non-empty string such as 'USDT', not {asset!r}")
-    return asset.strip().upper()
+T = TypeVar("T")
 
 
 class AsyncClient:
     """The Portfolio Margin account endpoints of one account.
 
-    Standing alone it owns a private :class:`Session`::
+    Standing alone it owns a private Session::
 
         async with AsyncClient(api_key, secret=secret) as client:
             balances = await client.pm_balance()
@@ -95,6 +64,8 @@ class AsyncClient:
         recv_window: int = 5000,
         timeout: float = 10.0,
         max_retries: int = 2,
+        proxy: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self._credentials = Credentials(
             api_key,
@@ -102,7 +73,7 @@ class AsyncClient:
             private_key=private_key,
             private_key_password=private_key_password,
         )
-        self._session = Session(
+        self._session = Engine(
             base_url=base_url,
             hosts=hosts,
             governor=governor,
@@ -110,11 +81,13 @@ class AsyncClient:
             recv_window=recv_window,
             timeout=timeout,
             max_retries=max_retries,
+            proxy=proxy,
+            max_body=max_body,
         )
         self._owns_session = True
 
     @classmethod
-    def _bound(cls, session: Session, credentials: Credentials) -> AsyncClient:
+    def _bound(cls, session: Engine, credentials: Credentials) -> AsyncClient:
         client = cls.__new__(cls)
         client._credentials = credentials
         client._session = session
@@ -122,8 +95,8 @@ class AsyncClient:
         return client
 
     @property
-    def session(self) -> Session:
-        """The Session this client sends through."""
+    def session(self) -> Engine:
+        """What this client sends through: its :class:`Session`, or a standalone client's own."""
         return self._session
 
     @property
@@ -155,6 +128,26 @@ class AsyncClient:
 
     # -- endpoints ---------------------------------------------------------------------------
 
+    async def _get(
+        self,
+        endpoint: Endpoint[T],
+        asset: str | None = None,
+        *,
+        recv_window: int | None = None,
+        deadline: float | None = None,
+        on_grant: Callable[[], None] | None = None,
+    ) -> T:
+        """One call of ``endpoint`` for this account (what every method here and a poll do)."""
+        result = await self._session._call(
+            endpoint,
+            endpoint.query(asset),
+            credentials=self._credentials,
+            recv_window=recv_window,
+            deadline=deadline,
+            on_grant=on_grant,
+        )
+        return endpoint.shape(result, asset)
+
     @overload
     async def pm_balance(
         self, *, asset: None = None, recv_window: int | None = None, deadline: float | None = None
@@ -176,28 +169,7 @@ class AsyncClient:
 
         Without ``asset``, a list of every asset; with it, that asset's :class:`PMBalance`.
         """
-        params = [] if asset is None else [("asset", _asset(asset))]
-        result: list[PMBalance] | PMBalance = await self._session.call(
-            PM_BALANCE,
-            params,
-            credentials=self._credentials,
-            recv_window=recv_window,
-            deadline=deadline,
-        )
-        if asset is None:
-            return result if isinstance(result, list) else [result]
-        if isinstance(result, PMBalance):
-            return result
-        # Asked for one asset but given a list: take that asset if it is there exactly once.
-        wanted = params[0][1]
-        matches = [b for b in result if b.asset.upper() == wanted]
-        if len(matches) != 1:
-            raise DecodeError(
-                f"asked for {wanted} but the answer is a list with {len(matches)} such assets",
-                endpoint=PM_BALANCE.label,
-                path="$",
-            )
-        return matches[0]
+        return await self._get(PM_BALANCE, asset, recv_window=recv_window, deadline=deadline)
 
     async def pm_pro_balance(
         self,
@@ -210,28 +182,13 @@ class AsyncClient:
 
         Always a list; with ``asset``, the list holds that asset only.
         """
-        params = [] if asset is None else [("asset", _asset(asset))]
-        result: list[PMProBalance] = await self._session.call(
-            PM_PRO_BALANCE,
-            params,
-            credentials=self._credentials,
-            recv_window=recv_window,
-            deadline=deadline,
-        )
-        return result
+        return await self._get(PM_PRO_BALANCE, asset, recv_window=recv_window, deadline=deadline)
 
     async def pm_pro_account(
         self, *, recv_window: int | None = None, deadline: float | None = None
     ) -> PMProAccount:
         """PM Pro account state, ``GET /sapi/v1/portfolio/account`` (weight 5, sapi UID budget)."""
-        result: PMProAccount = await self._session.call(
-            PM_PRO_ACCOUNT,
-            [],
-            credentials=self._credentials,
-            recv_window=recv_window,
-            deadline=deadline,
-        )
-        return result
+        return await self._get(PM_PRO_ACCOUNT, recv_window=recv_window, deadline=deadline)
 
     async def pm_pro_span_account(
         self, *, recv_window: int | None = None, deadline: float | None = None
@@ -240,28 +197,16 @@ class AsyncClient:
 
         For PM Pro SPAN accounts only; others get an :class:`~binance_pm.APIError`.
         """
-        result: PMProSpanAccount = await self._session.call(
-            PM_PRO_SPAN_ACCOUNT,
-            [],
-            credentials=self._credentials,
-            recv_window=recv_window,
-            deadline=deadline,
-        )
-        return result
+        return await self._get(PM_PRO_SPAN_ACCOUNT, recv_window=recv_window, deadline=deadline)
 
     async def classic_pm_account(
         self, *, asset: str, recv_window: int | None = None, deadline: float | None = None
     ) -> ClassicPMAccount:
         """What a Classic PM account can move out of ``asset``, ``GET /fapi/v1/pmAccountInfo``
         (weight 5, fapi IP budget). ``asset`` is mandatory."""
-        result: ClassicPMAccount = await self._session.call(
-            CLASSIC_PM_ACCOUNT,
-            [("asset", _asset(asset))],
-            credentials=self._credentials,
-            recv_window=recv_window,
-            deadline=deadline,
+        return await self._get(
+            CLASSIC_PM_ACCOUNT, asset, recv_window=recv_window, deadline=deadline
         )
-        return result
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.masked_key}, {self.key_type})"

@@ -18,11 +18,14 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ._exceptions import BinancePMError
+from ._exceptions import BinancePMError, DecodeError
 
 log = logging.getLogger("binance_pm")
 
 FetchServerTime = Callable[[], Awaitable[int]]
+#: A server time outside these (July 2017 to 2100, in ms) is not the exchange's clock: the
+#: measurement fails and the last good offset stays.
+PLAUSIBLE_MS = (1_500_000_000_000, 4_102_444_800_000)
 
 
 class ExchangeClock:
@@ -68,6 +71,10 @@ class ExchangeClock:
         """Exchange time now, in integer milliseconds (local time until the first measurement)."""
         return int(self.wall() * 1000.0 + (self.offset_ms or 0.0))
 
+    def stale(self) -> bool:
+        """Whether :meth:`ensure` has anything to do: never measured, or due for a refresh."""
+        return self.offset_ms is None or self.wall() - self._measured_at > self.refresh_interval
+
     async def ensure(self, fetch: FetchServerTime) -> None:
         """Measure if never measured; re-measure if stale, unless another task already is."""
         if self.offset_ms is None:
@@ -89,6 +96,12 @@ class ExchangeClock:
                 sent = self.wall()
                 server_ms = await fetch()
                 received = self.wall()
+                if not PLAUSIBLE_MS[0] <= server_ms <= PLAUSIBLE_MS[1]:
+                    raise DecodeError(
+                        f"serverTime {str(server_ms)[:20]} is not a plausible time in ms",
+                        endpoint="GET /api/v3/time",
+                        path="$.serverTime",
+                    )
                 rtt = (received - sent) * 1000.0
                 if best_rtt is None or rtt < best_rtt:
                     best_rtt = rtt

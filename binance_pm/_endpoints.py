@@ -6,13 +6,17 @@ a weight is never written in two places.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from ._decoding import ResponseDecoder
+from ._exceptions import DecodeError
 from ._models import ClassicPMAccount, PMBalance, PMProAccount, PMProBalance, PMProSpanAccount
+
+T = TypeVar("T")
 
 Family = Literal["api", "sapi", "papi", "fapi"]
 BucketKind = Literal["ip", "uid"]
@@ -44,9 +48,17 @@ def check_limits(limits: dict[str, int]) -> dict[str, int]:
     return limits
 
 
+def _same(result: Any, asset: str | None) -> Any:
+    return result
+
+
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One REST endpoint and what calling it costs."""
+class Endpoint(Generic[T]):
+    """One REST endpoint, what calling it costs, and what it answers (``T``).
+
+    ``params`` are the optional parameters it takes (only ``asset`` here), ``required`` those it
+    must have; ``shape`` tidies a decoded answer for the asset asked for (or ``None``).
+    """
 
     name: str
     family: Family
@@ -57,10 +69,26 @@ class Endpoint:
     response: Any = None
     params: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
-    decoder: ResponseDecoder[Any] = field(init=False, repr=False, compare=False)
+    shape: Callable[[T, str | None], T] = field(default=_same, repr=False, compare=False)
+    decoder: ResponseDecoder[T] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", ResponseDecoder(self.response, endpoint=self.label))
+
+    def query(self, asset: str | None) -> list[tuple[str, str]]:
+        """The query parameters for ``asset`` (``None``: none), checked against this endpoint."""
+        if asset is None:
+            if "asset" in self.required:
+                raise ValueError(f"{self.name} needs asset= (such as 'USDT')")
+            return []
+        if "asset" not in self.params:
+            raise ValueError(f"{self.name} takes no asset")
+        if not isinstance(asset, str):
+            raise TypeError(f"asset must be a str such as 'USDT', not {type(asset).__name__}")
+        name = asset.strip().upper()
+        if not name or not name.isascii() or not name.isalnum():
+            raise ValueError(f"asset must be an asset's name such as 'USDT', not {asset!r}")
+        return [("asset", name)]
 
     @property
     def label(self) -> str:
@@ -79,15 +107,36 @@ class ServerTime(msgspec.Struct, frozen=True):
     server_time: int = msgspec.field(name="serverTime")
 
 
-PM_BALANCE = Endpoint(
+def _one_or_all(
+    result: list[PMBalance] | PMBalance, asset: str | None
+) -> list[PMBalance] | PMBalance:
+    """``/papi/v1/balance`` answers a list, or one object when ``asset`` is sent: without
+    ``asset`` always a list; with it, that asset's balance (taken from a list if one came)."""
+    if asset is None:
+        return result if isinstance(result, list) else [result]
+    if isinstance(result, PMBalance):
+        return result
+    wanted = asset.strip().upper()
+    matches = [b for b in result if b.asset.upper() == wanted]
+    if len(matches) != 1:
+        raise DecodeError(
+            f"asked for {wanted} but the answer is a list with {len(matches)} such assets",
+            endpoint="GET /papi/v1/balance",
+            path="$",
+        )
+    return matches[0]
+
+
+PM_BALANCE: Endpoint[list[PMBalance] | PMBalance] = Endpoint(
     "pm_balance",
     "papi",
     "/papi/v1/balance",
     20,
     response=list[PMBalance] | PMBalance,
     params=("asset",),
+    shape=_one_or_all,
 )
-PM_PRO_BALANCE = Endpoint(
+PM_PRO_BALANCE: Endpoint[list[PMProBalance]] = Endpoint(
     "pm_pro_balance",
     "sapi",
     "/sapi/v1/portfolio/balance",
@@ -95,7 +144,7 @@ PM_PRO_BALANCE = Endpoint(
     response=list[PMProBalance],
     params=("asset",),
 )
-PM_PRO_ACCOUNT = Endpoint(
+PM_PRO_ACCOUNT: Endpoint[PMProAccount] = Endpoint(
     "pm_pro_account",
     "sapi",
     "/sapi/v1/portfolio/account",
@@ -103,14 +152,14 @@ PM_PRO_ACCOUNT = Endpoint(
     bucket="uid",
     response=PMProAccount,
 )
-PM_PRO_SPAN_ACCOUNT = Endpoint(
+PM_PRO_SPAN_ACCOUNT: Endpoint[PMProSpanAccount] = Endpoint(
     "pm_pro_span_account",
     "sapi",
     "/sapi/v2/portfolio/account",
     5,
     response=PMProSpanAccount,
 )
-CLASSIC_PM_ACCOUNT = Endpoint(
+CLASSIC_PM_ACCOUNT: Endpoint[ClassicPMAccount] = Endpoint(
     "classic_pm_account",
     "fapi",
     "/fapi/v1/pmAccountInfo",
@@ -120,14 +169,18 @@ CLASSIC_PM_ACCOUNT = Endpoint(
     required=("asset",),
 )
 
-API_TIME = Endpoint("api_time", "api", "/api/v3/time", 1, signed=False, response=ServerTime)
-FAPI_TIME = Endpoint("fapi_time", "fapi", "/fapi/v1/time", 1, signed=False, response=ServerTime)
-PAPI_PING = Endpoint(
+API_TIME: Endpoint[ServerTime] = Endpoint(
+    "api_time", "api", "/api/v3/time", 1, signed=False, response=ServerTime
+)
+FAPI_TIME: Endpoint[ServerTime] = Endpoint(
+    "fapi_time", "fapi", "/fapi/v1/time", 1, signed=False, response=ServerTime
+)
+PAPI_PING: Endpoint[dict[str, object]] = Endpoint(
     "papi_ping", "papi", "/papi/v1/ping", 1, signed=False, response=dict[str, object]
 )
 
 #: The five account endpoints, by method name.
-ACCOUNT_ENDPOINTS: dict[str, Endpoint] = {
+ACCOUNT_ENDPOINTS: dict[str, Endpoint[Any]] = {
     e.name: e
     for e in (PM_BALANCE, PM_PRO_BALANCE, PM_PRO_ACCOUNT, PM_PRO_SPAN_ACCOUNT, CLASSIC_PM_ACCOUNT)
 }
@@ -136,7 +189,7 @@ ACCOUNT_ENDPOINTS: dict[str, Endpoint] = {
 STATE_ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
 
 #: Every endpoint, account and public, by name.
-ENDPOINTS: dict[str, Endpoint] = {
+ENDPOINTS: dict[str, Endpoint[Any]] = {
     **ACCOUNT_ENDPOINTS,
     **{e.name: e for e in (API_TIME, FAPI_TIME, PAPI_PING)},
 }

@@ -220,3 +220,34 @@ def error_class(status: int, code: int | None) -> type[APIError]:
     if status >= 500:
         return ServerError
     return BadRequestError
+
+
+class SessionError(BinancePMError, RuntimeError):
+    """The Session cannot send: it is closed, or it belongs to another event loop."""
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def parse_error_body(body: bytes) -> tuple[int | None, str]:
+    """The exchange's ``{"code": -1021, "msg": "..."}`` as ``(code, msg)``; for any other body
+    ``(None, a short one-line excerpt)``. Never raises."""
+    import json
+
+    try:
+        parsed = json.loads(body.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, dict):
+        code, msg = parsed.get("code"), parsed.get("msg", "")
+        if isinstance(code, int) and not isinstance(code, bool) and abs(code) < 10**9:
+            return code, str(msg)[:500] if isinstance(msg, str) else ""
+    text = _SPACE.sub(" ", _TAGS.sub(" ", body[:2000].decode("utf-8", "replace"))).strip()
+    return None, text[:200] or "(empty body)"
+
+
+def ban_until_ms(msg: str) -> int | None:
+    """The epoch ms of ``IP banned until 1660090423228`` in a 418's message, or ``None``."""
+    match = _BANNED_UNTIL.search(msg)
+    return int(match.group(1)) if match else None

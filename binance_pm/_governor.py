@@ -27,17 +27,21 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from ._buckets import Bucket
 from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
 from ._exceptions import GovernorTimeout, IPBannedError, RateLimitError, mask_key
-from ._headers import retry_after_seconds, used_weights
+from ._headers import LONGEST_BAN, retry_after_seconds, used_weights
 from ._hook import Store
 from ._shared import FallBack, SharedBudgets, StorePermit
 
 Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
+#: The least a 429 or 418 shuts a budget for (or a tenth of the window, if shorter), whatever
+#: its ``Retry-After`` says: a refusal never turns into a loop of requests.
+MIN_SHUT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ class Permit:
     def __init__(
         self,
         governor: Governor,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         account: str,
         buckets: tuple[Bucket, ...],
         weights: tuple[int, ...],
@@ -211,7 +215,7 @@ class Governor:
             for f in FAMILIES
         }
         self._uid: dict[str, Bucket] = {}
-        self._uid_names: set[str] = set()
+        self._uid_names: dict[str, int] = {}  # masked key -> how many accounts mask alike
         self._banned_until: dict[str, float] = dict.fromkeys(FAMILIES, 0.0)
         self._ip_plans: dict[str, Plan] = {}
         # No bucket is closed and no family banned before this: the fast path checks only it.
@@ -229,7 +233,7 @@ class Governor:
 
     # -- acquiring ----------------------------------------------------------------------------
 
-    def _plan(self, endpoint: Endpoint, account: str) -> Plan:
+    def _plan(self, endpoint: Endpoint[Any], account: str) -> Plan:
         """The buckets and weights one call of ``endpoint`` for ``account`` takes."""
         if endpoint.bucket == "ip":
             plan = self._ip_plans.get(endpoint.name)
@@ -253,7 +257,7 @@ class Governor:
         return uid_plan
 
     @staticmethod
-    def _checked(endpoint: Endpoint, plan: Plan) -> Plan:
+    def _checked(endpoint: Endpoint[Any], plan: Plan) -> Plan:
         for bucket, weight in zip(*plan, strict=True):
             if weight > bucket.limit:
                 raise ValueError(
@@ -264,15 +268,11 @@ class Governor:
 
     def _uid_name(self, account: str) -> str:
         """``sapi_uid:`` and the masked key; two keys that mask alike get ``#2``, ``#3``…"""
-        name = base = f"sapi_uid:{mask_key(account)}"
-        count = 1
-        while name in self._uid_names:
-            count += 1
-            name = f"{base}#{count}"
-        self._uid_names.add(name)
-        return name
+        base = f"sapi_uid:{mask_key(account)}"
+        count = self._uid_names[base] = self._uid_names.get(base, 0) + 1
+        return base if count == 1 else f"{base}#{count}"
 
-    def try_acquire(self, endpoint: Endpoint, *, account: str) -> Permit | None:
+    def try_acquire(self, endpoint: Endpoint[Any], *, account: str) -> Permit | None:
         """Reserve ``endpoint``'s weight if it fits now, without waiting; ``None`` if not.
 
         The fast path of :meth:`acquire`, with no coroutine to make: a caller tries this first
@@ -283,7 +283,7 @@ class Governor:
             return None
         return self._try_local(endpoint, account)
 
-    def _try_local(self, endpoint: Endpoint, account: str) -> Permit | None:
+    def _try_local(self, endpoint: Endpoint[Any], account: str) -> Permit | None:
         if endpoint.bucket == "ip":
             plan = self._ip_plans.get(endpoint.name)
             if plan is None:
@@ -324,7 +324,7 @@ class Governor:
         return self._grant(endpoint, account, (uid, ip), (weight, ip_weight), now)
 
     async def acquire(
-        self, endpoint: Endpoint, *, account: str, deadline: float
+        self, endpoint: Endpoint[Any], *, account: str, deadline: float
     ) -> Permit | StorePermit:
         """Wait until ``endpoint``'s weight fits, reserve it, and return the :class:`Permit`.
 
@@ -360,7 +360,7 @@ class Governor:
 
     def _grant(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         account: str,
         buckets: tuple[Bucket, ...],
         weights: tuple[int, ...],
@@ -390,7 +390,7 @@ class Governor:
         return Permit(self, endpoint, account, buckets, weights, marks)
 
     async def _wait(
-        self, endpoint: Endpoint, account: str, waiter: Waiter, deadline: float
+        self, endpoint: Endpoint[Any], account: str, waiter: Waiter, deadline: float
     ) -> Permit:
         for bucket in waiter.buckets:
             if bucket.waiters is None:
@@ -445,7 +445,12 @@ class Governor:
                 head.event.set()
 
     def _too_late(
-        self, endpoint: Endpoint, account: str, waiter: Waiter, now: float, wake_at: float | None
+        self,
+        endpoint: Endpoint[Any],
+        account: str,
+        waiter: Waiter,
+        now: float,
+        wake_at: float | None,
     ) -> Exception:
         masked = mask_key(account) if account else None
         wait = None if wake_at is None else wake_at - now
@@ -537,6 +542,7 @@ class Governor:
     ) -> None:
         retry_after = retry_after_seconds(headers)
         wait = retry_after if retry_after is not None else self.window
+        wait = min(max(wait, min(MIN_SHUT, self.window / 10)), LONGEST_BAN)
         family = permit.endpoint.family
         self._shut_until = max(self._shut_until, now + wait)
         if status == 418:
@@ -566,6 +572,31 @@ class Governor:
         if reported.get("uid", 0) < uid.limit and reported.get("ip", 0) >= ip.limit:
             return ip
         return uid
+
+    def reopen(self, budget: str | None = None) -> None:
+        """Open a budget that a 429 or 418 holds shut, now: ``"papi_ip"``, ``"sapi_uid:…"``
+        (as :meth:`snapshot` names them), a family (``"papi"``) for its ban, or ``None`` for
+        every budget. For when you know better than the exchange's ``Retry-After`` (a ban
+        lifted by support, say); calls waiting for it go on at once.
+
+        Raises ``KeyError`` for a name no budget has. With a shared ``store`` this opens this
+        process's view only; the store's own shut keys lapse at their time.
+        """
+        buckets = [*self._ip.values(), *self._uid.values()]
+        if budget is not None:
+            chosen = [b for b in buckets if budget in (b.name, b.family)]
+            if not chosen:
+                raise KeyError(f"no budget named {budget!r}; see Governor.snapshot()")
+            buckets = chosen
+        for bucket in buckets:
+            bucket.closed_until = 0.0
+            if budget is None or budget in (bucket.family, f"{bucket.family}_ip"):
+                self._banned_until[bucket.family] = 0.0
+        every = [*self._ip.values(), *self._uid.values()]
+        self._shut_until = max(
+            [0.0, *self._banned_until.values(), *(b.closed_until for b in every)]
+        )
+        self._wake(tuple(buckets))
 
     # -- looking ------------------------------------------------------------------------------
 

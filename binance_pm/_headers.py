@@ -1,8 +1,19 @@
-"""Reading the exchange's rate-limit headers: used weight per budget, and ``Retry-After``."""
+"""Reading the exchange's rate-limit headers: used weight per budget, and ``Retry-After``.
+
+Header values come from the network, so nothing here trusts them: a used weight that is not a
+plain whole number of at most ``MAX_DIGITS`` digits is ignored, and a ``Retry-After`` is capped
+at the longest ban the exchange documents (three days), whatever it says (``inf``, ``1e999``).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
+
+#: The longest IP ban the exchange documents: no refusal shuts a budget for longer.
+LONGEST_BAN = 3 * 86_400.0
+#: Used weights beyond this many digits are not a count the exchange would send.
+MAX_DIGITS = 9
 
 _SAPI_PREFIXES = ((b"x-sapi-used-ip-weight-", "ip"), (b"x-sapi-used-uid-weight-", "uid"))
 _MBX_PREFIXES = ((b"x-mbx-used-weight-", "ip"),)
@@ -32,10 +43,9 @@ def used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
                 seconds = interval_seconds(lower[len(prefix) :].decode("latin-1"))
                 if seconds is None:
                     continue
-                try:
-                    used = int(value)
-                except ValueError:
+                if len(value) > MAX_DIGITS or not value.isdigit():
                     continue
+                used = int(value)
                 if kind not in found or seconds < found[kind][0]:
                     found[kind] = (seconds, used)
     return {kind: used for kind, (_, used) in found.items()}
@@ -43,13 +53,18 @@ def used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
 
 def interval_seconds(suffix: str) -> float | None:
     """``"1m"`` → 60: the interval a header name ends with, or ``None`` if it is not one."""
-    if len(suffix) < 2 or suffix[-1] not in _INTERVAL_SECONDS or not suffix[:-1].isdigit():
+    if (
+        not 2 <= len(suffix) <= 6
+        or suffix[-1] not in _INTERVAL_SECONDS
+        or not suffix[:-1].isdigit()
+    ):
         return None
     return int(suffix[:-1]) * _INTERVAL_SECONDS[suffix[-1]]
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """``Retry-After`` in seconds, or ``None`` when absent or not a number of seconds."""
+    """``Retry-After`` in seconds, at most ``LONGEST_BAN``; ``None`` when absent, negative or
+    not a number of seconds."""
     if not headers:
         return None
     value = headers.get("retry-after") or headers.get("Retry-After")
@@ -59,4 +74,6 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, LONGEST_BAN)

@@ -10,7 +10,7 @@ came), from which the governor learns what the exchange counted.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._endpoints import Endpoint
@@ -29,14 +29,14 @@ class Permit(Protocol):
 class RateLimitHook(Protocol):
     """What a Session needs of a governor."""
 
-    def try_acquire(self, endpoint: Endpoint, *, account: str) -> Permit | None:
+    def try_acquire(self, endpoint: Endpoint[Any], *, account: str) -> Permit | None:
         """Reserve ``endpoint``'s weight for ``account`` if it may be spent now, else ``None``.
 
         Never waits: a Session tries this first and awaits :meth:`acquire` only on ``None``.
         """
         ...
 
-    async def acquire(self, endpoint: Endpoint, *, account: str, deadline: float) -> Permit:
+    async def acquire(self, endpoint: Endpoint[Any], *, account: str, deadline: float) -> Permit:
         """Wait until ``endpoint``'s weight may be spent for ``account``, then reserve it.
 
         ``deadline`` is on anyio's clock (``anyio.current_time()``). Cancelling the wait

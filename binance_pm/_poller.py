@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import math
 import random
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
 from ._exceptions import AuthError, BadRequestError, BinancePMError
 from ._models import AccountStatus
+from ._retry import backoff
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -57,14 +58,16 @@ POLLABLE = tuple(ACCOUNT_ENDPOINTS)
 #: Calls per budget let into the governor's queue at once: few, so that the choice of which
 #: goes next is made as late as it can be. Calls the governor has let out do not count.
 GATE_DEPTH = 2
-#: Set in a job's task: the Session calls it when the governor lets that job's call out.
-GRANTED: ContextVar[Callable[[], None] | None] = ContextVar("binance_pm_granted", default=None)
 #: A failing job backs off at most this long (or ``every``, if longer).
 MAX_BACKOFF = 60.0
 #: Seconds between rankings by priority.
 RANK_EVERY = 1.0
 #: Seconds ``Session.poll`` waits for its jobs to end once it is left or cancelled.
 STOP_WITHIN = 1.0
+
+log = logging.getLogger("binance_pm")
+#: A job's call: the hand-off is called when the governor lets the request out.
+JobCall = Callable[[Callable[[], None]], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,11 @@ def default_priority(update: Update) -> float:
     if status is not None and status != AccountStatus.NORMAL:
         return -math.inf
     uni_mmr = getattr(result, "uni_mmr", None)
-    return float(uni_mmr) if uni_mmr is not None else math.inf
+    try:
+        ratio = float(uni_mmr) if uni_mmr is not None else math.inf
+    except (TypeError, ValueError, ArithmeticError):
+        return math.inf
+    return math.inf if math.isnan(ratio) else ratio
 
 
 class _Gate:
@@ -122,8 +129,8 @@ class _Job:
     def __init__(
         self,
         client: AsyncClient,
-        endpoint: Endpoint,
-        call: Callable[[], Any],
+        endpoint: Endpoint[Any],
+        call: JobCall,
         gate: _Gate,
     ) -> None:
         self.client = client
@@ -161,7 +168,7 @@ def plan_jobs(
             else:
                 gate_key = endpoint.family
             gate = gates.setdefault(gate_key, _Gate())
-            jobs.append(_Job(client, endpoint, _caller(client, name, asset), gate))
+            jobs.append(_Job(client, endpoint, _caller(client, endpoint, asset), gate))
     return jobs
 
 
@@ -175,15 +182,14 @@ def _names(endpoints: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _caller(client: AsyncClient, name: str, asset: str | None) -> Callable[[], Any]:
-    method = getattr(client, name)
-    if name == "classic_pm_account":
-        if asset is None:
-            raise ValueError("classic_pm_account needs asset=")
-        return lambda: method(asset=asset)
-    if name in ("pm_balance", "pm_pro_balance") and asset is not None:
-        return lambda: method(asset=asset)
-    return method  # type: ignore[no-any-return]
+def _caller(client: AsyncClient, endpoint: Endpoint[Any], asset: str | None) -> JobCall:
+    wanted = asset if "asset" in endpoint.params else None
+    endpoint.query(wanted)  # checked now: a missing asset is the caller's mistake
+
+    def call(on_grant: Callable[[], None]) -> Any:
+        return client._get(endpoint, wanted, on_grant=on_grant)
+
+    return call
 
 
 class Poller:
@@ -231,8 +237,8 @@ class Poller:
                     for job in self.jobs:
                         group.start_soon(self._loop, job)
         except Exception as exc:  # a bug, not an account's failure: the caller sees it
-            while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-                exc = exc.exceptions[0]
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]  # the first is raised to the caller
             self.failure = exc
         finally:
             self._send.close()
@@ -256,15 +262,18 @@ class Poller:
                 inside = False
                 self._leave(job)
 
-        GRANTED.set(granted)
         while job.client not in self._ended:
             await self._enter(job)
             inside = True
             started = anyio.current_time()
             try:
-                result, error = await job.call(), None
+                result, error = await job.call(granted), None
             except BinancePMError as exc:
                 result, error = None, exc
+            except Exception as exc:  # a bug: logged, and this account backs off like any failure
+                log.exception("polling %s %s failed", job.client.masked_key, job.endpoint.name)
+                result = None
+                error = BinancePMError(f"{job.endpoint.label}: unexpected {type(exc).__name__}")
             finally:
                 granted()  # if the call ended before the governor let it out
             final = isinstance(error, (AuthError, BadRequestError))
@@ -288,9 +297,12 @@ class Poller:
                 wait = started + self.every - anyio.current_time()
             else:
                 failures += 1
-                ceiling = max(MAX_BACKOFF, self.every)
-                wait = min(self.every * 2 ** (failures - 1), ceiling)
-                wait *= self._rand.uniform(0.5, 1.5)
+                wait = backoff(
+                    failures - 1,
+                    base=1.5 * self.every,
+                    ceiling=max(MAX_BACKOFF, self.every),
+                    rand=self._rand.random,
+                )
             if wait > 0:
                 await anyio.sleep(wait)
 

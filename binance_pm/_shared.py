@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 
@@ -20,6 +21,7 @@ from ._endpoints import Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
 from ._headers import retry_after_seconds, used_weights
 from ._hook import Store, StoreError
+from ._retry import backoff
 
 log = logging.getLogger("binance_pm")
 
@@ -41,7 +43,7 @@ class StorePermit:
     def __init__(
         self,
         shared: SharedBudgets,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         account: str,
         budgets: list[tuple[str, int, int]],
         member: str,
@@ -119,7 +121,7 @@ class SharedBudgets:
 
     async def acquire(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         account: str,
         deadline: float,
         buckets: tuple[Bucket, ...],
@@ -162,7 +164,7 @@ class SharedBudgets:
                             )
                         raise FallBack from None
                     failures += 1
-                    wait = min(0.05 * 2**failures, 1.0)
+                    wait = backoff(failures - 1, base=0.1, ceiling=1.0)
                     if now + wait >= deadline:
                         raise GovernorUnavailable(
                             f"the rate-limit store could not be reached ({exc}); nothing was sent",

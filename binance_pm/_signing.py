@@ -40,6 +40,8 @@ class HmacSigner:
     key_type = "HMAC"
 
     def __init__(self, secret: str | bytes) -> None:
+        if not isinstance(secret, (str, bytes, bytearray)):
+            raise TypeError(f"the API secret must be str or bytes, not {type(secret).__name__}")
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         if not key:
             raise ValueError("the API secret is empty")

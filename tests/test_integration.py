@@ -171,7 +171,7 @@ async def test_missing_mandatory_parameter_is_bad_request(exchange: SimulatedExc
     async with Session(base_url=exchange.base_url) as session:
         client = client_for(session, account)
         with pytest.raises(BadRequestError) as caught:
-            await session.call(CLASSIC_PM_ACCOUNT, [], credentials=client._credentials)
+            await session._call(CLASSIC_PM_ACCOUNT, [], credentials=client._credentials)
 
     assert (caught.value.status, caught.value.code) == (400, -1102)
 
@@ -256,7 +256,7 @@ async def test_server_faults_are_retried_then_server_error(fault: str) -> None:
         Session(base_url=ex.base_url, max_retries=2) as session,
     ):
         with pytest.raises(ServerError) as caught:
-            await session.call(API_TIME, [], credentials=None)
+            await session._call(API_TIME, [], credentials=None)
 
     assert caught.value.status == (503 if fault == "503" else 502)
     assert ex.stats.faults[fault] == 3  # the first try and two retries

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from binance_pm import AsyncClient
+from binance_pm._http import HttpxSender
 from binance_pm.testing import LoopbackServer
 
 from .conftest import Account
@@ -52,8 +53,9 @@ def test_client_runs_on_trio_over_real_sockets(
         async with AsyncClient(
             account.api_key, **account.credentials(), base_url=threaded_server
         ) as c:
-            transport = c.session._client_http()._transport
-            assert isinstance(transport, httpx.AsyncHTTPTransport)
+            sender = c.session._sender_here()
+            assert isinstance(sender, HttpxSender)
+            assert isinstance(sender._client._transport, httpx.AsyncHTTPTransport)
             info = await c.pm_pro_account()
             return info.uni_mmr
 

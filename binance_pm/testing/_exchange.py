@@ -38,7 +38,7 @@ FAULT_KINDS = ("503", "reset", "slow", "garbage", "html")
 #: ``GET`` this path for :attr:`SimulatedExchange.stats` as JSON (not weighed, never faulty);
 #: ``?arrivals=1`` adds every charge as ``[server ms, budget, weight]``.
 STATS_PATH = "/_sim/stats"
-BY_PATH: dict[str, Endpoint] = {e.path: e for e in ENDPOINTS.values()}
+BY_PATH: dict[str, Endpoint[Any]] = {e.path: e for e in ENDPOINTS.values()}
 # Which products may call which endpoint; the others get -2015.
 SERVES: dict[str, frozenset[AccountType]] = {
     "pm_balance": frozenset({AccountType.PM_2}),
@@ -294,7 +294,9 @@ class SimulatedExchange:
             draw -= p
         return None
 
-    def _count(self, endpoint: Endpoint, status: int, code: int | None, fault: str | None) -> None:
+    def _count(
+        self, endpoint: Endpoint[Any], status: int, code: int | None, fault: str | None
+    ) -> None:
         self.stats.record(endpoint.name, status, code, fault)
 
     @staticmethod
@@ -314,7 +316,7 @@ class SimulatedExchange:
 
     # -- the exchange's rules ----------------------------------------------------------------
 
-    def _respond(self, endpoint: Endpoint, scope: Scope, headers: dict[str, str]) -> bytes:
+    def _respond(self, endpoint: Endpoint[Any], scope: Scope, headers: dict[str, str]) -> bytes:
         now = self.server_ms()
         family = endpoint.family
         until = self._warden.banned_until(family, now)
@@ -336,7 +338,11 @@ class SimulatedExchange:
         return self._signed(endpoint, query, request_headers, account_index, now)
 
     def _charge(
-        self, endpoint: Endpoint, account_index: int | None, now: float, headers: dict[str, str]
+        self,
+        endpoint: Endpoint[Any],
+        account_index: int | None,
+        now: float,
+        headers: dict[str, str],
     ) -> None:
         """Count the request's weight on arrival; 429 (or a ban) if it does not fit."""
         family = endpoint.family
@@ -386,7 +392,7 @@ class SimulatedExchange:
 
     def _signed(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         query: bytes,
         request_headers: dict[str, str],
         account_index: int | None,
@@ -423,7 +429,11 @@ class SimulatedExchange:
 
     @staticmethod
     def _body(
-        endpoint: Endpoint, account: SimAccount, book: Book, params: dict[str, str], now_ms: int
+        endpoint: Endpoint[Any],
+        account: SimAccount,
+        book: Book,
+        params: dict[str, str],
+        now_ms: int,
     ) -> bytes:
         asset = params.get("asset", "").upper()
         name = endpoint.name

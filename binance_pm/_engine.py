@@ -1,0 +1,505 @@
+"""The call path: one exchange clock, one rate-limit governor and one sender, for many accounts.
+
+A call goes the same way every time, in three steps that each have a method here:
+
+1. **acquire**: the clock is made sure of (a signed call's timestamp must be the exchange's), and
+   the governor grants a permit for the endpoint's weight;
+2. **send once**: the request is signed (its timestamp read only now) and sent, and the permit is
+   told what became of it, answer or not;
+3. **classify**: a 2xx is decoded; anything else becomes the error class for its status and code,
+   and is retried when that is safe and time remains (a ``-1021`` after re-measuring the clock, a
+   5xx or lost answer after a backoff, a 429 or 418 once the governor reopens the budget).
+
+The whole call is bounded by its deadline: under asyncio by asyncio's own timeout, elsewhere by
+anyio's. :class:`~binance_pm.Session` adds clients and polling on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx
+
+from ._clock import ExchangeClock
+from ._credentials import Credentials
+from ._endpoints import API_TIME, FAMILIES, PRODUCTION_HOSTS, Endpoint, Family
+from ._exceptions import (
+    APIError,
+    BinancePMError,
+    DecodeError,
+    GovernorTimeout,
+    IPBannedError,
+    RateLimitError,
+    SessionError,
+    TimestampError,
+    TransportError,
+    ban_until_ms,
+    error_class,
+    parse_error_body,
+)
+from ._governor import Governor
+from ._headers import LONGEST_BAN, retry_after_seconds
+from ._hook import Permit, RateLimitHook
+from ._http import DEFAULT_MAX_BODY, AiohttpSender, Answer, HttpxSender, RawHeaders, Sender, scrub
+from ._retry import retry_delay
+from ._version import __version__
+
+log = logging.getLogger("binance_pm")
+
+T = TypeVar("T")
+EngineT = TypeVar("EngineT", bound="Engine")
+
+#: Seconds a call waits, at most, to tell a shared rate-limit store of its answer.
+SETTLE_SECONDS = 2.0
+MAX_RECV_WINDOW = 60_000
+#: A call gives up after this many attempts refused with 429 or 418 (each waited out first).
+MAX_REFUSED_ATTEMPTS = 3
+#: The longest ``timeout`` or ``deadline`` a call may have: a day.
+MAX_SECONDS = 86_400.0
+_HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"}
+_LEAN = sys.version_info >= (3, 11)  # asyncio.timeout exists
+
+# What a call was doing, for the error its deadline raises.
+_CLOCK, _BUDGET, _SEND, _BACKOFF = "clock", "budget", "send", "backoff"
+
+
+def check_recv_window(recv_window: int) -> int:
+    """``recv_window`` if the exchange accepts it (1 to 60,000 ms), else ``ValueError``."""
+    if isinstance(recv_window, bool) or not isinstance(recv_window, int):
+        raise TypeError(f"recv_window must be an int of milliseconds, not {recv_window!r}")
+    if not 0 < recv_window <= MAX_RECV_WINDOW:
+        raise ValueError(f"recv_window must be 1 to {MAX_RECV_WINDOW} ms, not {recv_window}")
+    return recv_window
+
+
+def check_seconds(name: str, seconds: float) -> float:
+    """``seconds`` as a float if it is a positive, finite number of seconds up to a day."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name} must be seconds (a number), not {seconds!r}")
+    if not 0 < seconds <= MAX_SECONDS:  # NaN and inf fail this too
+        raise ValueError(f"{name} must be positive seconds up to a day, not {seconds!r}")
+    return float(seconds)
+
+
+def _resolve_hosts(base_url: str | None, hosts: Mapping[str, str] | None) -> dict[Family, str]:
+    resolved: dict[Family, str] = dict(PRODUCTION_HOSTS)
+    if base_url is not None:
+        resolved = dict.fromkeys(FAMILIES, base_url)
+    for family, url in (hosts or {}).items():
+        if family not in FAMILIES:
+            raise ValueError(
+                f"unknown API family {family!r}; the families are {', '.join(FAMILIES)}"
+            )
+        resolved[family] = url
+    for family, url in resolved.items():
+        if not isinstance(url, str):
+            raise TypeError(f"the {family} host must be a str URL, not {type(url).__name__}")
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"the {family} host must be an http(s) URL, not {scrub(url)!r}")
+        if parsed.query or parsed.fragment:
+            raise ValueError(f"the {family} host must have no query, not {scrub(url)!r}")
+        resolved[family] = url.rstrip("/")
+    return resolved
+
+
+class _Call:
+    """One call's fixed parts, and what it is doing now (for the error its deadline raises)."""
+
+    __slots__ = (
+        "account",
+        "credentials",
+        "endpoint",
+        "error",
+        "masked",
+        "on_grant",
+        "phase",
+        "query",
+        "recv_window",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint[Any],
+        query: str,
+        credentials: Credentials | None,
+        recv_window: int,
+        on_grant: Callable[[], None] | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.query = query
+        self.credentials = credentials
+        self.account = credentials.api_key if credentials is not None else ""
+        self.masked = credentials.masked_key if credentials is not None else None
+        self.recv_window = recv_window
+        self.on_grant = on_grant
+        self.phase = _BUDGET
+        self.error: BinancePMError | None = None
+
+    def too_late(self, seconds: float) -> BinancePMError:
+        """The error for a call whose deadline came first."""
+        label, masked = self.endpoint.label, self.masked
+        if self.phase == _BACKOFF and self.error is not None:
+            return self.error
+        if self.phase == _BUDGET:
+            return GovernorTimeout(
+                f"no room in the rate-limit budget within the call's deadline of {seconds:g} s; "
+                "nothing was sent",
+                endpoint=label,
+                api_key=masked,
+            )
+        if self.phase == _CLOCK:
+            return TransportError(
+                f"no answer from the exchange clock ({API_TIME.label}) within the call's "
+                f"deadline of {seconds:g} s",
+                endpoint=label,
+                api_key=masked,
+            )
+        return TransportError(
+            f"no answer within the call's deadline of {seconds:g} s",
+            endpoint=label,
+            api_key=masked,
+        )
+
+
+class Engine:
+    """What every call of a :class:`~binance_pm.Session` (or of a standalone client) goes
+    through: hosts, sender, governor, clock, and the call path. See ``Session`` for the
+    arguments."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        hosts: Mapping[str, str] | None = None,
+        governor: RateLimitHook | None = None,
+        http: httpx.AsyncClient | None = None,
+        recv_window: int = 5000,
+        timeout: float = 10.0,
+        max_retries: int = 2,
+        proxy: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.timeout = check_seconds("timeout", timeout)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
+        if max_retries > 100:
+            raise ValueError(f"max_retries must be at most 100, not {max_retries}")
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1024:
+            raise ValueError(f"max_body must be a whole number of bytes >= 1024, not {max_body!r}")
+        if http is not None and not isinstance(http, httpx.AsyncClient):
+            raise TypeError(f"http must be an httpx.AsyncClient, not {type(http).__name__}")
+        if proxy is not None:
+            if not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https"):
+                raise ValueError("proxy must be an http(s) URL")
+        self.hosts: dict[Family, str] = _resolve_hosts(base_url, hosts)
+        self.recv_window = check_recv_window(recv_window)
+        self.max_retries = max_retries
+        self.governor: RateLimitHook = governor if governor is not None else Governor()
+        self.clock = ExchangeClock()
+        self._http = http
+        self._proxy = proxy
+        self._max_body = max_body
+        self._sender: Sender | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop an owned sender is bound to
+        self._lean = False  # asyncio's own timeout bounds each call
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self: EngineT) -> EngineT:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a caller's ``http`` client stays open). Calls still in
+        flight end with a :class:`~binance_pm.TransportError`; later ones raise
+        :class:`~binance_pm.SessionError`. Safe to call twice."""
+        self._closed = True
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            await sender.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionError("this Session is closed")
+
+    def _sender_here(self) -> Sender:
+        """The sender, made on first use; a typed error when closed or on another loop."""
+        if self._closed:
+            raise SessionError("this Session is closed")
+        sender = self._sender
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # trio
+        if sender is not None:
+            if loop is not self._loop and self._http is None:
+                raise SessionError(
+                    "this Session belongs to another event loop: make one Session per loop"
+                )
+            return sender
+        self._loop = loop
+        governor_store = getattr(self.governor, "store", None)
+        self._lean = _LEAN and loop is not None and governor_store is None
+        if self._http is not None:
+            sender = HttpxSender(self._http, owned=False, max_body=self._max_body)
+        elif loop is not None:
+            sender = AiohttpSender(headers=_HEADERS, proxy=self._proxy, max_body=self._max_body)
+        else:
+            client = httpx.AsyncClient(
+                headers=_HEADERS,
+                proxy=self._proxy,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            )
+            sender = HttpxSender(client, owned=True, max_body=self._max_body)
+        self._sender = sender
+        return sender
+
+    # -- a call ------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        endpoint: Endpoint[T],
+        params: Sequence[tuple[str, str]],
+        *,
+        credentials: Credentials | None,
+        recv_window: int | None = None,
+        deadline: float | None = None,
+        on_grant: Callable[[], None] | None = None,
+    ) -> T:
+        """Send ``endpoint`` (signed with ``credentials`` if it is signed) and decode its answer.
+
+        Retries, clock resynchronisation and rate limiting happen here; every failure is a
+        :class:`BinancePMError`. ``deadline`` is the seconds this call may take, instead of the
+        Session's ``timeout``; ``on_grant`` is called when the governor lets the request out.
+        """
+        window = self.recv_window if recv_window is None else check_recv_window(recv_window)
+        seconds = self.timeout if deadline is None else check_seconds("deadline", deadline)
+        if endpoint.signed and credentials is None:
+            raise ValueError(f"{endpoint.label} is signed and needs an account's credentials")
+        sender = self._sender_here()
+        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+        call = _Call(endpoint, query, credentials, window, on_grant)
+        if self._lean:
+            loop = self._loop
+            assert loop is not None
+            scope = asyncio.timeout(seconds)  # type: ignore[attr-defined,unused-ignore]
+            try:
+                async with scope:
+                    result: T = await self._attempts(sender, call, loop.time() + seconds)
+                    return result
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+        else:
+            with anyio.move_on_after(seconds):
+                result = await self._attempts(sender, call, anyio.current_time() + seconds)
+                return result
+        raise call.too_late(seconds)
+
+    async def _attempts(self, sender: Sender, call: _Call, ends: float) -> Any:
+        endpoint = call.endpoint
+        clock = self.clock
+        attempt = refusals = 0
+        resynced = False
+        refused: APIError | None = None  # the exchange's last 429 or 418 for this call
+
+        async def server_time() -> int:
+            timing = _Call(API_TIME, "", None, call.recv_window, None)
+            answer: int = (await self._attempts(sender, timing, ends)).server_time
+            return answer
+
+        while True:
+            if endpoint.signed and clock.stale():
+                call.phase = _CLOCK
+                await clock.ensure(server_time)
+            seen = clock.generation
+            permit = await self._acquire(call, ends, refused)
+            answer = await self._send_once(sender, call, permit)
+
+            error: BinancePMError
+            if isinstance(answer, Answer):
+                if 200 <= answer.status < 300:
+                    try:
+                        return endpoint.decoder.decode(answer.body)
+                    except DecodeError as exc:
+                        error = self._misfiled(call, answer) or exc
+                        if error is exc:
+                            raise
+                else:
+                    error = self._api_error(call, answer)
+            else:
+                error = answer
+            log.debug("%s %s -> %s (try %d)", endpoint.label, call.masked or "", error, attempt + 1)
+
+            if isinstance(error, TimestampError) and endpoint.signed and not resynced:
+                resynced = True
+                call.phase = _CLOCK
+                await clock.resync(server_time, seen=seen)
+                continue
+            if isinstance(error, (RateLimitError, IPBannedError)):
+                # The governor holds the budget shut until Retry-After (at least a second);
+                # the next acquire waits for that, or raises if the deadline comes first.
+                refusals += 1
+                if refusals >= MAX_REFUSED_ATTEMPTS:
+                    raise error
+                refused = error
+                continue
+            api = error if isinstance(error, APIError) else None
+            delay = retry_delay(
+                api.status if api else None,
+                api.code if api else None,
+                attempt,
+                max_retries=self.max_retries,
+                retry_after=api.retry_after if api else None,
+            )
+            if delay is None or anyio.current_time() + delay >= ends:
+                raise error
+            call.phase, call.error = _BACKOFF, error
+            await anyio.sleep(delay)
+            attempt += 1
+
+    async def _acquire(self, call: _Call, ends: float, refused: APIError | None) -> Permit:
+        """A permit for the call's weight: at once when the budget has room, else when it has."""
+        call.phase = _BUDGET
+        governor, endpoint, account = self.governor, call.endpoint, call.account
+        try:
+            permit = governor.try_acquire(endpoint, account=account) or await governor.acquire(
+                endpoint, account=account, deadline=ends
+            )
+        except (RateLimitError, IPBannedError):
+            # Still shut when the deadline comes: the exchange's own refusal says it best.
+            if refused is not None:
+                raise refused from None
+            raise
+        if call.on_grant is not None:
+            call.on_grant()  # a poll's gate lets the next call of this budget in
+        return permit
+
+    async def _send_once(
+        self, sender: Sender, call: _Call, permit: Permit
+    ) -> Answer | TransportError:
+        """Sign and send; the answer, or the transport's failure. The permit learns which."""
+        call.phase = _SEND
+        try:
+            if self._closed:
+                raise SessionError("this Session was closed while the call waited")
+            url, headers = self._prepare(call)
+        except BaseException:
+            permit.cancel()
+            await _settle(permit)
+            raise
+        status: int | None = None
+        answer_headers: Mapping[str, str] | None = None
+        try:
+            answer = await sender.get(url, headers, endpoint=call.endpoint.label)
+            status, answer_headers = answer.status, answer.headers
+            if status == 418:
+                answer_headers = self._ban_headers(answer)
+                answer = answer._replace(headers=answer_headers)
+            return answer
+        except TransportError as exc:
+            return TransportError(exc.message, endpoint=exc.endpoint, api_key=call.masked)
+        finally:
+            # Answer or not, the request may have reached the exchange: it counts.
+            permit.complete(status, answer_headers)
+            if hasattr(permit, "settle"):
+                await _settle(permit)
+
+    def _prepare(self, call: _Call) -> tuple[str, Mapping[str, str]]:
+        endpoint, query, credentials = call.endpoint, call.query, call.credentials
+        base = self.hosts[endpoint.family] + endpoint.path
+        if not endpoint.signed or credentials is None:
+            return (f"{base}?{query}" if query else base), {}
+        # The timestamp is read after the permit was granted, however long that took.
+        signed = f"recvWindow={call.recv_window}&timestamp={self.clock.now_ms()}"
+        payload = f"{query}&{signed}" if query else signed
+        signature = credentials.signer.sign(payload.encode())
+        return f"{base}?{payload}&signature={signature}", credentials.headers
+
+    def _ban_headers(self, answer: Answer) -> Mapping[str, str]:
+        """A 418's headers, with the ban's end from its body as ``Retry-After`` when the header
+        is missing (capped at the longest documented ban)."""
+        headers = answer.headers
+        if retry_after_seconds(headers) is not None:
+            return headers
+        until = ban_until_ms(parse_error_body(answer.body)[1])
+        if until is None:
+            return headers
+        seconds = min(max((until - self.clock.now_ms()) / 1000.0, 0.0), LONGEST_BAN)
+        raw = getattr(headers, "raw", None)
+        if raw is None:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        return RawHeaders(list(raw)).with_header("retry-after", f"{seconds:.3f}")
+
+    # -- classifying -------------------------------------------------------------------------
+
+    @staticmethod
+    def _api_error(call: _Call, answer: Answer) -> APIError:
+        status = answer.status
+        code, msg = parse_error_body(answer.body)
+        if 300 <= status < 400:
+            code = None
+            location = scrub(answer.headers.get("location") or "")
+            parts = urlsplit(location) if location else None
+            where = f" to {parts.scheme}://{parts.netloc}" if parts and parts.netloc else ""
+            msg = (
+                f"a redirect{where}, not followed: a signed request goes only to the host "
+                "it was signed for"
+            )
+        return error_class(status, code)(
+            status,
+            code,
+            msg,
+            endpoint=call.endpoint.label,
+            api_key=call.masked,
+            retry_after=retry_after_seconds(answer.headers),
+        )
+
+    @staticmethod
+    def _misfiled(call: _Call, answer: Answer) -> APIError | None:
+        """A 2xx whose body is the exchange's error (``{"code": -1000, "msg": ...}``)."""
+        code, msg = parse_error_body(answer.body)
+        if code is None:
+            return None
+        return error_class(answer.status, code)(
+            answer.status, code, msg, endpoint=call.endpoint.label, api_key=call.masked
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        hosts = {family: scrub(url) for family, url in self.hosts.items()}
+        return (
+            f"{type(self).__name__}({state}, hosts={hosts}, governor={self.governor!r}, "
+            f"clock={self.clock!r})"
+        )
+
+
+async def _settle(permit: object) -> None:
+    """Tell a shared store what became of a request (a local permit has nothing to settle):
+    shielded, since it runs while the call unwinds, and bounded, since the store may be down."""
+    settle = getattr(permit, "settle", None)
+    if settle is not None:
+        with anyio.move_on_after(SETTLE_SECONDS, shield=True):
+            await settle()

@@ -1,0 +1,306 @@
+"""The sending layer: one GET out, one answer back, and nothing a caller should not see.
+
+Two senders stand behind one small interface (:class:`Sender`):
+
+- :class:`AiohttpSender`, the default under asyncio: the Session owns one
+  ``aiohttp.ClientSession`` and a request goes out with no other object made around it.
+- :class:`HttpxSender`, when the caller brings an ``httpx.AsyncClient`` (its transports, mounts,
+  event hooks, proxies, ``MockTransport`` and respx all apply), and under trio.
+
+Both keep the same promises for signed requests: a redirect is never followed (the API key and
+the signed query go only to the host they were meant for); a body past ``max_body`` bytes is
+refused rather than held; every failure comes out as a :class:`TransportError` whose text says
+what happened and never holds the signed query; and proxies are taken from ``HTTP(S)_PROXY`` and
+``NO_PROXY`` like httpx does, or from ``Session(proxy=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+import aiohttp
+import httpx
+import yarl
+
+from ._exceptions import TransportError
+
+#: Answers longer than this are refused (these endpoints answer a few KB).
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+DEFAULT_CONNECTIONS = 256
+KEEPALIVE_SECONDS = 30.0
+
+_SIGNATURE = re.compile(r"(signature=)[^&\s'\"<>]*", re.IGNORECASE)
+_USERINFO = re.compile(r"(://)[^/@\s]*@")
+
+
+def scrub(text: str) -> str:
+    """``text`` with any signature value and URL credentials hidden."""
+    if "ignature" in text:
+        text = _SIGNATURE.sub(r"\1<hidden>", text)
+    if "@" in text:
+        text = _USERINFO.sub(r"\1***@", text)
+    return text
+
+
+class RawHeaders(Mapping[str, str]):
+    """An answer's headers as the wire had them: ``raw`` pairs of bytes, read lazily.
+
+    The governor reads the used-weight headers from ``raw`` as bytes; ``get`` is for the rare
+    header read by name (``Retry-After``, ``Location``).
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def __getitem__(self, name: str) -> str:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode("latin-1") for key, _ in self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def with_header(self, name: str, value: str) -> RawHeaders:
+        """These headers, with ``name`` set to ``value`` in place of any it had."""
+        wanted = name.lower().encode("latin-1")
+        kept = [(k, v) for k, v in self.raw if k.lower() != wanted]
+        return RawHeaders([*kept, (wanted, value.encode("latin-1"))])
+
+
+class Answer(NamedTuple):
+    """One answer: its status, headers (with ``raw`` pairs) and whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Sender(Protocol):
+    """What a Session needs to send a request."""
+
+    async def get(self, url: str, headers: Mapping[str, str], *, endpoint: str) -> Answer:
+        """Send ``GET url``; the answer, or :class:`TransportError` (never another error)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what this sender owns."""
+        ...
+
+
+def _proxy_for(url: str, proxy: str | None) -> str | None:
+    """The proxy for ``url``: ``proxy`` if given, else ``HTTP(S)_PROXY`` unless ``NO_PROXY``
+    names its host (read once per host)."""
+    if proxy is not None:
+        return proxy
+    parsed = yarl.URL(url)
+    if parsed.host is None:
+        return None
+    if urllib.request.proxy_bypass(f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host):
+        return None
+    return urllib.request.getproxies().get(parsed.scheme)
+
+
+def _too_big(endpoint: str, limit: int) -> TransportError:
+    return TransportError(f"the answer is longer than {limit:,} bytes; refused", endpoint=endpoint)
+
+
+class AiohttpSender:
+    """Requests straight through one ``aiohttp.ClientSession``, made on first use (aiohttp binds
+    it to the running loop)."""
+
+    __slots__ = ("_headers", "_max_body", "_proxies", "_proxy", "_session", "closed")
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str],
+        proxy: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self._headers = dict(headers)
+        self._proxy = proxy
+        self._max_body = max_body
+        self._proxies: dict[str, str | None] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.closed = False
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=DEFAULT_CONNECTIONS,
+            limit_per_host=0,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            enable_cleanup_closed=False,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),  # the call's own deadline bounds it
+            trust_env=False,  # proxies are read once per host below, not on every request
+        )
+        return self._session
+
+    async def get(self, url: str, headers: Mapping[str, str], *, endpoint: str) -> Answer:
+        session = self._session or self._open()
+        origin = url.split("?", 1)[0]
+        proxies = self._proxies
+        if origin in proxies:
+            proxy = proxies[origin]
+        else:
+            proxy = proxies[origin] = _proxy_for(origin, self._proxy)
+        failure: TransportError
+        try:
+            async with session.get(
+                yarl.URL(url, encoded=True),  # sent as signed: never re-quoted
+                headers=headers,
+                allow_redirects=False,
+                proxy=proxy,
+            ) as answer:
+                size = answer.content_length
+                if size is not None and size <= self._max_body:
+                    body = await answer.read()
+                else:
+                    body = await self._read_capped(answer, endpoint)
+                return Answer(answer.status, RawHeaders(answer.raw_headers), body)
+        except TransportError:
+            raise
+        except asyncio.TimeoutError:
+            failure = TransportError("timed out waiting for the answer", endpoint=endpoint)
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            failure = TransportError(
+                f"cannot connect to {exc.host}:{exc.port}: {reason}", endpoint=endpoint
+            )
+        except aiohttp.ServerDisconnectedError:
+            failure = TransportError(
+                "the server closed the connection before answering", endpoint=endpoint
+            )
+        except aiohttp.ClientPayloadError:
+            failure = TransportError(
+                "the answer's body was cut short or malformed", endpoint=endpoint
+            )
+        except aiohttp.ClientResponseError as exc:
+            failure = TransportError(
+                f"malformed answer: {scrub(str(exc.message))}", endpoint=endpoint
+            )
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            failure = TransportError(_describe(exc), endpoint=endpoint)
+        except RuntimeError as exc:
+            if not self.closed:
+                raise
+            failure = TransportError(f"the Session was closed: {_describe(exc)}", endpoint=endpoint)
+        # Raised here, outside the handler, so that aiohttp's error (whose text holds the
+        # signed URL) is neither the cause nor the context of ours.
+        raise failure
+
+    async def _read_capped(self, answer: aiohttp.ClientResponse, endpoint: str) -> bytes:
+        if answer.content_length is not None:
+            answer.close()
+            raise _too_big(endpoint, self._max_body)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await answer.content.readany():
+            size += len(chunk)
+            if size > self._max_body:
+                answer.close()
+                raise _too_big(endpoint, self._max_body)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+class HttpxSender:
+    """Requests through an ``httpx.AsyncClient``: the caller's (never closed here), or one of
+    its own under trio."""
+
+    __slots__ = ("_client", "_max_body", "_owned")
+
+    def __init__(
+        self, client: httpx.AsyncClient, *, owned: bool, max_body: int = DEFAULT_MAX_BODY
+    ) -> None:
+        self._client = client
+        self._owned = owned
+        self._max_body = max_body
+        _hide_signatures_in(logging.getLogger("httpx"))
+
+    async def get(self, url: str, headers: Mapping[str, str], *, endpoint: str) -> Answer:
+        client = self._client
+        failure: TransportError
+        try:
+            request = client.build_request("GET", url, headers=headers)
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                size = response.headers.get("content-length")
+                if size is not None and size.isdigit() and int(size) > self._max_body:
+                    raise _too_big(endpoint, self._max_body)
+                chunks: list[bytes] = []
+                total = 0
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if total > self._max_body:
+                        raise _too_big(endpoint, self._max_body)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+            return Answer(response.status_code, response.headers, b"".join(chunks))
+        except TransportError:
+            raise
+        except httpx.TimeoutException:
+            failure = TransportError("timed out waiting for the answer", endpoint=endpoint)
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, OSError) as exc:
+            failure = TransportError(_describe(exc), endpoint=endpoint)
+        except RuntimeError as exc:
+            if not client.is_closed:
+                raise
+            failure = TransportError(
+                f"the HTTP client was closed: {_describe(exc)}", endpoint=endpoint
+            )
+        raise failure
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._client.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    text = scrub(str(exc).splitlines()[0] if str(exc) else "")[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _HideSignatures(logging.Filter):
+    """Rewrites a log record whose text would show a signed query (httpx logs every URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                scrub(str(arg)) if "ignature" in str(arg) else arg for arg in record.args
+            )
+        if isinstance(record.msg, str) and "ignature" in record.msg:
+            record.msg = scrub(record.msg)
+        return True
+
+
+_FILTER = _HideSignatures()
+
+
+def _hide_signatures_in(logger: logging.Logger) -> None:
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
