@@ -28,10 +28,10 @@ from urllib.parse import urlencode
 
 import httpx
 from _serve import keys, pin, serve
+from httpx_aiohttp import AiohttpTransport
 
 from binance_pm import Governor, Session
 from binance_pm._endpoints import STATE_ENDPOINT
-from binance_pm._transport import AiohttpTransport
 from binance_pm.testing._stats import budget_use
 
 ACCOUNTS = 1_000

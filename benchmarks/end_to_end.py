@@ -34,9 +34,9 @@ from urllib.parse import urlencode
 
 import httpx
 from _serve import pin, serve
+from httpx_aiohttp import AiohttpTransport
 
 from binance_pm import AsyncClient, Governor
-from binance_pm._transport import AiohttpTransport
 
 CONCURRENCY = (1, 16, 128)
 CALLS = {1: 400, 16: 1500, 128: 2000}

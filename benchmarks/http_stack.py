@@ -6,9 +6,9 @@ pinned to one core while this client is pinned to the other):
 - httpx's default transport (httpcore's pool), the stack httpx users get;
 - httpx2, the maintained fork, if installed;
 - httpx over the httpx-aiohttp package's transport, if installed;
-- httpx over binance_pm's own ``AiohttpTransport``: the Session's default under asyncio;
-- a whole binance_pm ``Session`` on that default, calling the (unsigned) time endpoint, so its
-  own per-call work (governor hook, retry loop, decoding) is counted too.
+- a whole binance_pm ``Session`` on its default (straight through aiohttp), calling the
+  (unsigned) time endpoint, so its own per-call work (governor, retry loop, decoding) is
+  counted too.
 
 It prints requests/s and each stack's ratio to httpx's default. This is the measurement behind
 the Session's choice of HTTP stack (README, "HTTP stack"). Run: ``python benchmarks/http_stack.py``.
@@ -89,11 +89,6 @@ def stacks() -> dict[str, Callable[[], Any]]:
         )
     except ImportError:
         print("(httpx-aiohttp not installed: skipped)")
-    from binance_pm._transport import AiohttpTransport
-
-    found["httpx + binance_pm AiohttpTransport"] = lambda: httpx.AsyncClient(
-        transport=AiohttpTransport()
-    )
     return found
 
 
@@ -130,7 +125,7 @@ class _SessionStack:
     async def get(self, url: str) -> httpx.Response:
         from binance_pm._endpoints import API_TIME
 
-        await self._session.call(API_TIME, [], credentials=None)
+        await self._session._call(API_TIME, [], credentials=None)
         return httpx.Response(200)
 
 

@@ -25,6 +25,7 @@ from ._exceptions import (
     IPBannedError,
     RateLimitError,
     ServerError,
+    SessionError,
     TimestampError,
     TransportError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "RiskUnitMM",
     "ServerError",
     "Session",
+    "SessionError",
     "TimestampError",
     "TransportError",
     "Update",

@@ -196,9 +196,10 @@ class Engine:
             raise ValueError(f"max_body must be a whole number of bytes >= 1024, not {max_body!r}")
         if http is not None and not isinstance(http, httpx.AsyncClient):
             raise TypeError(f"http must be an httpx.AsyncClient, not {type(http).__name__}")
-        if proxy is not None:
-            if not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https"):
-                raise ValueError("proxy must be an http(s) URL")
+        if proxy is not None and (
+            not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https")
+        ):
+            raise ValueError("proxy must be an http(s) URL")
         self.hosts: dict[Family, str] = _resolve_hosts(base_url, hosts)
         self.recv_window = check_recv_window(recv_window)
         self.max_retries = max_retries

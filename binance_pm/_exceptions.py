@@ -12,8 +12,9 @@
      │    └── ServerError            5xx: the execution status is unknown
      ├── TransportError              no answer: connection refused or reset, timeout
      ├── DecodeError                 an answer that does not have the documented shape
-     └── GovernorTimeout             the rate-limit budget had no room before the call's deadline
-          └── GovernorUnavailable    the shared budget's store could not be reached in time
+     ├── GovernorTimeout             the rate-limit budget had no room before the call's deadline
+     │    └── GovernorUnavailable    the shared budget's store could not be reached in time
+     └── SessionError                the Session is closed, or belongs to another event loop
 
 Every error names the endpoint it came from and the account as a masked API key; none ever holds a
 secret. ``str(error)`` is one line a person can act on.
@@ -36,6 +37,7 @@ __all__ = [
     "IPBannedError",
     "RateLimitError",
     "ServerError",
+    "SessionError",
     "TimestampError",
     "TransportError",
 ]

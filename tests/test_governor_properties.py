@@ -8,6 +8,7 @@ let out first come, first served per budget, patient calls are all served, and n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 import trio.testing
@@ -15,11 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from binance_pm import Governor, GovernorTimeout
-from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT, PM_PRO_BALANCE, PM_PRO_SPAN_ACCOUNT
+from binance_pm._endpoints import (
+    PM_BALANCE,
+    PM_PRO_ACCOUNT,
+    PM_PRO_BALANCE,
+    PM_PRO_SPAN_ACCOUNT,
+    Endpoint,
+)
 
 WINDOW = 1.0
 LIMITS = {"papi_ip": 60, "sapi_ip": 40, "sapi_uid": 15}
-ENDPOINTS = [PM_BALANCE, PM_PRO_ACCOUNT, PM_PRO_BALANCE, PM_PRO_SPAN_ACCOUNT]
+ENDPOINTS: list[Endpoint[Any]] = [PM_BALANCE, PM_PRO_ACCOUNT, PM_PRO_BALANCE, PM_PRO_SPAN_ACCOUNT]
 ACCOUNTS = ["A" * 60 + "0001", "B" * 60 + "0002"]
 
 

@@ -27,6 +27,7 @@ PUBLIC = {
     "RiskUnitMM",
     "ServerError",
     "Session",
+    "SessionError",
     "TimestampError",
     "TransportError",
     "Update",
