@@ -55,8 +55,9 @@ class ScriptedApp:
         path = scope["path"]
         self.paths.append(path)
         if path == "/api/v3/time":
-            status, headers, body = 200, [], json.dumps({"serverTime": time.time_ns() // 10**6})
-            body_bytes = body.encode()
+            headers: list[tuple[bytes, bytes]] = []
+            status = 200
+            body_bytes = json.dumps({"serverTime": time.time_ns() // 10**6}).encode()
         else:
             query = dict(
                 pair.split("=", 1)
@@ -215,7 +216,8 @@ async def test_a_418_without_retry_after_is_shut_until_the_time_its_body_names(
             with pytest.raises(IPBannedError):
                 await client.pm_balance()
         assert app.sent("/papi/v1/balance") == 1  # not again into a ten-minute ban
-        assert caught.value.retry_after is not None and caught.value.retry_after > 500
+        assert caught.value.retry_after is not None
+        assert caught.value.retry_after > 500
 
 
 async def test_a_418_whose_body_names_a_time_ages_away_is_capped_and_never_raises(
@@ -251,7 +253,9 @@ async def test_a_redirect_is_reported_as_one_and_not_followed(accounts: dict[str
     async for base_url, app in serve(answering(302, b"", elsewhere)):
         async with Session(base_url=base_url) as s:
             client = s.client(account.api_key, **account.credentials())
-            with pytest.raises(BadRequestError, match="redirect to http://127.0.0.2:9") as caught:
+            with pytest.raises(
+                BadRequestError, match=r"redirect to http://127\.0\.0\.2:9"
+            ) as caught:
                 await client.pm_balance()
         assert "signature" not in str(caught.value)
         assert app.sent("/papi/v1/balance") == 1
@@ -333,18 +337,22 @@ def test_a_session_used_from_a_second_event_loop_says_so(accounts: dict[str, Acc
             session_box.append(s)
             await s.client(account.api_key, **account.credentials()).pm_pro_account()
 
-            def other_loop() -> BaseException | None:
+            outcome: list[BaseException | None] = []
+
+            def other_loop(
+                session: Session = s, into: list[BaseException | None] = outcome
+            ) -> None:
                 async def second() -> None:
-                    await s.client(account.api_key, **account.credentials()).pm_pro_account()
+                    await session.client(account.api_key, **account.credentials()).pm_pro_account()
 
                 try:
                     asyncio.run(second())
                 except BaseException as exc:
-                    return exc
-                return None
+                    into.append(exc)
+                else:
+                    into.append(None)
 
-            outcome: list[BaseException | None] = []
-            thread = threading.Thread(target=lambda: outcome.append(other_loop()))
+            thread = threading.Thread(target=other_loop)
             thread.start()
             thread.join(10)
             assert isinstance(outcome[0], SessionError), outcome
