@@ -136,7 +136,8 @@ class Bucket:
         that count has no room and nothing is in flight, so the request that goes to ask for a
         new count does not fall short by an error in the estimate of outside weight; ``None``
         when it has no room and a request in flight will bring a new count. With others
-        spending, a count older than ``fresh_for`` has no room.
+        spending, a count older than ``fresh_for`` has no room, unless a whole window of the
+        most they were seen to spend fits on top of it.
 
         With others spending, the count's room keeps as much again to spare for what they
         spend before the next answer.
@@ -148,9 +149,14 @@ class Bucket:
         if now >= self.shared_until:
             return weight if counted <= limit or not inflight else None
         spare = min(weight, limit - weight)
-        fresh_for = self.window * weight / max(self.outside_peak, weight)
-        if counted + spare <= limit and now < self.confirmed_at + fresh_for:
-            return weight
+        if counted + spare <= limit:
+            # Room, if what others spend before the next answer fits too: a whole window of
+            # their most (the limit is far off), or their share of the time the count has aged.
+            if counted + self.outside_peak <= limit:
+                return weight
+            fresh_for = self.window * weight / max(self.outside_peak, weight)
+            if now < self.confirmed_at + fresh_for:
+                return weight
         return None if inflight else weight + spare
 
     def report(self, external: int, now: float, until: float) -> None:

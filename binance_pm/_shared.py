@@ -164,8 +164,9 @@ class SharedBudgets:
                             )
                         raise FallBack from None
                     failures += 1
-                    wait = backoff(failures - 1, base=0.1, ceiling=1.0)
-                    if now + wait >= deadline:
+                    # Tried again until the deadline, the last time at it.
+                    wait = min(backoff(failures - 1, base=0.1, ceiling=1.0), deadline - now)
+                    if wait <= 0:
                         raise GovernorUnavailable(
                             f"the rate-limit store could not be reached ({exc}); nothing was sent",
                             endpoint=endpoint.label,
