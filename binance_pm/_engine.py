@@ -254,7 +254,7 @@ class Engine:
         except RuntimeError:
             loop = None  # trio
         if sender is not None:
-            if loop is not self._loop and self._http is None:
+            if loop is not self._loop:  # its pool, governor and clock wait on that loop
                 raise SessionError(
                     "this Session belongs to another event loop: make one Session per loop"
                 )

@@ -265,6 +265,21 @@ class HttpxSender:
             raise
         except httpx.TimeoutException:
             failure = TransportError("timed out waiting for the answer", endpoint=endpoint)
+        except httpx.ConnectError as exc:
+            where = httpx.URL(url)
+            failure = TransportError(
+                f"cannot connect to {where.host}:{where.port or 443}: {_describe(exc)}",
+                endpoint=endpoint,
+            )
+        except httpx.RemoteProtocolError as exc:
+            text = str(exc)
+            if "body" in text or "incomplete" in text.lower():
+                reason = "the answer's body was cut short or malformed"
+            elif "disconnected" in text or "closed" in text:
+                reason = "the server closed the connection before answering"
+            else:
+                reason = f"malformed answer: {_describe(exc)}"
+            failure = TransportError(reason, endpoint=endpoint)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, OSError) as exc:
             failure = TransportError(_describe(exc), endpoint=endpoint)
         except RuntimeError as exc:

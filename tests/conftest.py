@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from binance_pm import AsyncClient, Session
+from binance_pm._engine import Engine
 from binance_pm.testing._verify import signature_valid
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -195,3 +196,29 @@ async def session(exchange: ScriptedExchange) -> AsyncIterator[Session]:
 @pytest.fixture
 def client(session: Session, account: Account) -> AsyncClient:
     return session.client(account.api_key, **account.credentials())
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def http_stack(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """Runs a test on each sending layer: the default (aiohttp under asyncio), and a caller's
+    ``httpx.AsyncClient`` given as ``http=`` to every Session made without one (set to follow
+    redirects, as callers' clients may be: the Session must not)."""
+    stack: str = request.param
+    made: list[httpx.AsyncClient] = []
+    if stack == "httpx":
+        original = Engine.__init__
+
+        def with_callers_client(
+            self: Engine, *, http: httpx.AsyncClient | None = None, **kw: Any
+        ) -> None:
+            if http is None:
+                http = httpx.AsyncClient(follow_redirects=True)
+                made.append(http)
+            original(self, http=http, **kw)
+
+        monkeypatch.setattr(Engine, "__init__", with_callers_client)
+    yield stack
+    for http in made:
+        await http.aclose()

@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
@@ -38,6 +37,9 @@ from binance_pm._poller import default_priority
 from binance_pm.testing import LoopbackServer
 
 from .conftest import Account, fixture_bytes
+
+#: Each test runs on the default sending layer and on a caller's httpx client.
+pytestmark = pytest.mark.usefixtures("http_stack")
 
 Handler = Callable[[str, dict[str, str]], Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes]]]
 FAR = 1e9
@@ -324,41 +326,6 @@ async def test_closing_a_session_with_calls_in_flight_ends_them_with_a_typed_err
             await client.pm_pro_account()
         with pytest.raises(SessionError):
             s.client(account.api_key, **account.credentials())
-
-
-def test_a_session_used_from_a_second_event_loop_says_so(accounts: dict[str, Account]) -> None:
-    account = accounts["HMAC"]
-    body = fixture_bytes("sapi_v1_portfolio_account.json")
-    session_box: list[Session] = []
-
-    async def first() -> None:
-        async for base_url, _app in serve(answering(200, body)):
-            s = Session(base_url=base_url)
-            session_box.append(s)
-            await s.client(account.api_key, **account.credentials()).pm_pro_account()
-
-            outcome: list[BaseException | None] = []
-
-            def other_loop(
-                session: Session = s, into: list[BaseException | None] = outcome
-            ) -> None:
-                async def second() -> None:
-                    await session.client(account.api_key, **account.credentials()).pm_pro_account()
-
-                try:
-                    asyncio.run(second())
-                except BaseException as exc:
-                    into.append(exc)
-                else:
-                    into.append(None)
-
-            thread = threading.Thread(target=other_loop)
-            thread.start()
-            thread.join(10)
-            assert isinstance(outcome[0], SessionError), outcome
-            await s.aclose()
-
-    asyncio.run(first())
 
 
 # -- polling -------------------------------------------------------------------------------

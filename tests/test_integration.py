@@ -34,6 +34,9 @@ from binance_pm import (
 from binance_pm._endpoints import API_TIME, CLASSIC_PM_ACCOUNT
 from binance_pm.testing import SimAccount, SimulatedExchange
 
+#: Each test runs on the default sending layer and on a caller's httpx client.
+pytestmark = pytest.mark.usefixtures("http_stack")
+
 
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,10 +14,13 @@ import pytest
 import binance_pm._retry
 from binance_pm import AsyncClient, ServerError, Session, TransportError
 from binance_pm._endpoints import Endpoint
-from binance_pm._http import AiohttpSender
+from binance_pm._http import AiohttpSender, HttpxSender
 from binance_pm.testing import LoopbackServer
 
 from .conftest import DOCUMENTED, Account, fixture_bytes
+
+#: Each test runs on the default sending layer and on a caller's httpx client.
+pytestmark = pytest.mark.usefixtures("http_stack")
 
 CUT: Endpoint[dict[str, str]] = Endpoint(
     "cut", "api", "/truncated", 1, signed=False, response=dict[str, str]
@@ -75,9 +78,10 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(binance_pm._retry, "BASE_DELAY", 0.001)
 
 
-async def test_default_stack_is_aiohttp_under_asyncio() -> None:
+async def test_default_stack_is_aiohttp_under_asyncio(http_stack: str) -> None:
     async with Session() as session:
-        assert isinstance(session._sender_here(), AiohttpSender)
+        expected = AiohttpSender if http_stack == "aiohttp" else HttpxSender
+        assert isinstance(session._sender_here(), expected)
 
 
 async def test_all_endpoints_over_loopback_with_signatures_verified_by_the_server(

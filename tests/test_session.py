@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import httpx
 import pytest
 
-from binance_pm import AsyncClient, Session
+from binance_pm import AsyncClient, Session, SessionError
 
-from .conftest import Account, ScriptedExchange
+from .conftest import Account, ScriptedExchange, fixture_bytes
+from .test_hardening import answering, serve
 
 
 def test_production_hosts_by_default() -> None:
@@ -91,3 +95,38 @@ async def test_caller_owned_http_client_is_not_closed(exchange: ScriptedExchange
 
     assert not http.is_closed
     await http.aclose()
+
+
+def test_a_session_used_from_a_second_event_loop_says_so(accounts: dict[str, Account]) -> None:
+    account = accounts["HMAC"]
+    body = fixture_bytes("sapi_v1_portfolio_account.json")
+    session_box: list[Session] = []
+
+    async def first() -> None:
+        async for base_url, _app in serve(answering(200, body)):
+            s = Session(base_url=base_url)
+            session_box.append(s)
+            await s.client(account.api_key, **account.credentials()).pm_pro_account()
+
+            outcome: list[BaseException | None] = []
+
+            def other_loop(
+                session: Session = s, into: list[BaseException | None] = outcome
+            ) -> None:
+                async def second() -> None:
+                    await session.client(account.api_key, **account.credentials()).pm_pro_account()
+
+                try:
+                    asyncio.run(second())
+                except BaseException as exc:
+                    into.append(exc)
+                else:
+                    into.append(None)
+
+            thread = threading.Thread(target=other_loop)
+            thread.start()
+            thread.join(10)
+            assert isinstance(outcome[0], SessionError), outcome
+            await s.aclose()
+
+    asyncio.run(first())
