@@ -19,10 +19,8 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._governor import Waiter
+import anyio
 
 
 class Bucket:
@@ -214,3 +212,14 @@ class Bucket:
 
     def head(self) -> Waiter | None:
         return self.waiters[0] if self.waiters else None
+
+
+class Waiter:
+    """A call waiting for weight in one or two buckets."""
+
+    __slots__ = ("buckets", "event", "weights")
+
+    def __init__(self, buckets: tuple[Bucket, ...], weights: tuple[int, ...]) -> None:
+        self.buckets = buckets
+        self.weights = weights
+        self.event: anyio.Event | None = None

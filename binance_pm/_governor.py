@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 
-from ._buckets import Bucket
+from ._buckets import Bucket, Waiter
 from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
 from ._exceptions import GovernorTimeout, IPBannedError, RateLimitError, mask_key
 from ._headers import LONGEST_BAN, retry_after_seconds, used_weights
@@ -65,17 +65,6 @@ class BucketState:
     rejections: int
     resets_in: float
     closed_for: float
-
-
-class Waiter:
-    """A call waiting for weight in one or two buckets."""
-
-    __slots__ = ("buckets", "event", "weights")
-
-    def __init__(self, buckets: tuple[Bucket, ...], weights: tuple[int, ...]) -> None:
-        self.buckets = buckets
-        self.weights = weights
-        self.event: anyio.Event | None = None
 
 
 class Permit:
