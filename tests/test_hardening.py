@@ -28,6 +28,7 @@ from binance_pm import (
     RateLimitError,
     Session,
     SessionError,
+    TransportError,
     Update,
 )
 from binance_pm._clock import ExchangeClock
@@ -339,3 +340,50 @@ def test_default_priority_never_raises(ratio: str) -> None:
 
     update = Update(client=None, endpoint="pm_pro_account", result=Result(), error=None, at=0.0)  # type: ignore[arg-type]
     assert default_priority(update) == math.inf
+
+
+async def test_an_answer_longer_than_max_body_is_refused(accounts: dict[str, Account]) -> None:
+    account = accounts["HMAC"]
+    huge = b'{"padding": "' + b"x" * 200_000 + b'"}'
+    async for base_url, _app in serve(answering(200, huge)):
+        async with Session(base_url=base_url, max_body=65_536, max_retries=0) as s:
+            client = s.client(account.api_key, **account.credentials())
+            with pytest.raises(TransportError, match="longer than 65,536 bytes"):
+                await client.pm_pro_account()
+
+
+async def test_a_proxy_carries_every_request_when_one_is_set(
+    accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch, http_stack: str
+) -> None:
+    account = accounts["HMAC"]
+    body = fixture_bytes("sapi_v1_portfolio_account.json")
+    lines: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.readuntil(b"\r\n\r\n"):
+            lines.append(request.split(b"\r\n", 1)[0])
+            answer = body
+            if b"/api/v3/time" in lines[-1]:
+                answer = json.dumps({"serverTime": time.time_ns() // 10**6}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+                + answer
+            )
+            await writer.drain()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    try:
+        # Nothing listens at exchange.invalid: only the proxy can have answered.
+        async with httpx.AsyncClient() as http:
+            options: dict[str, Any] = {"http": http} if http_stack == "httpx" else {}
+            async with Session(base_url="http://exchange.invalid", **options) as s:
+                info = await s.client(account.api_key, **account.credentials()).pm_pro_account()
+        assert info.uni_mmr is not None
+        assert lines[-1].startswith(b"GET http://exchange.invalid/sapi/v1/portfolio/account?")
+    finally:
+        server.close()
+        await server.wait_closed()
