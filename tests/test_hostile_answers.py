@@ -1,0 +1,435 @@
+"""Hostile answers, one at a time: each a way an exchange, a proxy or an attacker on the path
+once crashed a call, leaked a signature, locked a budget or made the SDK hammer the exchange.
+
+Each test scripts a raw loopback server (``tests/hostile.py``); the clock's three time requests
+come first, so most scripts open with ``CLOCK`` good answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from binance_pm import (
+    APIError,
+    AsyncClient,
+    BinancePMError,
+    DecodeError,
+    Governor,
+    IPBannedError,
+    RateLimitError,
+    Session,
+    TransportError,
+)
+
+from .conftest import HMAC_API_KEY, HMAC_SECRET, fixture_bytes
+from .hostile import (
+    Answer,
+    ErrorJSON,
+    HostileServer,
+    Mutated,
+    Nested,
+    Raw,
+    Request,
+    Time,
+    Truncated,
+    error_text,
+    leaks,
+    sent_signatures,
+    watch_logs,
+)
+
+#: The clock's measurement: three good answers from the time endpoint.
+CLOCK = (Answer(), Answer(), Answer())
+#: A bound of the fix's choosing on the requests one refused call may send.
+MAX_REFUSED_REQUESTS = 5
+#: The longest ban the exchange documents: three days.
+LONGEST_BAN = 3 * 24 * 3600.0
+
+
+@pytest.fixture
+async def witness() -> AsyncIterator[HostileServer]:
+    async with HostileServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def server(witness: HostileServer) -> AsyncIterator[HostileServer]:
+    async with HostileServer(witness=witness.url) as server:
+        yield server
+
+
+def _session(server: HostileServer, **options: object) -> Session:
+    options.setdefault("timeout", 2.0)
+    return Session(base_url=server.url, **options)  # type: ignore[arg-type]
+
+
+def _client(session: Session) -> AsyncClient:
+    return session.client(HMAC_API_KEY, secret=HMAC_SECRET)
+
+
+def _account_requests(server: HostileServer) -> list[Request]:
+    return [r for r in server.requests if not r.path.endswith("/time")]
+
+
+def _secrets(server: HostileServer) -> list[str]:
+    return [HMAC_API_KEY, HMAC_SECRET, *sent_signatures(server.requests)]
+
+
+# -- redirects --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("follows", [False, True], ids=["default stack", "following client"])
+async def test_a_307_to_another_host_is_not_followed(
+    server: HostileServer, witness: HostileServer, follows: bool
+) -> None:
+    server.push(*CLOCK, Answer(status=307, headers=((b"Location", b"{witness}/stolen"),)))
+    http = httpx.AsyncClient(follow_redirects=True) if follows else None
+    try:
+        async with _session(server, http=http) as session:
+            with pytest.raises(BinancePMError):
+                await _client(session).pm_balance()
+    finally:
+        if http is not None:
+            await http.aclose()
+
+    assert witness.requests == []
+
+
+async def test_a_3xx_is_reported_as_a_redirect(server: HostileServer) -> None:
+    server.push(*CLOCK, Answer(status=302, body=Raw(b""), headers=((b"Location", b"/x"),)))
+
+    async with _session(server) as session:
+        with pytest.raises(BinancePMError) as caught:
+            await _client(session).pm_balance()
+
+    assert "redirect" in str(caught.value).lower()
+
+
+# -- misfiled answers -------------------------------------------------------------------------
+
+
+async def test_a_200_with_code_and_msg_is_an_api_error_with_that_code(
+    server: HostileServer,
+) -> None:
+    msg = b"An unknown error occurred while processing the request."
+    server.push(*CLOCK, Answer(status=200, body=ErrorJSON(b"-1000", msg)))
+
+    async with _session(server) as session:
+        with pytest.raises(APIError) as caught:
+            await _client(session).pm_pro_account()
+
+    assert caught.value.code == -1000
+
+
+# -- bodies that crashed the decoder ----------------------------------------------------------
+
+
+async def test_a_truncated_answer_with_an_empty_amount_is_a_decode_error(
+    server: HostileServer,
+) -> None:
+    whole = fixture_bytes("papi_balance_list.json")
+    assert b'""' in whole[:-20]  # the documented "" amount comes before the cut
+    server.push(*CLOCK, Answer(body=Truncated(len(whole) - 20)))
+
+    async with _session(server) as session:
+        with pytest.raises(DecodeError):
+            await _client(session).pm_balance()
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        (*CLOCK, Answer(body=Nested(5_000))),
+        (*CLOCK, Answer(body=Nested(5_000, objects=True))),
+        (*CLOCK, Answer(status=400, body=Nested(5_000))),
+        (*CLOCK, Answer(status=429, body=Nested(5_000, objects=True))),
+        (Answer(body=Nested(5_000)), *CLOCK),
+    ],
+    ids=["200 list", "200 object", "400 body", "429 body", "time endpoint"],
+)
+async def test_json_nested_5000_deep_is_a_typed_error(
+    server: HostileServer, script: tuple[Answer, ...]
+) -> None:
+    server.push(*script)
+
+    async with _session(server, max_retries=0) as session:
+        with pytest.raises(BinancePMError):
+            await _client(session).pm_balance()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(body=Mutated(0, b'"\xff\xfe"')),
+        Answer(status=400, body=ErrorJSON(b"-1102", b"\xff\xfe bad")),
+        Answer(status=429, body=ErrorJSON(b"-1003", b"\xff\xfe bad")),
+    ],
+    ids=["asset of a 200", "msg of a 400", "msg of a 429"],
+)
+async def test_invalid_utf8_is_a_typed_error(server: HostileServer, answer: Answer) -> None:
+    server.push(*CLOCK, answer)
+
+    async with _session(server, timeout=0.5) as session:
+        with pytest.raises(BinancePMError):
+            await _client(session).pm_balance()
+
+
+@pytest.mark.parametrize("amount", [b'"NaN"', b'"sNaN"', b'"Infinity"', b'"1e999999999"'])
+async def test_a_non_finite_uni_mmr_is_a_decode_error_naming_the_field(
+    server: HostileServer, amount: bytes
+) -> None:
+    server.push(*CLOCK, Answer(body=Mutated(0, amount)))  # member 0 is uniMMR
+
+    async with _session(server) as session:
+        with pytest.raises(DecodeError) as caught:
+            await _client(session).pm_pro_account()
+
+    assert "uniMMR" in str(caught.value)
+
+
+async def test_a_snan_uni_mmr_does_not_end_the_poll(server: HostileServer) -> None:
+    server.push(*CLOCK, Answer(body=Mutated(0, b'"sNaN"')))
+    updates = []
+
+    async with _session(server, timeout=1.0) as session:
+        poll = session.poll([_client(session)], "pm_pro_account", every=0.01)
+        async with contextlib.aclosing(poll):
+            async for update in poll:
+                updates.append(update)
+                if len(updates) == 2:
+                    break
+
+    assert updates[0].error is not None
+    assert updates[1].ok
+
+
+# -- headers and times too big for a float or an int ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", [b"inf", b"1e999", b"9" * 400], ids=["inf", "1e999", "400 digits"]
+)
+async def test_an_infinite_retry_after_on_a_418_does_not_break_later_calls(
+    server: HostileServer, value: bytes
+) -> None:
+    server.push(
+        *CLOCK,
+        Answer(status=418, body=ErrorJSON(b"-1003", b"banned"), headers=((b"Retry-After", value),)),
+    )
+
+    async with _session(server) as session:
+        client = _client(session)
+        with pytest.raises(IPBannedError):
+            await client.pm_balance()
+        with pytest.raises(IPBannedError):
+            await client.pm_balance()  # the same family: still banned, and typed
+        await client.pm_pro_account()  # another family: open
+
+
+@pytest.mark.parametrize(
+    "name", [b"X-MBX-USED-WEIGHT-1M", b"X-SAPI-USED-IP-WEIGHT-1M", b"X-SAPI-USED-UID-WEIGHT-1M"]
+)
+async def test_a_used_weight_header_of_400_digits_does_not_break_calls(
+    server: HostileServer, name: bytes
+) -> None:
+    endpoint = "pm_balance" if name.startswith(b"X-MBX") else "pm_pro_account"
+    server.push(*CLOCK, Answer(headers=((name, b"9" * 400),)))
+
+    async with _session(server, timeout=0.5) as session:
+        call = getattr(_client(session), endpoint)
+        assert await call() is not None  # the answer itself was good
+        with contextlib.suppress(BinancePMError):  # the budget may now be taken as full
+            await call()
+
+
+@pytest.mark.parametrize(
+    "server_time",
+    [b"9" * 400, b"1" + b"0" * 30, b"-1000000000000000", b"0"],
+    ids=["400 digits", "10^30", "-10^15", "0"],
+)
+async def test_an_absurd_server_time_is_a_typed_error_and_signs_nothing(
+    server: HostileServer, server_time: bytes
+) -> None:
+    server.push(*(Answer(body=Time(server_time)) for _ in range(30)))
+
+    async with _session(server, timeout=0.5) as session:
+        with pytest.raises(BinancePMError):
+            await _client(session).pm_balance()
+
+    assert _account_requests(server) == []
+
+
+async def test_an_absurd_server_time_keeps_the_last_good_offset(server: HostileServer) -> None:
+    timestamp_error = ErrorJSON(
+        b"-1021", b"Timestamp for this request is outside of the recvWindow."
+    )
+    server.push(
+        *CLOCK,
+        Answer(),  # the first call
+        Answer(status=400, body=timestamp_error),  # the second, which measures again…
+        *(Answer(body=Time(b"1" + b"0" * 30)) for _ in range(3)),  # …and hears nonsense
+    )
+
+    async with _session(server) as session:
+        client = _client(session)
+        await client.pm_balance()
+        offset = session.clock.offset_ms
+        with contextlib.suppress(BinancePMError):
+            await client.pm_balance()
+
+        assert session.clock.offset_ms == offset
+    now_ms = time.time() * 1000
+    for request in _account_requests(server):
+        assert abs(int(request.params["timestamp"]) - now_ms) < 60_000
+
+
+# -- bans and shut budgets --------------------------------------------------------------------
+
+
+async def test_a_retry_after_of_31_years_shuts_a_budget_for_at_most_3_days(
+    server: HostileServer,
+) -> None:
+    governor = Governor()
+    refused = Answer(
+        status=429, body=ErrorJSON(b"-1003", b"Too many"), headers=((b"Retry-After", b"1e9"),)
+    )
+    server.push(*CLOCK, refused)
+
+    async with _session(server, governor=governor) as session:
+        with pytest.raises(RateLimitError):
+            await _client(session).pm_balance()
+
+    assert 0 < governor.snapshot()["papi_ip"].closed_for <= LONGEST_BAN
+
+
+async def test_a_418_without_retry_after_is_shut_until_the_time_its_body_says(
+    server: HostileServer,
+) -> None:
+    governor = Governor(window=2)
+    until_ms = int(time.time() * 1000) + 60_000
+    msg = b"Way too much request weight used; IP banned until %d." % until_ms
+    server.push(*CLOCK, Answer(status=418, body=ErrorJSON(b"-1003", msg)))
+
+    async with _session(server, governor=governor) as session:
+        with pytest.raises(IPBannedError):
+            await _client(session).pm_balance()
+
+    assert 50 < governor.snapshot()["papi_ip"].closed_for <= 60
+
+
+@pytest.mark.parametrize("until", [b"9999999999999999", b"99999999999999999999", b"0000000000"])
+async def test_banned_until_of_a_418_never_raises(server: HostileServer, until: bytes) -> None:
+    msg = b"Way too much request weight used; IP banned until %s." % until
+    server.push(
+        *CLOCK,
+        Answer(status=418, body=ErrorJSON(b"-1003", msg), headers=((b"Retry-After", b"5"),)),
+    )
+
+    async with _session(server) as session:
+        with pytest.raises(IPBannedError) as caught:
+            await _client(session).pm_balance()
+
+    _ = caught.value.banned_until
+
+
+@pytest.mark.parametrize("retry_after", [b"0", b"0.01"])
+async def test_a_429_with_a_tiny_retry_after_on_every_request_does_not_hammer(
+    server: HostileServer, retry_after: bytes
+) -> None:
+    refused = Answer(
+        status=429, body=ErrorJSON(b"-1003", b"Too many"), headers=((b"Retry-After", retry_after),)
+    )
+    server.push(*CLOCK, *(refused for _ in range(1_000)))
+
+    async with _session(server, timeout=2.0) as session:
+        with pytest.raises(BinancePMError):
+            await _client(session).pm_balance()
+
+    assert len(_account_requests(server)) <= MAX_REFUSED_REQUESTS
+
+
+# -- signatures in errors and logs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(status_line=b"HTTP/1.1 abc OK"),
+        Answer(raw_lines=(b"No-Colon-Here",)),
+        Answer(framing="bad-chunk"),
+        Answer(raw_lines=(b"X-Big: " + b"a" * 20_000,)),
+        Answer(framing="long", end="close"),
+    ],
+    ids=["bad status line", "bad header line", "bad chunk", "oversized header", "cut body"],
+)
+async def test_a_transport_error_shows_no_signature(server: HostileServer, answer: Answer) -> None:
+    server.push(*CLOCK, answer)
+
+    with watch_logs() as logs:
+        async with _session(server, max_retries=0) as session:
+            with pytest.raises(TransportError) as caught:
+                await _client(session).pm_balance()
+
+    assert leaks(error_text(caught.value), _secrets(server)) == []
+    assert [text for text in logs.texts if leaks(text, _secrets(server))] == []
+
+
+async def test_no_log_record_at_debug_shows_a_signature(server: HostileServer) -> None:
+    with watch_logs() as logs:
+        async with _session(server) as session:
+            await _client(session).pm_balance()
+
+    assert len(server.requests) == 4  # the clock's three, and the call
+    assert [text for text in logs.texts if leaks(text, _secrets(server))] == []
+
+
+async def test_an_error_page_that_quotes_the_request_shows_no_signature(
+    server: HostileServer,
+) -> None:
+    echo = b"<html><body>400 Bad Request: GET %s</body></html>"
+    server.push(*CLOCK)
+
+    async with _session(server) as session:
+        client = _client(session)
+        await client.pm_balance()  # to learn what a signed request looks like
+        target = server.requests[-1].target.encode()
+        server.push(Answer(status=400, body=Raw(echo % target)))
+        with pytest.raises(APIError) as caught:
+            await client.pm_balance()
+
+    assert leaks(error_text(caught.value), _secrets(server)) == []
+
+
+# -- the harness itself -----------------------------------------------------------------------
+
+
+async def test_the_hostile_server_serves_its_script_in_order_then_good_answers(
+    server: HostileServer,
+) -> None:
+    server.push(Answer(status=503, body=Raw(b"busy")), Answer(cut=0))
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        first = await http.get("/papi/v1/balance")
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get("/papi/v1/balance")
+        third = await http.get("/papi/v1/balance?asset=BTC")
+
+    assert (first.status_code, first.content) == (503, b"busy")
+    assert third.json()["asset"] == "BTC"
+    assert server.used_up.is_set()
+    assert [r.path for r in server.requests] == ["/papi/v1/balance"] * 3
+
+
+async def test_the_hostile_server_notices_when_the_client_leaves(server: HostileServer) -> None:
+    server.push(Answer(end="hang"))
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        await http.get("/api/v3/time")
+        assert server.open_connections == 1
+
+    assert await server.wait_all_closed(1.0)
