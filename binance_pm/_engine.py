@@ -460,6 +460,7 @@ class Engine:
     def _api_error(call: _Call, answer: Answer) -> APIError:
         status = answer.status
         code, msg = parse_error_body(answer.body)
+        msg = scrub(msg)  # a proxy's page may quote the request it refused
         if 300 <= status < 400:
             code = None
             location = scrub(answer.headers.get("location") or "")
@@ -485,7 +486,7 @@ class Engine:
         if code is None:
             return None
         return error_class(answer.status, code)(
-            answer.status, code, msg, endpoint=call.endpoint.label, api_key=call.masked
+            answer.status, code, scrub(msg), endpoint=call.endpoint.label, api_key=call.masked
         )
 
     def __repr__(self) -> str:
