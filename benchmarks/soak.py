@@ -69,10 +69,11 @@ async def soak(
                 if now >= next_report:
                     next_report += every
                     readings.append((now - started, fds(), rss()))
+                    _, open_fds, resident = readings[-1]
                     print(
-                        f"{now - started:6.0f} s  answers {answers:7d}  errors {sum(errors.values()):6d} "
-                        f"{dict(errors)}  fds {readings[-1][1]}  rss {readings[-1][2] / 2**20:.1f} MiB  "
-                        f"tasks {len(asyncio.all_tasks())}",
+                        f"{now - started:6.0f} s  answers {answers:7d}  "
+                        f"errors {sum(errors.values()):6d} {dict(errors)}  fds {open_fds}  "
+                        f"rss {resident / 2**20:.1f} MiB  tasks {len(asyncio.all_tasks())}",
                         flush=True,
                     )
                 if now - started >= seconds:
