@@ -130,3 +130,26 @@ def test_a_session_used_from_a_second_event_loop_says_so(accounts: dict[str, Acc
             await s.aclose()
 
     asyncio.run(first())
+
+
+async def test_respx_mocks_the_calls_of_a_session_given_a_callers_httpx_client(
+    accounts: dict[str, Account],
+) -> None:
+    import respx
+
+    account = accounts["HMAC"]
+    with respx.mock(base_url="https://exchange.test", assert_all_called=True) as mock:
+        mock.get("/api/v3/time").respond(200, json={"serverTime": 1_700_000_000_000})
+        route = mock.get("/sapi/v1/portfolio/account").respond(
+            200, content=fixture_bytes("sapi_v1_portfolio_account.json")
+        )
+        async with (
+            httpx.AsyncClient() as http,
+            Session(base_url="https://exchange.test", http=http) as s,
+        ):
+            info = await s.client(account.api_key, **account.credentials()).pm_pro_account()
+    assert info.uni_mmr is not None
+    assert route.call_count == 1
+    sent = route.calls.last.request
+    assert sent.headers["X-MBX-APIKEY"] == account.api_key
+    assert sent.url.query.split(b"&")[-1].startswith(b"signature=")
