@@ -13,6 +13,7 @@ See :class:`Session` for many accounts sharing one connection pool, budget and c
 
 from __future__ import annotations
 
+from ._buckets import BucketState
 from ._client import AsyncClient
 from ._exceptions import (
     APIError,
@@ -29,7 +30,7 @@ from ._exceptions import (
     TimestampError,
     TransportError,
 )
-from ._governor import BucketState, Governor
+from ._governor import Governor
 from ._models import (
     AccountStatus,
     AccountType,

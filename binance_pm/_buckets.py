@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from dataclasses import dataclass
 
 import anyio
 
@@ -128,6 +129,17 @@ class Bucket:
         room = self.needed(weight, now)
         return room is not None and ours - weight + room <= limit
 
+    def can_take(self, weight: int, now: float, waiter: Waiter | None = None) -> bool:
+        """Whether ``weight`` may go now as far as this budget's count says (a 429's or 418's
+        shut aside): nobody ahead of ``waiter`` in its queue, an answer come if anything is in
+        flight (the first answer tells what others spend), and room under the limit."""
+        waiters = self.waiters
+        if waiters and waiters[0] is not waiter:
+            return False
+        if self.inflight and not self.answered:
+            return False
+        return self.fits(weight, now)
+
     def needed(self, weight: int, now: float) -> int | None:
         """The room ``weight`` more needs in our own count, after the last answer's count has
         had its say: ``weight``; with others spending too, twice that (at most the limit) when
@@ -210,6 +222,20 @@ class Bucket:
         self.expire(now)
         return self._expiries[-1] if self._head < len(self._expiries) else now
 
+    def state(self, now: float, banned_until: float) -> BucketState:
+        """This budget as :meth:`Governor.snapshot` shows it (``banned_until``: its family's
+        418, if any)."""
+        used = self.used(now)
+        return BucketState(
+            limit=self.limit,
+            used=used,
+            external=self.external,
+            waiters=len(self.waiters or ()),
+            rejections=self.rejections,
+            resets_in=max(0.0, self.resets_at(now) - now),
+            closed_for=max(0.0, max(self.closed_until, banned_until) - now),
+        )
+
     def head(self) -> Waiter | None:
         return self.waiters[0] if self.waiters else None
 
@@ -223,3 +249,26 @@ class Waiter:
         self.buckets = buckets
         self.weights = weights
         self.event: anyio.Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """One budget as :meth:`Governor.snapshot` sees it.
+
+    Attributes:
+        limit: weight allowed per window (after ``headroom``).
+        used: weight counted now: held, in flight, and reported from outside.
+        external: the part of ``used`` the exchange reported beyond this governor's own.
+        waiters: calls waiting for this budget.
+        rejections: 429s the exchange answered for it.
+        resets_in: seconds until all weight held now has expired (in-flight weight aside).
+        closed_for: seconds until a 429 or 418 stops holding this budget shut (0 when open).
+    """
+
+    limit: int
+    used: int
+    external: int
+    waiters: int
+    rejections: int
+    resets_in: float
+    closed_for: float

@@ -26,118 +26,28 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from ._buckets import Bucket, Waiter
+from ._buckets import Bucket, BucketState, Waiter
 from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
-from ._exceptions import GovernorTimeout, IPBannedError, RateLimitError, mask_key
-from ._headers import LONGEST_BAN, retry_after_seconds, used_weights
+from ._exceptions import mask_key
+from ._headers import used_weights
 from ._hook import Store
+from ._learning import (
+    Marks,
+    kind_of,
+    learn,
+    marks_of,
+    refused_kind,
+    shut,
+    shut_seconds,
+)
+from ._permit import Permit, too_late
 from ._shared import FallBack, SharedBudgets, StorePermit
 
 Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
-#: The least a 429 or 418 shuts a budget for (or a tenth of the window, if shorter), whatever
-#: its ``Retry-After`` says: a refusal never turns into a loop of requests.
-MIN_SHUT = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class BucketState:
-    """One budget as :meth:`Governor.snapshot` sees it.
-
-    Attributes:
-        limit: weight allowed per window (after ``headroom``).
-        used: weight counted now: held, in flight, and reported from outside.
-        external: the part of ``used`` the exchange reported beyond this governor's own.
-        waiters: calls waiting for this budget.
-        rejections: 429s the exchange answered for it.
-        resets_in: seconds until all weight held now has expired (in-flight weight aside).
-        closed_for: seconds until a 429 or 418 stops holding this budget shut (0 when open).
-    """
-
-    limit: int
-    used: int
-    external: int
-    waiters: int
-    rejections: int
-    resets_in: float
-    closed_for: float
-
-
-class Permit:
-    """Weight reserved for one request; see :class:`binance_pm._hook.Permit`."""
-
-    __slots__ = (
-        "_done",
-        "_governor",
-        "_marks",
-        "account",
-        "buckets",
-        "endpoint",
-        "weights",
-    )
-
-    def __init__(
-        self,
-        governor: Governor,
-        endpoint: Endpoint[Any],
-        account: str,
-        buckets: tuple[Bucket, ...],
-        weights: tuple[int, ...],
-        marks: tuple[int, ...],
-    ) -> None:
-        self._governor = governor
-        self.endpoint = endpoint
-        self.account = account
-        self.buckets = buckets
-        self.weights = weights
-        # For each budget the answer reports on (the permit's buckets, and the IP bucket of a
-        # UID call that takes none), three totals when this request went out: all our weight
-        # ever let out, itself included; all of it finished; all of it gone (see ``_learn``).
-        self._marks = marks
-        self._done = False
-
-    def cancel(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        for bucket, weight in zip(self.buckets, self.weights, strict=True):
-            bucket.inflight -= weight  # it never left: its weight was not spent
-            bucket.gone_total += weight
-        self._governor._wake(self.buckets)
-
-    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
-        if self._done:
-            return
-        self._done = True
-        governor = self._governor
-        now = governor._clock()
-        buckets = self.buckets
-        answered = status is not None
-        for bucket, weight in zip(buckets, self.weights, strict=False):  # pairs by making
-            bucket.finish(weight, now, answered)
-        if headers is not None:
-            governor._learn(self, headers, now)
-        if status == 429 or status == 418:
-            governor._close(self, status, headers, now)
-        for bucket in buckets:
-            if bucket.waiters:
-                governor._wake(buckets)
-                break
-
-    def _reported(self) -> list[tuple[Bucket, int, tuple[int, ...]]]:
-        """The budgets the answer reports on, each with the weight it took and its marks."""
-        buckets, weights, marks = self.buckets, self.weights, self._marks
-        reported = [(buckets[0], weights[0], marks[:3])]
-        if len(buckets) == 2:
-            reported.append((buckets[1], weights[1], marks[3:]))
-        elif self.endpoint.bucket == "uid":
-            # A UID call's answer reports the family's IP weight too.
-            reported.append((self._governor._ip[self.endpoint.family], 0, marks[3:]))
-        return reported
 
 
 class Governor:
@@ -199,7 +109,7 @@ class Governor:
         self.sapi_uid_ip_weight = sapi_uid_ip_weight
         self._clock = clock
         self._uid_limit = self._effective(sapi_uid)
-        self._ip = {
+        self._ip: dict[str, Bucket] = {
             f: Bucket(f"{f}_ip", f, self._effective(limits[f"{f}_ip"]), self.window)
             for f in FAMILIES
         }
@@ -280,35 +190,23 @@ class Governor:
             buckets, weights = plan
             bucket = buckets[0]
             now = self._clock()
-            if (
-                bucket.waiters
-                or now < self._shut_until
-                or (bucket.inflight and not bucket.answered)
-                or not bucket.fits(weights[0], now)
-            ):
+            if now < self._shut_until or not bucket.can_take(weights[0], now):
                 return None
             bucket.inflight += weights[0]
-            gone = bucket.gone_total
-            marks = (bucket.held + bucket.inflight + gone, bucket.finished_total, gone)
-            return Permit(self, endpoint, account, buckets, weights, marks)
+            return Permit(self, endpoint, account, buckets, weights, marks_of(bucket))
         uid = self._uid.get(account)
         if uid is None:
             self._plan(endpoint, account)  # a new account: its budget is made
             uid = self._uid[account]
         weight = endpoint.weight
         now = self._clock()
-        if (
-            now < self._shut_until
-            or uid.waiters
-            or (uid.inflight and not uid.answered)
-            or not uid.fits(weight, now)
-        ):
+        if now < self._shut_until or not uid.can_take(weight, now):
             return None
         ip_weight = self.sapi_uid_ip_weight
         if not ip_weight:
             return self._grant(endpoint, account, (uid,), (weight,), now)
         ip = self._ip[endpoint.family]
-        if ip.waiters or (ip.inflight and not ip.answered) or not ip.fits(ip_weight, now):
+        if not ip.can_take(ip_weight, now):
             return None
         return self._grant(endpoint, account, (uid, ip), (weight, ip_weight), now)
 
@@ -336,16 +234,12 @@ class Governor:
 
     def _grantable(self, waiter: Waiter, now: float) -> bool:
         banned = self._banned_until
-        for bucket, weight in zip(waiter.buckets, waiter.weights, strict=True):
-            if bucket.waiters and bucket.waiters[0] is not waiter:
-                return False  # first come, first served
-            if bucket.closed_until > now or banned[bucket.family] > now:
-                return False
-            if not bucket.answered and bucket.inflight:
-                return False  # the first answer tells what others spend: wait for it
-            if not bucket.fits(weight, now):
-                return False
-        return True
+        return all(
+            bucket.closed_until <= now
+            and banned[bucket.family] <= now
+            and bucket.can_take(weight, now, waiter)
+            for bucket, weight in zip(waiter.buckets, waiter.weights, strict=True)
+        )
 
     def _grant(
         self,
@@ -364,11 +258,9 @@ class Governor:
             second = self._ip[endpoint.family]  # a UID call's answer reports the IP weight too
             second.expire(now)
         else:
-            gone = first.gone_total
-            alone = (first.held + first.inflight + gone, first.finished_total, gone)
-            return Permit(self, endpoint, account, buckets, weights, alone)
+            return Permit(self, endpoint, account, buckets, weights, marks_of(first))
         gone, gone2 = first.gone_total, second.gone_total
-        marks = (
+        marks = (  # the two budgets' Marks, flat (see Permit)
             first.held + first.inflight + gone,
             first.finished_total,
             gone,
@@ -396,9 +288,11 @@ class Governor:
                     return self._grant(endpoint, account, waiter.buckets, waiter.weights, now)
                 wake_at = self._wake_time(waiter, now)
                 if wake_at is not None and wake_at > deadline:
-                    raise self._too_late(endpoint, account, waiter, now, wake_at)
+                    raise too_late(
+                        endpoint, account, waiter.buckets, self._banned_until, now, wake_at
+                    )
                 if now >= deadline:
-                    raise self._too_late(endpoint, account, waiter, now, None)
+                    raise too_late(endpoint, account, waiter.buckets, self._banned_until, now, None)
                 waiter.event = anyio.Event()
                 with anyio.move_on_after((wake_at if wake_at is not None else deadline) - now):
                     await waiter.event.wait()
@@ -433,94 +327,19 @@ class Governor:
             if head is not None and head.event is not None:
                 head.event.set()
 
-    def _too_late(
-        self,
-        endpoint: Endpoint[Any],
-        account: str,
-        waiter: Waiter,
-        now: float,
-        wake_at: float | None,
-    ) -> Exception:
-        masked = mask_key(account) if account else None
-        wait = None if wake_at is None else wake_at - now
-        for bucket in waiter.buckets:
-            banned = self._banned_until[bucket.family] - now
-            if banned > 0:
-                until_ms = int((time.time() + banned) * 1000)
-                return IPBannedError(
-                    418,
-                    -1003,
-                    f"the {bucket.family} IP is banned until {until_ms}; the call's deadline "
-                    "comes first",
-                    endpoint=endpoint.label,
-                    api_key=masked,
-                    retry_after=banned,
-                )
-            if bucket.closed_until > now:
-                return RateLimitError(
-                    429,
-                    -1003,
-                    f"the exchange answered 429 for {bucket.name}; it reopens in "
-                    f"{bucket.closed_until - now:.3f} s, after the call's deadline",
-                    endpoint=endpoint.label,
-                    api_key=masked,
-                    retry_after=bucket.closed_until - now,
-                )
-        return GovernorTimeout(
-            f"no room in the rate-limit budget ({', '.join(b.name for b in waiter.buckets)}) "
-            "before the call's deadline",
-            endpoint=endpoint.label,
-            api_key=masked,
-            retry_after=wait,
-        )
-
     # -- learning from answers ---------------------------------------------------------------
 
     def _learn(self, permit: Permit, headers: Mapping[str, str], now: float) -> None:
-        """Learn from the weight the exchange reports, in two ways.
-
-        Outside weight: what it counts beyond ours is held as ``external``. Ours, as the
-        exchange saw it when this request arrived, is taken to be what went out before it and
-        is still held. A request that went out later but overtook this one makes the estimate
-        a little high; one that went out earlier but arrived later, a little low.
-
-        With outside weight, the estimate is not enough: the other party's spending grows
-        between answers, requests sent together arrive in any order, and when the exchange
-        counts in fixed windows, our held weight from before its window's start hides outside
-        weight until it expires. So the count itself bounds what may follow: the reported
-        weight, plus all of ours that may have arrived after this request (whatever was in
-        flight when it went out, or went out since), stays under the limit; there, only an
-        answer, not an expiry, makes room. With nothing in flight, one request goes to ask.
-        Without outside weight our own count is the stricter of the two, so this costs no
-        budget.
-        """
+        """What the answer's used-weight headers say of each budget it reports on (see
+        :func:`binance_pm._learning.learn`)."""
         reported = used_weights(headers, permit.endpoint.family)
         if not reported:
             return
-        until = now + self.window
-        for bucket, weight, (granted, finished, gone) in permit._reported():
-            used = reported.get("uid" if bucket.name.startswith("sapi_uid") else "ip")
+        for bucket, weight, granted, finished, gone in permit._reported():
+            used = reported.get(kind_of(bucket.name))
             if used is None:
                 continue
-            bucket.expire(now)
-            gone_now = bucket.gone_total
-            # Ours it counted: what went out before this request, less what is gone since.
-            outside = used - (granted - gone_now)
-            bucket.report(outside, now, until)
-            # All ours it could have counted: what was held when this request went out, and
-            # all let out since. Beyond that, others spend too; kept a window longer than
-            # seen, since in fixed windows our weight from before the window's start hides
-            # theirs for most of the next.
-            if outside > 0:
-                shared = now < bucket.shared_until
-                bucket.outside_peak = max(bucket.outside_peak, outside) if shared else outside
-            if used > bucket.held + bucket.inflight + gone_now - gone:
-                bucket.shared_until = until + self.window
-            # Ours that may have arrived after it: in flight now, or finished since it went
-            # out (itself aside): ``confirmed + inflight + finished_total`` with this.
-            bucket.confirmed = used - weight - finished
-            bucket.confirmed_at = now
-            bucket.confirmed_until = until
+            learn(bucket, used, weight, Marks(granted, finished, gone), now)
             if bucket not in permit.buckets:
                 # Its waiter waits for an answer, or timed itself by the old estimate (the
                 # permit's own buckets are woken when it completes).
@@ -529,38 +348,23 @@ class Governor:
     def _close(
         self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
     ) -> None:
-        retry_after = retry_after_seconds(headers)
-        wait = retry_after if retry_after is not None else self.window
-        wait = min(max(wait, min(MIN_SHUT, self.window / 10)), LONGEST_BAN)
+        wait = shut_seconds(headers, self.window)
         family = permit.endpoint.family
         self._shut_until = max(self._shut_until, now + wait)
         if status == 418:
             self._banned_until[family] = max(self._banned_until[family], now + wait)
-            buckets: tuple[Bucket, ...] = (self._ip[family],)
-        else:
-            buckets = (self._refused_bucket(permit, headers),)
-            if buckets[0].name == "sapi_ip" and permit.endpoint.bucket == "uid":
-                # Refused for IP weight: the exchange charges UID calls IP weight too.
-                self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, permit.endpoint.weight)
-        for bucket in buckets:
-            bucket.rejections += 1
-            # Shut until Retry-After. What the 429's own headers taught (``_learn`` ran first)
-            # stays for the window, so the bucket does not reopen into the same wall.
-            bucket.closed_until = max(bucket.closed_until, now + wait)
-            bucket.external_until = max(bucket.external_until, now + self.window)
-            bucket.cautious_until = now + self.window
-            bucket.shared_until = max(bucket.shared_until, now + 2 * self.window)
-            self._wake((bucket,))
-
-    def _refused_bucket(self, permit: Permit, headers: Mapping[str, str] | None) -> Bucket:
-        if len(permit.buckets) == 1 and permit.endpoint.bucket == "ip":
-            return permit.buckets[0]
-        uid = next(b for b in permit.buckets if b.name.startswith("sapi_uid"))
-        reported = used_weights(headers or {}, "sapi")
-        ip = self._ip["sapi"]
-        if reported.get("uid", 0) < uid.limit and reported.get("ip", 0) >= ip.limit:
-            return ip
-        return uid
+            bucket = self._ip[family]
+        elif permit.endpoint.bucket == "ip":
+            bucket = permit.buckets[0]
+        else:  # a UID call: the headers tell whether its UID or the IP budget was refused
+            uid, ip = permit.buckets[0], self._ip[family]
+            kind = refused_kind(used_weights(headers or {}, family), uid.limit, ip.limit)
+            bucket = uid if kind == "uid" else ip
+        if bucket.name == "sapi_ip" and permit.endpoint.bucket == "uid":
+            # Refused for IP weight: the exchange charges UID calls IP weight too.
+            self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, permit.endpoint.weight)
+        shut(bucket, now, wait)
+        self._wake((bucket,))
 
     def reopen(self, budget: str | None = None) -> None:
         """Open a budget that a 429 or 418 holds shut, now: ``"papi_ip"``, ``"sapi_uid:…"``
@@ -592,20 +396,11 @@ class Governor:
     def snapshot(self) -> dict[str, BucketState]:
         """Every budget now, by name: ``"api_ip"`` … ``"fapi_ip"``, ``"sapi_uid:vmPU…h8A"`` …"""
         now = self._clock()
-        states = {}
-        for bucket in [*self._ip.values(), *self._uid.values()]:
-            used = bucket.used(now)
-            shut = max(bucket.closed_until, self._banned_until[bucket.family]) - now
-            states[bucket.name] = BucketState(
-                limit=bucket.limit,
-                used=used,
-                external=bucket.external,
-                waiters=len(bucket.waiters or ()),
-                rejections=bucket.rejections,
-                resets_in=max(0.0, bucket.resets_at(now) - now),
-                closed_for=max(0.0, shut),
-            )
-        return states
+        banned = self._banned_until
+        return {
+            bucket.name: bucket.state(now, banned[bucket.family])
+            for bucket in [*self._ip.values(), *self._uid.values()]
+        }
 
     def __repr__(self) -> str:
         now = self._clock()

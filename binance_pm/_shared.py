@@ -19,8 +19,9 @@ import anyio
 from ._buckets import Bucket
 from ._endpoints import Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
-from ._headers import retry_after_seconds, used_weights
+from ._headers import used_weights
 from ._hook import Store, StoreError
+from ._learning import kind_of, refused_kind, reports_ip_too, shut_seconds
 from ._retry import backoff
 
 log = logging.getLogger("binance_pm")
@@ -80,18 +81,15 @@ class StorePermit:
             reported = used_weights(headers, self.endpoint.family) if headers else {}
             names = [name for name, _, _ in self.budgets]
             report = [
-                (name, weight, reported.get("uid" if name.startswith("sapi_uid") else "ip"))
-                for name, weight, _ in self.budgets
+                (name, weight, reported.get(kind_of(name))) for name, weight, _ in self.budgets
             ]
-            if self.endpoint.bucket == "uid" and len(names) == 1:
-                report.append(("sapi_ip", 0, reported.get("ip")))  # a UID answer reports it too
-            wait = retry_after_seconds(headers)
-            wait = shared.window if wait is None else wait
+            if reports_ip_too(self.endpoint, len(names)):
+                report.append(("sapi_ip", 0, reported.get("ip")))
+            wait = shut_seconds(headers, shared.window)
             shut_name = names[0] if status == 429 else None
             if status == 429 and len(names) == 2:
-                # Refused for IP weight, or for UID weight: the headers tell which.
-                uid_used = reported.get("uid", 0)
-                if uid_used < self.budgets[0][2] and reported.get("ip", 0) >= self.budgets[1][2]:
+                uid_limit, ip_limit = self.budgets[0][2], self.budgets[1][2]
+                if refused_kind(reported, uid_limit, ip_limit) == "ip":
                     shut_name = names[1]
             await store.finish(
                 [(name, weight, used, name == shut_name) for name, weight, used in report],

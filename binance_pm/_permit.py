@@ -1,0 +1,146 @@
+"""What a call gets from the governor: a :class:`Permit` to go, or the error that says why it
+cannot go before its deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from ._buckets import Bucket
+from ._endpoints import Endpoint
+from ._exceptions import BinancePMError, GovernorTimeout, IPBannedError, RateLimitError, mask_key
+from ._learning import reports_ip_too
+
+
+class Ledger(Protocol):
+    """What a permit tells of its request: the governor's side of it."""
+
+    _clock: Callable[[], float]
+    _ip: dict[str, Bucket]
+
+    def _wake(self, buckets: tuple[Bucket, ...]) -> None: ...
+
+    def _learn(self, permit: Permit, headers: Mapping[str, str], now: float) -> None: ...
+
+    def _close(
+        self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
+    ) -> None: ...
+
+
+class Permit:
+    """Weight reserved for one request; see :class:`binance_pm._hook.Permit`."""
+
+    __slots__ = (
+        "_done",
+        "_governor",
+        "_marks",
+        "account",
+        "buckets",
+        "endpoint",
+        "weights",
+    )
+
+    def __init__(
+        self,
+        governor: Ledger,
+        endpoint: Endpoint[Any],
+        account: str,
+        buckets: tuple[Bucket, ...],
+        weights: tuple[int, ...],
+        marks: tuple[int, ...],
+    ) -> None:
+        self._governor = governor
+        self.endpoint = endpoint
+        self.account = account
+        self.buckets = buckets
+        self.weights = weights
+        # The marks of each budget the answer reports on (the permit's own, and the IP budget
+        # of a UID call that took none), three ints each, flat: one object per request, since a
+        # tuple per budget costs the acquire a third more in garbage collection alone.
+        self._marks = marks
+        self._done = False
+
+    def cancel(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for bucket, weight in zip(self.buckets, self.weights, strict=True):
+            bucket.inflight -= weight  # it never left: its weight was not spent
+            bucket.gone_total += weight
+        self._governor._wake(self.buckets)
+
+    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        governor = self._governor
+        now = governor._clock()
+        buckets = self.buckets
+        answered = status is not None
+        for bucket, weight in zip(buckets, self.weights, strict=False):  # pairs by making
+            bucket.finish(weight, now, answered)
+        if headers is not None:
+            governor._learn(self, headers, now)
+        if status == 429 or status == 418:
+            governor._close(self, status, headers, now)
+        for bucket in buckets:
+            if bucket.waiters:
+                governor._wake(buckets)
+                break
+
+    def _reported(self) -> list[tuple[Bucket, int, int, int, int]]:
+        """The budgets the answer reports on, each with the weight it took and its
+        :class:`~binance_pm._learning.Marks` (granted, finished, gone)."""
+        buckets, weights, flat = self.buckets, self.weights, self._marks
+        if reports_ip_too(self.endpoint, len(buckets)):
+            buckets, weights = (*buckets, self._governor._ip[self.endpoint.family]), (*weights, 0)
+        if len(buckets) == 1:
+            return [(buckets[0], weights[0], *flat)]  # type: ignore[list-item]
+        return [
+            (buckets[0], weights[0], flat[0], flat[1], flat[2]),
+            (buckets[1], weights[1], flat[3], flat[4], flat[5]),
+        ]
+
+
+def too_late(
+    endpoint: Endpoint[Any],
+    account: str,
+    buckets: tuple[Bucket, ...],
+    banned_until: Mapping[str, float],
+    now: float,
+    wake_at: float | None,
+) -> BinancePMError:
+    """The error for a call the governor cannot let out before its deadline: the exchange's
+    ban or 429 while one holds a budget shut, else :class:`GovernorTimeout`."""
+    masked = mask_key(account) if account else None
+    for bucket in buckets:
+        banned = banned_until[bucket.family] - now
+        if banned > 0:
+            until_ms = int((time.time() + banned) * 1000)
+            return IPBannedError(
+                418,
+                -1003,
+                f"the {bucket.family} IP is banned until {until_ms}; the call's deadline "
+                "comes first",
+                endpoint=endpoint.label,
+                api_key=masked,
+                retry_after=banned,
+            )
+        if bucket.closed_until > now:
+            return RateLimitError(
+                429,
+                -1003,
+                f"the exchange answered 429 for {bucket.name}; it reopens in "
+                f"{bucket.closed_until - now:.3f} s, after the call's deadline",
+                endpoint=endpoint.label,
+                api_key=masked,
+                retry_after=bucket.closed_until - now,
+            )
+    return GovernorTimeout(
+        f"no room in the rate-limit budget ({', '.join(b.name for b in buckets)}) "
+        "before the call's deadline",
+        endpoint=endpoint.label,
+        api_key=masked,
+        retry_after=None if wake_at is None else wake_at - now,
+    )
