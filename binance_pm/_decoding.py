@@ -1,11 +1,22 @@
-"""Decoding answers into Structs: fast when the exchange is tidy, forgiving where it is not.
+"""Decoding answers into Structs: one pass when the exchange is tidy or untidy in the usual ways,
+forgiving where it is odder, and never anything but a :class:`DecodeError` when it is wrong.
 
-Each endpoint gets one :class:`ResponseDecoder`, built once. Its fast path is a single
-``msgspec`` decode straight into the Struct. Only when that fails on an amount (the exchange's
-examples show ``""`` and ``"122,559.90199491"`` where numbers stand) does the slow path run: it
-decodes to plain objects, mends the amount fields (and only those, found from the Struct's own
-field types), and converts. Anything else of the wrong shape becomes a :class:`DecodeError`
-naming the endpoint and the field.
+Each endpoint gets one :class:`ResponseDecoder`, built once. Its path for an answer:
+
+1. ``""`` where an amount stands (the exchange's examples show it) is turned into ``null`` on the
+   bytes before the one ``msgspec`` decode straight into the Struct: an amount of ``""`` reads
+   as ``None`` at the cost of a byte search, not a second decode.
+2. If that decode fails on an amount, grouped numbers (``"122,559.90199491"``, also in the
+   examples) lose their separators on the bytes, and the Struct is decoded once more.
+3. Anything still untidy (``""`` where text is due, spaces around the colon) takes a lenient
+   pass: plain objects, the amount fields mended (found from the Struct's own field types),
+   then converted.
+
+Amounts must be finite decimals a person would recognise: ``NaN``, ``sNaN``, ``Infinity`` and
+exponents beyond ``MAX_EXPONENT`` (``"1e999999999"``) make the answer malformed, a
+:class:`DecodeError` naming the field. The bytes are scanned for such forms first, so a tidy
+answer pays nothing for the check. Bodies nested thousands deep, invalid UTF-8 and the like are
+:class:`DecodeError` too.
 """
 
 from __future__ import annotations
@@ -22,8 +33,16 @@ from ._exceptions import DecodeError
 
 T = TypeVar("T")
 
+#: The largest power of ten an amount may carry, either way (``1e100``, ``1e-100``).
+MAX_EXPONENT = 100
+
 _PATH = re.compile(r" - at `(\$[^`]*)`")
 _GROUPED = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
+_GROUPED_BYTES = re.compile(rb'"([-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?)"')
+# Text an amount would need to be non-finite or to carry an exponent; seen anywhere in a body,
+# the decoded amounts are checked.
+_SUSPECT = re.compile(rb'"[-+]?(?:[sS]?[nN][aA][nN]|[iI][nN][fF])|\d[eE][-+]?\d')
+_FAILURES = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, ValueError)
 
 # A plan says where amounts sit in a decoded body: _AMOUNT for an amount, a dict of wire names
 # for a Struct, ("list", plan) for an array, ("either", list plan, object plan) for a union.
@@ -85,9 +104,17 @@ def _mend(obj: object, plan: Plan) -> object:
     return _mend(obj, plan[1] if isinstance(obj, list) else plan[2])
 
 
-def _error_path(exc: Exception) -> str | None:
+def _ungroup(match: re.Match[bytes]) -> bytes:
+    return b'"' + match.group(1).replace(b",", b"") + b'"'
+
+
+def _error_path(exc: BaseException) -> str | None:
     match = _PATH.search(str(exc))
     return match.group(1) if match else None
+
+
+def _bad_amount(value: Decimal) -> bool:
+    return not value.is_finite() or not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT
 
 
 class ResponseDecoder(Generic[T]):
@@ -103,31 +130,68 @@ class ResponseDecoder(Generic[T]):
 
     def decode(self, body: bytes) -> T:
         """Decode ``body``, or raise :class:`DecodeError` naming the endpoint and the field."""
+        tidy = body.replace(b'":""', b'":null') if b'":""' in body else body
         try:
-            return self._decoder.decode(body)
+            result = self._decoder.decode(tidy)
         except msgspec.ValidationError as exc:
-            if self._plan is None or "decimal" not in str(exc):
+            if self._plan is None:
                 raise self._error(exc) from None
-        except msgspec.DecodeError as exc:
+            result = self._decode_untidy(body, tidy, exc)
+        except _FAILURES as exc:
             raise self._error(exc) from None
-        if b'""' in body:
-            # The usual untidiness, ``""`` for an amount: as null, it decodes on the fast path.
-            try:
-                return self._decoder.decode(body.replace(b':""', b":null"))
-            except msgspec.DecodeError:
-                pass  # an empty text where text is due, or other untidiness: mend it all
-        return self._decode_leniently(body)
+        if self._plan is not None and _SUSPECT.search(body):
+            self._check_amounts(result, "$", self._plan)
+        return result
 
-    def _decode_leniently(self, body: bytes) -> T:
-        raw = msgspec.json.decode(body)
-        mended = _mend(raw, self._plan)
+    def _decode_untidy(self, body: bytes, tidy: bytes, first: msgspec.ValidationError) -> T:
+        """The second and third steps: grouped numbers on the bytes, then the lenient pass."""
+        if "decimal" in str(first):
+            ungrouped = _GROUPED_BYTES.sub(_ungroup, tidy)
+            if ungrouped != tidy:
+                try:
+                    return self._decoder.decode(ungrouped)
+                except msgspec.ValidationError:
+                    pass  # untidy in another way too: the lenient pass
+                except _FAILURES as exc:
+                    raise self._error(exc) from None
+        elif tidy is body:
+            raise self._error(first) from None  # wrong in a way no mending touches
         try:
+            raw = msgspec.json.decode(body)
+            mended = _mend(raw, self._plan)
             result: T = msgspec.convert(mended, self._type)
         except msgspec.ValidationError as exc:
             raise self._error(exc) from None
+        except _FAILURES as exc:
+            raise self._error(exc) from None
         return result
 
-    def _error(self, exc: Exception) -> DecodeError:
+    def _check_amounts(self, obj: object, path: str, plan: Plan) -> None:
+        """Raise :class:`DecodeError` at the first amount that is not a finite, sane decimal."""
+        if plan is _AMOUNT:
+            if isinstance(obj, Decimal) and _bad_amount(obj):
+                raise DecodeError(
+                    f"{str(obj)[:24]} is not a finite amount", endpoint=self._endpoint, path=path
+                )
+        elif isinstance(plan, dict):
+            if isinstance(obj, msgspec.Struct):
+                for field in msgspec.structs.fields(obj):
+                    sub = plan.get(field.encode_name)
+                    if sub is not None:
+                        value = getattr(obj, field.name)
+                        self._check_amounts(value, f"{path}.{field.encode_name}", sub)
+        elif plan[0] == "list":
+            if isinstance(obj, (list, tuple)):
+                for i, item in enumerate(obj):
+                    self._check_amounts(item, f"{path}[{i}]", plan[1])
+        else:
+            self._check_amounts(obj, path, plan[1] if isinstance(obj, list) else plan[2])
+
+    def _error(self, exc: BaseException) -> DecodeError:
+        if isinstance(exc, RecursionError):
+            return DecodeError("nested too deep", endpoint=self._endpoint, path=None)
+        if isinstance(exc, UnicodeDecodeError):
+            return DecodeError("not valid UTF-8", endpoint=self._endpoint, path=None)
         message = str(exc)
-        snippet = message.split(" - at `")[0]
+        snippet = message.split(" - at `")[0][:200]
         return DecodeError(snippet, endpoint=self._endpoint, path=_error_path(exc))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from functools import partial
 
 __all__ = [
     "APIError",
@@ -56,6 +55,20 @@ def mask_key(api_key: str) -> str:
 
 class BinancePMError(Exception):
     """Base class of every error binance_pm raises on purpose."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments do not survive the default pickling of exceptions: rebuild
+        # from the message and the attributes instead, for every class of the tree.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[BinancePMError], args: tuple[object, ...], state: dict[str, object]
+) -> BinancePMError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class APIError(BinancePMError):
@@ -94,13 +107,6 @@ class APIError(BinancePMError):
         who = f" [account {self.api_key}]" if self.api_key else ""
         return f"{self.endpoint}: HTTP {self.status}{code}: {self.msg}{who}"
 
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only arguments do not survive the default pickling of exceptions.
-        rebuild = partial(
-            type(self), endpoint=self.endpoint, api_key=self.api_key, retry_after=self.retry_after
-        )
-        return (rebuild, (self.status, self.code, self.msg))
-
 
 class RateLimitError(APIError):
     """429: the request weight of a window was used up. Wait ``retry_after`` seconds."""
@@ -115,10 +121,14 @@ class IPBannedError(APIError):
 
     @property
     def banned_until(self) -> datetime | None:
-        match = _BANNED_UNTIL.search(self.msg)
-        if match is None:
+        """Never raises: ``None`` also for a time no calendar holds (year 318857)."""
+        until = ban_until_ms(self.msg)
+        if until is None:
             return None
-        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(until / 1000, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
 
 
 class AuthError(APIError):
@@ -147,9 +157,6 @@ class TransportError(BinancePMError):
         who = f" [account {api_key}]" if api_key else ""
         super().__init__(f"{endpoint}: {message}{who}")
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (partial(type(self), endpoint=self.endpoint, api_key=self.api_key), (self.message,))
-
 
 class DecodeError(BinancePMError):
     """The answer's body does not have the documented shape.
@@ -166,9 +173,6 @@ class DecodeError(BinancePMError):
         self.path = path
         where = f" at {path}" if path else ""
         super().__init__(f"{endpoint}: cannot decode the answer: {message}{where}")
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (partial(type(self), endpoint=self.endpoint, path=self.path), (self.message,))
 
 
 class GovernorTimeout(BinancePMError):
@@ -192,12 +196,6 @@ class GovernorTimeout(BinancePMError):
         self.retry_after = retry_after
         who = f" [account {api_key}]" if api_key else ""
         super().__init__(f"{endpoint}: {message}{who}")
-
-    def __reduce__(self) -> tuple[object, ...]:
-        rebuild = partial(
-            type(self), endpoint=self.endpoint, api_key=self.api_key, retry_after=self.retry_after
-        )
-        return (rebuild, (self.message,))
 
 
 class GovernorUnavailable(GovernorTimeout):
