@@ -130,7 +130,9 @@ class ResponseDecoder(Generic[T]):
 
     def decode(self, body: bytes) -> T:
         """Decode ``body``, or raise :class:`DecodeError` naming the endpoint and the field."""
-        tidy = body.replace(b'":""', b'":null') if b'":""' in body else body
+        tidy = body
+        if b'""' in body:
+            tidy = body.replace(b'":""', b'":null').replace(b'": ""', b'": null')
         try:
             result = self._decoder.decode(tidy)
         except msgspec.ValidationError as exc:
