@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 import binance_pm._retry
@@ -43,8 +44,10 @@ class RecordingApp:
         elif path == "/truncated":
             extra = [(b"content-length", b"500")]
             body = b'{"uniMMR": "1'
-        elif path == "/slow":
-            await asyncio.sleep(1.0)
+        elif path == "/slow":  # an answer in a second, unless the client has gone by then
+            with anyio.move_on_after(1.0):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
         elif path == "/html502":
             status, body = 502, b"<html><title>502 Bad Gateway</title></html>"
         await send(
