@@ -1,22 +1,29 @@
-"""Shared fixtures: accounts of every key type, documented answers, and a scripted exchange."""
+"""Shared fixtures: accounts of every key type, documented answers, a scripted exchange, and
+virtual time for running the simulated exchange and a Session together on trio's MockClock."""
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import httpx
 import pytest
+import trio
+import trio.testing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from binance_pm import AsyncClient, Session
 from binance_pm._engine import Engine
+from binance_pm.testing import SimulatedExchange
 from binance_pm.testing._verify import signature_valid
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -222,3 +229,62 @@ async def http_stack(
     yield stack
     for http in made:
         await http.aclose()
+
+
+# -- virtual time ------------------------------------------------------------------------------
+#
+# The simulated exchange served in process (httpx.ASGITransport) to a Session whose governor,
+# exchange clock and deadlines all run on trio's MockClock: time jumps whenever every task
+# waits, so windows, timers and backoffs pass exactly and at once. What the budget's use, the
+# fairness of a poll or a backoff come to is then the same on an idle machine and a busy one.
+
+T = TypeVar("T")
+
+VIRTUAL_EPOCH = 1_700_000_000.0  # the virtual wall clock when the virtual clock reads 0
+
+
+def virtual_wall() -> float:
+    """Wall-clock seconds in virtual time: pass as ``SimulatedExchange(clock=virtual_wall)``."""
+    return VIRTUAL_EPOCH + trio.current_time()
+
+
+def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main`` under trio, in virtual time."""
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+class Latency:
+    """ASGI middleware: each request takes up to ``most`` seconds to reach ``app`` and its
+    answer as long again to come back, drawn from ``seed``, as on a network."""
+
+    def __init__(self, app: SimulatedExchange, most: float, seed: int) -> None:
+        self.app = app
+        self.most = most
+        self._rng = random.Random(seed)
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        await anyio.sleep(self._rng.uniform(0, self.most))
+        await self.app(scope, receive, send)
+        await anyio.sleep(self._rng.uniform(0, self.most))  # the whole answer comes back at once
+
+
+@asynccontextmanager
+async def virtual_session(
+    exchange: SimulatedExchange, *, latency: float = 0.005, seed: int = 0, **options: Any
+) -> AsyncIterator[Session]:
+    """A Session talking to ``exchange`` (made with ``clock=virtual_wall``) in process, with
+    up to ``latency`` seconds each way; its governor (``exchange.governor()`` unless given)
+    and its clock in virtual time. Call it inside :func:`run_virtual`."""
+    options.setdefault("governor", exchange.governor(clock=trio.current_time))
+    transport = httpx.ASGITransport(app=Latency(exchange, latency, seed))
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        Session(base_url=TEST_BASE_URL, http=http, **options) as session,
+    ):
+        session.clock.wall = virtual_wall
+        yield session

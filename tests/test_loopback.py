@@ -9,6 +9,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 
 import binance_pm._retry
@@ -52,8 +54,10 @@ class RecordingApp:
         elif path == "/truncated":
             extra = [(b"content-length", b"500")]
             body = b'{"uniMMR": "1'
-        elif path == "/slow":
-            await asyncio.sleep(1.0)
+        elif path == "/slow":  # an answer in a second, unless the client has gone by then
+            with anyio.move_on_after(1.0):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
         elif path == "/html502":
             status, body = 502, b"<html><title>502 Bad Gateway</title></html>"
         await send(
@@ -157,3 +161,19 @@ async def test_many_concurrent_calls_share_one_session(
 
     assert len(results) == 200
     assert all(r.uni_mmr == results[0].uni_mmr for r in results)
+
+
+async def test_log_level_keeps_the_tracebacks_of_a_failing_app_out_of_the_output(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def failing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise RuntimeError("fails on purpose")
+
+    printed = {}
+    for level in ("critical", "error"):
+        async with LoopbackServer(failing, log_level=level) as srv, httpx.AsyncClient() as http:
+            assert (await http.get(srv.base_url)).status_code == 500
+        printed[level] = capsys.readouterr().err
+
+    assert "fails on purpose" not in printed["critical"]
+    assert "fails on purpose" in printed["error"]  # the same failure, told at "error"

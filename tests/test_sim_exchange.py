@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -421,6 +422,19 @@ async def test_fault_answers_have_their_shapes() -> None:
     assert answers["garbage"].status_code == 200
     assert answers["html"].status_code == 502
     assert answers["html"].text.startswith("<html>")
+
+
+async def test_a_slow_answer_is_given_up_when_the_client_goes_away() -> None:
+    async with SimulatedExchange(accounts=3, faults={"slow": 1.0}, slow_seconds=30) as ex:
+        async with httpx.AsyncClient(base_url=ex.base_url) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.get("/api/v3/time", timeout=0.2)
+            assert ex.stats.in_flight == 1
+        # The client has closed the connection: the exchange stops stalling at once, not in
+        # 30 s (nor at the server's stop, which would cancel it).
+        with anyio.fail_after(2):
+            while ex.stats.in_flight:  # noqa: ASYNC110 (no event to wait on: a count going to 0)
+                await anyio.sleep(0.01)
 
 
 async def test_same_seed_gives_same_accounts_and_faults() -> None:

@@ -70,8 +70,9 @@ class SimulatedExchange:
         skew_ms: how far the server's clock is ahead of this machine's (negative: behind).
         window_mode: ``"fixed"`` windows aligned to the server clock, or ``"sliding"``.
         faults: per-request probabilities of ``"503"``, ``"reset"`` (connection dropped
-            mid-answer), ``"slow"`` (answer after ``slow_seconds``), ``"garbage"`` (truncated
-            JSON) and ``"html"`` (a proxy's HTML 502).
+            mid-answer), ``"slow"`` (answer after ``slow_seconds``, or not at all if the
+            client goes away first), ``"garbage"`` (truncated JSON) and ``"html"`` (a proxy's
+            HTML 502).
         external: per family, the share of its IP limit that "another process on the same IP"
             spends, spread over each window; seen only in the headers and in 429s.
         ban_seconds: the first ban's length (doubling after); two windows by default.
@@ -222,11 +223,11 @@ class SimulatedExchange:
         try:
             # Yield once, so that requests that arrived together are in handling together.
             await anyio.lowlevel.checkpoint()
-            await self._handle(scope, send)
+            await self._handle(scope, receive, send)
         finally:
             stats.in_flight -= 1
 
-    async def _handle(self, scope: Scope, send: ASGISend) -> None:
+    async def _handle(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["path"] == STATS_PATH:
             arrivals = b"arrivals=1" in scope["query_string"]
             body = msgspec.json.encode(self.stats.to_dict(arrivals=arrivals))
@@ -259,7 +260,7 @@ class SimulatedExchange:
             return
         self._count(endpoint, 200, None, fault)
         if fault == "slow":
-            await anyio.sleep(self.slow_seconds)
+            await self._stall(receive)
         elif fault == "garbage":
             body = body[: max(1, len(body) // 2)]
         elif fault == "reset":
@@ -283,6 +284,13 @@ class SimulatedExchange:
             # reset is.
             raise httpx.ReadError("connection reset by the simulated exchange")
         await self._send(send, 200, body, headers)
+
+    async def _stall(self, receive: ASGIReceive) -> None:
+        """Wait ``slow_seconds``, or until the client has gone: the answer then has nobody to
+        go to, and a server that stops needs no longer than its clients to wind down."""
+        with anyio.move_on_after(self.slow_seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
     def _draw_fault(self) -> str | None:
         if not self.faults:

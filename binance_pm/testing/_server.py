@@ -11,6 +11,9 @@ import uvicorn
 
 ASGIApp = Any
 STOP_TIMEOUT = 5.0
+#: Seconds that answers still being worked on get to finish once the server is asked to stop;
+#: then they are cancelled, so a stalled answer does not hold up the stop.
+STOP_GRACE = 1
 
 
 class _Server(uvicorn.Server):
@@ -33,8 +36,10 @@ class LoopbackServer:
         async with LoopbackServer(app) as server:
             server.base_url   # "http://127.0.0.1:PORT"
 
-    The server runs as a task of the current asyncio loop; leaving the block stops it and
-    waits for it (at most ``STOP_TIMEOUT`` seconds before it is cancelled).
+    The server runs as a task of the current asyncio loop; leaving the block stops it: answers
+    in progress get ``STOP_GRACE`` seconds to finish before they are cancelled, and the server
+    at most ``STOP_TIMEOUT`` seconds before it is. ``log_level`` is uvicorn's (``"critical"``
+    keeps the tracebacks of an app that fails on purpose out of the output).
     """
 
     def __init__(
@@ -70,11 +75,12 @@ class LoopbackServer:
         self._socket = sock
         config = uvicorn.Config(
             self._app,
-            log_level="warning",
+            log_level=self._log_level,
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
             backlog=1024,
+            timeout_graceful_shutdown=STOP_GRACE,
         )
         server = self._server = _Server(config)
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="loopback-server")
