@@ -12,10 +12,11 @@ Each endpoint gets one :class:`ResponseDecoder`, built once. Its path for an ans
    pass: plain objects, the amount fields mended (found from the Struct's own field types),
    then converted.
 
-Amounts must be finite decimals a person would recognise: ``NaN``, ``sNaN``, ``Infinity`` and
-exponents beyond ``MAX_EXPONENT`` (``"1e999999999"``) make the answer malformed, a
-:class:`DecodeError` naming the field. The bytes are scanned for such forms first, so a tidy
-answer pays nothing for the check. Bodies nested thousands deep, invalid UTF-8 and the like are
+Amounts must be finite decimals a person would recognise: ``NaN``, ``sNaN``, ``Infinity``, and
+values beyond 10^±``MAX_EXPONENT`` (``"1e999999999"``) make the answer malformed, a
+:class:`DecodeError` naming the field. Every result gets a quick look at its amounts (each
+Struct's values at once, through ``msgspec.structs.astuple``); only a bad one takes the walk that
+names the field. Bodies nested thousands deep, invalid UTF-8 and the like are
 :class:`DecodeError` too.
 """
 
@@ -39,9 +40,6 @@ MAX_EXPONENT = 100
 _PATH = re.compile(r" - at `(\$[^`]*)`")
 _GROUPED = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
 _GROUPED_BYTES = re.compile(rb'"([-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?)"')
-# Text an amount would need to be non-finite or to carry an exponent; seen anywhere in a body,
-# the decoded amounts are checked.
-_SUSPECT = re.compile(rb'"[-+]?(?:[sS]?[nN][aA][nN]|[iI][nN][fF])|\d[eE][-+]?\d')
 _FAILURES = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, ValueError)
 
 # A plan says where amounts sit in a decoded body: _AMOUNT for an amount, a dict of wire names
@@ -117,16 +115,63 @@ def _bad_amount(value: Decimal) -> bool:
     return not value.is_finite() or not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT
 
 
+def _all_sane(obj: object) -> bool:
+    """Whether every amount in a decoded result is finite and sane: the quick look, through
+    ``astuple`` (C) rather than attribute by attribute, that every answer gets."""
+    cls = obj.__class__
+    if cls is list or cls is tuple:
+        return all(_all_sane(item) for item in obj)  # type: ignore[attr-defined]
+    if not isinstance(obj, msgspec.Struct):
+        return True
+    for value in msgspec.structs.astuple(obj):
+        kind = value.__class__
+        if kind is Decimal:
+            if not value.is_finite() or not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+                return False
+        elif (kind is tuple or kind is list) and not _all_sane(value):
+            return False
+    return True
+
+
+def _checks_for(tp: Any) -> Plan:
+    """Where amounts sit in a decoded result: _AMOUNT, ("struct", ((attribute, wire name,
+    plan), ...)), ("list", plan) or ("either", list plan, object plan); None where none do."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if Decimal in args:
+            return _AMOUNT
+        array = [a for a in args if typing.get_origin(a) in (list, tuple)]
+        others = [a for a in args if a not in array]
+        if array and others:
+            return ("either", _checks_for(array[0]), _checks_for(others[0]))
+        return _checks_for(args[0]) if len(args) == 1 else None
+    if tp is Decimal:
+        return _AMOUNT
+    if origin in (list, tuple):
+        inner = _checks_for(typing.get_args(tp)[0])
+        return ("list", inner) if inner is not None else None
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        fields = tuple(
+            (field.name, field.encode_name, sub)
+            for field in msgspec.structs.fields(tp)
+            if (sub := _checks_for(field.type)) is not None
+        )
+        return ("struct", fields) if fields else None
+    return None
+
+
 class ResponseDecoder(Generic[T]):
     """Decodes one endpoint's answers into ``T``; build once, reuse for every answer."""
 
-    __slots__ = ("_decoder", "_endpoint", "_plan", "_type")
+    __slots__ = ("_checks", "_decoder", "_endpoint", "_plan", "_type")
 
     def __init__(self, tp: Any, *, endpoint: str) -> None:
         self._type = tp
         self._endpoint = endpoint
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(tp)
         self._plan = _plan_for(tp)
+        self._checks = _checks_for(tp)
 
     def decode(self, body: bytes) -> T:
         """Decode ``body``, or raise :class:`DecodeError` naming the endpoint and the field."""
@@ -141,8 +186,8 @@ class ResponseDecoder(Generic[T]):
             result = self._decode_untidy(body, tidy, exc)
         except _FAILURES as exc:
             raise self._error(exc) from None
-        if self._plan is not None and _SUSPECT.search(body):
-            self._check_amounts(result, "$", self._plan)
+        if self._checks is not None and not _all_sane(result):
+            self._check_amounts(result, "$", self._checks)  # names the field
         return result
 
     def _decode_untidy(self, body: bytes, tidy: bytes, first: msgspec.ValidationError) -> T:
@@ -175,19 +220,17 @@ class ResponseDecoder(Generic[T]):
                 raise DecodeError(
                     f"{str(obj)[:24]} is not a finite amount", endpoint=self._endpoint, path=path
                 )
-        elif isinstance(plan, dict):
-            if isinstance(obj, msgspec.Struct):
-                for field in msgspec.structs.fields(obj):
-                    sub = plan.get(field.encode_name)
-                    if sub is not None:
-                        value = getattr(obj, field.name)
-                        self._check_amounts(value, f"{path}.{field.encode_name}", sub)
-        elif plan[0] == "list":
+            return
+        kind = plan[0]
+        if kind == "struct":
+            for attribute, wire, sub in plan[1]:
+                self._check_amounts(getattr(obj, attribute), f"{path}.{wire}", sub)
+        elif kind == "list":
             if isinstance(obj, (list, tuple)):
                 for i, item in enumerate(obj):
                     self._check_amounts(item, f"{path}[{i}]", plan[1])
         else:
-            self._check_amounts(obj, path, plan[1] if isinstance(obj, list) else plan[2])
+            self._check_amounts(obj, path, plan[1] if isinstance(obj, (list, tuple)) else plan[2])
 
     def _error(self, exc: BaseException) -> DecodeError:
         if isinstance(exc, RecursionError):
