@@ -12,20 +12,22 @@ Each endpoint gets one :class:`ResponseDecoder`, built once. Its path for an ans
    pass: plain objects, the amount fields mended (found from the Struct's own field types),
    then converted.
 
-Amounts must be finite decimals a person would recognise: ``NaN``, ``sNaN``, ``Infinity``, and
-values beyond 10^±``MAX_EXPONENT`` (``"1e999999999"``) make the answer malformed, a
-:class:`DecodeError` naming the field. Every result gets a quick look at its amounts (each
-Struct's values at once, through ``msgspec.structs.astuple``); only a bad one takes the walk that
-names the field. Bodies nested thousands deep, invalid UTF-8 and the like are
+Amounts must be finite decimals that arithmetic can use: ``NaN``, ``sNaN``, ``Infinity`` and
+values of 10^``MAX_EXPONENT`` or more (``"1e999999999"``, past the decimal context's range) make
+the answer malformed, a :class:`DecodeError` naming the field. Every result gets a quick look
+at its amounts (:func:`_all_sane`, a sum in C); only a bad one takes the walk that names the
+field. Bodies nested thousands deep, invalid UTF-8 and the like are
 :class:`DecodeError` too.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 import types
 import typing
 from decimal import Decimal
+from itertools import chain
 from typing import Any, Generic, TypeVar, Union
 
 import msgspec
@@ -34,8 +36,10 @@ from ._exceptions import DecodeError
 
 T = TypeVar("T")
 
-#: The largest power of ten an amount may carry, either way (``1e100``, ``1e-100``).
-MAX_EXPONENT = 100
+#: The largest power of ten an amount may reach: the default decimal context's, past which
+#: arithmetic on it raises.
+MAX_EXPONENT = 999_999
+_ZERO = Decimal(0)
 
 _PATH = re.compile(r" - at `(\$[^`]*)`")
 _GROUPED = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
@@ -112,25 +116,57 @@ def _error_path(exc: BaseException) -> str | None:
 
 
 def _bad_amount(value: Decimal) -> bool:
-    return not value.is_finite() or not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT
+    return not value.is_finite() or value.adjusted() > MAX_EXPONENT
 
 
-def _all_sane(obj: object) -> bool:
-    """Whether every amount in a decoded result is finite and sane: the quick look, through
-    ``astuple`` (C) rather than attribute by attribute, that every answer gets."""
-    cls = obj.__class__
-    if cls is list or cls is tuple:
-        return all(_all_sane(item) for item in obj)  # type: ignore[attr-defined]
-    if not isinstance(obj, msgspec.Struct):
-        return True
-    for value in msgspec.structs.astuple(obj):
-        kind = value.__class__
-        if kind is Decimal:
-            if not value.is_finite() or not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
-                return False
-        elif (kind is tuple or kind is list) and not _all_sane(value):
+def _getters_for(tp: Any, found: dict[type, tuple[Any, tuple[int, ...]]]) -> None:
+    """For ``tp`` and every Struct within it: an ``itemgetter`` of its amounts' places in
+    ``astuple`` (``None`` if it has none), and the places of its lists of Structs."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType, list, tuple):
+        for arg in typing.get_args(tp):
+            _getters_for(arg, found)
+        return
+    if not (isinstance(tp, type) and issubclass(tp, msgspec.Struct)) or tp in found:
+        return
+    fields = msgspec.structs.fields(tp)
+    amounts = [i for i, f in enumerate(fields) if _plan_for(f.type) is _AMOUNT]
+    nested = tuple(i for i, f in enumerate(fields) if typing.get_origin(f.type) in (list, tuple))
+    # itemgetter of one place returns the value itself, of two a tuple: the place twice.
+    getter = operator.itemgetter(*amounts, *amounts[:1]) if amounts else None
+    found[tp] = (getter, nested)
+    for f in fields:
+        _getters_for(f.type, found)
+
+
+def _all_sane(obj: object, getters: dict[type, tuple[Any, tuple[int, ...]]]) -> bool:
+    """Whether every amount in a decoded result is finite and within range: the quick look
+    every answer gets. Summing them in C, through ``astuple`` and ``itemgetter``, costs about
+    40 ns an amount; a NaN or infinity makes the sum one, and a value past the decimal
+    context's range makes it raise."""
+    astuple = msgspec.structs.astuple
+    try:
+        if obj.__class__ is list or obj.__class__ is tuple:
+            if not obj:
+                return True
+            plan = getters.get(obj[0].__class__)
+            if plan is None:
+                return True
+            getter, nested = plan
+            rows = list(map(astuple, obj))
+            amounts = chain.from_iterable(map(getter, rows)) if getter is not None else ()
+        else:
+            plan = getters.get(obj.__class__)
+            if plan is None:
+                return True
+            getter, nested = plan
+            rows = [astuple(obj)]  # type: ignore[arg-type]
+            amounts = getter(rows[0]) if getter is not None else ()
+        if not sum(filter(None, amounts), _ZERO).is_finite():
             return False
-    return True
+    except ArithmeticError:
+        return False
+    return all(_all_sane(row[i], getters) for row in rows for i in nested)
 
 
 def _checks_for(tp: Any) -> Plan:
@@ -164,7 +200,7 @@ def _checks_for(tp: Any) -> Plan:
 class ResponseDecoder(Generic[T]):
     """Decodes one endpoint's answers into ``T``; build once, reuse for every answer."""
 
-    __slots__ = ("_checks", "_decoder", "_endpoint", "_plan", "_type")
+    __slots__ = ("_checks", "_decoder", "_endpoint", "_getters", "_plan", "_type")
 
     def __init__(self, tp: Any, *, endpoint: str) -> None:
         self._type = tp
@@ -172,6 +208,8 @@ class ResponseDecoder(Generic[T]):
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(tp)
         self._plan = _plan_for(tp)
         self._checks = _checks_for(tp)
+        self._getters: dict[type, tuple[Any, tuple[int, ...]]] = {}
+        _getters_for(tp, self._getters)
 
     def decode(self, body: bytes) -> T:
         """Decode ``body``, or raise :class:`DecodeError` naming the endpoint and the field."""
@@ -186,7 +224,7 @@ class ResponseDecoder(Generic[T]):
             result = self._decode_untidy(body, tidy, exc)
         except _FAILURES as exc:
             raise self._error(exc) from None
-        if self._checks is not None and not _all_sane(result):
+        if self._checks is not None and not _all_sane(result, self._getters):
             self._check_amounts(result, "$", self._checks)  # names the field
         return result
 

@@ -89,7 +89,7 @@ def test_a_truncated_answer_with_an_empty_amount_is_a_decode_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "amount", ["NaN", "sNaN", "-nan", "Infinity", "-inf", "1e999999999", f"1e-{MAX_EXPONENT + 5}"]
+    "amount", ["NaN", "sNaN", "-nan", "Infinity", "-inf", "1e999999999", f"1e{MAX_EXPONENT + 5}"]
 )
 def test_an_amount_that_is_not_a_finite_decimal_is_a_decode_error_naming_the_field(
     amount: str,
