@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from ._exceptions import mask_key
 from ._signing import load_signer
 
@@ -41,7 +43,8 @@ class Credentials:
                 raise TypeError(f"{name} must be str or bytes, not {type(value).__name__}")
         self.api_key = api_key
         self.masked_key = mask_key(api_key)
-        self.headers = {"X-MBX-APIKEY": api_key}  # sent with every signed request
+        # Sent with every signed request; a multidict, so aiohttp takes it as it is.
+        self.headers = CIMultiDictProxy(CIMultiDict({"X-MBX-APIKEY": api_key}))
         self.signer = load_signer(
             secret=secret, private_key=private_key, private_key_password=private_key_password
         )

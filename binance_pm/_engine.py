@@ -20,12 +20,14 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._clock import ExchangeClock
 from ._credentials import Credentials
@@ -47,7 +49,7 @@ from ._exceptions import (
 from ._governor import Governor
 from ._headers import LONGEST_BAN, retry_after_seconds
 from ._hook import Permit, RateLimitHook
-from ._http import DEFAULT_MAX_BODY, AiohttpSender, Answer, HttpxSender, RawHeaders, Sender, scrub
+from ._http import DEFAULT_MAX_BODY, AiohttpSender, Answer, HttpxSender, Sender, scrub
 from ._retry import retry_delay
 from ._version import __version__
 
@@ -300,7 +302,7 @@ class Engine:
         if endpoint.signed and credentials is None:
             raise ValueError(f"{endpoint.label} is signed and needs an account's credentials")
         sender = self._sender_here()
-        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+        query = "&".join([f"{name}={quote(value, safe='')}" for name, value in params])
         call = _Call(endpoint, query, credentials, window, on_grant)
         if self._lean:
             loop = self._loop
@@ -326,17 +328,17 @@ class Engine:
         resynced = False
         refused: APIError | None = None  # the exchange's last 429 or 418 for this call
 
-        async def server_time() -> int:
-            timing = _Call(API_TIME, "", None, call.recv_window, None)
-            answer: int = (await self._attempts(sender, timing, ends)).server_time
-            return answer
-
         while True:
             if endpoint.signed and clock.stale():
                 call.phase = _CLOCK
-                await clock.ensure(server_time)
+                await clock.ensure(partial(self._server_time, sender, ends))
             seen = clock.generation
-            permit = await self._acquire(call, ends, refused)
+            # The budget's fast path first: no coroutine when it has room.
+            permit = self.governor.try_acquire(endpoint, account=call.account)
+            if permit is None:
+                permit = await self._acquire(call, ends, refused)
+            elif call.on_grant is not None:
+                call.on_grant()
             answer = await self._send_once(sender, call, permit)
 
             error: BinancePMError
@@ -357,7 +359,7 @@ class Engine:
             if isinstance(error, TimestampError) and endpoint.signed and not resynced:
                 resynced = True
                 call.phase = _CLOCK
-                await clock.resync(server_time, seen=seen)
+                await clock.resync(partial(self._server_time, sender, ends), seen=seen)
                 continue
             if isinstance(error, (RateLimitError, IPBannedError)):
                 # The governor holds the budget shut until Retry-After (at least a second);
@@ -381,14 +383,19 @@ class Engine:
             await anyio.sleep(delay)
             attempt += 1
 
+    async def _server_time(self, sender: Sender, ends: float) -> int:
+        """The exchange's time, for the clock: a call of its own, within the call's deadline."""
+        timing = _Call(API_TIME, "", None, self.recv_window, None)
+        answer: int = (await self._attempts(sender, timing, ends)).server_time
+        return answer
+
     async def _acquire(self, call: _Call, ends: float, refused: APIError | None) -> Permit:
-        """A permit for the call's weight: at once when the budget has room, else when it has."""
+        """A permit for the call's weight, once the budget has room (its fast path, tried
+        first by the caller, found none)."""
         call.phase = _BUDGET
         governor, endpoint, account = self.governor, call.endpoint, call.account
         try:
-            permit = governor.try_acquire(endpoint, account=account) or await governor.acquire(
-                endpoint, account=account, deadline=ends
-            )
+            permit = await governor.acquire(endpoint, account=account, deadline=ends)
         except (RateLimitError, IPBannedError):
             # Still shut when the deadline comes: the exchange's own refusal says it best.
             if refused is not None:
@@ -449,10 +456,9 @@ class Engine:
         if until is None:
             return headers
         seconds = min(max((until - self.clock.now_ms()) / 1000.0, 0.0), LONGEST_BAN)
-        raw = getattr(headers, "raw", None)
-        if raw is None:
-            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        return RawHeaders(list(raw)).with_header("retry-after", f"{seconds:.3f}")
+        with_ban = CIMultiDict(headers)
+        with_ban["Retry-After"] = f"{seconds:.3f}"
+        return CIMultiDictProxy(with_ban)
 
     # -- classifying -------------------------------------------------------------------------
 

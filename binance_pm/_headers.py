@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
+import httpx
+from multidict import CIMultiDict, CIMultiDictProxy
+
 #: The longest IP ban the exchange documents: no refusal shuts a budget for longer.
 LONGEST_BAN = 3 * 86_400.0
 #: Used weights beyond this many digits are not a count the exchange would send.
@@ -20,16 +23,32 @@ _MBX_PREFIXES = ((b"x-mbx-used-weight-", "ip"),)
 _INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SHORTEST = len(b"x-mbx-used-weight-1m")
 _THIRD = frozenset([*b"mMsS", *"mMsS"])  # x-[m]bx-…, x-[s]api-…, as bytes or text
+_PER_MINUTE_MBX = (("x-mbx-used-weight-1m", "ip"),)
+_PER_MINUTE_SAPI = (("x-sapi-used-ip-weight-1m", "ip"), ("x-sapi-used-uid-weight-1m", "uid"))
+_CASE_BLIND = (CIMultiDictProxy, CIMultiDict, httpx.Headers)
 
 
 def used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
     """The used-weight headers of an answer, by budget kind (``"ip"``, ``"uid"``).
 
-    The interval is read from each header's name (``-1M``, ``-1D``…), and where one kind is
-    reported for several intervals, the shortest one is taken: these endpoints' limits are
-    per minute. This runs for every answer, so names are matched as bytes, on httpx's raw
-    header list when there is one (its ``items()`` decodes every header first).
+    These endpoints' limits are per minute, so the ``-1M`` count is taken when the answer has
+    one; it is looked up by name, case-blind, when the headers can do that cheaply (aiohttp's
+    multidict, httpx's headers). Otherwise the interval is read from each header's name
+    (``-1M``, ``-1D``…) and, where one kind is reported for several, the shortest is taken;
+    names are then matched as bytes, on httpx's raw header list when there is one.
     """
+    if isinstance(headers, _CASE_BLIND):
+        found: dict[str, int] = {}
+        for name, kind in _PER_MINUTE_SAPI if family == "sapi" else _PER_MINUTE_MBX:
+            value = headers.get(name)
+            if value is not None and len(value) <= MAX_DIGITS and value.isdigit():
+                found[kind] = int(value)
+        if found:
+            return found
+    return _scan(headers, family)
+
+
+def _scan(headers: Mapping[str, str], family: str) -> dict[str, int]:
     prefixes = _SAPI_PREFIXES if family == "sapi" else _MBX_PREFIXES
     raw = getattr(headers, "raw", None)
     pairs: Iterable[tuple[bytes, bytes | str]] = (

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import re
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
 import aiohttp
@@ -47,40 +47,8 @@ def scrub(text: str) -> str:
     return text
 
 
-class RawHeaders(Mapping[str, str]):
-    """An answer's headers as the wire had them: ``raw`` pairs of bytes, read lazily.
-
-    The governor reads the used-weight headers from ``raw`` as bytes; ``get`` is for the rare
-    header read by name (``Retry-After``, ``Location``).
-    """
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
-        self.raw = raw
-
-    def __getitem__(self, name: str) -> str:
-        wanted = name.lower().encode("latin-1")
-        for key, value in self.raw:
-            if key.lower() == wanted:
-                return value.decode("latin-1")
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return (key.decode("latin-1") for key, _ in self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def with_header(self, name: str, value: str) -> RawHeaders:
-        """These headers, with ``name`` set to ``value`` in place of any it had."""
-        wanted = name.lower().encode("latin-1")
-        kept = [(k, v) for k, v in self.raw if k.lower() != wanted]
-        return RawHeaders([*kept, (wanted, value.encode("latin-1"))])
-
-
 class Answer(NamedTuple):
-    """One answer: its status, headers (with ``raw`` pairs) and whole body."""
+    """One answer: its status, its headers (case-blind: aiohttp's or httpx's) and whole body."""
 
     status: int
     headers: Mapping[str, str]
@@ -174,7 +142,7 @@ class AiohttpSender:
                     body = await answer.read()
                 else:
                     body = await self._read_capped(answer, endpoint)
-                return Answer(answer.status, RawHeaders(answer.raw_headers), body)
+                return Answer(answer.status, answer.headers, body)
         except TransportError:
             raise
         except asyncio.TimeoutError:
