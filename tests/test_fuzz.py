@@ -1,12 +1,13 @@
 """Fuzz: whatever the exchange answers, every call ends in time, typed, and leaks nothing.
 
-A raw loopback server (``tests/hostile.py``) answers each request, the clock's time requests
-included, from a script that hypothesis draws: any status (1xx to 999), bad status lines and
-header lines, oversized headers, absurd ``Retry-After`` and used-weight headers, redirects, bodies
-that are truncated, nested 50,000 deep, invalid UTF-8, ``{"code", "msg"}`` in a 200, amounts
-such as ``"NaN"`` or ``"1e999999999"``, broken chunked encoding, a ``Content-Length`` that lies,
-stalls, hangs, dropped and reset connections. After the script, every request gets a good
-answer. Two tests drive it:
+A raw loopback server (``tests/hostile.py``) answers each request from a script that
+hypothesis draws (the time endpoint, which the clock asks, from a script of its own): any status
+(1xx to 999), bad status lines and header lines, oversized headers, absurd ``Retry-After`` and
+used-weight headers, redirects, bodies that are truncated, nested 50,000 deep, invalid UTF-8,
+``{"code", "msg"}`` in a 200, amounts such as ``"NaN"`` or ``"1e999999999"``, error pages that
+quote the request, broken chunked encoding, a ``Content-Length`` that lies, stalls, hangs,
+dropped and reset connections. After the script, every request gets a good answer. Two tests
+drive it:
 
 - single calls of every endpoint, through a :class:`Session` or a standalone
   :class:`AsyncClient`, over the default HTTP stack or a caller's ``httpx.AsyncClient``: each
@@ -45,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from binance_pm import AsyncClient, BinancePMError, Governor, Session, Update
+from binance_pm import AsyncClient, AuthError, BinancePMError, Governor, Session, Update
 
 from .conftest import HMAC_API_KEY, HMAC_SECRET, Account
 from .hostile import (
@@ -142,6 +143,7 @@ RAW_BODIES = [
 bodies: st.SearchStrategy[Body] = st.one_of(
     st.just(Good()),
     st.just(Good()),
+    st.builds(Mutated, st.integers(0, 30), st.sampled_from(AMOUNTS)),
     st.builds(Mutated, st.integers(0, 30), st.sampled_from(AMOUNTS)),
     st.builds(Truncated, st.integers(0, 400)),
     st.builds(Nested, st.sampled_from([2, 100, 1_000, 5_000, 50_000]), st.booleans()),
@@ -405,9 +407,12 @@ def _described(error: BaseException, *, message: bool = True) -> str:
         if "/binance_pm/" in frame.filename:
             name = frame.filename[frame.filename.rindex("/binance_pm/") + 1 :]
             where = f" (at {name}:{frame.lineno} in {frame.name})"
+    name = type(error).__qualname__
+    if type(error).__module__ != "builtins":
+        name = f"{type(error).__module__}.{name}"
     if not message:
-        return f"{type(error).__name__}{where}"
-    return f"{type(error).__name__}: {str(error)[:160]}{where}"
+        return f"{name}{where}"
+    return f"{name}: {str(error)[:160]}{where}"
 
 
 async def _in_time(run: Run, what: str, call: Awaitable[Any]) -> Any:
@@ -549,14 +554,15 @@ async def _poll_example(
                         session.client(a.api_key, **a.credentials()): endpoints
                         for a, endpoints in zip(accounts, plan.values(), strict=True)
                     }
-                    await _watch_poll(run, session.poll(jobs, every=EVERY, asset=asset))
+                    polled = session.poll(jobs, every=EVERY, asset=asset)
+                    await _watch_poll(run, polled, jobs)
             except Exception as exc:
                 run.check_error(exc, "the poll's Session")
             await run.finish(tasks_before)
     return run.problems
 
 
-async def _watch_poll(run: Run, updates: Any) -> None:
+async def _watch_poll(run: Run, updates: Any, jobs: dict[AsyncClient, list[str]]) -> None:
     """Read the poll until it has shown that it goes on, then close it, checking every update.
 
     It has once ``AFTER`` updates came after the script was used up, or while no request had
@@ -566,11 +572,15 @@ async def _watch_poll(run: Run, updates: Any) -> None:
     started = last = seen_at = time.monotonic()
     seen = after = 0
     ended = False
+    finals: set[tuple[AsyncClient, str]] = set()
     with anyio.move_on_after(POLL_CAP):
         try:
             async for update in updates:
                 last = time.monotonic()
                 _check_update(run, update)
+                if update.final:  # a refused key ends all of that account's jobs
+                    names = jobs[update.client] if isinstance(update.error, AuthError) else []
+                    finals.update((update.client, name) for name in [update.endpoint, *names])
                 if len(run.server.requests) != seen:
                     seen, seen_at = len(run.server.requests), last
                 if run.server.used_up.is_set() or last - seen_at >= HELD:
@@ -588,8 +598,16 @@ async def _watch_poll(run: Run, updates: Any) -> None:
     took = time.monotonic() - closing
     if took > 1.0 + SLACK:
         run.add("closing the poll was slow", f"closing the poll took {took:.2f} s")
-    if ended:
+    every_job = {(client, name) for client, names in jobs.items() for name in names}
+    if ended and not every_job <= finals:
         run.add("the poll ended on its own", "the poll ended on its own")
+    elif ended:
+        # Each job's last update said it would poll no more (a 4xx, a refused key): then the
+        # poll ends, and a few hostile answers have ended the monitoring of every account.
+        run.add(
+            "the poll ended: every job had a final update",
+            f"the poll ended: every job ({len(every_job)}) had a final update",
+        )
     # A failing job backs off doubling from ``every``, with jitter of at most 1.5: its next
     # wait is at most three times the time it has run, plus one call's deadline.
     quiet = closing - last
