@@ -348,6 +348,13 @@ class HostileServer:
         self._script.extend(answers)
         self._check_used_up()
 
+    def push_clock(self, *answers: Answer) -> None:
+        """Add answers to the end of the time endpoints' own script (see ``clock``)."""
+        if self._clock is None:
+            raise ValueError("this server has no script of its own for the time endpoints")
+        self._clock.extend(answers)
+        self._check_used_up()
+
     def _check_used_up(self) -> None:
         if self._script or self._clock:
             self.used_up.clear()
