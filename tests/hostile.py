@@ -296,23 +296,31 @@ class HostileServer:
 
     Args:
         answers: the script, one answer per request in arrival order.
+        clock: if given, a script of its own for the time endpoints, whose requests then
+            take nothing from ``answers``.
         witness: a URL that header values may name as ``{witness}`` (a redirect's target).
     """
 
-    def __init__(self, answers: Iterable[Answer] = (), *, witness: str = "") -> None:
+    def __init__(
+        self,
+        answers: Iterable[Answer] = (),
+        *,
+        clock: Iterable[Answer] | None = None,
+        witness: str = "",
+    ) -> None:
         self._script: deque[Answer] = deque(answers)
+        self._clock: deque[Answer] | None = None if clock is None else deque(clock)
         self._witness = witness.encode()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._writers: dict[asyncio.StreamWriter, str] = {}  # open connection -> its state
         self._none_open = asyncio.Event()
         self._none_open.set()
         #: Every request read, in arrival order.
         self.requests: list[Request] = []
         #: Set when the last scripted answer has been sent (at once for an empty script).
         self.used_up = asyncio.Event()
-        if not self._script:
-            self.used_up.set()
+        self._check_used_up()
 
     @property
     def url(self) -> str:
@@ -326,6 +334,10 @@ class HostileServer:
         """Connections neither side has closed yet."""
         return len(self._writers)
 
+    def open_states(self) -> list[str]:
+        """What each open connection is doing: ``"stalling before its answer to GET /x"``…"""
+        return list(self._writers.values())
+
     @property
     def handler_tasks(self) -> frozenset[asyncio.Task[None]]:
         """This server's own tasks, one per connection: not the client's to clean up."""
@@ -334,8 +346,20 @@ class HostileServer:
     def push(self, *answers: Answer) -> None:
         """Add answers to the end of the script."""
         self._script.extend(answers)
-        if self._script:
+        self._check_used_up()
+
+    def push_clock(self, *answers: Answer) -> None:
+        """Add answers to the end of the time endpoints' own script (see ``clock``)."""
+        if self._clock is None:
+            raise ValueError("this server has no script of its own for the time endpoints")
+        self._clock.extend(answers)
+        self._check_used_up()
+
+    def _check_used_up(self) -> None:
+        if self._script or self._clock:
             self.used_up.clear()
+        else:
+            self.used_up.set()
 
     async def __aenter__(self) -> HostileServer:
         self._server = await asyncio.start_server(
@@ -369,10 +393,20 @@ class HostileServer:
             await server.wait_closed()
 
     async def wait_all_closed(self, within: float) -> bool:
-        """Wait, at most ``within`` seconds, until no connection is open; whether none is."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._none_open.wait(), within)
-        return not self._writers
+        """Wait, at most ``within`` seconds, until no connection is open; whether none is.
+
+        A connection the client opened just before it closed may be accepted only now: one
+        that turns up while this waits is waited for too.
+        """
+        ends = time.monotonic() + within
+        await asyncio.sleep(0)  # let a connection already in the backlog be accepted
+        while self._writers:
+            left = ends - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._none_open.wait(), left)
+        return True
 
     # -- one connection ----------------------------------------------------------------------
 
@@ -380,7 +414,7 @@ class HostileServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        self._writers.add(writer)
+        self._writers[writer] = "waiting for its first request"
         self._none_open.clear()
         try:
             while await self._answer_one(reader, writer):
@@ -388,7 +422,7 @@ class HostileServer:
         except (ConnectionError, OSError):
             pass
         finally:
-            self._writers.discard(writer)
+            self._writers.pop(writer, None)
             if not self._writers:
                 self._none_open.set()
             if not writer.is_closing():
@@ -403,17 +437,24 @@ class HostileServer:
             return False
         request = Request.parse(head)
         self.requests.append(request)
-        answer = self._script.popleft() if self._script else Answer()
-        if not self._script:
-            self.used_up.set()
+        asked = f"{request.method} {request.path}"
+        self._writers[writer] = f"stalling before its answer to {asked}"
+        script = self._script
+        if self._clock is not None and request.path in TIME_PATHS:
+            script = self._clock
+        answer = script.popleft() if script else Answer()
+        self._check_used_up()
         if answer.stall and not await _quiet(reader, answer.stall):
             return False  # the client left while it waited
         data, closes = answer.render(request, witness=self._witness)
         if writer.is_closing():
             return False
+        self._writers[writer] = f"sending its answer to {asked}"
         writer.write(data)
         await writer.drain()
+        self._writers[writer] = f"waiting for a request after its answer to {asked}"
         if answer.end == "hang":
+            self._writers[writer] = f"hanging after its answer to {asked}"
             await _quiet(reader, None)
             return False
         if answer.end == "reset":

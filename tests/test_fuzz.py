@@ -1,12 +1,13 @@
 """Fuzz: whatever the exchange answers, every call ends in time, typed, and leaks nothing.
 
-A raw loopback server (``tests/hostile.py``) answers each request, the clock's time requests
-included, from a script that hypothesis draws: any status (1xx to 999), bad status lines and
-header lines, oversized headers, absurd ``Retry-After`` and used-weight headers, redirects, bodies
-that are truncated, nested 50,000 deep, invalid UTF-8, ``{"code", "msg"}`` in a 200, amounts
-such as ``"NaN"`` or ``"1e999999999"``, broken chunked encoding, a ``Content-Length`` that lies,
-stalls, hangs, dropped and reset connections. After the script, every request gets a good
-answer. Two tests drive it:
+A raw loopback server (``tests/hostile.py``) answers each request from a script that
+hypothesis draws (the time endpoint, which the clock asks, from a script of its own): any status
+(1xx to 999), bad status lines and header lines, oversized headers, absurd ``Retry-After`` and
+used-weight headers, redirects, bodies that are truncated, nested 50,000 deep, invalid UTF-8,
+``{"code", "msg"}`` in a 200, amounts such as ``"NaN"`` or ``"1e999999999"``, error pages that
+quote the request, broken chunked encoding, a ``Content-Length`` that lies, stalls, hangs,
+dropped and reset connections. After the script, every request gets a good answer. Two tests
+drive it:
 
 - single calls of every endpoint, through a :class:`Session` or a standalone
   :class:`AsyncClient`, over the default HTTP stack or a caller's ``httpx.AsyncClient``: each
@@ -45,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from binance_pm import AsyncClient, BinancePMError, Governor, Session, Update
+from binance_pm import AsyncClient, AuthError, BinancePMError, Governor, Session, Update
 
 from .conftest import HMAC_API_KEY, HMAC_SECRET, Account
 from .hostile import (
@@ -143,6 +144,7 @@ bodies: st.SearchStrategy[Body] = st.one_of(
     st.just(Good()),
     st.just(Good()),
     st.builds(Mutated, st.integers(0, 30), st.sampled_from(AMOUNTS)),
+    st.builds(Mutated, st.integers(0, 30), st.sampled_from(AMOUNTS)),
     st.builds(Truncated, st.integers(0, 400)),
     st.builds(Nested, st.sampled_from([2, 100, 1_000, 5_000, 50_000]), st.booleans()),
     st.builds(ErrorJSON, st.sampled_from(CODES), st.sampled_from(MESSAGES)),
@@ -225,7 +227,17 @@ refusals: st.SearchStrategy[Answer] = st.builds(
         st.tuples(st.just(b"Retry-After"), st.sampled_from(RETRY_AFTER)), max_size=1
     ).map(tuple),
 )
-scripts = st.lists(st.one_of(answers, answers, refusals), max_size=8)
+#: A redirect to the witness, which no signed request may follow.
+redirects: st.SearchStrategy[Answer] = st.builds(
+    Answer,
+    status=st.sampled_from([301, 302, 303, 307, 308]),
+    body=st.just(Raw(b"")),
+    headers=st.just(((b"Location", WITNESS + b"/stolen"),)),
+)
+scripts = st.lists(st.one_of(answers, answers, answers, refusals, redirects), max_size=8)
+#: The time endpoint's own script: mostly good, since a clock that cannot be read (or a ban of
+#: its family) ends every signed call before the account endpoints' script is reached.
+clock_scripts = often([], st.lists(st.one_of(answers, refusals), min_size=1, max_size=4))
 
 # -- accounts and calls ---------------------------------------------------------------------
 
@@ -334,7 +346,8 @@ class Run:
         if not await self.server.wait_all_closed(CLEANUP):
             self.add(
                 "a connection left open",
-                f"{self.server.open_connections} connection(s) still open after the Session closed",
+                f"{self.server.open_connections} connection(s) still open after the Session "
+                f"closed: {self.server.open_states()}",
             )
         mine = tasks_before | self.server.handler_tasks | self.witness.handler_tasks
         left = _foreign_tasks(mine)
@@ -377,7 +390,12 @@ def _redacted(text: str, secrets: list[str]) -> str:
 
 
 def _kind(error: BaseException) -> str:
-    """The error's type and the deepest line of this package it passed through."""
+    """The error's type and the deepest line of this package it passed through (for a group,
+    its members')."""
+    members = getattr(error, "exceptions", None)
+    if isinstance(members, tuple):
+        inner = sorted({_kind(member) for member in members})
+        return f"{type(error).__name__} of {', '.join(inner)}"
     return _described(error, message=False)
 
 
@@ -389,9 +407,12 @@ def _described(error: BaseException, *, message: bool = True) -> str:
         if "/binance_pm/" in frame.filename:
             name = frame.filename[frame.filename.rindex("/binance_pm/") + 1 :]
             where = f" (at {name}:{frame.lineno} in {frame.name})"
+    name = type(error).__qualname__
+    if type(error).__module__ != "builtins":
+        name = f"{type(error).__module__}.{name}"
     if not message:
-        return f"{type(error).__name__}{where}"
-    return f"{type(error).__name__}: {str(error)[:160]}{where}"
+        return f"{name}{where}"
+    return f"{name}: {str(error)[:160]}{where}"
 
 
 async def _in_time(run: Run, what: str, call: Awaitable[Any]) -> Any:
@@ -419,11 +440,18 @@ def _http(stack: Stack) -> httpx.AsyncClient | None:
 
 
 async def _calls_example(
-    script: list[Answer], stack: Stack, account: Account, calls: Sequence[str]
+    script: list[Answer],
+    clock: list[Answer],
+    stack: Stack,
+    account: Account,
+    calls: Sequence[str],
 ) -> list[Problem]:
     tasks_before = set(asyncio.all_tasks())
     with watch_logs() as logs:
-        async with HostileServer() as witness, HostileServer(script, witness=witness.url) as server:
+        async with (
+            HostileServer() as witness,
+            HostileServer(script, clock=clock, witness=witness.url) as server,
+        ):
             run = Run(server, witness, logs, [account.api_key, *_secret_texts(account)])
             http = _http(stack)
             options: dict[str, Any] = {
@@ -478,17 +506,19 @@ def _run(example: Callable[[], Awaitable[list[Problem]]]) -> list[Problem]:
 )
 @given(
     script=scripts,
+    clock=clock_scripts,
     stack=stacks,
     key_type=st.sampled_from(["HMAC", "ED25519", "RSA"]),
     calls=st.lists(st.sampled_from(sorted(CALLS)), min_size=1, max_size=4),
 )
 def test_whatever_the_exchange_answers_each_call_ends_in_time_typed_and_leaks_nothing(
     script: list[Answer],
+    clock: list[Answer],
     stack: Stack,
     key_type: str,
     calls: list[str],
 ) -> None:
-    problems = _run(lambda: _calls_example(script, stack, ACCOUNTS[key_type], calls))
+    problems = _run(lambda: _calls_example(script, clock, stack, ACCOUNTS[key_type], calls))
 
     assert not problems, "\n".join(map(str, problems))
 
@@ -505,11 +535,14 @@ endpoint_sets = st.lists(
 
 
 async def _poll_example(
-    script: list[Answer], plan: dict[str, list[str]], asset: str | None
+    script: list[Answer], clock: list[Answer], plan: dict[str, list[str]], asset: str | None
 ) -> list[Problem]:
     tasks_before = set(asyncio.all_tasks())
     with watch_logs() as logs:
-        async with HostileServer() as witness, HostileServer(script, witness=witness.url) as server:
+        async with (
+            HostileServer() as witness,
+            HostileServer(script, clock=clock, witness=witness.url) as server,
+        ):
             accounts = [ACCOUNTS[name] for name in plan]
             secrets = [text for a in accounts for text in (a.api_key, *_secret_texts(a))]
             run = Run(server, witness, logs, secrets)
@@ -521,14 +554,15 @@ async def _poll_example(
                         session.client(a.api_key, **a.credentials()): endpoints
                         for a, endpoints in zip(accounts, plan.values(), strict=True)
                     }
-                    await _watch_poll(run, session.poll(jobs, every=EVERY, asset=asset))
+                    polled = session.poll(jobs, every=EVERY, asset=asset)
+                    await _watch_poll(run, polled, jobs)
             except Exception as exc:
                 run.check_error(exc, "the poll's Session")
             await run.finish(tasks_before)
     return run.problems
 
 
-async def _watch_poll(run: Run, updates: Any) -> None:
+async def _watch_poll(run: Run, updates: Any, jobs: dict[AsyncClient, list[str]]) -> None:
     """Read the poll until it has shown that it goes on, then close it, checking every update.
 
     It has once ``AFTER`` updates came after the script was used up, or while no request had
@@ -538,11 +572,15 @@ async def _watch_poll(run: Run, updates: Any) -> None:
     started = last = seen_at = time.monotonic()
     seen = after = 0
     ended = False
+    finals: set[tuple[AsyncClient, str]] = set()
     with anyio.move_on_after(POLL_CAP):
         try:
             async for update in updates:
                 last = time.monotonic()
                 _check_update(run, update)
+                if update.final:  # a refused key ends all of that account's jobs
+                    names = jobs[update.client] if isinstance(update.error, AuthError) else []
+                    finals.update((update.client, name) for name in [update.endpoint, *names])
                 if len(run.server.requests) != seen:
                     seen, seen_at = len(run.server.requests), last
                 if run.server.used_up.is_set() or last - seen_at >= HELD:
@@ -560,8 +598,16 @@ async def _watch_poll(run: Run, updates: Any) -> None:
     took = time.monotonic() - closing
     if took > 1.0 + SLACK:
         run.add("closing the poll was slow", f"closing the poll took {took:.2f} s")
-    if ended:
+    every_job = {(client, name) for client, names in jobs.items() for name in names}
+    if ended and not every_job <= finals:
         run.add("the poll ended on its own", "the poll ended on its own")
+    elif ended:
+        # Each job's last update said it would poll no more (a 4xx, a refused key): then the
+        # poll ends, and a few hostile answers have ended the monitoring of every account.
+        run.add(
+            "the poll ended: every job had a final update",
+            f"the poll ended: every job ({len(every_job)}) had a final update",
+        )
     # A failing job backs off doubling from ``every``, with jitter of at most 1.5: its next
     # wait is at most three times the time it has run, plus one call's deadline.
     quiet = closing - last
@@ -586,11 +632,13 @@ def _check_update(run: Run, update: Update) -> None:
 )
 @given(
     script=scripts,
+    clock=clock_scripts,
     plan=st.fixed_dictionaries({name: endpoint_sets for name in POLL_ACCOUNTS}),
     asset=st.sampled_from([None, "BTC"]),
 )
 def test_a_poll_over_any_answers_never_ends_keeps_yielding_and_leaks_nothing(
     script: list[Answer],
+    clock: list[Answer],
     plan: dict[str, list[str]],
     asset: str | None,
 ) -> None:
@@ -600,6 +648,6 @@ def test_a_poll_over_any_answers_never_ends_keeps_yielding_and_leaks_nothing(
             for name, endpoints in plan.items()
         }
 
-    problems = _run(lambda: _poll_example(script, plan, asset))
+    problems = _run(lambda: _poll_example(script, clock, plan, asset))
 
     assert not problems, "\n".join(map(str, problems))
