@@ -40,6 +40,7 @@ T = TypeVar("T")
 #: arithmetic on it raises.
 MAX_EXPONENT = 999_999
 _ZERO = Decimal(0)
+_astuple = msgspec.structs.astuple
 
 _PATH = re.compile(r" - at `(\$[^`]*)`")
 _GROUPED = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
@@ -144,29 +145,29 @@ def _all_sane(obj: object, getters: dict[type, tuple[Any, tuple[int, ...]]]) -> 
     every answer gets. Summing them in C, through ``astuple`` and ``itemgetter``, costs about
     40 ns an amount; a NaN or infinity makes the sum one, and a value past the decimal
     context's range makes it raise."""
-    astuple = msgspec.structs.astuple
+    cls = obj.__class__
+    if cls is list or cls is tuple:
+        items: Any = obj
+        if not items:
+            return True
+        plan = getters.get(items[0].__class__)
+        if plan is None:
+            return True
+        rows = list(map(_astuple, items))
+        amounts = chain.from_iterable(map(plan[0], rows)) if plan[0] is not None else ()
+    else:
+        plan = getters.get(cls)
+        if plan is None:
+            return True
+        rows = [_astuple(obj)]  # type: ignore[arg-type]
+        amounts = plan[0](rows[0]) if plan[0] is not None else ()
     try:
-        if obj.__class__ is list or obj.__class__ is tuple:
-            if not obj:
-                return True
-            plan = getters.get(obj[0].__class__)
-            if plan is None:
-                return True
-            getter, nested = plan
-            rows = list(map(astuple, obj))
-            amounts = chain.from_iterable(map(getter, rows)) if getter is not None else ()
-        else:
-            plan = getters.get(obj.__class__)
-            if plan is None:
-                return True
-            getter, nested = plan
-            rows = [astuple(obj)]  # type: ignore[arg-type]
-            amounts = getter(rows[0]) if getter is not None else ()
         if not sum(filter(None, amounts), _ZERO).is_finite():
             return False
     except ArithmeticError:
         return False
-    return all(_all_sane(row[i], getters) for row in rows for i in nested)
+    nested = plan[1]
+    return not nested or all(_all_sane(row[i], getters) for row in rows for i in nested)
 
 
 def _checks_for(tp: Any) -> Plan:
