@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar, overload
 
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 ClientT = TypeVar("ClientT", bound="AsyncClient")
 T = TypeVar("T")
+
+
+async def _shaped(call: Awaitable[T], shape: Callable[[T, str | None], T], asset: str | None) -> T:
+    return shape(await call, asset)
 
 
 class AsyncClient:
@@ -128,7 +132,7 @@ class AsyncClient:
 
     # -- endpoints ---------------------------------------------------------------------------
 
-    async def _get(
+    def _get(
         self,
         endpoint: Endpoint[T],
         asset: str | None = None,
@@ -136,9 +140,10 @@ class AsyncClient:
         recv_window: int | None = None,
         deadline: float | None = None,
         on_grant: Callable[[], None] | None = None,
-    ) -> T:
-        """One call of ``endpoint`` for this account (what every method here and a poll do)."""
-        result = await self._session._call(
+    ) -> Awaitable[T]:
+        """One call of ``endpoint`` for this account (what every method here and a poll do):
+        the Session's call itself when the answer needs no shaping, so no frame is added."""
+        call = self._session._call(
             endpoint,
             endpoint.query(asset),
             credentials=self._credentials,
@@ -146,7 +151,9 @@ class AsyncClient:
             deadline=deadline,
             on_grant=on_grant,
         )
-        return endpoint.shape(result, asset)
+        if endpoint.shape is None:
+            return call
+        return _shaped(call, endpoint.shape, asset)
 
     @overload
     async def pm_balance(

@@ -48,16 +48,12 @@ def check_limits(limits: dict[str, int]) -> dict[str, int]:
     return limits
 
 
-def _same(result: Any, asset: str | None) -> Any:
-    return result
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoint(Generic[T]):
     """One REST endpoint, what calling it costs, and what it answers (``T``).
 
     ``params`` are the optional parameters it takes (only ``asset`` here), ``required`` those it
-    must have; ``shape`` tidies a decoded answer for the asset asked for (or ``None``).
+    must have; ``shape``, if any, tidies a decoded answer for the asset asked for.
     """
 
     name: str
@@ -69,7 +65,7 @@ class Endpoint(Generic[T]):
     response: Any = None
     params: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
-    shape: Callable[[T, str | None], T] = field(default=_same, repr=False, compare=False)
+    shape: Callable[[T, str | None], T] | None = field(default=None, repr=False, compare=False)
     decoder: ResponseDecoder[T] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
