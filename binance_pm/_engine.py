@@ -31,6 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._clock import ExchangeClock
 from ._credentials import Credentials
+from ._deadlines import Deadlines
 from ._endpoints import API_TIME, FAMILIES, PRODUCTION_HOSTS, Endpoint, Family
 from ._exceptions import (
     APIError,
@@ -66,7 +67,7 @@ MAX_REFUSED_ATTEMPTS = 3
 #: The longest ``timeout`` or ``deadline`` a call may have: a day.
 MAX_SECONDS = 86_400.0
 _HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"}
-_LEAN = sys.version_info >= (3, 11)  # asyncio.timeout exists
+_LEAN = sys.version_info >= (3, 11)  # Task.uncancel exists
 
 # What a call was doing, for the error its deadline raises.
 _CLOCK, _BUDGET, _SEND, _BACKOFF = "clock", "budget", "send", "backoff"
@@ -212,7 +213,7 @@ class Engine:
         self._max_body = max_body
         self._sender: Sender | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop an owned sender is bound to
-        self._lean = False  # asyncio's own timeout bounds each call
+        self._deadlines: Deadlines | None = None  # under asyncio (3.11+), every call's deadline
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -263,7 +264,8 @@ class Engine:
             return sender
         self._loop = loop
         governor_store = getattr(self.governor, "store", None)
-        self._lean = _LEAN and loop is not None and governor_store is None
+        if _LEAN and loop is not None and governor_store is None:
+            self._deadlines = Deadlines(loop)
         if self._http is not None:
             sender = HttpxSender(self._http, owned=False, max_body=self._max_body)
         elif loop is not None:
@@ -304,17 +306,21 @@ class Engine:
         sender = self._sender_here()
         query = "&".join([f"{name}={quote(value, safe='')}" for name, value in params])
         call = _Call(endpoint, query, credentials, window, on_grant)
-        if self._lean:
-            loop = self._loop
-            assert loop is not None
-            scope = asyncio.timeout(seconds)  # type: ignore[attr-defined,unused-ignore]
+        deadlines, loop = self._deadlines, self._loop
+        task = asyncio.current_task() if deadlines is not None else None
+        if task is not None and deadlines is not None and loop is not None:
+            ends = loop.time() + seconds
+            cancelling = task.cancelling()  # type: ignore[attr-defined,unused-ignore]
+            watch = deadlines.add(ends, task)
             try:
-                async with scope:
-                    result: T = await self._attempts(sender, call, loop.time() + seconds)
-                    return result
-            except TimeoutError:
-                if not scope.expired():
+                result: T = await self._attempts(sender, call, ends)
+                return result
+            except asyncio.CancelledError:
+                # Ours, unless someone else cancelled the task too (as asyncio.timeout tells).
+                if not watch.expired or task.uncancel() > cancelling:  # type: ignore[attr-defined,unused-ignore]
                     raise
+            finally:
+                deadlines.done(watch)
         else:
             with anyio.move_on_after(seconds):
                 result = await self._attempts(sender, call, anyio.current_time() + seconds)
