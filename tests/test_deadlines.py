@@ -67,7 +67,7 @@ async def test_someone_elses_cancellation_propagates_through_a_session_call() ->
         await asyncio.sleep(10)
         return 200, [], b"{}"
 
-    async for base_url, _app in serve(handler):
+    async for base_url, _app in serve(stall):
         async with Session(base_url=base_url, timeout=5.0) as s:
             call = asyncio.ensure_future(s._call(PAPI_PING, [], credentials=None))
             await asyncio.sleep(0.2)
