@@ -31,7 +31,7 @@ from ._exceptions import TransportError
 
 #: Answers longer than this are refused (these endpoints answer a few KB).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
-DEFAULT_CONNECTIONS = 256
+DEFAULT_CONNECTIONS = 100  # aiohttp's own default
 KEEPALIVE_SECONDS = 30.0
 
 _SIGNATURE = re.compile(r"(signature=)[^&\s'\"<>]*", re.IGNORECASE)
