@@ -14,9 +14,9 @@ once and chooses which, so that when the budget is what binds, the choice is fai
   has weight 1. When the budget does not bind, every job simply goes every ``every`` seconds.
 
 A failing job never stops the others: an authentication error (-2014, -2015, -1022, 401) ends
-that account's polling with one error update, a bad request ends that job with one, and other
-errors (5xx, transport, decode, the rate limit) back it off with jitter, doubling up to a
-ceiling, with an error update each time.
+that account's polling with one error update; every other error (another 4xx, which a proxy or
+a redirect can give as well as the exchange, 5xx, transport, decode, the rate limit, even a bug)
+backs the job off with jitter, doubling up to a ceiling, with an error update each time.
 
 The jobs run in a task group of their own, in one task the poll starts and owns (an asyncio
 task, or a trio system task), so that leaving the ``async for`` cancels them however the
@@ -43,7 +43,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
-from ._exceptions import AuthError, BadRequestError, BinancePMError
+from ._exceptions import AuthError, BinancePMError
 from ._models import AccountStatus
 from ._retry import backoff
 
@@ -276,7 +276,7 @@ class Poller:
                 error = BinancePMError(f"{job.endpoint.label}: unexpected {type(exc).__name__}")
             finally:
                 granted()  # if the call ended before the governor let it out
-            final = isinstance(error, (AuthError, BadRequestError))
+            final = isinstance(error, AuthError)
             if job.client in self._ended:
                 return  # its key was refused meanwhile: that update has gone out
             if isinstance(error, AuthError):

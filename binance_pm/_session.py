@@ -111,8 +111,8 @@ class Session(Engine):
                 ``pm_balance`` / ``pm_pro_balance`` to one asset.
 
         One account's failure never stops the others: an authentication error ends that
-        account's polling with one error update (``final`` set), a bad request that
-        endpoint's; other errors back it off with jitter, with an error update each time.
+        account's polling with one error update (``final`` set); other errors (any other 4xx
+        included) back it off with jitter, with an error update each time.
         Leaving the loop (``break``, an exception, cancellation) or closing the Session
         cancels every call in flight and ends the polling within a second. To end it at a
         known point rather than when the generator is collected, close it:

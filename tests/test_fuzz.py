@@ -599,15 +599,10 @@ async def _watch_poll(run: Run, updates: Any, jobs: dict[AsyncClient, list[str]]
     if took > 1.0 + SLACK:
         run.add("closing the poll was slow", f"closing the poll took {took:.2f} s")
     every_job = {(client, name) for client, names in jobs.items() for name in names}
+    # Only a refused key (AuthError) ends an account's polling, with a final update saying so;
+    # the poll ends by itself only once every account has been refused that way.
     if ended and not every_job <= finals:
         run.add("the poll ended on its own", "the poll ended on its own")
-    elif ended:
-        # Each job's last update said it would poll no more (a 4xx, a refused key): then the
-        # poll ends, and a few hostile answers have ended the monitoring of every account.
-        run.add(
-            "the poll ended: every job had a final update",
-            f"the poll ended: every job ({len(every_job)}) had a final update",
-        )
     # A failing job backs off doubling from ``every``, with jitter of at most 1.5: its next
     # wait is at most three times the time it has run, plus one call's deadline.
     quiet = closing - last
