@@ -23,7 +23,7 @@ from contextlib import aclosing
 
 from _serve import keys, serve
 
-from binance_pm import BinancePMError, Session
+from binance_pm import BinancePMError, Governor, Session
 from binance_pm._endpoints import STATE_ENDPOINT
 
 ACCOUNTS = 200
@@ -52,7 +52,7 @@ async def soak(
     started = time.monotonic()
     next_report = started + every
     ended_early = True
-    async with Session(base_url=base_url, timeout=5.0) as session:
+    async with Session(base_url=base_url, timeout=5.0, governor=Governor(window=WINDOW)) as session:
         jobs = {
             session.client(a["api_key"], **keys(a)): STATE_ENDPOINT[str(a["account_type"])]  # type: ignore[arg-type]
             for a in accounts
