@@ -3,11 +3,11 @@ forgiving where it is odder, and never anything but a :class:`DecodeError` when 
 
 Each endpoint gets one :class:`ResponseDecoder`, built once. Its path for an answer:
 
-1. ``""`` where an amount stands (the exchange's examples show it) is turned into ``null`` on the
-   bytes before the one ``msgspec`` decode straight into the Struct: an amount of ``""`` reads
-   as ``None`` at the cost of a byte search, not a second decode.
-2. If that decode fails on an amount, grouped numbers (``"122,559.90199491"``, also in the
-   examples) lose their separators on the bytes, and the Struct is decoded once more.
+1. One ``msgspec`` decode straight into the Struct: a tidy answer costs nothing more.
+2. If that decode stops at an amount (it stops at the first, so that costs little), ``""``
+   (the exchange's examples show it) becomes ``null`` and grouped numbers
+   (``"122,559.90199491"``, also in the examples) lose their separators, on the bytes, and the
+   Struct is decoded once more.
 3. Anything still untidy (``""`` where text is due, spaces around the colon) takes a lenient
    pass: plain objects, the amount fields mended (found from the Struct's own field types),
    then converted.
@@ -47,8 +47,9 @@ _GROUPED = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
 _GROUPED_BYTES = re.compile(rb'"([-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?)"')
 _FAILURES = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, ValueError)
 
-# A plan says where amounts sit in a decoded body: _AMOUNT for an amount, a dict of wire names
-# for a Struct, ("list", plan) for an array, ("either", list plan, object plan) for a union.
+# A plan says where amounts sit, in a body's plain objects and in the decoded result alike:
+# _AMOUNT for an amount; ("struct", ((attribute, wire name, plan), ...)) for a Struct;
+# ("list", plan) for an array; ("either", list plan, object plan) for a union of the two.
 _AMOUNT = "amount"
 Plan = Any
 
@@ -70,12 +71,12 @@ def _plan_for(tp: Any) -> Plan:
         inner = _plan_for(typing.get_args(tp)[0])
         return ("list", inner) if inner is not None else None
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        plan = {}
-        for field in msgspec.structs.fields(tp):
-            sub = _plan_for(field.type)
-            if sub is not None:
-                plan[field.encode_name] = sub
-        return plan or None
+        fields = tuple(
+            (field.name, field.encode_name, sub)
+            for field in msgspec.structs.fields(tp)
+            if (sub := _plan_for(field.type)) is not None
+        )
+        return ("struct", fields) if fields else None
     return None
 
 
@@ -92,13 +93,13 @@ def _mend_amount(value: object) -> object:
 def _mend(obj: object, plan: Plan) -> object:
     if plan is _AMOUNT:
         return _mend_amount(obj)
-    if isinstance(plan, dict):
-        if isinstance(obj, dict):
-            for name, sub in plan.items():
-                if name in obj:
-                    obj[name] = _mend(obj[name], sub)
-        return obj
     kind = plan[0]
+    if kind == "struct":
+        if isinstance(obj, dict):
+            for _, wire, sub in plan[1]:
+                if wire in obj:
+                    obj[wire] = _mend(obj[wire], sub)
+        return obj
     if kind == "list":
         if isinstance(obj, list):
             return [_mend(item, plan[1]) for item in obj]
@@ -170,78 +171,50 @@ def _all_sane(obj: object, getters: dict[type, tuple[Any, tuple[int, ...]]]) -> 
     return not nested or all(_all_sane(row[i], getters) for row in rows for i in nested)
 
 
-def _checks_for(tp: Any) -> Plan:
-    """Where amounts sit in a decoded result: _AMOUNT, ("struct", ((attribute, wire name,
-    plan), ...)), ("list", plan) or ("either", list plan, object plan); None where none do."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if Decimal in args:
-            return _AMOUNT
-        array = [a for a in args if typing.get_origin(a) in (list, tuple)]
-        others = [a for a in args if a not in array]
-        if array and others:
-            return ("either", _checks_for(array[0]), _checks_for(others[0]))
-        return _checks_for(args[0]) if len(args) == 1 else None
-    if tp is Decimal:
-        return _AMOUNT
-    if origin in (list, tuple):
-        inner = _checks_for(typing.get_args(tp)[0])
-        return ("list", inner) if inner is not None else None
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        fields = tuple(
-            (field.name, field.encode_name, sub)
-            for field in msgspec.structs.fields(tp)
-            if (sub := _checks_for(field.type)) is not None
-        )
-        return ("struct", fields) if fields else None
-    return None
-
-
 class ResponseDecoder(Generic[T]):
     """Decodes one endpoint's answers into ``T``; build once, reuse for every answer."""
 
-    __slots__ = ("_checks", "_decoder", "_endpoint", "_getters", "_plan", "_type")
+    __slots__ = ("_decoder", "_endpoint", "_getters", "_plan", "_type")
 
     def __init__(self, tp: Any, *, endpoint: str) -> None:
         self._type = tp
         self._endpoint = endpoint
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(tp)
         self._plan = _plan_for(tp)
-        self._checks = _checks_for(tp)
         self._getters: dict[type, tuple[Any, tuple[int, ...]]] = {}
         _getters_for(tp, self._getters)
 
     def decode(self, body: bytes) -> T:
         """Decode ``body``, or raise :class:`DecodeError` naming the endpoint and the field."""
-        tidy = body
-        if b'""' in body:
-            tidy = body.replace(b'":""', b'":null').replace(b'": ""', b'": null')
         try:
-            result = self._decoder.decode(tidy)
+            result = self._decoder.decode(body)
         except msgspec.ValidationError as exc:
             if self._plan is None:
                 raise self._error(exc) from None
-            result = self._decode_untidy(body, tidy, exc)
+            result = self._decode_untidy(body, exc)
         except _FAILURES as exc:
             raise self._error(exc) from None
-        if self._checks is not None and not _all_sane(result, self._getters):
-            self._check_amounts(result, "$", self._checks)  # names the field
+        if self._plan is not None and not _all_sane(result, self._getters):
+            self._check_amounts(result, "$", self._plan)  # names the field
         return result
 
-    def _decode_untidy(self, body: bytes, tidy: bytes, first: msgspec.ValidationError) -> T:
-        """The second and third steps: grouped numbers on the bytes, then the lenient pass."""
-        if "decimal" in str(first):
-            ungrouped = _GROUPED_BYTES.sub(_ungroup, tidy)
-            if ungrouped != tidy:
-                try:
-                    return self._decoder.decode(ungrouped)
-                except msgspec.ValidationError:
-                    pass  # untidy in another way too: the lenient pass
-                except _FAILURES as exc:
-                    raise self._error(exc) from None
-        elif tidy is body:
+    def _decode_untidy(self, body: bytes, first: msgspec.ValidationError) -> T:
+        """An amount stopped the decode (it stops at the first, so that cost little): ``""``
+        as null and grouped numbers ungrouped, on the bytes, then one more decode; failing
+        that, the lenient pass."""
+        if "decimal" not in str(first):
             raise self._error(first) from None  # wrong in a way no mending touches
+        tidy = body
+        if b'""' in tidy:
+            tidy = tidy.replace(b'":""', b'":null').replace(b'": ""', b'": null')
+        tidy = _GROUPED_BYTES.sub(_ungroup, tidy)
+        if tidy != body:
+            try:
+                return self._decoder.decode(tidy)
+            except msgspec.ValidationError:
+                pass  # untidy in another way too (an empty text): the lenient pass
+            except _FAILURES as exc:
+                raise self._error(exc) from None
         try:
             raw = msgspec.json.decode(body)
             mended = _mend(raw, self._plan)
