@@ -112,6 +112,19 @@ def _ungroup(match: re.Match[bytes]) -> bytes:
     return b'"' + match.group(1).replace(b",", b"") + b'"'
 
 
+def _nulls(body: bytes) -> bytes:
+    """``body`` with ``""`` amounts as ``null`` (the same object when it has none)."""
+    if b'""' not in body:
+        return body
+    return body.replace(b'":""', b'":null').replace(b'": ""', b'": null')
+
+
+def _ungrouped(body: bytes) -> bytes:
+    """``body`` with thousands separators taken out of quoted numbers."""
+    mended = _GROUPED_BYTES.sub(_ungroup, body)
+    return body if mended == body else mended
+
+
 def _error_path(exc: BaseException) -> str | None:
     match = _PATH.search(str(exc))
     return match.group(1) if match else None
@@ -205,20 +218,21 @@ class ResponseDecoder(Generic[T]):
         if "decimal" not in str(first):
             raise self._error(first) from None  # wrong in a way no mending touches
         tidy = body
-        if b'""' in tidy:
-            tidy = tidy.replace(b'":""', b'":null').replace(b'": ""', b'": null')
-        tidy = _GROUPED_BYTES.sub(_ungroup, tidy)
-        if tidy != body:
+        for mend in (_nulls, _ungrouped):  # the cheap byte pass first, the regex only if need be
+            mended = mend(tidy)
+            if mended is tidy:
+                continue
+            tidy = mended
             try:
                 return self._decoder.decode(tidy)
-            except msgspec.ValidationError:
-                pass  # untidy in another way too (an empty text): the lenient pass
+            except msgspec.ValidationError as exc:
+                if "decimal" not in str(exc):
+                    break  # untidy in another way too (an empty text): the lenient pass
             except _FAILURES as exc:
                 raise self._error(exc) from None
         try:
-            raw = msgspec.json.decode(body)
-            mended = _mend(raw, self._plan)
-            result: T = msgspec.convert(mended, self._type)
+            plain = _mend(msgspec.json.decode(body), self._plan)
+            result: T = msgspec.convert(plain, self._type)
         except msgspec.ValidationError as exc:
             raise self._error(exc) from None
         except _FAILURES as exc:
