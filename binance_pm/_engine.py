@@ -249,8 +249,7 @@ class Engine:
 
     def _sender_here(self) -> Sender:
         """The sender, made on first use; a typed error when closed or on another loop."""
-        if self._closed:
-            raise SessionError("this Session is closed")
+        self._check_open()
         sender = self._sender
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
