@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -249,6 +250,25 @@ class Waiter:
         self.buckets = buckets
         self.weights = weights
         self.event: anyio.Event | None = None
+
+    def wake_time(self, now: float, banned_until: Mapping[str, float]) -> float | None:
+        """The earliest moment this waiter could go, or ``None`` if only an event can tell
+        (``banned_until``: each family's 418, if any)."""
+        latest = now
+        for bucket, weight in zip(self.buckets, self.weights, strict=True):
+            shut = max(bucket.closed_until, banned_until[bucket.family])
+            if shut > now:
+                latest = max(latest, shut)
+                continue
+            if bucket.waiters and bucket.waiters[0] is not self:
+                return None  # a waiter ahead goes first; its going wakes this one
+            if not bucket.answered and bucket.inflight:
+                return None  # the first answer comes first; it wakes this one
+            room_at = bucket.time_until_room(weight, now)
+            if room_at is None:
+                return None  # in-flight or external weight must come back first
+            latest = max(latest, room_at)
+        return latest
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,28 +27,24 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx
-from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._call import BACKOFF, BUDGET, CLOCK, SEND, Call, api_error, ban_headers, misfiled
 from ._clock import ExchangeClock
+from ._config import check_recv_window, check_seconds, resolve_hosts
 from ._credentials import Credentials
 from ._deadlines import Deadlines
-from ._endpoints import API_TIME, FAMILIES, PRODUCTION_HOSTS, Endpoint, Family
+from ._endpoints import API_TIME, Endpoint, Family
 from ._exceptions import (
     APIError,
     BinancePMError,
     DecodeError,
-    GovernorTimeout,
     IPBannedError,
     RateLimitError,
     SessionError,
     TimestampError,
     TransportError,
-    ban_until_ms,
-    error_class,
-    parse_error_body,
 )
 from ._governor import Governor
-from ._headers import LONGEST_BAN, retry_after_seconds
 from ._hook import Permit, RateLimitHook
 from ._http import DEFAULT_MAX_BODY, AiohttpSender, Answer, HttpxSender, Sender, scrub
 from ._retry import retry_delay
@@ -61,115 +57,10 @@ EngineT = TypeVar("EngineT", bound="Engine")
 
 #: Seconds a call waits, at most, to tell a shared rate-limit store of its answer.
 SETTLE_SECONDS = 2.0
-MAX_RECV_WINDOW = 60_000
 #: A call gives up after this many attempts refused with 429 or 418 (each waited out first).
 MAX_REFUSED_ATTEMPTS = 3
-#: The longest ``timeout`` or ``deadline`` a call may have: a day.
-MAX_SECONDS = 86_400.0
 _HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"}
 _LEAN = sys.version_info >= (3, 11)  # Task.uncancel exists
-
-# What a call was doing, for the error its deadline raises.
-_CLOCK, _BUDGET, _SEND, _BACKOFF = "clock", "budget", "send", "backoff"
-
-
-def check_recv_window(recv_window: int) -> int:
-    """``recv_window`` if the exchange accepts it (1 to 60,000 ms), else ``ValueError``."""
-    if isinstance(recv_window, bool) or not isinstance(recv_window, int):
-        raise TypeError(f"recv_window must be an int of milliseconds, not {recv_window!r}")
-    if not 0 < recv_window <= MAX_RECV_WINDOW:
-        raise ValueError(f"recv_window must be 1 to {MAX_RECV_WINDOW} ms, not {recv_window}")
-    return recv_window
-
-
-def check_seconds(name: str, seconds: float) -> float:
-    """``seconds`` as a float if it is a positive, finite number of seconds up to a day."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{name} must be seconds (a number), not {seconds!r}")
-    if not 0 < seconds <= MAX_SECONDS:  # NaN and inf fail this too
-        raise ValueError(f"{name} must be positive seconds up to a day, not {seconds!r}")
-    return float(seconds)
-
-
-def _resolve_hosts(base_url: str | None, hosts: Mapping[str, str] | None) -> dict[Family, str]:
-    resolved: dict[Family, str] = dict(PRODUCTION_HOSTS)
-    if base_url is not None:
-        resolved = dict.fromkeys(FAMILIES, base_url)
-    for family, url in (hosts or {}).items():
-        if family not in FAMILIES:
-            raise ValueError(
-                f"unknown API family {family!r}; the families are {', '.join(FAMILIES)}"
-            )
-        resolved[family] = url
-    for family, url in resolved.items():
-        if not isinstance(url, str):
-            raise TypeError(f"the {family} host must be a str URL, not {type(url).__name__}")
-        parsed = urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"the {family} host must be an http(s) URL, not {scrub(url)!r}")
-        if parsed.query or parsed.fragment:
-            raise ValueError(f"the {family} host must have no query, not {scrub(url)!r}")
-        resolved[family] = url.rstrip("/")
-    return resolved
-
-
-class _Call:
-    """One call's fixed parts, and what it is doing now (for the error its deadline raises)."""
-
-    __slots__ = (
-        "account",
-        "credentials",
-        "endpoint",
-        "error",
-        "masked",
-        "on_grant",
-        "phase",
-        "query",
-        "recv_window",
-    )
-
-    def __init__(
-        self,
-        endpoint: Endpoint[Any],
-        query: str,
-        credentials: Credentials | None,
-        recv_window: int,
-        on_grant: Callable[[], None] | None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.query = query
-        self.credentials = credentials
-        self.account = credentials.api_key if credentials is not None else ""
-        self.masked = credentials.masked_key if credentials is not None else None
-        self.recv_window = recv_window
-        self.on_grant = on_grant
-        self.phase = _BUDGET
-        self.error: BinancePMError | None = None
-
-    def too_late(self, seconds: float) -> BinancePMError:
-        """The error for a call whose deadline came first."""
-        label, masked = self.endpoint.label, self.masked
-        if self.phase == _BACKOFF and self.error is not None:
-            return self.error
-        if self.phase == _BUDGET:
-            return GovernorTimeout(
-                f"no room in the rate-limit budget within the call's deadline of {seconds:g} s; "
-                "nothing was sent",
-                endpoint=label,
-                api_key=masked,
-            )
-        if self.phase == _CLOCK:
-            return TransportError(
-                f"no answer from the exchange clock ({API_TIME.label}) within the call's "
-                f"deadline of {seconds:g} s",
-                endpoint=label,
-                api_key=masked,
-            )
-        return TransportError(
-            f"no answer within the call's deadline of {seconds:g} s",
-            endpoint=label,
-            api_key=masked,
-        )
 
 
 class Engine:
@@ -203,7 +94,7 @@ class Engine:
             not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https")
         ):
             raise ValueError("proxy must be an http(s) URL")
-        self.hosts: dict[Family, str] = _resolve_hosts(base_url, hosts)
+        self.hosts: dict[Family, str] = resolve_hosts(base_url, hosts)
         self.recv_window = check_recv_window(recv_window)
         self.max_retries = max_retries
         self.governor: RateLimitHook = governor if governor is not None else Governor()
@@ -304,7 +195,7 @@ class Engine:
             raise ValueError(f"{endpoint.label} is signed and needs an account's credentials")
         sender = self._sender_here()
         query = "&".join([f"{name}={quote(value, safe='')}" for name, value in params])
-        call = _Call(endpoint, query, credentials, window, on_grant)
+        call = Call(endpoint, query, credentials, window, on_grant)
         deadlines, loop = self._deadlines, self._loop
         task = asyncio.current_task() if deadlines is not None else None
         if task is not None and deadlines is not None and loop is not None:
@@ -326,7 +217,7 @@ class Engine:
                 return result
         raise call.too_late(seconds)
 
-    async def _attempts(self, sender: Sender, call: _Call, ends: float) -> Any:
+    async def _attempts(self, sender: Sender, call: Call, ends: float) -> Any:
         endpoint = call.endpoint
         clock = self.clock
         attempt = refusals = 0
@@ -335,7 +226,7 @@ class Engine:
 
         while True:
             if endpoint.signed and clock.stale():
-                call.phase = _CLOCK
+                call.phase = CLOCK
                 await clock.ensure(partial(self._server_time, sender, ends))
             seen = clock.generation
             # The budget's fast path first: no coroutine when it has room.
@@ -352,18 +243,18 @@ class Engine:
                     try:
                         return endpoint.decoder.decode(answer.body)
                     except DecodeError as exc:
-                        error = self._misfiled(call, answer) or exc
+                        error = misfiled(call, answer) or exc
                         if error is exc:
                             raise
                 else:
-                    error = self._api_error(call, answer)
+                    error = api_error(call, answer)
             else:
                 error = answer
             log.debug("%s %s -> %s (try %d)", endpoint.label, call.masked or "", error, attempt + 1)
 
             if isinstance(error, TimestampError) and endpoint.signed and not resynced:
                 resynced = True
-                call.phase = _CLOCK
+                call.phase = CLOCK
                 await clock.resync(partial(self._server_time, sender, ends), seen=seen)
                 continue
             if isinstance(error, (RateLimitError, IPBannedError)):
@@ -384,20 +275,20 @@ class Engine:
             )
             if delay is None or anyio.current_time() + delay >= ends:
                 raise error
-            call.phase, call.error = _BACKOFF, error
+            call.phase, call.error = BACKOFF, error
             await anyio.sleep(delay)
             attempt += 1
 
     async def _server_time(self, sender: Sender, ends: float) -> int:
         """The exchange's time, for the clock: a call of its own, within the call's deadline."""
-        timing = _Call(API_TIME, "", None, self.recv_window, None)
+        timing = Call(API_TIME, "", None, self.recv_window, None)
         answer: int = (await self._attempts(sender, timing, ends)).server_time
         return answer
 
-    async def _acquire(self, call: _Call, ends: float, refused: APIError | None) -> Permit:
+    async def _acquire(self, call: Call, ends: float, refused: APIError | None) -> Permit:
         """A permit for the call's weight, once the budget has room (its fast path, tried
         first by the caller, found none)."""
-        call.phase = _BUDGET
+        call.phase = BUDGET
         governor, endpoint, account = self.governor, call.endpoint, call.account
         try:
             permit = await governor.acquire(endpoint, account=account, deadline=ends)
@@ -411,10 +302,10 @@ class Engine:
         return permit
 
     async def _send_once(
-        self, sender: Sender, call: _Call, permit: Permit
+        self, sender: Sender, call: Call, permit: Permit
     ) -> Answer | TransportError:
         """Sign and send; the answer, or the transport's failure. The permit learns which."""
-        call.phase = _SEND
+        call.phase = SEND
         try:
             if self._closed:
                 raise SessionError("this Session was closed while the call waited")
@@ -429,7 +320,7 @@ class Engine:
             answer = await sender.get(url, headers, endpoint=call.endpoint.label)
             status, answer_headers = answer.status, answer.headers
             if status == 418:
-                answer_headers = self._ban_headers(answer)
+                answer_headers = ban_headers(answer, self.clock.now_ms())
                 answer = answer._replace(headers=answer_headers)
             return answer
         except TransportError as exc:
@@ -440,7 +331,7 @@ class Engine:
             if hasattr(permit, "settle"):
                 await _settle(permit)
 
-    def _prepare(self, call: _Call) -> tuple[str, Mapping[str, str]]:
+    def _prepare(self, call: Call) -> tuple[str, Mapping[str, str]]:
         endpoint, query, credentials = call.endpoint, call.query, call.credentials
         base = self.hosts[endpoint.family] + endpoint.path
         if not endpoint.signed or credentials is None:
@@ -450,55 +341,6 @@ class Engine:
         payload = f"{query}&{signed}" if query else signed
         signature = credentials.signer.sign(payload.encode())
         return f"{base}?{payload}&signature={signature}", credentials.headers
-
-    def _ban_headers(self, answer: Answer) -> Mapping[str, str]:
-        """A 418's headers, with the ban's end from its body as ``Retry-After`` when the header
-        is missing (capped at the longest documented ban)."""
-        headers = answer.headers
-        if retry_after_seconds(headers) is not None:
-            return headers
-        until = ban_until_ms(parse_error_body(answer.body)[1])
-        if until is None:
-            return headers
-        seconds = min(max((until - self.clock.now_ms()) / 1000.0, 0.0), LONGEST_BAN)
-        with_ban = CIMultiDict(headers)
-        with_ban["Retry-After"] = f"{seconds:.3f}"
-        return CIMultiDictProxy(with_ban)
-
-    # -- classifying -------------------------------------------------------------------------
-
-    @staticmethod
-    def _api_error(call: _Call, answer: Answer) -> APIError:
-        status = answer.status
-        code, msg = parse_error_body(answer.body)
-        msg = scrub(msg)  # a proxy's page may quote the request it refused
-        if 300 <= status < 400:
-            code = None
-            location = scrub(answer.headers.get("location") or "")
-            parts = urlsplit(location) if location else None
-            where = f" to {parts.scheme}://{parts.netloc}" if parts and parts.netloc else ""
-            msg = (
-                f"a redirect{where}, not followed: a signed request goes only to the host "
-                "it was signed for"
-            )
-        return error_class(status, code)(
-            status,
-            code,
-            msg,
-            endpoint=call.endpoint.label,
-            api_key=call.masked,
-            retry_after=retry_after_seconds(answer.headers),
-        )
-
-    @staticmethod
-    def _misfiled(call: _Call, answer: Answer) -> APIError | None:
-        """A 2xx whose body is the exchange's error (``{"code": -1000, "msg": ...}``)."""
-        code, msg = parse_error_body(answer.body)
-        if code is None:
-            return None
-        return error_class(answer.status, code)(
-            answer.status, code, scrub(msg), endpoint=call.endpoint.label, api_key=call.masked
-        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

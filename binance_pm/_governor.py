@@ -13,11 +13,9 @@ All state changes after the last ``await``, so a cancelled waiter takes nothing.
 Each answer's used-weight headers tell the governor what the exchange counted; weight beyond its
 own (another process on the same IP, a cost above the documented one) is held as ``external``
 until the next answer says otherwise, and the reported count itself bounds what goes out before
-the next answer (see ``_learn``). A 429 closes its bucket, a 418 its whole family, until
-``Retry-After``, for every account; waiting calls then go on by themselves.
-
-``try_acquire`` is the fast path: a synchronous check and grant when the budget has room, so
-an uncontended request makes no coroutine and costs about a microsecond and a half.
+the next answer (``_learning.py``). A 429 closes its bucket, a 418 its whole family, until
+``Retry-After``, for every account. ``try_acquire`` is the fast path: a synchronous grant when
+the budget has room, about a microsecond and a half, with no coroutine.
 """
 
 from __future__ import annotations
@@ -96,13 +94,9 @@ class Governor:
         if on_store_error not in ("closed", "local"):
             raise ValueError(f"on_store_error must be 'closed' or 'local', not {on_store_error!r}")
         limits = check_limits(
-            {
-                "api_ip": api_ip,
-                "sapi_ip": sapi_ip,
-                "sapi_uid": sapi_uid,
-                "papi_ip": papi_ip,
-                "fapi_ip": fapi_ip,
-            }
+            dict(
+                api_ip=api_ip, sapi_ip=sapi_ip, sapi_uid=sapi_uid, papi_ip=papi_ip, fapi_ip=fapi_ip
+            )
         )
         self.window = float(window)
         self.headroom = headroom
@@ -286,7 +280,7 @@ class Governor:
                     for bucket in waiter.buckets:
                         bucket.waiters.popleft()  # type: ignore[union-attr]
                     return self._grant(endpoint, account, waiter.buckets, waiter.weights, now)
-                wake_at = self._wake_time(waiter, now)
+                wake_at = waiter.wake_time(now, self._banned_until)
                 if wake_at is not None and wake_at > deadline:
                     raise too_late(
                         endpoint, account, waiter.buckets, self._banned_until, now, wake_at
@@ -302,24 +296,6 @@ class Governor:
                     if bucket.waiters is not None and waiter in bucket.waiters:
                         bucket.waiters.remove(waiter)
             self._wake(waiter.buckets)
-
-    def _wake_time(self, waiter: Waiter, now: float) -> float | None:
-        """The earliest moment the waiter could go, or ``None`` if only an event can tell."""
-        latest = now
-        for bucket, weight in zip(waiter.buckets, waiter.weights, strict=True):
-            shut = max(bucket.closed_until, self._banned_until[bucket.family])
-            if shut > now:
-                latest = max(latest, shut)
-                continue
-            if bucket.waiters and bucket.waiters[0] is not waiter:
-                return None  # a waiter ahead goes first; its going wakes this one
-            if not bucket.answered and bucket.inflight:
-                return None  # the first answer comes first; it wakes this one
-            room_at = bucket.time_until_room(weight, now)
-            if room_at is None:
-                return None  # in-flight or external weight must come back first
-            latest = max(latest, room_at)
-        return latest
 
     def _wake(self, buckets: tuple[Bucket, ...]) -> None:
         for bucket in buckets:
@@ -375,20 +351,16 @@ class Governor:
         Raises ``KeyError`` for a name no budget has. With a shared ``store`` this opens this
         process's view only; the store's own shut keys lapse at their time.
         """
-        buckets = [*self._ip.values(), *self._uid.values()]
-        if budget is not None:
-            chosen = [b for b in buckets if budget in (b.name, b.family)]
-            if not chosen:
-                raise KeyError(f"no budget named {budget!r}; see Governor.snapshot()")
-            buckets = chosen
+        every = [*self._ip.values(), *self._uid.values()]
+        buckets = [b for b in every if budget in (None, b.name, b.family)]
+        if not buckets:
+            raise KeyError(f"no budget named {budget!r}; see Governor.snapshot()")
         for bucket in buckets:
             bucket.closed_until = 0.0
-            if budget is None or budget in (bucket.family, f"{bucket.family}_ip"):
+            if budget in (None, bucket.family, f"{bucket.family}_ip"):
                 self._banned_until[bucket.family] = 0.0
-        every = [*self._ip.values(), *self._uid.values()]
-        self._shut_until = max(
-            [0.0, *self._banned_until.values(), *(b.closed_until for b in every)]
-        )
+        shuts = [*self._banned_until.values(), *(b.closed_until for b in every)]
+        self._shut_until = max(shuts, default=0.0)
         self._wake(tuple(buckets))
 
     # -- looking ------------------------------------------------------------------------------

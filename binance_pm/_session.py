@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 
 from ._client import AsyncClient
+from ._config import check_seconds
 from ._credentials import Credentials
-from ._engine import Engine, check_seconds
+from ._engine import Engine
 from ._poller import Poller, Update, default_priority, plan_jobs, poll
 
 

@@ -1,0 +1,134 @@
+"""One call's fixed parts, what it is doing, and what an answer to it means: the error a
+deadline raises, and the error class of an answer that is not a success."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._credentials import Credentials
+from ._endpoints import API_TIME, Endpoint
+from ._exceptions import (
+    APIError,
+    BinancePMError,
+    GovernorTimeout,
+    TransportError,
+    ban_until_ms,
+    error_class,
+    parse_error_body,
+)
+from ._headers import LONGEST_BAN, retry_after_seconds
+from ._http import Answer, scrub
+
+# What a call was doing, for the error its deadline raises.
+CLOCK, BUDGET, SEND, BACKOFF = "clock", "budget", "send", "backoff"
+
+
+class Call:
+    """One call's fixed parts, and what it is doing now (for the error its deadline raises)."""
+
+    __slots__ = (
+        "account",
+        "credentials",
+        "endpoint",
+        "error",
+        "masked",
+        "on_grant",
+        "phase",
+        "query",
+        "recv_window",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint[Any],
+        query: str,
+        credentials: Credentials | None,
+        recv_window: int,
+        on_grant: Callable[[], None] | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.query = query
+        self.credentials = credentials
+        self.account = credentials.api_key if credentials is not None else ""
+        self.masked = credentials.masked_key if credentials is not None else None
+        self.recv_window = recv_window
+        self.on_grant = on_grant
+        self.phase = BUDGET
+        self.error: BinancePMError | None = None
+
+    def too_late(self, seconds: float) -> BinancePMError:
+        """The error for a call whose deadline came first."""
+        label, masked = self.endpoint.label, self.masked
+        if self.phase == BACKOFF and self.error is not None:
+            return self.error
+        if self.phase == BUDGET:
+            return GovernorTimeout(
+                f"no room in the rate-limit budget within the call's deadline of {seconds:g} s; "
+                "nothing was sent",
+                endpoint=label,
+                api_key=masked,
+            )
+        if self.phase == CLOCK:
+            return TransportError(
+                f"no answer from the exchange clock ({API_TIME.label}) within the call's "
+                f"deadline of {seconds:g} s",
+                endpoint=label,
+                api_key=masked,
+            )
+        return TransportError(
+            f"no answer within the call's deadline of {seconds:g} s",
+            endpoint=label,
+            api_key=masked,
+        )
+
+
+def ban_headers(answer: Answer, now_ms: int) -> Mapping[str, str]:
+    """A 418's headers, with the ban's end from its body as ``Retry-After`` when the header
+    is missing (capped at the longest documented ban)."""
+    headers = answer.headers
+    if retry_after_seconds(headers) is not None:
+        return headers
+    until = ban_until_ms(parse_error_body(answer.body)[1])
+    if until is None:
+        return headers
+    seconds = min(max((until - now_ms) / 1000.0, 0.0), LONGEST_BAN)
+    with_ban = CIMultiDict(headers)
+    with_ban["Retry-After"] = f"{seconds:.3f}"
+    return CIMultiDictProxy(with_ban)
+
+
+def api_error(call: Call, answer: Answer) -> APIError:
+    status = answer.status
+    code, msg = parse_error_body(answer.body)
+    msg = scrub(msg)  # a proxy's page may quote the request it refused
+    if 300 <= status < 400:
+        code = None
+        location = scrub(answer.headers.get("location") or "")
+        parts = urlsplit(location) if location else None
+        where = f" to {parts.scheme}://{parts.netloc}" if parts and parts.netloc else ""
+        msg = (
+            f"a redirect{where}, not followed: a signed request goes only to the host "
+            "it was signed for"
+        )
+    return error_class(status, code)(
+        status,
+        code,
+        msg,
+        endpoint=call.endpoint.label,
+        api_key=call.masked,
+        retry_after=retry_after_seconds(answer.headers),
+    )
+
+
+def misfiled(call: Call, answer: Answer) -> APIError | None:
+    """A 2xx whose body is the exchange's error (``{"code": -1000, "msg": ...}``)."""
+    code, msg = parse_error_body(answer.body)
+    if code is None:
+        return None
+    return error_class(answer.status, code)(
+        answer.status, code, scrub(msg), endpoint=call.endpoint.label, api_key=call.masked
+    )

@@ -1,0 +1,53 @@
+"""Checking what a caller configures: hosts, receive windows and seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from ._endpoints import FAMILIES, PRODUCTION_HOSTS, Family
+from ._http import scrub
+
+MAX_RECV_WINDOW = 60_000
+#: The longest ``timeout``, ``deadline`` or ``every`` accepted: a day.
+MAX_SECONDS = 86_400.0
+
+
+def check_recv_window(recv_window: int) -> int:
+    """``recv_window`` if the exchange accepts it (1 to 60,000 ms), else ``ValueError``."""
+    if isinstance(recv_window, bool) or not isinstance(recv_window, int):
+        raise TypeError(f"recv_window must be an int of milliseconds, not {recv_window!r}")
+    if not 0 < recv_window <= MAX_RECV_WINDOW:
+        raise ValueError(f"recv_window must be 1 to {MAX_RECV_WINDOW} ms, not {recv_window}")
+    return recv_window
+
+
+def check_seconds(name: str, seconds: float) -> float:
+    """``seconds`` as a float if it is a positive, finite number of seconds up to a day."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name} must be seconds (a number), not {seconds!r}")
+    if not 0 < seconds <= MAX_SECONDS:  # NaN and inf fail this too
+        raise ValueError(f"{name} must be positive seconds up to a day, not {seconds!r}")
+    return float(seconds)
+
+
+def resolve_hosts(base_url: str | None, hosts: Mapping[str, str] | None) -> dict[Family, str]:
+    resolved: dict[Family, str] = dict(PRODUCTION_HOSTS)
+    if base_url is not None:
+        resolved = dict.fromkeys(FAMILIES, base_url)
+    for family, url in (hosts or {}).items():
+        if family not in FAMILIES:
+            raise ValueError(
+                f"unknown API family {family!r}; the families are {', '.join(FAMILIES)}"
+            )
+        resolved[family] = url
+    for family, url in resolved.items():
+        if not isinstance(url, str):
+            raise TypeError(f"the {family} host must be a str URL, not {type(url).__name__}")
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"the {family} host must be an http(s) URL, not {scrub(url)!r}")
+        if parsed.query or parsed.fragment:
+            raise ValueError(f"the {family} host must have no query, not {scrub(url)!r}")
+        resolved[family] = url.rstrip("/")
+    return resolved
