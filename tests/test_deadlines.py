@@ -4,6 +4,7 @@ own error, anyone else's cancellation still propagates, and finished calls do no
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -12,6 +13,9 @@ from binance_pm._deadlines import Deadlines
 from binance_pm._endpoints import PAPI_PING
 
 from .test_hardening import serve
+
+# Sessions keep deadlines this way only where Task.uncancel exists; elsewhere a cancel scope.
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel is 3.11+")
 
 
 async def test_a_task_past_its_deadline_is_cancelled_and_marked_expired() -> None:

@@ -7,6 +7,7 @@ loopback (an ASGI app served by uvicorn) unless the point is the governor's own 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -360,6 +361,11 @@ async def test_a_proxy_carries_every_request_when_one_is_set(
     lines: list[bytes] = []
 
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await answer_all(reader, writer)
+        writer.close()
+
+    async def answer_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while request := await reader.readuntil(b"\r\n\r\n"):
             lines.append(request.split(b"\r\n", 1)[0])
             answer = body
