@@ -23,7 +23,10 @@ connection is open.
 The suite runs ``BINANCE_PM_FUZZ_EXAMPLES`` examples in all (200 by default, about half a
 minute on two busy cores). To search longer::
 
-    BINANCE_PM_FUZZ_EXAMPLES=20000 python -m pytest tests/test_fuzz.py -q
+    BINANCE_PM_FUZZ_EXAMPLES=20000 python -m pytest tests/test_fuzz.py -q -p no:logging
+
+(``-p no:logging``, or pytest's log capture keeps every DEBUG record the watch turns on: over
+thousands of examples, gigabytes, whose garbage collections pause calls past their deadlines.)
 
 A failure prints the script that caused it, shrunk to the fewest and plainest answers.
 """
