@@ -102,6 +102,7 @@ def ban_headers(answer: Answer, now_ms: int) -> Mapping[str, str]:
 
 
 def api_error(call: Call, answer: Answer) -> APIError:
+    """The error an answer that is not a success stands for (a redirect says where to)."""
     status = answer.status
     code, msg = parse_error_body(answer.body)
     msg = scrub(msg)  # a proxy's page may quote the request it refused
@@ -126,9 +127,5 @@ def api_error(call: Call, answer: Answer) -> APIError:
 
 def misfiled(call: Call, answer: Answer) -> APIError | None:
     """A 2xx whose body is the exchange's error (``{"code": -1000, "msg": ...}``)."""
-    code, msg = parse_error_body(answer.body)
-    if code is None:
-        return None
-    return error_class(answer.status, code)(
-        answer.status, code, scrub(msg), endpoint=call.endpoint.label, api_key=call.masked
-    )
+    error = api_error(call, answer)
+    return error if error.code is not None else None

@@ -34,7 +34,6 @@ from ._exceptions import mask_key
 from ._headers import used_weights
 from ._hook import Store
 from ._learning import (
-    Marks,
     kind_of,
     learn,
     marks_of,
@@ -311,11 +310,11 @@ class Governor:
         reported = used_weights(headers, permit.endpoint.family)
         if not reported:
             return
-        for bucket, weight, granted, finished, gone in permit._reported():
+        for bucket, weight, marks in permit._reported():
             used = reported.get(kind_of(bucket.name))
             if used is None:
                 continue
-            learn(bucket, used, weight, Marks(granted, finished, gone), now)
+            learn(bucket, used, weight, marks, now)
             if bucket not in permit.buckets:
                 # Its waiter waits for an answer, or timed itself by the old estimate (the
                 # permit's own buckets are woken when it completes).

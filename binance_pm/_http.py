@@ -34,6 +34,7 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_CONNECTIONS = 100  # aiohttp's own default
 KEEPALIVE_SECONDS = 30.0
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _SIGNATURE = re.compile(r"(signature=)[^&\s'\"<>]*", re.IGNORECASE)
 _USERINFO = re.compile(r"(://)[^/@\s]*@")
 
@@ -236,7 +237,8 @@ class HttpxSender:
         except httpx.ConnectError as exc:
             where = httpx.URL(url)
             failure = TransportError(
-                f"cannot connect to {where.host}:{where.port or 443}: {_describe(exc)}",
+                f"cannot connect to {where.host}:{where.port or _DEFAULT_PORTS.get(where.scheme)}: "
+                f"{_describe(exc)}",
                 endpoint=endpoint,
             )
         except httpx.RemoteProtocolError as exc:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from ._buckets import Bucket
 from ._endpoints import Endpoint
 from ._exceptions import BinancePMError, GovernorTimeout, IPBannedError, RateLimitError, mask_key
-from ._learning import reports_ip_too
+from ._learning import Marks, reports_ip_too
 
 
 class Ledger(Protocol):
@@ -89,18 +89,15 @@ class Permit:
                 governor._wake(buckets)
                 break
 
-    def _reported(self) -> list[tuple[Bucket, int, int, int, int]]:
-        """The budgets the answer reports on, each with the weight it took and its
-        :class:`~binance_pm._learning.Marks` (granted, finished, gone)."""
+    def _reported(self) -> list[tuple[Bucket, int, Marks]]:
+        """The budgets the answer reports on, each with the weight it took and its marks."""
         buckets, weights, flat = self.buckets, self.weights, self._marks
         if reports_ip_too(self.endpoint, len(buckets)):
             buckets, weights = (*buckets, self._governor._ip[self.endpoint.family]), (*weights, 0)
+        first = (buckets[0], weights[0], Marks(flat[0], flat[1], flat[2]))
         if len(buckets) == 1:
-            return [(buckets[0], weights[0], *flat)]  # type: ignore[list-item]
-        return [
-            (buckets[0], weights[0], flat[0], flat[1], flat[2]),
-            (buckets[1], weights[1], flat[3], flat[4], flat[5]),
-        ]
+            return [first]
+        return [first, (buckets[1], weights[1], Marks(flat[3], flat[4], flat[5]))]
 
 
 def too_late(
