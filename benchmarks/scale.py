@@ -64,7 +64,10 @@ async def per_client(keys: list[dict[str, str | bytes]]) -> tuple[float, float]:
     rss = resident()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    clients = [session.client(api_key, **key) for api_key, key in zip(api_keys, keys, strict=True)]
+    clients = [
+        session.client(api_key, **key)  # type: ignore[arg-type]
+        for api_key, key in zip(api_keys, keys, strict=True)
+    ]
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     gc.collect()

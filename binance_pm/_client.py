@@ -32,6 +32,16 @@ async def _shaped(call: Awaitable[T], shape: Callable[[T, str | None], T], asset
     return shape(await call, asset)
 
 
+def _check_name(name: object) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not name.strip() or not name.isprintable():
+        raise ValueError(f"name must be printable and not blank: {name!r}")
+    return name
+
+
 class AsyncClient:
     """The Portfolio Margin account endpoints of one account.
 
@@ -45,14 +55,15 @@ class AsyncClient:
 
     Exactly one of ``secret`` (HMAC) and ``private_key`` (an Ed25519 or RSA PKCS#8 PEM, with
     ``private_key_password`` if encrypted) must be given, else ``ValueError``. The other
-    keywords are :class:`Session`'s.
+    keywords are :class:`Session`'s. ``name`` (``"desk-1"``) names the account in its ``repr``,
+    in poll updates and in the command line's output; by default the masked API key does.
 
     Every endpoint method also takes ``recv_window=`` (ms) and ``deadline=`` (the seconds that
     call may take, waiting for budget and retries included, instead of the Session's
     ``timeout``).
     """
 
-    __slots__ = ("_credentials", "_owns_session", "_session")
+    __slots__ = ("_credentials", "_name", "_owns_session", "_session")
 
     def __init__(
         self,
@@ -70,7 +81,9 @@ class AsyncClient:
         max_retries: int = 2,
         proxy: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        name: str | None = None,
     ) -> None:
+        self._name = _check_name(name)
         self._credentials = Credentials(
             api_key,
             secret=secret,
@@ -91,8 +104,11 @@ class AsyncClient:
         self._owns_session = True
 
     @classmethod
-    def _bound(cls, session: Engine, credentials: Credentials) -> AsyncClient:
+    def _bound(
+        cls, session: Engine, credentials: Credentials, name: str | None = None
+    ) -> AsyncClient:
         client = cls.__new__(cls)
+        client._name = _check_name(name)
         client._credentials = credentials
         client._session = session
         client._owns_session = False
@@ -102,6 +118,11 @@ class AsyncClient:
     def session(self) -> Engine:
         """What this client sends through: its :class:`Session`, or a standalone client's own."""
         return self._session
+
+    @property
+    def name(self) -> str:
+        """The account's name: the one given (``name="desk-1"``), else its masked API key."""
+        return self._name if self._name is not None else self._credentials.masked_key
 
     @property
     def masked_key(self) -> str:
@@ -216,4 +237,6 @@ class AsyncClient:
         )
 
     def __repr__(self) -> str:
-        return f"AsyncClient({self.masked_key}, {self.key_type})"
+        if self._name is None:
+            return f"AsyncClient({self.masked_key}, {self.key_type})"
+        return f"AsyncClient({self._name!r}, {self.masked_key}, {self.key_type})"

@@ -94,6 +94,11 @@ class Update:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def name(self) -> str:
+        """The account's name (:attr:`AsyncClient.name`)."""
+        return self.client.name
+
 
 def default_priority(update: Update) -> float:
     """Accounts in trouble first: a status other than NORMAL, then the lowest ``uni_mmr``.

@@ -64,11 +64,13 @@ class Session(Engine):
         secret: str | bytes | None = None,
         private_key: str | bytes | None = None,
         private_key_password: str | bytes | None = None,
+        name: str | None = None,
     ) -> AsyncClient:
         """A client for one account that sends through this Session.
 
         Exactly one of ``secret`` (an HMAC key) and ``private_key`` (an Ed25519 or RSA PKCS#8
-        PEM, with ``private_key_password`` if it is encrypted) must be given.
+        PEM, with ``private_key_password`` if it is encrypted) must be given. ``name``
+        (``"desk-1"``) is :attr:`AsyncClient.name`: shown in its ``repr`` and poll updates.
         """
         self._check_open()
         credentials = Credentials(
@@ -77,7 +79,7 @@ class Session(Engine):
             private_key=private_key,
             private_key_password=private_key_password,
         )
-        return AsyncClient._bound(self, credentials)
+        return AsyncClient._bound(self, credentials, name)
 
     # -- polling -----------------------------------------------------------------------------
 

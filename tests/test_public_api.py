@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import binance_pm
 
 PUBLIC = {
@@ -64,3 +66,21 @@ def test_testing_module_surface() -> None:
     }
     for name in binance_pm.testing.__all__:
         assert getattr(binance_pm.testing, name).__doc__, name
+
+
+async def test_a_client_is_named_by_its_name_or_else_its_masked_key() -> None:
+    import binance_pm
+
+    async with binance_pm.Session() as session:
+        named = session.client("k" * 64, secret="s", name="desk-1")
+        plain = session.client("k" * 64, secret="s")
+        assert named.name == "desk-1"
+        assert repr(named).startswith("AsyncClient('desk-1', ")
+        assert plain.name == plain.masked_key
+        assert "desk-1" not in repr(plain)
+        with pytest.raises(TypeError, match="name must be a str"):
+            session.client("k" * 64, secret="s", name=12)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="blank"):
+            session.client("k" * 64, secret="s", name="  ")
+    async with binance_pm.AsyncClient("k" * 64, secret="s", name="solo") as solo:
+        assert solo.name == "solo"
