@@ -50,6 +50,7 @@ class Bucket:
         "outside_peak",
         "rejections",
         "shared_until",
+        "uid_calls",
         "waiters",
         "window",
     )
@@ -81,6 +82,7 @@ class Bucket:
         self.cautious_until = 0.0  # after a 429: estimates of outside weight only go up
         self.closed_until = 0.0  # after a 429: nothing goes out before this
         self.rejections = 0  # 429s seen
+        self.uid_calls = 0  # UID calls let out whose answers report on this (IP) budget
         self.waiters: deque[Waiter] | None = None  # made on first wait: most buckets never wait
         # Arrays, not lists: 16 bytes a held request instead of 40, for thousands of accounts.
         self._expiries = array("d")

@@ -34,6 +34,7 @@ from ._exceptions import mask_key
 from ._headers import used_weights
 from ._hook import Store
 from ._learning import (
+    UidCost,
     kind_of,
     learn,
     marks_of,
@@ -62,7 +63,16 @@ class Governor:
         api_ip, sapi_ip, sapi_uid, papi_ip, fapi_ip: weight per window of each budget.
         headroom: share of each limit left unused (0.1 keeps 10 % spare for other tools).
         sapi_uid_ip_weight: IP weight also charged for a UID-weighted SAPI call. The documents
-            do not say; 0 by default, and the headers teach the governor if the exchange does.
+            do not say; 0 by default, and the answers teach the governor if the exchange does:
+            when the sapi IP count they report grows with UID calls alone (or a UID call is
+            refused for IP weight), UID calls are charged to the IP budget from then on.
+        sapi_scope: how the exchange counts the sapi IP limit: ``"family"`` (the default, the
+            safe reading: one budget for every IP-weighted sapi endpoint) or ``"endpoint"`` (the
+            PM Pro page's "each endpoint with IP limits has an independent 12000 per minute":
+            a budget per endpoint, each with the ``sapi_ip`` limit). With ``"endpoint"`` against
+            an exchange that counts them together, each endpoint's answers report the others'
+            weight too, which the governor holds as outside weight: safe, at the cost of
+            some 429s when both run flat out.
         clock: monotonic seconds; ``time.monotonic`` by default.
         store: where budgets shared by many processes live (:class:`binance_pm.redis.RedisStore`);
             by default each governor counts in its own process.
@@ -82,6 +92,7 @@ class Governor:
         fapi_ip: int = PUBLISHED_LIMITS["fapi_ip"],
         headroom: float = 0.0,
         sapi_uid_ip_weight: int = 0,
+        sapi_scope: str = "family",
         clock: Callable[[], float] = time.monotonic,
         store: Store | None = None,
         on_store_error: str = "closed",
@@ -90,6 +101,12 @@ class Governor:
             raise ValueError(f"window must be positive seconds, not {window!r}")
         if not 0 <= headroom < 1:
             raise ValueError(f"headroom must be in [0, 1), not {headroom!r}")
+        if sapi_scope not in ("family", "endpoint"):
+            raise ValueError(f"sapi_scope must be 'family' or 'endpoint', not {sapi_scope!r}")
+        if not isinstance(sapi_uid_ip_weight, int) or sapi_uid_ip_weight < 0:
+            raise ValueError(
+                f"sapi_uid_ip_weight must be a weight >= 0, not {sapi_uid_ip_weight!r}"
+            )
         if on_store_error not in ("closed", "local"):
             raise ValueError(f"on_store_error must be 'closed' or 'local', not {on_store_error!r}")
         limits = check_limits(
@@ -100,12 +117,15 @@ class Governor:
         self.window = float(window)
         self.headroom = headroom
         self.sapi_uid_ip_weight = sapi_uid_ip_weight
+        self.sapi_scope = sapi_scope
         self._clock = clock
         self._uid_limit = self._effective(sapi_uid)
         self._ip: dict[str, Bucket] = {
             f: Bucket(f"{f}_ip", f, self._effective(limits[f"{f}_ip"]), self.window)
             for f in FAMILIES
         }
+        self._by_endpoint: dict[str, Bucket] = {}  # sapi_scope="endpoint": sapi IP budgets
+        self._uid_cost = UidCost()
         self._uid: dict[str, Bucket] = {}
         self._uid_names: dict[str, int] = {}  # masked key -> how many accounts mask alike
         self._banned_until: dict[str, float] = dict.fromkeys(FAMILIES, 0.0)
@@ -123,6 +143,22 @@ class Governor:
     def _effective(self, limit: int) -> int:
         return max(1, math.floor(limit * (1 - self.headroom)))
 
+    def _ip_of(self, endpoint: Endpoint[Any]) -> Bucket:
+        """The IP budget ``endpoint``'s calls are counted on (and a UID call's answer reports)."""
+        if self.sapi_scope == "family" or endpoint.family != "sapi":
+            return self._ip[endpoint.family]
+        bucket = self._by_endpoint.get(endpoint.name)
+        if bucket is None:
+            family = self._ip["sapi"]
+            bucket = self._by_endpoint[endpoint.name] = Bucket(
+                f"sapi_ip:{endpoint.name}", "sapi", family.limit, self.window
+            )
+        return bucket
+
+    def _budgets(self) -> list[Bucket]:
+        ip = [b for f, b in self._ip.items() if f != "sapi" or self.sapi_scope == "family"]
+        return [*ip, *self._by_endpoint.values(), *self._uid.values()]
+
     # -- acquiring ----------------------------------------------------------------------------
 
     def _plan(self, endpoint: Endpoint[Any], account: str) -> Plan:
@@ -131,7 +167,7 @@ class Governor:
             plan = self._ip_plans.get(endpoint.name)
             if plan is None:
                 plan = self._ip_plans[endpoint.name] = self._checked(
-                    endpoint, ((self._ip[endpoint.family],), (endpoint.weight,))
+                    endpoint, ((self._ip_of(endpoint),), (endpoint.weight,))
                 )
             return plan
         uid = self._uid.get(account)
@@ -140,11 +176,12 @@ class Governor:
                 self._uid_name(account), "sapi", self._uid_limit, self.window
             )
         # Not cached: a plan per account would cost more memory than making it costs time.
-        if self.sapi_uid_ip_weight:
-            uid_plan: Plan = ((uid, self._ip["sapi"]), (endpoint.weight, self.sapi_uid_ip_weight))
+        ip_weight = self.sapi_uid_ip_weight
+        if ip_weight:
+            uid_plan: Plan = ((uid, self._ip_of(endpoint)), (endpoint.weight, ip_weight))
         else:
             uid_plan = ((uid,), (endpoint.weight,))
-        if endpoint.weight > uid.limit or self.sapi_uid_ip_weight > self._ip["sapi"].limit:
+        if endpoint.weight > uid.limit or ip_weight > self._ip["sapi"].limit:
             self._checked(endpoint, uid_plan)
         return uid_plan
 
@@ -198,7 +235,7 @@ class Governor:
         ip_weight = self.sapi_uid_ip_weight
         if not ip_weight:
             return self._grant(endpoint, account, (uid,), (weight,), now)
-        ip = self._ip[endpoint.family]
+        ip = self._ip_of(endpoint)
         if not ip.can_take(ip_weight, now):
             return None
         return self._grant(endpoint, account, (uid, ip), (weight, ip_weight), now)
@@ -248,18 +285,20 @@ class Governor:
             second = buckets[1]
             second.inflight += weights[1]
         elif endpoint.bucket == "uid":
-            second = self._ip[endpoint.family]  # a UID call's answer reports the IP weight too
+            second = self._ip_of(endpoint)  # a UID call's answer reports the IP weight too
             second.expire(now)
+            second.uid_calls += 1
         else:
             return Permit(self, endpoint, account, buckets, weights, marks_of(first))
         gone, gone2 = first.gone_total, second.gone_total
-        marks = (  # the two budgets' Marks, flat (see Permit)
+        marks = (  # the two budgets' Marks, flat (see Permit), and the UID calls let out
             first.held + first.inflight + gone,
             first.finished_total,
             gone,
             second.held + second.inflight + gone2,
             second.finished_total,
             gone2,
+            second.uid_calls,
         )
         return Permit(self, endpoint, account, buckets, weights, marks)
 
@@ -319,6 +358,12 @@ class Governor:
                 # Its waiter waits for an answer, or timed itself by the old estimate (the
                 # permit's own buckets are woken when it completes).
                 self._wake((bucket,))
+                # A UID call that took no IP weight: does the IP count grow with such calls?
+                granted = bucket.held + bucket.inflight + bucket.gone_total
+                weight = permit.endpoint.weight
+                cost = self._uid_cost.learn(used, marks, permit._marks[-1], granted, weight)
+                if cost:
+                    self._charge_uid_calls(cost)
 
     def _close(
         self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
@@ -328,18 +373,23 @@ class Governor:
         self._shut_until = max(self._shut_until, now + wait)
         if status == 418:
             self._banned_until[family] = max(self._banned_until[family], now + wait)
-            bucket = self._ip[family]
+            bucket = self._ip_of(permit.endpoint)
         elif permit.endpoint.bucket == "ip":
             bucket = permit.buckets[0]
         else:  # a UID call: the headers tell whether its UID or the IP budget was refused
-            uid, ip = permit.buckets[0], self._ip[family]
+            uid, ip = permit.buckets[0], self._ip_of(permit.endpoint)
             kind = refused_kind(used_weights(headers or {}, family), uid.limit, ip.limit)
             bucket = uid if kind == "uid" else ip
-        if bucket.name == "sapi_ip" and permit.endpoint.bucket == "uid":
+        if bucket.name.startswith("sapi_ip") and permit.endpoint.bucket == "uid":
             # Refused for IP weight: the exchange charges UID calls IP weight too.
-            self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, permit.endpoint.weight)
+            self._charge_uid_calls(permit.endpoint.weight)
         shut(bucket, now, wait)
         self._wake((bucket,))
+
+    def _charge_uid_calls(self, weight: int) -> None:
+        """From now on, UID calls take ``weight`` from the IP budget too (never less than
+        already learned)."""
+        self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, weight)
 
     def reopen(self, budget: str | None = None) -> None:
         """Open a budget that a 429 or 418 holds shut, now: ``"papi_ip"``, ``"sapi_uid:…"``
@@ -350,7 +400,7 @@ class Governor:
         Raises ``KeyError`` for a name no budget has. With a shared ``store`` this opens this
         process's view only; the store's own shut keys lapse at their time.
         """
-        every = [*self._ip.values(), *self._uid.values()]
+        every = [*self._ip.values(), *self._by_endpoint.values(), *self._uid.values()]
         buckets = [b for b in every if budget in (None, b.name, b.family)]
         if not buckets:
             raise KeyError(f"no budget named {budget!r}; see Governor.snapshot()")
@@ -368,17 +418,15 @@ class Governor:
         """Every budget now, by name: ``"api_ip"`` … ``"fapi_ip"``, ``"sapi_uid:vmPU…h8A"`` …"""
         now = self._clock()
         banned = self._banned_until
-        return {
-            bucket.name: bucket.state(now, banned[bucket.family])
-            for bucket in [*self._ip.values(), *self._uid.values()]
-        }
+        return {bucket.name: bucket.state(now, banned[bucket.family]) for bucket in self._budgets()}
 
     def __repr__(self) -> str:
         now = self._clock()
         parts = [
             f"{b.name} {b.used(now)}/{b.limit}"
             + (f" ({len(b.waiters)} waiting)" if b.waiters else "")
-            for b in self._ip.values()
+            for b in self._budgets()
+            if kind_of(b.name) == "ip"
         ]
         return (
             f"Governor(window={self.window:g}s, {', '.join(parts)}, {len(self._uid)} UID buckets)"

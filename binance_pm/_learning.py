@@ -3,6 +3,8 @@
 - Which budgets an answer reports on: its request's own, and for a UID-weighted call the
   family's IP budget too (the exchange reports both in the headers of a UID call's answer).
 - Which budget a 429 refused, for a call that took two: the one the headers show at its limit.
+- Whether UID calls cost IP weight too (:class:`UidCost`): the IP count UID answers report,
+  growing with UID calls alone.
 - How long a refusal shuts a budget: ``Retry-After``, at least :data:`MIN_SHUT` (a tenth of the
   window if shorter) so that a refusal never becomes a loop, and at most the longest ban the
   exchange documents; one window when the answer does not say.
@@ -119,3 +121,54 @@ def shut(bucket: Bucket, now: float, wait: float) -> None:
     bucket.external_until = max(bucket.external_until, now + window)
     bucket.cautious_until = now + window
     bucket.shared_until = max(bucket.shared_until, now + 2 * window)
+
+
+class UidCost:
+    """Whether the exchange charges UID-weighted calls to the IP budget too, learned from the IP
+    count their answers report, before any 429.
+
+    Each UID answer that reports the IP count is paired with the one before it (by when they
+    went out). The count may rise by what arrived between them: IP weight of ours in flight
+    when the first went out, or let out since (a later request may overtake the second on
+    its way). A rise beyond that of a weight or more per UID call let out between the two is
+    a sign. When the calls themselves cost, nearly every pair shows it; another party's
+    spending shows in a pair now and then. So the lesson is :data:`SIGNS` of the last
+    :data:`PAIRS` pairs, and UID calls are charged from then on: the most rise per call any
+    of those signs showed (each is at most the cost: the IP weight of ours that may have
+    arrived between two answers is taken in full), at most the call's UID weight. A window that turns between two answers (the count drops), or
+    answers overtaking each other, make no sign: they delay the lesson, never teach a false
+    one. When the documents are right, no pair shows a sign.
+    """
+
+    __slots__ = ("_last", "_most", "_signs")
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int, int] | None = None  # UID calls, IP count, IP weight finished
+        self._signs = 0  # the last PAIRS pairs, a bit each, newest lowest
+        self._most = 0  # the most rise per call among the signs
+
+    def learn(self, used: int, marks: Marks, calls: int, granted: int, cap: int) -> int:
+        """The IP count ``used`` reported by the answer of a UID call that went out with the IP
+        budget's ``marks``, after ``calls`` UID calls in all; ``granted``: all the IP budget's
+        weight let out by now. Returns the IP weight (at most ``cap``) to charge each UID call
+        from now on, or 0 while there is no lesson."""
+        last = self._last
+        if last is not None and calls <= last[0]:
+            return 0  # it went out before the last one seen: no pair
+        self._last = (calls, used, marks.finished)
+        if last is None:
+            return 0
+        between = calls - last[0]
+        ours = granted - last[2]  # let out since the first went out, or on its way then
+        per_call = (used - last[1] - ours) // between
+        sign = per_call >= 1
+        self._signs = ((self._signs << 1) | sign) & ((1 << PAIRS) - 1)
+        if sign:
+            self._most = max(self._most, per_call)
+        if self._signs.bit_count() < SIGNS:
+            return 0
+        return min(cap, self._most)
+
+
+#: How many of the last pairs of UID answers must show UID calls raising the IP count.
+SIGNS, PAIRS = 6, 8

@@ -17,7 +17,8 @@ class Ledger(Protocol):
     """What a permit tells of its request: the governor's side of it."""
 
     _clock: Callable[[], float]
-    _ip: dict[str, Bucket]
+
+    def _ip_of(self, endpoint: Endpoint[Any]) -> Bucket: ...
 
     def _wake(self, buckets: tuple[Bucket, ...]) -> None: ...
 
@@ -57,7 +58,8 @@ class Permit:
         self.weights = weights
         # The marks of each budget the answer reports on (the permit's own, and the IP budget
         # of a UID call that took none), three ints each, flat: one object per request, since a
-        # tuple per budget costs the acquire a third more in garbage collection alone.
+        # tuple per budget costs the acquire a third more in garbage collection alone. The
+        # second budget's are followed by its count of UID calls let out.
         self._marks = marks
         self._done = False
 
@@ -93,7 +95,7 @@ class Permit:
         """The budgets the answer reports on, each with the weight it took and its marks."""
         buckets, weights, flat = self.buckets, self.weights, self._marks
         if reports_ip_too(self.endpoint, len(buckets)):
-            buckets, weights = (*buckets, self._governor._ip[self.endpoint.family]), (*weights, 0)
+            buckets, weights = (*buckets, self._governor._ip_of(self.endpoint)), (*weights, 0)
         first = (buckets[0], weights[0], Marks(flat[0], flat[1], flat[2]))
         if len(buckets) == 1:
             return [first]
