@@ -126,7 +126,8 @@ class Bucket:
         if ours > limit:
             return False
         if now >= self.confirmed_until:
-            return True
+            # No count to go by. Others spent lately: one request goes to ask for one first.
+            return not inflight or now >= self.shared_until
         if now >= self.shared_until:  # the common case, inlined: this runs for every request
             return not inflight or self.confirmed + inflight + self.finished_total + weight <= limit
         room = self.needed(weight, now)
@@ -156,7 +157,7 @@ class Bucket:
         spend before the next answer.
         """
         if now >= self.confirmed_until:
-            return weight
+            return weight if not self.inflight or now >= self.shared_until else None
         inflight, limit = self.inflight, self.limit
         counted = self.confirmed + inflight + self.finished_total + weight
         if now >= self.shared_until:

@@ -29,6 +29,11 @@ MIN_SHUT = 1.0
 
 Kind = Literal["ip", "uid"]
 
+#: How many windows a budget is treated as shared with others after an answer last showed
+#: outside weight: its count's room keeps a spare for them, and with no recent count, one
+#: request goes to ask for one before the rest.
+SHARED_WINDOWS = 10
+
 
 class Marks(NamedTuple):
     """Three totals of one budget when a request went out: all our weight ever let out, the
@@ -103,7 +108,8 @@ def learn(bucket: Bucket, used: int, weight: int, marks: Marks, now: float) -> N
         shared = now < bucket.shared_until
         bucket.outside_peak = max(bucket.outside_peak, outside) if shared else outside
     if used > bucket.held + bucket.inflight + gone_now - marks.gone:
-        bucket.shared_until = until + window
+        # Others spend: remembered for a while, through quiet windows that teach nothing.
+        bucket.shared_until = max(bucket.shared_until, now + SHARED_WINDOWS * window)
     # Ours that may have arrived after it: in flight now, or finished since it went out (itself
     # aside): ``confirmed + inflight + finished_total`` with this.
     bucket.confirmed = used - weight - marks.finished
@@ -135,8 +141,9 @@ class UidCost:
     spending shows in a pair now and then. So the lesson is :data:`SIGNS` of the last
     :data:`PAIRS` pairs, and UID calls are charged from then on: the most rise per call any
     of those signs showed (each is at most the cost: the IP weight of ours that may have
-    arrived between two answers is taken in full), at most the call's UID weight. A window that turns between two answers (the count drops), or
-    answers overtaking each other, make no sign: they delay the lesson, never teach a false
+    arrived between two answers is taken in full), at most the call's UID weight. A window
+    that turns between two answers (the count drops), or answers overtaking each other, make
+    no sign: they delay the lesson, never teach a false
     one. When the documents are right, no pair shows a sign.
     """
 

@@ -292,11 +292,40 @@ def test_headers_reporting_more_weight_make_the_next_calls_wait() -> None:
         permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
         # Another process on this IP has spent 60: the exchange counts 80.
         permit.complete(200, {"X-MBX-USED-WEIGHT-1M": "80"})
-        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)  # 20 + 60 + 20 = 100: fits
+        second = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)  # 20 + 60 + 20: fits
+        second.complete(200, {})
         await gov.acquire(PM_BALANCE, account="a", deadline=FAR)  # must wait
         return trio.current_time()
 
     assert run(main) == pytest.approx(1.0)  # the reported weight lapses a window later
+
+
+def test_after_a_quiet_window_with_others_spending_one_request_asks_before_the_rest() -> None:
+    """Counts lapse in a window without answers; others spent lately, so the first request
+    goes alone and the rest wait for its answer, not for a burst into the others' weight."""
+
+    async def main() -> list[float]:
+        gov = governor(papi_ip=1000)
+        permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        permit.complete(200, {"X-MBX-USED-WEIGHT-1M": "500"})  # 480 of it not ours
+        await trio.sleep(2.5)  # a quiet window: nothing held, nothing confirmed
+        asking = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        went: list[float] = []
+
+        async def follower() -> None:
+            await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+            went.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(follower)
+            await trio.sleep(0.3)
+            assert went == []  # waiting for the answer, not bursting
+            asking.complete(200, {"X-MBX-USED-WEIGHT-1M": "520"})
+        return went
+
+    went = run(main)
+    assert went == [pytest.approx(2.8)] * 3
 
 
 @pytest.mark.parametrize("gone_during_flight", [False, True])
