@@ -244,6 +244,21 @@ class Bucket:
         return self.waiters[0] if self.waiters else None
 
 
+#: The budgets one call takes, and the weight it takes from each.
+Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
+
+
+def checked(label: str, plan: Plan) -> Plan:
+    """``plan``, if each weight fits its budget's limit at all; else ``ValueError``."""
+    for bucket, weight in zip(*plan, strict=True):
+        if weight > bucket.limit:
+            raise ValueError(
+                f"{label} weighs {weight}, more than the {bucket.name} limit of "
+                f"{bucket.limit} per window: it could never be sent"
+            )
+    return plan
+
+
 class Waiter:
     """A call waiting for weight in one or two buckets."""
 
@@ -253,6 +268,15 @@ class Waiter:
         self.buckets = buckets
         self.weights = weights
         self.event: anyio.Event | None = None
+
+    def grantable(self, now: float, banned_until: Mapping[str, float]) -> bool:
+        """Whether this waiter may take its weight now (``banned_until``: each family's 418)."""
+        return all(
+            bucket.closed_until <= now
+            and banned_until[bucket.family] <= now
+            and bucket.can_take(weight, now, self)
+            for bucket, weight in zip(self.buckets, self.weights, strict=True)
+        )
 
     def wake_time(self, now: float, banned_until: Mapping[str, float]) -> float | None:
         """The earliest moment this waiter could go, or ``None`` if only an event can tell

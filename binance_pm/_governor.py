@@ -28,7 +28,7 @@ from typing import Any
 
 import anyio
 
-from ._buckets import Bucket, BucketState, Waiter
+from ._buckets import Bucket, BucketState, Plan, Waiter, checked
 from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
 from ._exceptions import mask_key
 from ._headers import used_weights
@@ -38,14 +38,13 @@ from ._learning import (
     kind_of,
     learn,
     marks_of,
+    marks_of_two,
     refused_kind,
     shut,
     shut_seconds,
 )
 from ._permit import Permit, too_late
 from ._shared import FallBack, SharedBudgets, StorePermit
-
-Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
 
 
 class Governor:
@@ -69,10 +68,9 @@ class Governor:
         sapi_scope: how the exchange counts the sapi IP limit: ``"family"`` (the default, the
             safe reading: one budget for every IP-weighted sapi endpoint) or ``"endpoint"`` (the
             PM Pro page's "each endpoint with IP limits has an independent 12000 per minute":
-            a budget per endpoint, each with the ``sapi_ip`` limit). With ``"endpoint"`` against
-            an exchange that counts them together, each endpoint's answers report the others'
-            weight too, which the governor holds as outside weight: safe, at the cost of
-            some 429s when both run flat out.
+            a budget per endpoint, each with the ``sapi_ip`` limit). Against an exchange that
+            counts them together, ``"endpoint"`` learns the others' weight from the headers as
+            outside weight, and may draw 429s when both run flat out.
         clock: monotonic seconds; ``time.monotonic`` by default.
         store: where budgets shared by many processes live (:class:`binance_pm.redis.RedisStore`);
             by default each governor counts in its own process.
@@ -166,9 +164,8 @@ class Governor:
         if endpoint.bucket == "ip":
             plan = self._ip_plans.get(endpoint.name)
             if plan is None:
-                plan = self._ip_plans[endpoint.name] = self._checked(
-                    endpoint, ((self._ip_of(endpoint),), (endpoint.weight,))
-                )
+                plan = ((self._ip_of(endpoint),), (endpoint.weight,))
+                self._ip_plans[endpoint.name] = checked(endpoint.label, plan)
             return plan
         uid = self._uid.get(account)
         if uid is None:
@@ -182,18 +179,8 @@ class Governor:
         else:
             uid_plan = ((uid,), (endpoint.weight,))
         if endpoint.weight > uid.limit or ip_weight > self._ip["sapi"].limit:
-            self._checked(endpoint, uid_plan)
+            checked(endpoint.label, uid_plan)
         return uid_plan
-
-    @staticmethod
-    def _checked(endpoint: Endpoint[Any], plan: Plan) -> Plan:
-        for bucket, weight in zip(*plan, strict=True):
-            if weight > bucket.limit:
-                raise ValueError(
-                    f"{endpoint.label} weighs {weight}, more than the {bucket.name} limit of "
-                    f"{bucket.limit} per window: it could never be sent"
-                )
-        return plan
 
     def _uid_name(self, account: str) -> str:
         """``sapi_uid:`` and the masked key; two keys that mask alike get ``#2``, ``#3``…"""
@@ -262,15 +249,6 @@ class Governor:
         local_deadline = now + (deadline - anyio.current_time())
         return await self._wait(endpoint, account, Waiter(buckets, weights), local_deadline)
 
-    def _grantable(self, waiter: Waiter, now: float) -> bool:
-        banned = self._banned_until
-        return all(
-            bucket.closed_until <= now
-            and banned[bucket.family] <= now
-            and bucket.can_take(weight, now, waiter)
-            for bucket, weight in zip(waiter.buckets, waiter.weights, strict=True)
-        )
-
     def _grant(
         self,
         endpoint: Endpoint[Any],
@@ -290,17 +268,7 @@ class Governor:
             second.uid_calls += 1
         else:
             return Permit(self, endpoint, account, buckets, weights, marks_of(first))
-        gone, gone2 = first.gone_total, second.gone_total
-        marks = (  # the two budgets' Marks, flat (see Permit), and the UID calls let out
-            first.held + first.inflight + gone,
-            first.finished_total,
-            gone,
-            second.held + second.inflight + gone2,
-            second.finished_total,
-            gone2,
-            second.uid_calls,
-        )
-        return Permit(self, endpoint, account, buckets, weights, marks)
+        return Permit(self, endpoint, account, buckets, weights, marks_of_two(first, second))
 
     async def _wait(
         self, endpoint: Endpoint[Any], account: str, waiter: Waiter, deadline: float
@@ -313,7 +281,7 @@ class Governor:
         try:
             while True:
                 now = self._clock()
-                if self._grantable(waiter, now):
+                if waiter.grantable(now, self._banned_until):
                     granted = True
                     for bucket in waiter.buckets:
                         bucket.waiters.popleft()  # type: ignore[union-attr]
@@ -362,8 +330,7 @@ class Governor:
                 granted = bucket.held + bucket.inflight + bucket.gone_total
                 weight = permit.endpoint.weight
                 cost = self._uid_cost.learn(used, marks, permit._marks[-1], granted, weight)
-                if cost:
-                    self._charge_uid_calls(cost)
+                self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, cost)
 
     def _close(
         self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
@@ -382,14 +349,9 @@ class Governor:
             bucket = uid if kind == "uid" else ip
         if bucket.name.startswith("sapi_ip") and permit.endpoint.bucket == "uid":
             # Refused for IP weight: the exchange charges UID calls IP weight too.
-            self._charge_uid_calls(permit.endpoint.weight)
+            self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, permit.endpoint.weight)
         shut(bucket, now, wait)
         self._wake((bucket,))
-
-    def _charge_uid_calls(self, weight: int) -> None:
-        """From now on, UID calls take ``weight`` from the IP budget too (never less than
-        already learned)."""
-        self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, weight)
 
     def reopen(self, budget: str | None = None) -> None:
         """Open a budget that a 429 or 418 holds shut, now: ``"papi_ip"``, ``"sapi_uid:…"``

@@ -50,6 +50,20 @@ def marks_of(bucket: Bucket) -> tuple[int, int, int]:
     return (bucket.held + bucket.inflight + gone, bucket.finished_total, gone)
 
 
+def marks_of_two(first: Bucket, second: Bucket) -> tuple[int, ...]:
+    """Two budgets' :class:`Marks` now, flat (see ``Permit``), and the second's UID calls."""
+    gone, gone2 = first.gone_total, second.gone_total
+    return (
+        first.held + first.inflight + gone,
+        first.finished_total,
+        gone,
+        second.held + second.inflight + gone2,
+        second.finished_total,
+        gone2,
+        second.uid_calls,
+    )
+
+
 def kind_of(budget: str) -> Kind:
     """Which used-weight header reports on a budget: ``"uid"`` for ``sapi_uid…``, else ``"ip"``."""
     return "uid" if budget.startswith("sapi_uid") else "ip"
