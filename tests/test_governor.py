@@ -484,6 +484,90 @@ def test_uid_call_refused_for_ip_weight_learns_that_uid_calls_cost_ip() -> None:
     assert run(main) == PM_PRO_ACCOUNT.weight
 
 
+@pytest.mark.parametrize("costs", [True, False])
+def test_uid_answers_whose_ip_count_grows_with_them_teach_the_cost_before_any_429(
+    costs: bool,
+) -> None:
+    """UID calls alone, one after another: the IP count their answers report grows by the call's
+    weight each time only when the exchange charges them IP weight."""
+
+    async def main() -> list[int]:
+        gov = governor(sapi_ip=10_000, sapi_uid=10_000)
+        count, learned = 0, []
+        for i in range(12):
+            permit = await gov.acquire(PM_PRO_ACCOUNT, account=f"a{i % 3}", deadline=FAR)
+            count += PM_PRO_ACCOUNT.weight if costs else 0
+            permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": str(count)})
+            learned.append(gov.sapi_uid_ip_weight)
+        return learned
+
+    learned = run(main)
+    if costs:
+        assert learned[-1] == PM_PRO_ACCOUNT.weight
+        assert learned.index(PM_PRO_ACCOUNT.weight) <= 8  # after six pairs showing it
+    else:
+        assert learned == [0] * 12
+
+
+def test_other_spending_now_and_then_teaches_no_uid_cost() -> None:
+    """Another party's weight shows between some UID answers, not nearly all: no lesson."""
+
+    async def main() -> int:
+        gov = governor(sapi_ip=10_000, sapi_uid=10_000)
+        count = 100
+        for i in range(40):
+            permit = await gov.acquire(PM_PRO_ACCOUNT, account="a", deadline=FAR)
+            count += 20 if i % 3 == 0 else 0
+            permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": str(count)})
+        return gov.sapi_uid_ip_weight
+
+    assert run(main) == 0
+
+
+def test_learned_uid_cost_makes_uid_calls_wait_for_ip_room() -> None:
+    async def main() -> float:
+        gov = governor(sapi_ip=50, sapi_uid=10_000)
+        count = 0
+        while not gov.sapi_uid_ip_weight:
+            permit = await gov.acquire(PM_PRO_ACCOUNT, account="a", deadline=FAR)
+            count += PM_PRO_ACCOUNT.weight
+            permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": str(count)})
+        assert count < 50  # learned before the IP limit was reached
+        start = trio.current_time()
+        for _ in range(50 // PM_PRO_ACCOUNT.weight):
+            permit = await gov.acquire(PM_PRO_ACCOUNT, account="a", deadline=FAR)
+            count += PM_PRO_ACCOUNT.weight
+            permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": str(count)})
+        return trio.current_time() - start
+
+    assert run(main) > 0  # the IP budget, not the UID one, made them wait
+
+
+def test_sapi_scope_endpoint_gives_each_sapi_endpoint_its_own_ip_budget() -> None:
+    async def main() -> tuple[dict[str, int], float]:
+        gov = governor(sapi_ip=40, sapi_scope="endpoint")
+        for endpoint in (PM_PRO_BALANCE, PM_PRO_BALANCE, PM_PRO_SPAN_ACCOUNT):
+            (await gov.acquire(endpoint, account="a", deadline=FAR)).complete(200, {})
+        used = {name: state.used for name, state in gov.snapshot().items() if "sapi" in name}
+        start = trio.current_time()
+        await gov.acquire(PM_PRO_BALANCE, account="a", deadline=FAR)  # 40 held: waits
+        return used, trio.current_time() - start
+
+    used, waited = run(main)
+    assert used == {"sapi_ip:pm_pro_balance": 40, "sapi_ip:pm_pro_span_account": 5}
+    assert waited == pytest.approx(1.0)
+
+
+def test_sapi_scope_family_is_the_default_and_other_values_are_refused() -> None:
+    assert Governor().sapi_scope == "family"
+    assert "sapi_ip" in Governor().snapshot()
+    assert "sapi_ip" not in Governor(sapi_scope="endpoint").snapshot()
+    with pytest.raises(ValueError, match="sapi_scope"):
+        Governor(sapi_scope="uid")
+    with pytest.raises(ValueError, match="sapi_uid_ip_weight"):
+        Governor(sapi_uid_ip_weight=-1)
+
+
 def test_weight_over_the_limit_is_refused_at_once() -> None:
     async def main() -> None:
         gov = governor(papi_ip=10)
