@@ -5,24 +5,31 @@ Within this process calls wait first come, first served: a lock per budget, take
 order, held while the head call asks the store again; they wake when the store says room may
 come, or when one of this process's requests is settled. A request's answer is told to the
 store after the call (:meth:`StorePermit.settle`), so that every process learns from it.
+
+A circuit breaker keeps a store that fails from costing every call its timeout: after a
+failure (an error, or no answer in time) the store is taken for down, and no call asks it until
+the next probe, which is one call's own charge, at most one at a time, at a rate that falls with
+what a failure costs. Meanwhile calls count in this process (``on_store_error="local"``), or
+wait for the store and end in :class:`GovernorUnavailable` just before their deadline (the
+default): nothing is sent unless a store counted it. No task of its own: nothing to leak.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import anyio
 
-from ._buckets import Bucket
+from ._buckets import Bucket, BucketState
 from ._endpoints import Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
 from ._headers import used_weights
-from ._hook import Store, StoreError
+from ._hook import SharedCount, Store, StoreError
 from ._learning import kind_of, refused_kind, reports_ip_too, shut_seconds
-from ._retry import backoff
 
 log = logging.getLogger("binance_pm")
 
@@ -70,6 +77,10 @@ class StorePermit:
         store = shared.store
         if outcome in (None, "settled"):
             return
+        if shared.down:  # it would only time out: the weight lapses there by itself
+            shared.settled()
+            return
+        started = anyio.current_time()
         try:
             if outcome == "cancelled":
                 await store.cancel(
@@ -91,6 +102,8 @@ class StorePermit:
                 uid_limit, ip_limit = self.budgets[0][2], self.budgets[1][2]
                 if refused_kind(reported, uid_limit, ip_limit) == "ip":
                     shut_name = names[1]
+            if shut_name is not None:
+                shared.rejections[shut_name] += 1
             await store.finish(
                 [(name, weight, used, name == shut_name) for name, weight, used in report],
                 family=self.endpoint.family,
@@ -101,21 +114,46 @@ class StorePermit:
             )
         except StoreError as exc:
             log.warning("the rate-limit store was not told of an answer (%s)", exc)
+            shared.failed(exc, cost=anyio.current_time() - started)
         finally:
             shared.settled()
 
 
+#: GovernorUnavailable is raised this long before a call's deadline, so that the error, and not
+#: the deadline's own (which blames the budget), ends the call.
+SHORT = 0.05
+#: Probes of a store taken for down come at least this often and at most this rarely; a probe
+#: that fails by timing out waits longer (``PROBE_SHARE``: four times what it cost).
+PROBE_MIN, PROBE_MAX, PROBE_SHARE = 0.1, 30.0, 4.0
+#: A store call cut short by a call's deadline counts as a failure only if it had this long.
+FAIR_TRY = 0.1
+
+
 class SharedBudgets:
     """The store, and what this process keeps about it: a lock per budget, the event its
-    waiters sleep on, whether it has warned of a failure."""
+    waiters sleep on, and the circuit breaker (whether the store is taken for down, and when
+    it is tried again)."""
 
     def __init__(self, store: Store, *, window: float, fall_back: bool) -> None:
         self.store = store
         self.window = window
         self.fall_back = fall_back  # on a store failure, count in process (with a warning)
+        self.rejections: Counter[str] = Counter()  # 429s this process saw, by store name
         self._locks: dict[str, anyio.Lock] = {}
         self._changed: anyio.Event | None = None
-        self._warned = False
+        # The breaker: the failure that opened it (None: closed), when a call may try the
+        # store again, whether one is trying now, failures in a row, and the event that
+        # wakes those who wait for it.
+        self._down: StoreError | None = None
+        self._probe_at = 0.0
+        self._probing = False
+        self._failures = 0
+        self._news: anyio.Event | None = None
+
+    @property
+    def down(self) -> bool:
+        """Whether the store is taken for down (the breaker is open)."""
+        return self._down is not None
 
     async def acquire(
         self,
@@ -128,69 +166,211 @@ class SharedBudgets:
         """Charge the store for ``buckets`` (this process's, for their names and limits),
         waiting first come, first served within this process; ``deadline`` on anyio's clock.
         Raises :class:`FallBack` when the store fails and this process may count alone."""
-        store = self.store
         shared = [
             (f"sapi_uid:{account}" if b.name.startswith("sapi_uid") else b.name, w, b.limit)
             for b, w in zip(buckets, weights, strict=True)
         ]
+        while True:
+            if self._down is not None:
+                await self._while_down(endpoint, account, deadline)
+            probe = self._down is not None  # this call tries whether the store is back
+            if probe:
+                self._probing = True
+            try:
+                permit = await self._in_turn(endpoint, account, deadline, shared, probe)
+            except StoreError:
+                if self.fall_back:
+                    raise FallBack from None
+                continue  # wait for the store, as the breaker says
+            finally:
+                if probe:
+                    self._probing = False
+                    self._tell()
+            if permit is not None:
+                return permit
+
+    async def _while_down(self, endpoint: Endpoint[Any], account: str, deadline: float) -> None:
+        """While the breaker is open: return when this call may try the store (its turn to
+        probe, or the store is back), fall back, or raise at the deadline."""
+        while self._down is not None:
+            now = anyio.current_time()
+            if not self._probing and now >= self._probe_at:
+                return
+            if self.fall_back:
+                raise FallBack
+            until = deadline - SHORT
+            if now >= until:
+                raise self._unavailable(endpoint, account, self._down)
+            if not self._probing:
+                until = min(until, self._probe_at)
+            if self._news is None:
+                self._news = anyio.Event()
+            news = self._news
+            with anyio.move_on_after(until - now):
+                await news.wait()
+
+    async def _in_turn(
+        self,
+        endpoint: Endpoint[Any],
+        account: str,
+        deadline: float,
+        shared: list[tuple[str, int, int]],
+        probe: bool,
+    ) -> StorePermit | None:
+        """In this process's line for the budgets, ask the store until it charges them.
+        ``None`` when the breaker opened while this call waited in line."""
+        store = self.store
         member = store.member()
         locks = [self._locks.setdefault(name, anyio.Lock()) for name, _, _ in shared]
-        failures = 0
+        ordered = sorted(set(locks), key=id)  # one order everywhere: no deadlock
         async with contextlib.AsyncExitStack() as held:
-            for lock in sorted(set(locks), key=id):  # one order everywhere: no deadlock
-                await held.enter_async_context(lock)
+            entered = 0
+            with anyio.move_on_after(deadline - SHORT - anyio.current_time()):
+                for lock in ordered:
+                    await held.enter_async_context(lock)
+                    entered += 1
+            if entered < len(ordered):  # the deadline came first
+                if self._down is not None and not self.fall_back:
+                    raise self._unavailable(endpoint, account, self._down)
+                raise self._no_room(endpoint, account, shared, None)
             while True:
+                if self._down is not None and not probe:
+                    return None
                 now = anyio.current_time()
+                # The round trip must end in time for this call to fall back, or to raise
+                # GovernorUnavailable before its deadline does.
+                allowed = (deadline - now) / 2 if self.fall_back else deadline - SHORT - now
                 hold = max(deadline - now, 0.0) + self.window
-                try:
-                    wait = await store.charge(
-                        shared,
-                        family=endpoint.family,
-                        member=member,
-                        hold=hold,
-                        window=self.window,
-                    )
-                    failures = 0
-                except StoreError as exc:
-                    if self.fall_back:
-                        if not self._warned:
-                            self._warned = True
-                            log.warning(
-                                "the rate-limit store failed (%s): this process counts "
-                                "its own weight alone until it is back",
-                                exc,
-                            )
-                        raise FallBack from None
-                    failures += 1
-                    # Tried again until the deadline, the last time at it.
-                    wait = min(backoff(failures - 1, base=0.1, ceiling=1.0), deadline - now)
-                    if wait <= 0:
-                        raise GovernorUnavailable(
-                            f"the rate-limit store could not be reached ({exc}); nothing was sent",
-                            endpoint=endpoint.label,
-                            api_key=mask_key(account) if account else None,
-                        ) from None
-                else:
-                    if wait == 0.0:
-                        self._warned = False
-                        return StorePermit(self, endpoint, account, shared, member)
-                    if now + wait >= deadline:
-                        raise GovernorTimeout(
-                            "no room in the shared rate-limit budget "
-                            f"({', '.join(name.split(':')[0] for name, _, _ in shared)}) "
-                            "before the call's deadline",
-                            endpoint=endpoint.label,
-                            api_key=mask_key(account) if account else None,
-                            retry_after=wait,
+                answered = False
+                with anyio.move_on_after(max(allowed, 0.0)):
+                    try:
+                        wait = await store.charge(
+                            shared,
+                            family=endpoint.family,
+                            member=member,
+                            hold=hold,
+                            window=self.window,
                         )
+                        answered = True
+                    except StoreError as exc:
+                        self.failed(exc, cost=anyio.current_time() - now)
+                        raise
+                if not answered:
+                    cut = StoreError(f"no answer within {allowed:.3g} s")
+                    if allowed >= FAIR_TRY:
+                        self.failed(cut, cost=anyio.current_time() - now)
+                    elif not self.fall_back:
+                        raise self._unavailable(endpoint, account, cut)
+                    raise cut
+                self._up()
+                probe = False
+                if wait == 0.0:
+                    return StorePermit(self, endpoint, account, shared, member)
+                if now + wait >= deadline:
+                    raise self._no_room(endpoint, account, shared, wait)
                 if self._changed is None:
                     self._changed = anyio.Event()
                 changed = self._changed
                 with anyio.move_on_after(wait):
                     await changed.wait()
 
+    def failed(self, exc: StoreError, *, cost: float) -> None:
+        """The store failed, after ``cost`` seconds: open the breaker (with a warning, once
+        per opening), or keep it open, and say when to try it again."""
+        opening = self._down is None
+        self._down = exc
+        self._failures += 1
+        pause = min(PROBE_MIN * 2.0 ** min(self._failures - 1, 16), PROBE_MAX / 10)
+        self._probe_at = anyio.current_time() + min(PROBE_MAX, max(pause, PROBE_SHARE * cost))
+        if opening:
+            if self.fall_back:
+                then = "this process counts its own weight alone until it is back"
+            else:
+                then = "calls wait for it, and fail at their deadline, nothing sent"
+            log.warning("the rate-limit store failed (%s): %s", exc, then)
+
+    def _up(self) -> None:
+        """The store answered: close the breaker."""
+        self._failures = 0
+        if self._down is not None:
+            self._down = None
+            log.info("the rate-limit store answers again")
+            self._tell()
+
+    def _tell(self) -> None:
+        news, self._news = self._news, None
+        if news is not None:
+            news.set()
+
     def settled(self) -> None:
         """A request of this process finished or was given back: waiters here try again."""
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
+
+    async def snapshot(
+        self, buckets: list[Bucket], accounts: Mapping[str, Bucket]
+    ) -> dict[str, BucketState]:
+        """``buckets`` as the store counts them (the weight of every process), by their names
+        here; ``accounts`` names the API key of each UID bucket."""
+        names = {id(bucket): account for account, bucket in accounts.items()}
+        store_names = [f"sapi_uid:{names[id(b)]}" if id(b) in names else b.name for b in buckets]
+        families = sorted({b.family for b in buckets})
+        try:
+            if self._down is not None:
+                raise self._down
+            counts, bans = await self.store.read(store_names, families=families)
+        except StoreError as exc:
+            raise GovernorUnavailable(
+                f"the rate-limit store could not be read ({exc})", endpoint="Governor.asnapshot"
+            ) from None
+        states: dict[str, BucketState] = {}
+        for bucket, name, count in zip(buckets, store_names, counts, strict=True):
+            lock = self._locks.get(name)
+            states[bucket.name] = _state(
+                bucket.limit,
+                count,
+                waiters=lock.statistics().tasks_waiting if lock is not None else 0,
+                rejections=self.rejections[name],
+                banned_for=bans[bucket.family],
+            )
+        return states
+
+    def _unavailable(
+        self, endpoint: Endpoint[Any], account: str, exc: StoreError
+    ) -> GovernorUnavailable:
+        return GovernorUnavailable(
+            f"the rate-limit store could not be reached ({exc}); nothing was sent",
+            endpoint=endpoint.label,
+            api_key=mask_key(account) if account else None,
+        )
+
+    @staticmethod
+    def _no_room(
+        endpoint: Endpoint[Any],
+        account: str,
+        shared: list[tuple[str, int, int]],
+        wait: float | None,
+    ) -> GovernorTimeout:
+        return GovernorTimeout(
+            "no room in the shared rate-limit budget "
+            f"({', '.join(name.split(':')[0] for name, _, _ in shared)}) "
+            "before the call's deadline",
+            endpoint=endpoint.label,
+            api_key=mask_key(account) if account else None,
+            retry_after=wait,
+        )
+
+
+def _state(
+    limit: int, count: SharedCount, *, waiters: int, rejections: int, banned_for: float
+) -> BucketState:
+    return BucketState(
+        limit=limit,
+        used=count.held + count.external,
+        external=count.external,
+        waiters=waiters,
+        rejections=rejections,
+        resets_in=count.resets_in,
+        closed_for=max(count.closed_for, banned_for),
+    )
