@@ -38,15 +38,28 @@ class FallBack(Exception):
     """The store failed and the governor counts in this process instead."""
 
 
+#: GovernorUnavailable is raised this long before a call's deadline, so that the error, and not
+#: the deadline's own (which blames the budget), ends the call.
+SHORT = 0.05
+#: After a failure the store is tried again in ``PROBE_FIRST`` s, doubled with each failure in
+#: a row up to ``PROBE_DOUBLED_TO``; or in ``PROBE_SHARE`` times what the failure cost, if that
+#: is longer (a timeout), so that probes cost a small share of the calls' time; never later
+#: than ``PROBE_LAST``.
+PROBE_FIRST, PROBE_DOUBLED_TO, PROBE_SHARE, PROBE_LAST = 0.1, 3.0, 4.0, 30.0
+#: A store call cut short by a call's deadline counts as a failure only if it had this long.
+FAIR_TRY = 0.1
+
+
 class StorePermit:
     """Weight reserved in a shared store for one request; settled there after the answer.
 
     ``cancel`` and ``complete`` only note what became of the request; the Session then awaits
     :meth:`settle`, which tells the store (one round trip), so that every process learns from
-    the answer. If the store cannot be told, the request's weight lapses there by itself.
+    the answer. If the store cannot be told (or is taken for down, and the answer is not a 429
+    or 418), the request's weight lapses there by itself.
     """
 
-    __slots__ = ("_outcome", "_shared", "account", "budgets", "endpoint", "member")
+    __slots__ = ("_outcome", "_shared", "account", "budgets", "deadline", "endpoint", "member")
 
     def __init__(
         self,
@@ -55,8 +68,10 @@ class StorePermit:
         account: str,
         budgets: list[tuple[str, int, int]],
         member: str,
+        deadline: float,
     ) -> None:
         self._shared = shared
+        self.deadline = deadline  # its call's, on anyio's clock: settling ends before it
         self.endpoint = endpoint
         self.account = account
         self.budgets = budgets
@@ -77,56 +92,54 @@ class StorePermit:
         store = shared.store
         if outcome in (None, "settled"):
             return
-        if shared.down:  # it would only time out: the weight lapses there by itself
+        refused = isinstance(outcome, tuple) and outcome[0] in (429, 418)
+        if shared.down and not refused:  # it would time out: the weight lapses by itself
             shared.settled()
             return
         started = anyio.current_time()
+        # A store that hangs must not hold the call's answer past its deadline.
+        allowed = max(self.deadline - SHORT - started, FAIR_TRY)
         try:
-            if outcome == "cancelled":
-                await store.cancel(
-                    [(name, weight) for name, weight, _ in self.budgets], member=self.member
-                )
-                return
-            assert isinstance(outcome, tuple)
-            status, headers = outcome
-            reported = used_weights(headers, self.endpoint.family) if headers else {}
-            names = [name for name, _, _ in self.budgets]
-            report = [
-                (name, weight, reported.get(kind_of(name))) for name, weight, _ in self.budgets
-            ]
-            if reports_ip_too(self.endpoint, len(names)):
-                report.append(("sapi_ip", 0, reported.get("ip")))
-            wait = shut_seconds(headers, shared.window)
-            shut_name = names[0] if status == 429 else None
-            if status == 429 and len(names) == 2:
-                uid_limit, ip_limit = self.budgets[0][2], self.budgets[1][2]
-                if refused_kind(reported, uid_limit, ip_limit) == "ip":
-                    shut_name = names[1]
-            if shut_name is not None:
-                shared.rejections[shut_name] += 1
-            await store.finish(
-                [(name, weight, used, name == shut_name) for name, weight, used in report],
-                family=self.endpoint.family,
-                member=self.member,
-                window=shared.window,
-                shut=wait if status == 429 else 0.0,
-                ban=wait if status == 418 else 0.0,
-            )
+            with anyio.move_on_after(allowed) as scope:
+                await self._tell(store, outcome)
+            if scope.cancelled_caught:
+                raise StoreError(f"no answer within {allowed:.3g} s")
         except StoreError as exc:
             log.warning("the rate-limit store was not told of an answer (%s)", exc)
             shared.failed(exc, cost=anyio.current_time() - started)
         finally:
             shared.settled()
 
-
-#: GovernorUnavailable is raised this long before a call's deadline, so that the error, and not
-#: the deadline's own (which blames the budget), ends the call.
-SHORT = 0.05
-#: Probes of a store taken for down come at least this often and at most this rarely; a probe
-#: that fails by timing out waits longer (``PROBE_SHARE``: four times what it cost).
-PROBE_MIN, PROBE_MAX, PROBE_SHARE = 0.1, 30.0, 4.0
-#: A store call cut short by a call's deadline counts as a failure only if it had this long.
-FAIR_TRY = 0.1
+    async def _tell(
+        self, store: Store, outcome: tuple[int | None, Mapping[str, str] | None] | str
+    ) -> None:
+        """One round trip: the request never left, or its answer."""
+        shared, budgets = self._shared, self.budgets
+        if not isinstance(outcome, tuple):  # cancelled
+            await store.cancel([(name, weight) for name, weight, _ in budgets], member=self.member)
+            return
+        status, headers = outcome
+        reported = used_weights(headers, self.endpoint.family) if headers else {}
+        names = [name for name, _, _ in budgets]
+        report = [(name, weight, reported.get(kind_of(name))) for name, weight, _ in budgets]
+        if reports_ip_too(self.endpoint, len(names)):
+            report.append(("sapi_ip", 0, reported.get("ip")))
+        wait = shut_seconds(headers, shared.window)
+        shut_name = names[0] if status == 429 else None
+        if status == 429 and len(names) == 2:
+            uid_limit, ip_limit = budgets[0][2], budgets[1][2]
+            if refused_kind(reported, uid_limit, ip_limit) == "ip":
+                shut_name = names[1]
+        if shut_name is not None:
+            shared.rejections[shut_name] += 1
+        await store.finish(
+            [(name, weight, used, name == shut_name) for name, weight, used in report],
+            family=self.endpoint.family,
+            member=self.member,
+            window=shared.window,
+            shut=wait if status == 429 else 0.0,
+            ban=wait if status == 418 else 0.0,
+        )
 
 
 class SharedBudgets:
@@ -146,7 +159,7 @@ class SharedBudgets:
         # wakes those who wait for it.
         self._down: StoreError | None = None
         self._probe_at = 0.0
-        self._probing = False
+        self._prober: object | None = None
         self._failures = 0
         self._news: anyio.Event | None = None
 
@@ -173,18 +186,18 @@ class SharedBudgets:
         while True:
             if self._down is not None:
                 await self._while_down(endpoint, account, deadline)
-            probe = self._down is not None  # this call tries whether the store is back
-            if probe:
-                self._probing = True
+            probe = object() if self._down is not None else None  # it tries if the store is back
+            if probe is not None:
+                self._prober = probe
             try:
-                permit = await self._in_turn(endpoint, account, deadline, shared, probe)
+                permit = await self._in_turn(endpoint, account, deadline, shared, probe is not None)
             except StoreError:
                 if self.fall_back:
                     raise FallBack from None
                 continue  # wait for the store, as the breaker says
             finally:
-                if probe:
-                    self._probing = False
+                if probe is not None and self._prober is probe:
+                    self._prober = None
                     self._tell()
             if permit is not None:
                 return permit
@@ -194,14 +207,14 @@ class SharedBudgets:
         probe, or the store is back), fall back, or raise at the deadline."""
         while self._down is not None:
             now = anyio.current_time()
-            if not self._probing and now >= self._probe_at:
+            if self._prober is None and now >= self._probe_at:
                 return
             if self.fall_back:
                 raise FallBack
             until = deadline - SHORT
             if now >= until:
                 raise self._unavailable(endpoint, account, self._down)
-            if not self._probing:
+            if self._prober is None:
                 until = min(until, self._probe_at)
             if self._news is None:
                 self._news = anyio.Event()
@@ -230,9 +243,11 @@ class SharedBudgets:
                     await held.enter_async_context(lock)
                     entered += 1
             if entered < len(ordered):  # the deadline came first
-                if self._down is not None and not self.fall_back:
-                    raise self._unavailable(endpoint, account, self._down)
-                raise self._no_room(endpoint, account, shared, None)
+                if self._down is None:
+                    raise self._no_room(endpoint, account, shared, None)
+                if self.fall_back:
+                    raise FallBack
+                raise self._unavailable(endpoint, account, self._down)
             while True:
                 if self._down is not None and not probe:
                     return None
@@ -265,7 +280,7 @@ class SharedBudgets:
                 self._up()
                 probe = False
                 if wait == 0.0:
-                    return StorePermit(self, endpoint, account, shared, member)
+                    return StorePermit(self, endpoint, account, shared, member, deadline)
                 if now + wait >= deadline:
                     raise self._no_room(endpoint, account, shared, wait)
                 if self._changed is None:
@@ -280,8 +295,8 @@ class SharedBudgets:
         opening = self._down is None
         self._down = exc
         self._failures += 1
-        pause = min(PROBE_MIN * 2.0 ** min(self._failures - 1, 16), PROBE_MAX / 10)
-        self._probe_at = anyio.current_time() + min(PROBE_MAX, max(pause, PROBE_SHARE * cost))
+        pause = min(PROBE_FIRST * 2.0 ** min(self._failures - 1, 16), PROBE_DOUBLED_TO)
+        self._probe_at = anyio.current_time() + min(PROBE_LAST, max(pause, PROBE_SHARE * cost))
         if opening:
             if self.fall_back:
                 then = "this process counts its own weight alone until it is back"
@@ -294,6 +309,7 @@ class SharedBudgets:
         self._failures = 0
         if self._down is not None:
             self._down = None
+            self._prober = None
             log.info("the rate-limit store answers again")
             self._tell()
 

@@ -235,6 +235,45 @@ async def test_with_redis_hung_and_on_store_error_local_five_calls_take_under_3_
     assert caplog.text.count("counts its own weight alone") == 1  # once per opening
 
 
+async def test_calls_in_line_behind_a_frozen_store_all_end_in_governor_unavailable(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    stores.append(RedisStore(server.url, prefix="p", timeout=1.0))
+    gov = Governor(window=WINDOW, store=stores[0])
+    permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
+    permit.cancel()
+    await permit.settle()  # type: ignore[union-attr]
+    server.pause()
+    errors: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await gov.acquire(PM_BALANCE, account="", deadline=deadline(1.5))
+        except Exception as exc:
+            errors.append(exc)
+
+    started = time.monotonic()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(call)
+    assert [type(e) for e in errors] == [GovernorUnavailable] * 5  # not GovernorTimeout
+    assert time.monotonic() - started < 2.5
+
+
+async def test_telling_a_frozen_store_of_an_answer_ends_before_the_call_s_deadline(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    stores.append(RedisStore(server.url, prefix="p", timeout=5.0))
+    gov = Governor(window=WINDOW, store=stores[0])
+    permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(0.6))
+    server.pause()
+    permit.complete(200, {})
+    started = time.monotonic()
+    await permit.settle()  # type: ignore[union-attr]
+    assert time.monotonic() - started < 0.6  # the answer is not held past its deadline
+
+
 async def test_the_breaker_closes_when_the_frozen_server_answers_again(
     server: RedisServer, stores: list[RedisStore], caplog: pytest.LogCaptureFixture
 ) -> None:
