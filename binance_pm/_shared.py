@@ -268,12 +268,12 @@ class SharedBudgets:
                         )
                         answered = True
                     except StoreError as exc:
-                        self.failed(exc, cost=anyio.current_time() - now)
+                        self.failed(exc, cost=anyio.current_time() - now, probe=probe)
                         raise
                 if not answered:
                     cut = StoreError(f"no answer within {allowed:.3g} s")
                     if allowed >= FAIR_TRY:
-                        self.failed(cut, cost=anyio.current_time() - now)
+                        self.failed(cut, cost=anyio.current_time() - now, probe=probe)
                     elif not self.fall_back:
                         raise self._unavailable(endpoint, account, cut)
                     raise cut
@@ -289,10 +289,13 @@ class SharedBudgets:
                 with anyio.move_on_after(wait):
                     await changed.wait()
 
-    def failed(self, exc: StoreError, *, cost: float) -> None:
+    def failed(self, exc: StoreError, *, cost: float, probe: bool = False) -> None:
         """The store failed, after ``cost`` seconds: open the breaker (with a warning, once
-        per opening), or keep it open, and say when to try it again."""
+        per opening), or keep it open, and say when to try it again. Only the failure that
+        opens it and those of probes count: not the many calls that were on their way."""
         opening = self._down is None
+        if not (opening or probe):
+            return
         self._down = exc
         self._failures += 1
         pause = min(PROBE_FIRST * 2.0 ** min(self._failures - 1, 16), PROBE_DOUBLED_TO)
