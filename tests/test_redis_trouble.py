@@ -84,6 +84,23 @@ async def test_a_flush_pauses_every_process_that_saw_the_counts_for_a_window(
         await permit.settle()  # type: ignore[union-attr]
 
 
+async def test_after_a_flush_a_ban_known_here_outlasts_the_window(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    stores.append(RedisStore(server.url, prefix="p", timeout=0.5))
+    gov = Governor(window=WINDOW, store=stores[0])
+    permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
+    permit.complete(418, {"Retry-After": "2.5"})
+    await permit.settle()  # type: ignore[union-attr]
+    with redis.Redis.from_url(server.url) as client:
+        client.flushall()  # the ban key goes with the counts
+    started = time.monotonic()
+    permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(6))
+    assert time.monotonic() - started >= 2.0  # the ban's end, not one window
+    permit.cancel()
+    await permit.settle()  # type: ignore[union-attr]
+
+
 def test_twenty_flushalls_under_two_polling_processes_draw_no_429(server: RedisServer) -> None:
     limits = {"papi_ip": 600, "sapi_ip": 200, "sapi_uid": 10}
     args = ["--accounts", "40", "--window", str(WINDOW)]
