@@ -377,10 +377,20 @@ class Governor:
     # -- looking ------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, BucketState]:
-        """Every budget now, by name: ``"api_ip"`` … ``"fapi_ip"``, ``"sapi_uid:vmPU…h8A"`` …"""
+        """Every budget now, by name: ``"api_ip"`` … ``"fapi_ip"``, ``"sapi_uid:vmPU…h8A"`` …
+
+        With a ``store``, this process's own counts (idle unless the store failed): await
+        :meth:`asnapshot` for the counts every process shares."""
         now = self._clock()
         banned = self._banned_until
         return {bucket.name: bucket.state(now, banned[bucket.family]) for bucket in self._budgets()}
+
+    async def asnapshot(self) -> dict[str, BucketState]:
+        """:meth:`snapshot`, read from the ``store`` if there is one: every process's weight
+        (one round trip; :class:`~binance_pm.GovernorUnavailable` if the store fails)."""
+        if self._shared is None:
+            return self.snapshot()
+        return await self._shared.snapshot([*self._ip.values(), *self._uid.values()], self._uid)
 
     def __repr__(self) -> str:
         now = self._clock()

@@ -10,7 +10,7 @@ came), from which the governor learns what the exchange counted.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from ._endpoints import Endpoint
@@ -49,6 +49,15 @@ class StoreError(Exception):
     """A shared rate-limit store could not be reached or did not answer."""
 
 
+class SharedCount(NamedTuple):
+    """One budget as a shared store holds it (see ``Governor.asnapshot``)."""
+
+    held: int  # weight charged by every process and not yet expired
+    external: int  # weight the exchange reported beyond theirs
+    resets_in: float  # seconds until all it holds has expired
+    closed_for: float  # seconds a 429, or a pause after lost counts, keeps it shut
+
+
 class Store(Protocol):
     """Where a governor keeps budgets shared by many processes (``binance_pm.redis``)."""
 
@@ -84,4 +93,10 @@ class Store(Protocol):
 
     async def cancel(self, budgets: Sequence[tuple[str, int]], *, member: str) -> None:
         """A request that never left. Raises :class:`StoreError`."""
+        ...
+
+    async def read(
+        self, budgets: Sequence[str], *, families: Sequence[str]
+    ) -> tuple[list[SharedCount], dict[str, float]]:
+        """Each budget's count, and each family's ban in seconds. Raises :class:`StoreError`."""
         ...

@@ -5,24 +5,31 @@ Within this process calls wait first come, first served: a lock per budget, take
 order, held while the head call asks the store again; they wake when the store says room may
 come, or when one of this process's requests is settled. A request's answer is told to the
 store after the call (:meth:`StorePermit.settle`), so that every process learns from it.
+
+A circuit breaker keeps a store that fails from costing every call its timeout: after a
+failure (an error, or no answer in time) the store is taken for down, and no call asks it until
+the next probe, which is one call's own charge, at most one at a time, at a rate that falls with
+what a failure costs. Meanwhile calls count in this process (``on_store_error="local"``), or
+wait for the store and end in :class:`GovernorUnavailable` just before their deadline (the
+default): nothing is sent unless a store counted it. No task of its own: nothing to leak.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import anyio
 
-from ._buckets import Bucket
+from ._buckets import Bucket, BucketState
 from ._endpoints import Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
 from ._headers import used_weights
-from ._hook import Store, StoreError
+from ._hook import SharedCount, Store, StoreError
 from ._learning import kind_of, refused_kind, reports_ip_too, shut_seconds
-from ._retry import backoff
 
 log = logging.getLogger("binance_pm")
 
@@ -31,15 +38,28 @@ class FallBack(Exception):
     """The store failed and the governor counts in this process instead."""
 
 
+#: GovernorUnavailable is raised this long before a call's deadline, so that the error, and not
+#: the deadline's own (which blames the budget), ends the call.
+SHORT = 0.05
+#: After a failure the store is tried again in ``PROBE_FIRST`` s, doubled with each failure in
+#: a row up to ``PROBE_DOUBLED_TO``; or in ``PROBE_SHARE`` times what the failure cost, if that
+#: is longer (a timeout), so that probes cost a small share of the calls' time; never later
+#: than ``PROBE_LAST``.
+PROBE_FIRST, PROBE_DOUBLED_TO, PROBE_SHARE, PROBE_LAST = 0.1, 3.0, 4.0, 30.0
+#: A store call cut short by a call's deadline counts as a failure only if it had this long.
+FAIR_TRY = 0.1
+
+
 class StorePermit:
     """Weight reserved in a shared store for one request; settled there after the answer.
 
     ``cancel`` and ``complete`` only note what became of the request; the Session then awaits
     :meth:`settle`, which tells the store (one round trip), so that every process learns from
-    the answer. If the store cannot be told, the request's weight lapses there by itself.
+    the answer. If the store cannot be told (or is taken for down, and the answer is not a 429
+    or 418), the request's weight lapses there by itself.
     """
 
-    __slots__ = ("_outcome", "_shared", "account", "budgets", "endpoint", "member")
+    __slots__ = ("_outcome", "_shared", "account", "budgets", "deadline", "endpoint", "member")
 
     def __init__(
         self,
@@ -48,8 +68,10 @@ class StorePermit:
         account: str,
         budgets: list[tuple[str, int, int]],
         member: str,
+        deadline: float,
     ) -> None:
         self._shared = shared
+        self.deadline = deadline  # its call's, on anyio's clock: settling ends before it
         self.endpoint = endpoint
         self.account = account
         self.budgets = budgets
@@ -70,52 +92,81 @@ class StorePermit:
         store = shared.store
         if outcome in (None, "settled"):
             return
+        refused = isinstance(outcome, tuple) and outcome[0] in (429, 418)
+        if shared.down and not refused:  # it would time out: the weight lapses by itself
+            shared.settled()
+            return
+        started = anyio.current_time()
+        # A store that hangs must not hold the call's answer past its deadline.
+        allowed = max(self.deadline - SHORT - started, FAIR_TRY)
         try:
-            if outcome == "cancelled":
-                await store.cancel(
-                    [(name, weight) for name, weight, _ in self.budgets], member=self.member
-                )
-                return
-            assert isinstance(outcome, tuple)
-            status, headers = outcome
-            reported = used_weights(headers, self.endpoint.family) if headers else {}
-            names = [name for name, _, _ in self.budgets]
-            report = [
-                (name, weight, reported.get(kind_of(name))) for name, weight, _ in self.budgets
-            ]
-            if reports_ip_too(self.endpoint, len(names)):
-                report.append(("sapi_ip", 0, reported.get("ip")))
-            wait = shut_seconds(headers, shared.window)
-            shut_name = names[0] if status == 429 else None
-            if status == 429 and len(names) == 2:
-                uid_limit, ip_limit = self.budgets[0][2], self.budgets[1][2]
-                if refused_kind(reported, uid_limit, ip_limit) == "ip":
-                    shut_name = names[1]
-            await store.finish(
-                [(name, weight, used, name == shut_name) for name, weight, used in report],
-                family=self.endpoint.family,
-                member=self.member,
-                window=shared.window,
-                shut=wait if status == 429 else 0.0,
-                ban=wait if status == 418 else 0.0,
-            )
+            with anyio.move_on_after(allowed) as scope:
+                await self._tell(store, outcome)
+            if scope.cancelled_caught:
+                raise StoreError(f"no answer within {allowed:.3g} s")
         except StoreError as exc:
             log.warning("the rate-limit store was not told of an answer (%s)", exc)
+            shared.failed(exc, cost=anyio.current_time() - started)
         finally:
             shared.settled()
+
+    async def _tell(
+        self, store: Store, outcome: tuple[int | None, Mapping[str, str] | None] | str
+    ) -> None:
+        """One round trip: the request never left, or its answer."""
+        shared, budgets = self._shared, self.budgets
+        if not isinstance(outcome, tuple):  # cancelled
+            await store.cancel([(name, weight) for name, weight, _ in budgets], member=self.member)
+            return
+        status, headers = outcome
+        reported = used_weights(headers, self.endpoint.family) if headers else {}
+        names = [name for name, _, _ in budgets]
+        report = [(name, weight, reported.get(kind_of(name))) for name, weight, _ in budgets]
+        if reports_ip_too(self.endpoint, len(names)):
+            report.append(("sapi_ip", 0, reported.get("ip")))
+        wait = shut_seconds(headers, shared.window)
+        shut_name = names[0] if status == 429 else None
+        if status == 429 and len(names) == 2:
+            uid_limit, ip_limit = budgets[0][2], budgets[1][2]
+            if refused_kind(reported, uid_limit, ip_limit) == "ip":
+                shut_name = names[1]
+        if shut_name is not None:
+            shared.rejections[shut_name] += 1
+        await store.finish(
+            [(name, weight, used, name == shut_name) for name, weight, used in report],
+            family=self.endpoint.family,
+            member=self.member,
+            window=shared.window,
+            shut=wait if status == 429 else 0.0,
+            ban=wait if status == 418 else 0.0,
+        )
 
 
 class SharedBudgets:
     """The store, and what this process keeps about it: a lock per budget, the event its
-    waiters sleep on, whether it has warned of a failure."""
+    waiters sleep on, and the circuit breaker (whether the store is taken for down, and when
+    it is tried again)."""
 
     def __init__(self, store: Store, *, window: float, fall_back: bool) -> None:
         self.store = store
         self.window = window
         self.fall_back = fall_back  # on a store failure, count in process (with a warning)
+        self.rejections: Counter[str] = Counter()  # 429s this process saw, by store name
         self._locks: dict[str, anyio.Lock] = {}
         self._changed: anyio.Event | None = None
-        self._warned = False
+        # The breaker: the failure that opened it (None: closed), when a call may try the
+        # store again, whether one is trying now, failures in a row, and the event that
+        # wakes those who wait for it.
+        self._down: StoreError | None = None
+        self._probe_at = 0.0
+        self._prober: object | None = None
+        self._failures = 0
+        self._news: anyio.Event | None = None
+
+    @property
+    def down(self) -> bool:
+        """Whether the store is taken for down (the breaker is open)."""
+        return self._down is not None
 
     async def acquire(
         self,
@@ -128,69 +179,217 @@ class SharedBudgets:
         """Charge the store for ``buckets`` (this process's, for their names and limits),
         waiting first come, first served within this process; ``deadline`` on anyio's clock.
         Raises :class:`FallBack` when the store fails and this process may count alone."""
-        store = self.store
         shared = [
             (f"sapi_uid:{account}" if b.name.startswith("sapi_uid") else b.name, w, b.limit)
             for b, w in zip(buckets, weights, strict=True)
         ]
+        while True:
+            if self._down is not None:
+                await self._while_down(endpoint, account, deadline)
+            probe = object() if self._down is not None else None  # it tries if the store is back
+            if probe is not None:
+                self._prober = probe
+            try:
+                permit = await self._in_turn(endpoint, account, deadline, shared, probe is not None)
+            except StoreError:
+                if self.fall_back:
+                    raise FallBack from None
+                continue  # wait for the store, as the breaker says
+            finally:
+                if probe is not None and self._prober is probe:
+                    self._prober = None
+                    self._tell()
+            if permit is not None:
+                return permit
+
+    async def _while_down(self, endpoint: Endpoint[Any], account: str, deadline: float) -> None:
+        """While the breaker is open: return when this call may try the store (its turn to
+        probe, or the store is back), fall back, or raise at the deadline."""
+        while self._down is not None:
+            now = anyio.current_time()
+            if self._prober is None and now >= self._probe_at:
+                return
+            if self.fall_back:
+                raise FallBack
+            until = deadline - SHORT
+            if now >= until:
+                raise self._unavailable(endpoint, account, self._down)
+            if self._prober is None:
+                until = min(until, self._probe_at)
+            if self._news is None:
+                self._news = anyio.Event()
+            news = self._news
+            with anyio.move_on_after(until - now):
+                await news.wait()
+
+    async def _in_turn(
+        self,
+        endpoint: Endpoint[Any],
+        account: str,
+        deadline: float,
+        shared: list[tuple[str, int, int]],
+        probe: bool,
+    ) -> StorePermit | None:
+        """In this process's line for the budgets, ask the store until it charges them.
+        ``None`` when the breaker opened while this call waited in line."""
+        store = self.store
         member = store.member()
         locks = [self._locks.setdefault(name, anyio.Lock()) for name, _, _ in shared]
-        failures = 0
+        ordered = sorted(set(locks), key=id)  # one order everywhere: no deadlock
         async with contextlib.AsyncExitStack() as held:
-            for lock in sorted(set(locks), key=id):  # one order everywhere: no deadlock
-                await held.enter_async_context(lock)
+            entered = 0
+            with anyio.move_on_after(deadline - SHORT - anyio.current_time()):
+                for lock in ordered:
+                    await held.enter_async_context(lock)
+                    entered += 1
+            if entered < len(ordered):  # the deadline came first
+                if self._down is None:
+                    raise self._no_room(endpoint, account, shared, None)
+                if self.fall_back:
+                    raise FallBack
+                raise self._unavailable(endpoint, account, self._down)
             while True:
+                if self._down is not None and not probe:
+                    return None
                 now = anyio.current_time()
+                # The round trip must end in time for this call to fall back, or to raise
+                # GovernorUnavailable before its deadline does.
+                allowed = (deadline - now) / 2 if self.fall_back else deadline - SHORT - now
                 hold = max(deadline - now, 0.0) + self.window
-                try:
-                    wait = await store.charge(
-                        shared,
-                        family=endpoint.family,
-                        member=member,
-                        hold=hold,
-                        window=self.window,
-                    )
-                    failures = 0
-                except StoreError as exc:
-                    if self.fall_back:
-                        if not self._warned:
-                            self._warned = True
-                            log.warning(
-                                "the rate-limit store failed (%s): this process counts "
-                                "its own weight alone until it is back",
-                                exc,
-                            )
-                        raise FallBack from None
-                    failures += 1
-                    # Tried again until the deadline, the last time at it.
-                    wait = min(backoff(failures - 1, base=0.1, ceiling=1.0), deadline - now)
-                    if wait <= 0:
-                        raise GovernorUnavailable(
-                            f"the rate-limit store could not be reached ({exc}); nothing was sent",
-                            endpoint=endpoint.label,
-                            api_key=mask_key(account) if account else None,
-                        ) from None
-                else:
-                    if wait == 0.0:
-                        self._warned = False
-                        return StorePermit(self, endpoint, account, shared, member)
-                    if now + wait >= deadline:
-                        raise GovernorTimeout(
-                            "no room in the shared rate-limit budget "
-                            f"({', '.join(name.split(':')[0] for name, _, _ in shared)}) "
-                            "before the call's deadline",
-                            endpoint=endpoint.label,
-                            api_key=mask_key(account) if account else None,
-                            retry_after=wait,
+                answered = False
+                with anyio.move_on_after(max(allowed, 0.0)):
+                    try:
+                        wait = await store.charge(
+                            shared,
+                            family=endpoint.family,
+                            member=member,
+                            hold=hold,
+                            window=self.window,
                         )
+                        answered = True
+                    except StoreError as exc:
+                        self.failed(exc, cost=anyio.current_time() - now, probe=probe)
+                        raise
+                if not answered:
+                    cut = StoreError(f"no answer within {allowed:.3g} s")
+                    if allowed >= FAIR_TRY:
+                        self.failed(cut, cost=anyio.current_time() - now, probe=probe)
+                    elif not self.fall_back:
+                        raise self._unavailable(endpoint, account, cut)
+                    raise cut
+                self._up()
+                probe = False
+                if wait == 0.0:
+                    return StorePermit(self, endpoint, account, shared, member, deadline)
+                if now + wait >= deadline:
+                    raise self._no_room(endpoint, account, shared, wait)
                 if self._changed is None:
                     self._changed = anyio.Event()
                 changed = self._changed
                 with anyio.move_on_after(wait):
                     await changed.wait()
 
+    def failed(self, exc: StoreError, *, cost: float, probe: bool = False) -> None:
+        """The store failed, after ``cost`` seconds: open the breaker (with a warning, once
+        per opening), or keep it open, and say when to try it again. Only the failure that
+        opens it and those of probes count: not the many calls that were on their way."""
+        opening = self._down is None
+        if not (opening or probe):
+            return
+        self._down = exc
+        self._failures += 1
+        pause = min(PROBE_FIRST * 2.0 ** min(self._failures - 1, 16), PROBE_DOUBLED_TO)
+        self._probe_at = anyio.current_time() + min(PROBE_LAST, max(pause, PROBE_SHARE * cost))
+        if opening:
+            if self.fall_back:
+                then = "this process counts its own weight alone until it is back"
+            else:
+                then = "calls wait for it, and fail at their deadline, nothing sent"
+            log.warning("the rate-limit store failed (%s): %s", exc, then)
+
+    def _up(self) -> None:
+        """The store answered: close the breaker."""
+        self._failures = 0
+        if self._down is not None:
+            self._down = None
+            self._prober = None
+            log.info("the rate-limit store answers again")
+            self._tell()
+
+    def _tell(self) -> None:
+        news, self._news = self._news, None
+        if news is not None:
+            news.set()
+
     def settled(self) -> None:
         """A request of this process finished or was given back: waiters here try again."""
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
+
+    async def snapshot(
+        self, buckets: list[Bucket], accounts: Mapping[str, Bucket]
+    ) -> dict[str, BucketState]:
+        """``buckets`` as the store counts them (the weight of every process), by their names
+        here; ``accounts`` names the API key of each UID bucket."""
+        names = {id(bucket): account for account, bucket in accounts.items()}
+        store_names = [f"sapi_uid:{names[id(b)]}" if id(b) in names else b.name for b in buckets]
+        families = sorted({b.family for b in buckets})
+        try:
+            if self._down is not None:
+                raise self._down
+            counts, bans = await self.store.read(store_names, families=families)
+        except StoreError as exc:
+            raise GovernorUnavailable(
+                f"the rate-limit store could not be read ({exc})", endpoint="Governor.asnapshot"
+            ) from None
+        states: dict[str, BucketState] = {}
+        for bucket, name, count in zip(buckets, store_names, counts, strict=True):
+            lock = self._locks.get(name)
+            states[bucket.name] = _state(
+                bucket.limit,
+                count,
+                waiters=lock.statistics().tasks_waiting if lock is not None else 0,
+                rejections=self.rejections[name],
+                banned_for=bans[bucket.family],
+            )
+        return states
+
+    def _unavailable(
+        self, endpoint: Endpoint[Any], account: str, exc: StoreError
+    ) -> GovernorUnavailable:
+        return GovernorUnavailable(
+            f"the rate-limit store could not be reached ({exc}); nothing was sent",
+            endpoint=endpoint.label,
+            api_key=mask_key(account) if account else None,
+        )
+
+    @staticmethod
+    def _no_room(
+        endpoint: Endpoint[Any],
+        account: str,
+        shared: list[tuple[str, int, int]],
+        wait: float | None,
+    ) -> GovernorTimeout:
+        return GovernorTimeout(
+            "no room in the shared rate-limit budget "
+            f"({', '.join(name.split(':')[0] for name, _, _ in shared)}) "
+            "before the call's deadline",
+            endpoint=endpoint.label,
+            api_key=mask_key(account) if account else None,
+            retry_after=wait,
+        )
+
+
+def _state(
+    limit: int, count: SharedCount, *, waiters: int, rejections: int, banned_for: float
+) -> BucketState:
+    return BucketState(
+        limit=limit,
+        used=count.held + count.external,
+        external=count.external,
+        waiters=waiters,
+        rejections=rejections,
+        resets_in=count.resets_in,
+        closed_for=max(count.closed_for, banned_for),
+    )

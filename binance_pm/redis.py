@@ -28,6 +28,8 @@ Member names and keys hold no API key: UID budgets are named by a hash of it.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -36,28 +38,53 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ._hook import StoreError
+from ._hook import SharedCount, StoreError
 
 __all__ = ["RedisStore", "StoreError"]
 
+log = logging.getLogger("binance_pm")
+
 # KEYS: per budget its set, total, outside weight, shut-until and claim keys (5 each), then the
-# family's ban key. ARGV: budgets n, member, hold ms, claim ms, then per budget weight and limit.
+# marker, the pause key and the family's ban key. ARGV: budgets n, member, hold ms, claim ms,
+# the marker this process last saw ('' for none), a new marker, the pause ms a loss calls for,
+# the marker's lifetime ms, then per budget weight and limit.
+# Returns {1 charged | 0, wait ms, the marker, why it waits: 0 room, 1 a 429 or 418,
+# 2 a pause after lost counts, 3 the same, found lost by this call}.
 _CHARGE = """
 local n = tonumber(ARGV[1])
 local member = ARGV[2]
 local hold = tonumber(ARGV[3])
 local claim_ms = tonumber(ARGV[4])
+local known = ARGV[5]
+local pause_ms = tonumber(ARGV[7])
+local marker, pause, ban = KEYS[5*n+1], KEYS[5*n+2], KEYS[5*n+3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local banned = redis.call('PTTL', KEYS[5 * n + 1])
-if banned > 0 then return {0, banned} end
+local epoch = redis.call('GET', marker)
+local lost = false
+if epoch then
+  lost = known ~= '' and epoch ~= known
+else
+  epoch = ARGV[6]
+  redis.call('SET', marker, epoch)
+  lost = known ~= ''
+end
+redis.call('PEXPIRE', marker, tonumber(ARGV[8]))
+if lost and redis.call('PTTL', pause) < pause_ms then
+  redis.call('SET', pause, '1', 'PX', pause_ms)
+end
+local paused = redis.call('PTTL', pause)
+if paused > 0 then return {0, paused, epoch, lost and 3 or 2} end
+local banned = redis.call('PTTL', ban)
+if banned > 0 then return {0, banned, epoch, 1} end
 local wait = 0
+local shut_wait = 0
 for i = 1, n do
   local z, s, e, c, k = KEYS[5*i-4], KEYS[5*i-3], KEYS[5*i-2], KEYS[5*i-1], KEYS[5*i]
-  local w = tonumber(ARGV[3 + 2*i])
-  local limit = tonumber(ARGV[4 + 2*i])
+  local w = tonumber(ARGV[7 + 2*i])
+  local limit = tonumber(ARGV[8 + 2*i])
   local shut = redis.call('PTTL', c)
-  if shut > 0 then wait = math.max(wait, shut) end
+  if shut > 0 then shut_wait = math.max(shut_wait, shut) end
   local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)
   if #gone > 0 then
     local freed = 0
@@ -79,10 +106,11 @@ for i = 1, n do
     if not claim then redis.call('SET', k, member .. ':' .. w, 'PX', claim_ms) end
   end
 end
-if wait > 0 then return {0, wait} end
+if shut_wait >= wait and shut_wait > 0 then return {0, shut_wait, epoch, 1} end
+if wait > 0 then return {0, wait, epoch, 0} end
 for i = 1, n do
   local z, s, k = KEYS[5*i-4], KEYS[5*i-3], KEYS[5*i]
-  local w = tonumber(ARGV[3 + 2*i])
+  local w = tonumber(ARGV[7 + 2*i])
   redis.call('ZADD', z, now + hold, member .. ':' .. w)
   redis.call('INCRBY', s, w)
   redis.call('PEXPIRE', z, hold)
@@ -90,7 +118,7 @@ for i = 1, n do
   local claim = redis.call('GET', k)
   if claim and string.match(claim, '^(.*):%d+$') == member then redis.call('DEL', k) end
 end
-return {1, 0}
+return {1, 0, epoch, 0}
 """
 
 # KEYS: per budget its set, total, outside weight and shut-until keys (4 each), then the
@@ -141,6 +169,35 @@ return 1
 """
 
 
+# KEYS: per budget its set, outside weight and shut-until keys (3 each), then the pause key and
+# each family's ban key. ARGV: budgets n. Returns per budget the weight held, the outside
+# weight, ms until all it holds has expired and ms it stays shut; then ms of pause; then ms of
+# ban per family. Reads only: what has expired is left for the next charge to drop.
+_READ = """
+local n = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i = 1, n do
+  local held, last = 0, now
+  local live = redis.call('ZRANGEBYSCORE', KEYS[3*i-2], '(' .. now, '+inf', 'WITHSCORES')
+  for j = 1, #live, 2 do
+    held = held + tonumber(string.match(live[j], ':(%d+)$'))
+    last = math.max(last, tonumber(live[j + 1]))
+  end
+  table.insert(out, held)
+  table.insert(out, tonumber(redis.call('GET', KEYS[3*i-1]) or '0'))
+  table.insert(out, last - now)
+  table.insert(out, math.max(0, redis.call('PTTL', KEYS[3*i])))
+end
+for j = 3*n + 1, #KEYS do table.insert(out, math.max(0, redis.call('PTTL', KEYS[j]))) end
+return out
+"""
+
+#: How long the marker outlives the last charge: it tells a flush from a fleet long idle.
+MARKER_LIFE = 86_400.0
+
+
 def budget_key(name: str) -> str:
     """A budget's name in Redis: ``sapi_uid:`` budgets by a hash of the API key, never the key."""
     kind, _, account = name.partition(":")
@@ -181,10 +238,13 @@ class RedisStore:
         self._charge = self._redis.register_script(_CHARGE)
         self._finish = self._redis.register_script(_FINISH)
         self._cancel = self._redis.register_script(_CANCEL)
+        self._read = self._redis.register_script(_READ)
         self._token = secrets.token_hex(6)  # this process's members: never two alike
         self._run_id: str | None = None  # the server's, to tell a restart (counts lost)
         self._failed_at: float | None = None  # monotonic time of the first failure in a row
-        self._paused_until = 0.0
+        self._epoch = ""  # the marker last seen: another, or none, means the counts were lost
+        self._paused_until = 0.0  # monotonic: after lost counts, nothing is charged before
+        self._shut_until = 0.0  # monotonic: the last 429's shut or 418's ban known here ends
         self._count = 0
         self._url = url if client is None else "(given client)"
 
@@ -209,29 +269,62 @@ class RedisStore:
         """Charge ``(name, weight, limit)`` budgets all together, or none: 0.0 when charged,
         else the seconds until it is worth asking again.
 
+        Counts can be lost while Redis runs (``FLUSHALL``, ``FLUSHDB``, eviction): a marker
+        key, checked in the same script as the charge, tells. Its loss, or another marker than
+        the one this process saw last, means the counts went with it; then nothing is charged,
+        in any process, until one window after (or after the longest 429 or 418 known here):
+        by then nothing sent before can still count at the exchange. A process that meets no
+        marker on its first charge cannot tell a first start from a flush, and starts at once.
+
         After Redis was unreachable, if it came back as a new server (restarted, its counts
-        lost), nothing is charged until one window after it went away: by then nothing sent
-        before can still count at the exchange.
+        lost), nothing is charged until one window after it went away.
         """
-        paused = self._paused_until - time.monotonic()
+        now = time.monotonic()
+        paused = self._paused_until - now
         if paused > 0:
             return paused
         if self._failed_at is not None or self._run_id is None:
             await self._check_server(window)
-            paused = self._paused_until - time.monotonic()
+            now = time.monotonic()
+            paused = self._paused_until - now
             if paused > 0:
                 return paused
+        pause = max(window, self._shut_until - now)
         keys: list[str] = []
-        argv: list[Any] = [len(budgets), member, int(hold * 1000), int(window * 1000)]
+        argv: list[Any] = [
+            len(budgets),
+            member,
+            int(hold * 1000),
+            int(window * 1000),
+            self._epoch,
+            secrets.token_hex(8),
+            math.ceil(pause * 1000),
+            int(MARKER_LIFE * 1000),
+        ]
         for name, weight, limit in budgets:
             keys += self._keys(name, "z", "s", "e", "c", "k")
             argv += [weight, limit]
-        keys.append(f"{self.prefix}:ban:{family}")
+        keys += [f"{self.prefix}:marker", f"{self.prefix}:pause", f"{self.prefix}:ban:{family}"]
         try:
-            granted, wait_ms = await self._charge(keys=keys, args=argv)
+            granted, wait_ms, epoch, why = await self._charge(keys=keys, args=argv)
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from None
-        return 0.0 if int(granted) == 1 else max(int(wait_ms), 1) / 1000
+        self._epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        if int(granted) == 1:
+            return 0.0
+        wait = max(int(wait_ms), 1) / 1000
+        why = int(why)
+        if why == 1:
+            self._shut_until = max(self._shut_until, now + wait)
+        elif why >= 2:  # lost counts: held here too, should the pause key go as well
+            self._paused_until = max(self._paused_until, now + wait)
+            if why == 3:
+                log.warning(
+                    "the rate-limit store lost its counts (flushed or evicted): nothing is "
+                    "charged for %.3g s, until what was sent before has left the window",
+                    wait,
+                )
+        return wait
 
     async def _check_server(self, window: float) -> None:
         """Learn the server's run id; a new one after a failure means its counts are gone."""
@@ -242,6 +335,7 @@ class RedisStore:
         run_id = str(info.get("run_id", ""))
         if self._run_id is not None and run_id != self._run_id and self._failed_at is not None:
             self._paused_until = self._failed_at + window
+            self._epoch = ""  # the restart explains the lost marker: its pause is enough
         self._run_id = run_id
         self._failed_at = None
 
@@ -274,6 +368,8 @@ class RedisStore:
             keys += self._keys(name, "z", "s", "e", "c")
             argv += [weight, -1 if reported is None else reported, 1 if shuts else 0]
         keys.append(f"{self.prefix}:ban:{family}")
+        if shut or ban:
+            self._shut_until = max(self._shut_until, time.monotonic() + max(shut, ban))
         try:
             await self._finish(keys=keys, args=argv)
         except (RedisError, OSError) as exc:
@@ -290,6 +386,34 @@ class RedisStore:
             await self._cancel(keys=keys, args=argv)
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from None
+
+    async def read(
+        self, budgets: Sequence[str], *, families: Sequence[str]
+    ) -> tuple[list[SharedCount], dict[str, float]]:
+        """What the store holds now for each of ``budgets`` (as :meth:`charge` names them), and
+        each family's ban in seconds (0: none); a pause after lost counts shuts every budget."""
+        keys: list[str] = []
+        for name in budgets:
+            keys += self._keys(name, "z", "e", "c")
+        keys.append(f"{self.prefix}:pause")
+        keys += [f"{self.prefix}:ban:{family}" for family in families]
+        try:
+            values = [int(v) for v in await self._read(keys=keys, args=[len(budgets)])]
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        n = len(budgets)
+        paused = max(values[4 * n], (self._paused_until - time.monotonic()) * 1000)
+        counts = [
+            SharedCount(
+                held=values[4 * i],
+                external=values[4 * i + 1],
+                resets_in=max(0, values[4 * i + 2]) / 1000,
+                closed_for=max(values[4 * i + 3], paused) / 1000,
+            )
+            for i in range(n)
+        ]
+        bans = {f: values[4 * n + 1 + j] / 1000 for j, f in enumerate(families)}
+        return counts, bans
 
     async def aclose(self) -> None:
         if self._owns:
