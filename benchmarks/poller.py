@@ -30,6 +30,7 @@ import asyncio
 import cProfile
 import gc
 import io
+import os
 import pstats
 import time
 import tracemalloc
@@ -109,8 +110,8 @@ def governor() -> Governor:
 
 
 async def single_calls(
-    base_url: str, accounts: list[dict[str, Any]], rate: float, seconds: float
-) -> tuple[int, int, float, Probe]:
+    base_url: str, accounts: list[dict[str, Any]], rate: float, seconds: float, profile: bool
+) -> tuple[int, int, float, Probe, str]:
     """(calls answered, errors, CPU seconds, probe) of calls started at ``rate`` a second."""
     async with Session(base_url=base_url, governor=governor(), timeout=30) as session:
         jobs = list(make_clients(session, accounts).items())
@@ -128,9 +129,12 @@ async def single_calls(
         probe = Probe()
         loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task[None]] = set()
+        profiler = cProfile.Profile() if profile else None
         with probe.watching():
             probing = loop.create_task(probe.run())
             cpu = time.process_time()
+            if profiler is not None:
+                profiler.enable()
             started = loop.time()
             sent = 0
             while (now := loop.time()) < started + seconds:
@@ -141,12 +145,26 @@ async def single_calls(
                     sent += 1
                 await asyncio.sleep(0.01)
             answered = done
+            if profiler is not None:
+                profiler.disable()
             cpu = time.process_time() - cpu
             probing.cancel()
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(probing, *tasks, return_exceptions=True)
-    return answered, errors, cpu, probe
+    return answered, errors, cpu, probe, stats(profiler)
+
+
+def stats(profiler: cProfile.Profile | None) -> str:
+    """The profile's top functions, if there is one."""
+    if profiler is None:
+        return ""
+    out = io.StringIO()
+    order = os.environ.get("SORT", "tottime")
+    pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(
+        int(os.environ.get("TOP", "25"))
+    )
+    return out.getvalue()
 
 
 async def polled(
@@ -175,12 +193,7 @@ async def polled(
             cpu = time.process_time() - cpu
             probing.cancel()
         await asyncio.gather(probing, return_exceptions=True)
-    text = ""
-    if profiler is not None:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
-        text = out.getvalue()
-    return updates, errors, cpu, probe, text
+    return updates, errors, cpu, probe, stats(profiler)
 
 
 async def memory(base_url: str, accounts: list[dict[str, Any]], every: float) -> float:
@@ -220,8 +233,8 @@ async def main(args: argparse.Namespace) -> None:
             f"{len(accounts)} HMAC accounts ({', '.join(f'{n} {e}' for e, n in mix.items())}),"
             f" {args.rate:g} a second in all, exchange in its own process"
         )
-        calls, call_errors, call_cpu, call_probe = await single_calls(
-            base_url, accounts, args.rate, args.call_seconds
+        calls, call_errors, call_cpu, call_probe, profile = await single_calls(
+            base_url, accounts, args.rate, args.call_seconds, args.profile
         )
         per_call = call_cpu / max(calls, 1)
         print(
@@ -230,6 +243,8 @@ async def main(args: argparse.Namespace) -> None:
             f" {per_call * 1e6:.0f} us CPU per call"
         )
         print(f"    {call_probe.summary()}")
+        if profile:
+            print(profile)
         seconds = PERIODS * every
         updates, poll_errors, poll_cpu, poll_probe, profile = await polled(
             base_url, accounts, every, seconds, args.profile
