@@ -177,10 +177,10 @@ class _Ranks:
     are), so that a key goes in or out and a rank is found in O(log N + N / BLOCK), instead of
     sorting every key again."""
 
-    __slots__ = ("blocks", "maxes", "size")
-    BLOCK = 512
+    __slots__ = ("block", "blocks", "maxes", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, block: int = 512) -> None:
+        self.block = block  # keys per block, at least; twice as many at most
         self.blocks: list[list[float]] = []
         self.maxes: list[float] = []  # each block's last key
         self.size = 0
@@ -196,9 +196,9 @@ class _Ranks:
         block = blocks[i]
         bisect.insort(block, key)
         maxes[i] = block[-1]
-        if len(block) > 2 * self.BLOCK:
-            rest = block[self.BLOCK :]
-            del block[self.BLOCK :]
+        if len(block) > 2 * self.block:
+            rest = block[self.block :]
+            del block[self.block :]
             blocks.insert(i + 1, rest)
             maxes[i] = block[-1]
             maxes.insert(i + 1, rest[-1])
