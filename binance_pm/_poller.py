@@ -1,7 +1,11 @@
 """Polling many accounts through one Session: ``Session.poll``.
 
-Each (client, endpoint) pair is a job with a task of its own, so a job waiting for one budget
-never holds up a job that has room in another. A job goes at most every ``every`` seconds.
+Each (client, endpoint) pair is a job. A job waiting for its next turn is an entry in one heap
+of due times (no task, no timer of its own); when it is due, its turn runs in a task of its own,
+so a job waiting for one budget never holds up a job that has room in another. A job goes at
+most every ``every`` seconds. The first turns are spread out (at most ``START_RATE`` a second,
+over one period at most) and the jobs keep those phases, so that thousands of accounts do not
+all call at once; jobs due within one tick go out together, in one pass of the event loop.
 Between the jobs that are due and the governor stands one gate per budget (an API family's IP
 budget, or an account's UID budget): it lets a few calls per budget into the governor's queue at
 once and chooses which, so that when the budget is what binds, the choice is fair and weighted:
@@ -9,16 +13,18 @@ once and chooses which, so that when the budget is what binds, the choice is fai
 - Weighted fair queueing: a job's turn comes in the order of its finish tag, which grows by
   ``1 / weight`` at each turn; a job of weight 2 gets twice the turns of one of weight 1 while
   both wait, and none waits forever.
-- Weights come from ``priority``: a sort key of a job's last update, lower first. Jobs are
-  ranked by it about once a second, from weight 2 (first) to 1 (last); a job with no result yet
-  has weight 1. When the budget does not bind, every job simply goes every ``every`` seconds.
+- Weights come from ``priority``: a sort key of a job's last update, lower first: from weight 2
+  (ranked first) to 1 (last), by the job's rank when it comes to the gate; a job with no result
+  yet has weight 1. The keys are kept in order as they change (``_fairness.Ranks``), not
+  sorted again. When the budget does not bind, every job simply goes every ``every`` seconds.
 
 A failing job never stops the others: an authentication error (-2014, -2015, -1022, 401) ends
 that account's polling with one error update; every other error (another 4xx, which a proxy or
 a redirect can give as well as the exchange, 5xx, transport, decode, the rate limit, even a bug)
 backs the job off with jitter, doubling up to a ceiling, with an error update each time.
 
-The jobs run in a task group of their own, in one task the poll starts and owns (an asyncio
+The turns run in a task group of their own (under asyncio, in bare tasks, which cost less, that
+the poller cancels and awaits as it ends), in one task the poll starts and owns (an asyncio
 task, or a trio system task), so that leaving the ``async for`` cancels them however the
 generator is closed: by the loop's own ``break`` or exception, by cancellation, by
 ``aclose()``, or by the event loop's finalizer in another task. The generator then waits, at
@@ -28,7 +34,6 @@ most a second, for every job and every call in flight to end.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import heapq
 import itertools
 import logging
@@ -46,6 +51,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
 from ._exceptions import AuthError, BinancePMError
+from ._fairness import GATE_DEPTH, Gate, Ranks
 from ._models import AccountStatus
 from ._retry import backoff
 
@@ -57,9 +63,6 @@ if TYPE_CHECKING:
 
 #: The endpoints ``Session.poll`` knows, by the client method's name.
 POLLABLE = tuple(ACCOUNT_ENDPOINTS)
-#: Calls per budget let into the governor's queue at once: few, so that the choice of which
-#: goes next is made as late as it can be. Calls the governor has let out do not count.
-GATE_DEPTH = 2
 #: A failing job backs off at most this long (or ``every``, if longer).
 MAX_BACKOFF = 60.0
 #: At most this many jobs a second make their first call (over one period at most).
@@ -121,30 +124,6 @@ def default_priority(update: Update) -> float:
     return math.inf if math.isnan(ratio) else ratio
 
 
-class _Gate:
-    """One budget's door to the governor: how many calls are through, and who waits."""
-
-    __slots__ = ("depth", "heap", "inside", "tag")
-
-    def __init__(self, depth: int = GATE_DEPTH) -> None:
-        self.depth = depth
-        self.heap: list[tuple[float, int, _Job]] = []
-        self.inside = 0
-        self.tag = 0.0  # the finish tag of the last job let through
-
-    def leave(self) -> None:
-        """A call is through (or gave up): let the next ones in."""
-        self.inside -= 1
-        while self.inside < self.depth and self.heap:
-            tag, _, waiting = heapq.heappop(self.heap)
-            if waiting.go is None:
-                continue  # cancelled while it waited
-            self.inside += 1
-            self.tag = tag
-            waiting.go.set()
-            waiting.go = None
-
-
 class _Job:
     __slots__ = ("call", "client", "endpoint", "failures", "gate", "go", "inside", "key", "tag")
 
@@ -153,7 +132,7 @@ class _Job:
         client: AsyncClient,
         endpoint: Endpoint[Any],
         call: JobCall,
-        gate: _Gate,
+        gate: Gate,
     ) -> None:
         self.client = client
         self.endpoint = endpoint
@@ -172,60 +151,6 @@ class _Job:
             self.gate.leave()
 
 
-class _Ranks:
-    """The jobs' priority keys in order, kept as blocks of sorted lists (as a B-tree's leaves
-    are), so that a key goes in or out and a rank is found in O(log N + N / BLOCK), instead of
-    sorting every key again."""
-
-    __slots__ = ("block", "blocks", "maxes", "size")
-
-    def __init__(self, block: int = 512) -> None:
-        self.block = block  # keys per block, at least; twice as many at most
-        self.blocks: list[list[float]] = []
-        self.maxes: list[float] = []  # each block's last key
-        self.size = 0
-
-    def add(self, key: float) -> None:
-        blocks, maxes = self.blocks, self.maxes
-        self.size += 1
-        if not blocks:
-            blocks.append([key])
-            maxes.append(key)
-            return
-        i = min(bisect.bisect_left(maxes, key), len(blocks) - 1)
-        block = blocks[i]
-        bisect.insort(block, key)
-        maxes[i] = block[-1]
-        if len(block) > 2 * self.block:
-            rest = block[self.block :]
-            del block[self.block :]
-            blocks.insert(i + 1, rest)
-            maxes[i] = block[-1]
-            maxes.insert(i + 1, rest[-1])
-
-    def remove(self, key: float) -> None:
-        i = bisect.bisect_left(self.maxes, key)  # the first block that can hold it holds it
-        block = self.blocks[i]
-        del block[bisect.bisect_left(block, key)]
-        self.size -= 1
-        if block:
-            self.maxes[i] = block[-1]
-        else:
-            del self.blocks[i], self.maxes[i]
-
-    def weight(self, key: float) -> float:
-        """2.0 for the lowest key down to 1.0 for the highest; equal keys share the mean of
-        their ranks."""
-        blocks = self.blocks
-        i = bisect.bisect_left(self.maxes, key)
-        below = sum(map(len, blocks[:i])) + bisect.bisect_left(blocks[i], key)
-        j = bisect.bisect_right(self.maxes, key)
-        upto = sum(map(len, blocks[:j])) + (
-            bisect.bisect_right(blocks[j], key) if j < len(blocks) else 0
-        )
-        return 2.0 - (below + upto - 1) / 2 / max(self.size - 1, 1)
-
-
 def plan_jobs(
     clients: Iterable[AsyncClient] | Mapping[AsyncClient, str | Sequence[str]],
     endpoints: str | Sequence[str] | None,
@@ -241,7 +166,7 @@ def plan_jobs(
             raise TypeError("poll needs endpoints: a name, a list of names, or a mapping")
         names = _names(endpoints)
         pairs = [(client, names) for client in clients]
-    gates: dict[object, _Gate] = {}
+    gates: dict[object, Gate] = {}
     jobs = []
     for client, names in pairs:
         for name in names:
@@ -250,7 +175,7 @@ def plan_jobs(
                 gate_key: object = ("uid", client.api_key)
             else:
                 gate_key = endpoint.family
-            gate = gates.setdefault(gate_key, _Gate())
+            gate = gates.setdefault(gate_key, Gate())
             jobs.append(_Job(client, endpoint, _caller(client, endpoint, asset), gate))
     return jobs
 
@@ -293,7 +218,7 @@ class Poller:
         self._rand = rand or random.Random()
         self._seq = itertools.count()
         self._ended: set[AsyncClient] = set()
-        self._ranks = _Ranks()
+        self._ranks = Ranks()
         self._due: list[tuple[float, int, _Job]] = []  # when each job not in flight goes next
         self._busy = 0  # jobs in flight
         self._wake = anyio.Event()  # the scheduler's: a job is due sooner than it thought
@@ -304,6 +229,8 @@ class Poller:
         self.stopped = anyio.Event()
         self.failure: BaseException | None = None  # the priority callable's, if it raised
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # under asyncio
+        self._turns: set[asyncio.Task[None]] = set()  # under asyncio, the turns in flight
 
     def start(self) -> None:
         """Run the jobs in a task of their own (kept here, so it is not collected)."""
@@ -316,13 +243,17 @@ class Poller:
             trio.lowlevel.spawn_system_task(self._run, name="binance_pm poll")
         else:
             self._now = loop.time
+            self._loop = loop
             self._task = loop.create_task(self._run(), name="binance_pm poll")
 
     async def _run(self) -> None:
         try:
             with self.scope:
                 async with anyio.create_task_group() as group:
-                    await self._schedule(group)
+                    try:
+                        await self._schedule(group)
+                    finally:
+                        await self._end_turns()
         except Exception as exc:  # a bug, not an account's failure: the caller sees it
             while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]  # the first is raised to the caller
@@ -355,7 +286,12 @@ class Poller:
                 job = heapq.heappop(due)[2]
                 if job.client not in self._ended:
                     self._busy += 1
-                    group.start_soon(self._turn, job)
+                    if self._loop is not None:  # a bare task costs a third of a group's
+                        turn = self._loop.create_task(self._turn(job))
+                        self._turns.add(turn)
+                        turn.add_done_callback(self._turn_done)
+                    else:
+                        group.start_soon(self._turn, job)
                 continue
             # Wake on a grid of ticks, never before the first job is due: the jobs due
             # within one tick go together, in one pass of the event loop (a wake, a send,
@@ -366,6 +302,22 @@ class Poller:
             self._sleeps_until = -math.inf
             if self._wake.is_set():
                 self._wake = anyio.Event()
+
+    def _turn_done(self, turn: asyncio.Task[None]) -> None:
+        self._turns.discard(turn)
+        if not turn.cancelled() and (exc := turn.exception()) is not None:
+            if self.failure is None:  # a bug, not an account's failure: the caller sees it
+                self.failure = exc
+            self.scope.cancel()
+
+    async def _end_turns(self) -> None:
+        """Cancel the turns in bare tasks (the task group ends its own), and wait for them."""
+        turns = list(self._turns)
+        for turn in turns:
+            turn.cancel()
+        if turns:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(turns)
 
     def _on_grid(self, at: float) -> float:
         """The first tick at or after ``at`` (``at`` itself, if rounding put it before)."""

@@ -16,7 +16,8 @@ import anyio
 import pytest
 
 from binance_pm import AsyncClient, Governor, Session
-from binance_pm._poller import START_RATE, TICK, _Ranks, default_priority, plan_jobs, poll
+from binance_pm._fairness import Ranks
+from binance_pm._poller import START_RATE, TICK, default_priority, plan_jobs, poll
 
 from .conftest import run_virtual
 
@@ -98,7 +99,7 @@ def reference_weights(keys: list[float]) -> dict[float, float]:
 
 def test_ranks_kept_in_step_weigh_as_a_full_sort_does() -> None:
     rng = random.Random(7)
-    ranks = _Ranks(block=4)  # small blocks: many splits, and blocks emptied
+    ranks = Ranks(block=4)  # small blocks: many splits, and blocks emptied
     held: list[float] = []
     choices = [-math.inf, math.inf, 0.5, 1.0, 1.5, 2.0]
     for step in range(3000):
