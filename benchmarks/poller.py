@@ -1,107 +1,274 @@
-"""Session.poll with 1,000 accounts: CPU time per poll, and memory per account.
+"""Session.poll with 10,000 HMAC accounts at a fixed total rate: CPU per update against CPU per
+single call, the longest event-loop stall, and memory per account.
 
-The simulated exchange runs in its own process (``binance-pm serve``), with limits high enough
-that the budget does not bind, so every account is polled every ``EVERY`` seconds. This process
-then measures:
+The simulated exchange runs in its own process (``binance-pm serve``, pinned to one core, this
+process to the other), with limits so high that the rate, not the budget, sets the pace. Its
+first 10,000 HMAC accounts (HMAC: signing costs next to nothing, so the SDK's own work is what
+is measured) each ask for their state endpoint. In one run, side by side:
 
-- CPU time per poll: this process's CPU time over the run, divided by the updates it got (each
-  one a signed request sent, its answer decoded to Decimals, the governor asked and told, the
-  poller's bookkeeping);
-- memory per account: memory allocated and still held (tracemalloc) once 1,000 accounts'
-  clients and jobs are running, over 1,000.
+- **single calls**: the same accounts, each called in turn (``await client.pm_pro_account()``
+  and the like, one task per call) at ``RATE`` calls a second: this process's CPU time over
+  the calls answered;
+- **poll**: ``Session.poll`` of the same accounts with ``every = ACCOUNTS / RATE``, so the same
+  rate: this process's CPU time over the updates, for three periods, the first included;
+- while each runs, a **lag probe**: a task that sleeps 5 ms, again and again, and records how
+  late it wakes (garbage collections included); and the garbage collector's pauses by
+  generation (``gc.callbacks``);
+- **memory per account**: what Python allocated and still holds (tracemalloc) once every
+  account's client and job has run at least once, over the accounts.
 
-Run: ``python benchmarks/poller.py``. Takes about half a minute.
+Targets: CPU per update ≤ 1.2× a single call's; the longest stall ≤ 50 ms.
+
+Run: ``python benchmarks/poller.py`` (about 2 minutes); ``--accounts N``, ``--rate R`` for
+other sizes; ``--profile`` prints the poll phase's cProfile.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import cProfile
+import gc
+import io
+import os
+import pstats
 import time
 import tracemalloc
 from collections import Counter
-from contextlib import aclosing
+from collections.abc import Callable, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Any
 
-from _serve import keys, serve
+from _serve import keys, pin, serve
 
-from binance_pm import Governor, Session
+from binance_pm import AsyncClient, Governor, Session
 from binance_pm._endpoints import STATE_ENDPOINT
-from binance_pm._signing import load_signer
 
-ACCOUNTS = 1_000
-EVERY = 1.0
-SECONDS = 12.0
-ENDPOINT = STATE_ENDPOINT
+ACCOUNTS = 10_000
+RATE = 1_000  # updates (or calls) a second, in all
+PERIODS = 3  # of the poll, measured
+CALL_SECONDS = 20.0
 HIGH = str(10**9)
+PROBE = 0.005
 
 
-async def poll_for(
-    base_url: str, accounts: list[dict[str, Any]], seconds: float, traced: bool
-) -> tuple[int, float, float]:
-    """(updates, CPU seconds, bytes held per account) over ``seconds`` of polling."""
-    governor = Governor(api_ip=10**9, sapi_ip=10**9, sapi_uid=10**9, papi_ip=10**9)
-    if traced:
-        tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0] if traced else 0
-    async with Session(base_url=base_url, governor=governor, timeout=30) as session:
-        jobs = {
-            session.client(a["api_key"], **keys(a)): ENDPOINT[a["account_type"]] for a in accounts
-        }
+class Probe:
+    """How late a task that sleeps ``PROBE`` seconds at a time wakes; and the GC's pauses."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.late: list[float] = []
+        self.gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._gc_started = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(PROBE)
+            late = loop.time() - before - PROBE
+            self.late.append(late)
+            self.worst = max(self.worst, late)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses[info["generation"]].append(time.perf_counter() - self._gc_started)
+
+    @contextmanager
+    def watching(self) -> Iterator[Probe]:
+        gc.callbacks.append(self._on_gc)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self._on_gc)
+
+    def summary(self) -> str:
+        late = sorted(self.late)
+        p99 = late[int(len(late) * 0.99)] if late else 0.0
+        over = sum(1 for x in late if x > 0.050)
+        full = self.gc_pauses[2]
+        return (
+            f"longest stall {self.worst * 1e3:.1f} ms (99th percentile {p99 * 1e3:.1f} ms,"
+            f" {over} over 50 ms); full GCs: {len(full)}, longest"
+            f" {max(full, default=0.0) * 1e3:.0f} ms; young GCs: "
+            f"{len(self.gc_pauses[0]) + len(self.gc_pauses[1])}, longest"
+            f" {max(self.gc_pauses[0] + self.gc_pauses[1], default=0.0) * 1e3:.1f} ms"
+        )
+
+
+def make_clients(session: Session, accounts: list[dict[str, Any]]) -> dict[AsyncClient, str]:
+    return {
+        session.client(a["api_key"], **keys(a), name=a["name"]): STATE_ENDPOINT[a["account_type"]]
+        for a in accounts
+    }
+
+
+def governor() -> Governor:
+    return Governor(api_ip=10**9, sapi_ip=10**9, sapi_uid=10**9, papi_ip=10**9, fapi_ip=10**9)
+
+
+async def single_calls(
+    base_url: str, accounts: list[dict[str, Any]], rate: float, seconds: float, profile: bool
+) -> tuple[int, int, float, Probe, str]:
+    """(calls answered, errors, CPU seconds, probe) of calls started at ``rate`` a second."""
+    async with Session(base_url=base_url, governor=governor(), timeout=30) as session:
+        jobs = list(make_clients(session, accounts).items())
+        calls: list[Callable[[], Any]] = [getattr(c, name) for c, name in jobs]
+        done = errors = 0
+
+        async def one(call: Callable[[], Any]) -> None:
+            nonlocal done, errors
+            try:
+                await call()
+            except Exception:
+                errors += 1
+            done += 1
+
+        probe = Probe()
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+        profiler = cProfile.Profile() if profile else None
+        with probe.watching():
+            probing = loop.create_task(probe.run())
+            cpu = time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            started = loop.time()
+            sent = 0
+            while (now := loop.time()) < started + seconds:
+                for _ in range(int((now - started) * rate) - sent):
+                    task = loop.create_task(one(calls[sent % len(calls)]))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    sent += 1
+                await asyncio.sleep(0.01)
+            answered = done
+            if profiler is not None:
+                profiler.disable()
+            cpu = time.process_time() - cpu
+            probing.cancel()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(probing, *tasks, return_exceptions=True)
+    return answered, errors, cpu, probe, stats(profiler)
+
+
+def stats(profiler: cProfile.Profile | None) -> str:
+    """The profile's top functions, if there is one."""
+    if profiler is None:
+        return ""
+    out = io.StringIO()
+    order = os.environ.get("SORT", "tottime")
+    pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(
+        int(os.environ.get("TOP", "25"))
+    )
+    return out.getvalue()
+
+
+async def polled(
+    base_url: str, accounts: list[dict[str, Any]], every: float, seconds: float, profile: bool
+) -> tuple[int, int, float, Probe, str]:
+    """(updates, errors, CPU seconds, probe, profile) of ``seconds`` of polling."""
+    async with Session(base_url=base_url, governor=governor(), timeout=30) as session:
+        jobs = make_clients(session, accounts)
         updates = errors = 0
-        cpu = time.process_time()
-        held = 0.0
-        async with aclosing(session.poll(jobs, every=EVERY)) as stream:
-            ends = time.monotonic() + seconds
+        probe = Probe()
+        profiler = cProfile.Profile() if profile else None
+        with probe.watching():
+            probing = asyncio.get_running_loop().create_task(probe.run())
+            cpu = time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            async with aclosing(session.poll(jobs, every=every)) as stream:
+                ends = time.monotonic() + seconds
+                async for update in stream:
+                    updates += 1
+                    errors += not update.ok
+                    if time.monotonic() >= ends:
+                        break
+            if profiler is not None:
+                profiler.disable()
+            cpu = time.process_time() - cpu
+            probing.cancel()
+        await asyncio.gather(probing, return_exceptions=True)
+    return updates, errors, cpu, probe, stats(profiler)
+
+
+async def memory(base_url: str, accounts: list[dict[str, Any]], every: float) -> float:
+    """Bytes held per account once each has been polled at least once (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    async with Session(base_url=base_url, governor=governor(), timeout=60) as session:
+        jobs = make_clients(session, accounts)
+        seen: set[AsyncClient] = set()
+        async with aclosing(session.poll(jobs, every=every)) as stream:
+            ends = time.monotonic() + 4 * every + 10
             async for update in stream:
-                updates += 1
-                errors += not update.ok
-                if time.monotonic() >= ends:
+                seen.add(update.client)
+                if len(seen) == len(jobs) or time.monotonic() >= ends:
                     break
-        cpu = time.process_time() - cpu
-        if traced:
-            held = (tracemalloc.get_traced_memory()[0] - before) / len(accounts)
-            tracemalloc.stop()
-    if errors:
-        print(f"  ({errors} of {updates} polls failed)")
-    return updates, cpu, held
+            held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    if len(seen) < len(jobs):
+        print(f"  (memory: only {len(seen)} of {len(jobs)} accounts polled in time)")
+    return held / len(accounts)
 
 
-def signing_cost(accounts: list[dict[str, Any]]) -> dict[str, float]:
-    """Seconds one signature takes, per key type."""
-    payload = b"recvWindow=5000&timestamp=1700000000000"
-    costs = {}
-    for key_type in ("HMAC", "ED25519", "RSA"):
-        account = next(a for a in accounts if a["key_type"] == key_type)
-        signer = load_signer(**keys(account))
-        started = time.process_time()
-        for _ in range(200):
-            signer.sign(payload)
-        costs[key_type] = (time.process_time() - started) / 200
-    return costs
-
-
-async def main() -> None:
-    limits = ["--api-ip", HIGH, "--sapi-ip", HIGH, "--sapi-uid", HIGH, "--papi-ip", HIGH]
-    with serve("--accounts", str(ACCOUNTS), *limits) as (base_url, accounts):
-        mix = Counter(a["key_type"] for a in accounts)
+async def main(args: argparse.Namespace) -> None:
+    every = args.accounts / args.rate
+    # serve makes 7 HMAC accounts in 10: enough accounts for the HMAC ones wanted.
+    total = args.accounts * 10 // 7 + 10
+    limits = [f"--{name}" for name in ("api-ip", "sapi-ip", "sapi-uid", "papi-ip", "fapi-ip")]
+    with serve("--accounts", str(total), *(x for n in limits for x in (n, HIGH)), core=0) as (
+        base_url,
+        served,
+    ):
+        pin(1)
+        accounts = [a for a in served if a["key_type"] == "HMAC"][: args.accounts]
+        mix = Counter(STATE_ENDPOINT[a["account_type"]] for a in accounts)
         print(
-            f"{len(accounts)} accounts ({', '.join(f'{n} {t}' for t, n in sorted(mix.items()))}),"
-            f" each polled every {EVERY:g} s, exchange in its own process"
+            f"{len(accounts)} HMAC accounts ({', '.join(f'{n} {e}' for e, n in mix.items())}),"
+            f" {args.rate:g} a second in all, exchange in its own process"
         )
-        updates, cpu, _ = await poll_for(base_url, accounts, SECONDS, traced=False)
-        per_poll = cpu / updates
-        signing = signing_cost(accounts)
-        mean_signing = sum(signing[t] * n for t, n in mix.items()) / len(accounts)
-        print(f"  {updates} polls in {SECONDS:g} s: {per_poll * 1e6:.0f} us CPU per poll")
+        calls, call_errors, call_cpu, call_probe, profile = await single_calls(
+            base_url, accounts, args.rate, args.call_seconds, args.profile
+        )
+        per_call = call_cpu / max(calls, 1)
         print(
-            "  of which signing: "
-            + ", ".join(f"{t} {cost * 1e6:.0f} us" for t, cost in signing.items())
-            + f" (mean for this mix {mean_signing * 1e6:.0f} us);"
-            f" the rest: {(per_poll - mean_signing) * 1e6:.0f} us per poll"
+            f"  single calls: {calls} in {args.call_seconds:g} s"
+            f"{f' ({call_errors} failed)' if call_errors else ''}:"
+            f" {per_call * 1e6:.0f} us CPU per call"
         )
-        _, _, held = await poll_for(base_url, accounts, 3.0, traced=True)
-        print(f"  memory per account (clients, jobs, budgets, keys): {held / 1024:.1f} KiB")
+        print(f"    {call_probe.summary()}")
+        if profile:
+            print(profile)
+        seconds = PERIODS * every
+        updates, poll_errors, poll_cpu, poll_probe, profile = await polled(
+            base_url, accounts, every, seconds, args.profile
+        )
+        per_update = poll_cpu / max(updates, 1)
+        print(
+            f"  poll, every {every:g} s: {updates} updates in {seconds:g} s"
+            f"{f' ({poll_errors} failed)' if poll_errors else ''}:"
+            f" {per_update * 1e6:.0f} us CPU per update,"
+            f" {per_update / per_call:.2f}x a single call's (target <= 1.2x)"
+        )
+        print(f"    {poll_probe.summary()} (target <= 50 ms)")
+        if profile:
+            print(profile)
+        if not args.no_memory:
+            held = await memory(base_url, accounts, every)
+            print(f"  memory per account (client, job, budget, keys): {held / 1024:.1f} KiB")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=ACCOUNTS)
+    parser.add_argument("--rate", type=float, default=RATE)
+    parser.add_argument("--call-seconds", type=float, default=CALL_SECONDS)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    asyncio.run(main(parser.parse_args()))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TypeAlias, TypeVar, overload
 
 import httpx
 
 from ._credentials import Credentials
 from ._endpoints import (
+    ACCOUNT_ENDPOINTS,
     CLASSIC_PM_ACCOUNT,
     PM_BALANCE,
     PM_PRO_ACCOUNT,
@@ -18,14 +19,22 @@ from ._endpoints import (
     Endpoint,
 )
 from ._engine import Engine
+from ._hook import RateLimitHook
 from ._http import DEFAULT_MAX_BODY
 from ._models import ClassicPMAccount, PMBalance, PMProAccount, PMProBalance, PMProSpanAccount
 
-if TYPE_CHECKING:
-    from ._hook import RateLimitHook
-
 ClientT = TypeVar("ClientT", bound="AsyncClient")
 T = TypeVar("T")
+
+#: What an account endpoint answers, decoded: one of the five methods' return types.
+AccountResult: TypeAlias = (
+    list[PMBalance]
+    | PMBalance
+    | list[PMProBalance]
+    | PMProAccount
+    | PMProSpanAccount
+    | ClassicPMAccount
+)
 
 
 async def _shaped(call: Awaitable[T], shape: Callable[[T, str | None], T], asset: str | None) -> T:
@@ -105,7 +114,7 @@ class AsyncClient:
 
     @classmethod
     def _bound(
-        cls, session: Engine, credentials: Credentials, name: str | None = None
+        cls, session: Engine[RateLimitHook], credentials: Credentials, name: str | None = None
     ) -> AsyncClient:
         client = cls.__new__(cls)
         client._name = _check_name(name)
@@ -115,7 +124,7 @@ class AsyncClient:
         return client
 
     @property
-    def session(self) -> Engine:
+    def session(self) -> Engine[RateLimitHook]:
         """What this client sends through: its :class:`Session`, or a standalone client's own."""
         return self._session
 
@@ -123,6 +132,12 @@ class AsyncClient:
     def name(self) -> str:
         """The account's name: the one given (``name="desk-1"``), else its masked API key."""
         return self._name if self._name is not None else self._credentials.masked_key
+
+    @property
+    def api_key(self) -> str:
+        """The API key, as sent in every signed request's header (the secret never leaves the
+        signer). The rate-limit governor counts an account's UID budget by it."""
+        return self._credentials.api_key
 
     @property
     def masked_key(self) -> str:
@@ -175,6 +190,28 @@ class AsyncClient:
         if endpoint.shape is None:
             return call
         return _shaped(call, endpoint.shape, asset)
+
+    def call(
+        self,
+        endpoint: str,
+        *,
+        asset: str | None = None,
+        recv_window: int | None = None,
+        deadline: float | None = None,
+        on_grant: Callable[[], None] | None = None,
+    ) -> Awaitable[AccountResult]:
+        """One call of an account endpoint named as its method is (``"pm_pro_account"``), as
+        :meth:`Session.poll` makes them; ``asset`` where that endpoint takes one.
+
+        ``on_grant`` is called once, when the rate-limit governor lets the request out (a
+        poll's gate then lets the next call of that budget queue). Raises ``ValueError`` at
+        once for an unknown name or a missing or unwanted ``asset``.
+        """
+        spec = ACCOUNT_ENDPOINTS.get(endpoint)
+        if spec is None:
+            known = ", ".join(ACCOUNT_ENDPOINTS)
+            raise ValueError(f"unknown endpoint {endpoint!r}; known: {known}")
+        return self._get(spec, asset, recv_window=recv_window, deadline=deadline, on_grant=on_grant)
 
     @overload
     async def pm_balance(

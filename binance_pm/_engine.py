@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -52,8 +52,15 @@ from ._version import __version__
 
 log = logging.getLogger("binance_pm")
 
+if sys.version_info >= (3, 13):  # a TypeVar's default (PEP 696)
+    from typing import TypeVar as DefaultTypeVar
+else:
+    from typing_extensions import TypeVar as DefaultTypeVar
+
 T = TypeVar("T")
-EngineT = TypeVar("EngineT", bound="Engine")
+EngineT = TypeVar("EngineT", bound="Engine[Any]")
+#: The governor's type: a :class:`Governor` unless the caller gave another hook.
+HookT = DefaultTypeVar("HookT", bound=RateLimitHook, default=Governor, covariant=True)
 
 #: Seconds a call waits, at most, to tell a shared rate-limit store of its answer.
 SETTLE_SECONDS = 2.0
@@ -63,7 +70,7 @@ _HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/js
 _LEAN = sys.version_info >= (3, 11)  # Task.uncancel exists
 
 
-class Engine:
+class Engine(Generic[HookT]):
     """What every call of a :class:`~binance_pm.Session` (or of a standalone client) goes
     through: hosts, sender, governor, clock, and the call path. See ``Session`` for the
     arguments."""
@@ -73,7 +80,7 @@ class Engine:
         *,
         base_url: str | None = None,
         hosts: Mapping[str, str] | None = None,
-        governor: RateLimitHook | None = None,
+        governor: HookT | None = None,
         http: httpx.AsyncClient | None = None,
         recv_window: int = 5000,
         timeout: float = 10.0,
@@ -97,7 +104,8 @@ class Engine:
         self.hosts: dict[Family, str] = resolve_hosts(base_url, hosts)
         self.recv_window = check_recv_window(recv_window)
         self.max_retries = max_retries
-        self.governor: RateLimitHook = governor if governor is not None else Governor()
+        # Typed as the caller's hook, or Governor when none was given (HookT's default).
+        self._governor = cast(HookT, governor if governor is not None else Governor())
         self.clock = ExchangeClock()
         self._http = http
         self._proxy = proxy
@@ -129,6 +137,12 @@ class Engine:
         sender, self._sender = self._sender, None
         if sender is not None:
             await sender.aclose()
+
+    @property
+    def governor(self) -> HookT:
+        """The rate-limit governor: the :class:`Governor` this Session made, or the one (or the
+        hook) it was given."""
+        return self._governor
 
     @property
     def closed(self) -> bool:

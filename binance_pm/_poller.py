@@ -1,7 +1,11 @@
 """Polling many accounts through one Session: ``Session.poll``.
 
-Each (client, endpoint) pair is a job with a task of its own, so a job waiting for one budget
-never holds up a job that has room in another. A job goes at most every ``every`` seconds.
+Each (client, endpoint) pair is a job. A job waiting for its next turn is an entry in one heap
+of due times (no task, no timer of its own); when it is due, its turn runs in a task of its own,
+so a job waiting for one budget never holds up a job that has room in another. A job goes at
+most every ``every`` seconds. The first turns are spread out (at most ``START_RATE`` a second,
+over one period at most) and the jobs keep those phases, so that thousands of accounts do not
+all call at once; jobs due within one tick go out together, in one pass of the event loop.
 Between the jobs that are due and the governor stands one gate per budget (an API family's IP
 budget, or an account's UID budget): it lets a few calls per budget into the governor's queue at
 once and chooses which, so that when the budget is what binds, the choice is fair and weighted:
@@ -9,16 +13,18 @@ once and chooses which, so that when the budget is what binds, the choice is fai
 - Weighted fair queueing: a job's turn comes in the order of its finish tag, which grows by
   ``1 / weight`` at each turn; a job of weight 2 gets twice the turns of one of weight 1 while
   both wait, and none waits forever.
-- Weights come from ``priority``: a sort key of a job's last update, lower first. Jobs are
-  ranked by it about once a second, from weight 2 (first) to 1 (last); a job with no result yet
-  has weight 1. When the budget does not bind, every job simply goes every ``every`` seconds.
+- Weights come from ``priority``: a sort key of a job's last update, lower first: from weight 2
+  (ranked first) to 1 (last), by the job's rank when it comes to the gate; a job with no result
+  yet has weight 1. The keys are kept in order as they change (``_fairness.Ranks``), not
+  sorted again. When the budget does not bind, every job simply goes every ``every`` seconds.
 
 A failing job never stops the others: an authentication error (-2014, -2015, -1022, 401) ends
 that account's polling with one error update; every other error (another 4xx, which a proxy or
 a redirect can give as well as the exchange, 5xx, transport, decode, the rate limit, even a bug)
 backs the job off with jitter, doubling up to a ceiling, with an error update each time.
 
-The jobs run in a task group of their own, in one task the poll starts and owns (an asyncio
+The turns run in a task group of their own (under asyncio, in bare tasks, which cost less, that
+the poller cancels and awaits as it ends), in one task the poll starts and owns (an asyncio
 task, or a trio system task), so that leaving the ``async for`` cancels them however the
 generator is closed: by the loop's own ``break`` or exception, by cancellation, by
 ``aclose()``, or by the event loop's finalizer in another task. The generator then waits, at
@@ -35,8 +41,9 @@ import math
 import random
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -44,6 +51,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
 from ._exceptions import AuthError, BinancePMError
+from ._fairness import GATE_DEPTH, Gate, Ranks
 from ._models import AccountStatus
 from ._retry import backoff
 
@@ -51,23 +59,22 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._client import AccountResult, AsyncClient
 
 #: The endpoints ``Session.poll`` knows, by the client method's name.
 POLLABLE = tuple(ACCOUNT_ENDPOINTS)
-#: Calls per budget let into the governor's queue at once: few, so that the choice of which
-#: goes next is made as late as it can be. Calls the governor has let out do not count.
-GATE_DEPTH = 2
 #: A failing job backs off at most this long (or ``every``, if longer).
 MAX_BACKOFF = 60.0
-#: Seconds between rankings by priority.
-RANK_EVERY = 1.0
+#: At most this many jobs a second make their first call (over one period at most).
+START_RATE = 1000.0
+#: Jobs due within one tick (or a tenth of ``every``, if shorter) go together, at its end.
+TICK = 0.01
 #: Seconds ``Session.poll`` waits for its jobs to end once it is left or cancelled.
 STOP_WITHIN = 1.0
 
 log = logging.getLogger("binance_pm")
-#: A job's call: the hand-off is called when the governor lets the request out.
-JobCall = Callable[[Callable[[], None]], Any]
+#: A job's call: ``on_grant`` is called when the governor lets the request out.
+JobCall = Callable[..., Awaitable["AccountResult"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +92,7 @@ class Update:
 
     client: AsyncClient
     endpoint: str
-    result: Any
+    result: AccountResult | None
     error: BinancePMError | None
     at: float
     final: bool = False
@@ -117,35 +124,31 @@ def default_priority(update: Update) -> float:
     return math.inf if math.isnan(ratio) else ratio
 
 
-class _Gate:
-    """One budget's door to the governor: how many calls are through, and who waits."""
-
-    __slots__ = ("heap", "inside", "tag")
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[float, int, _Job]] = []
-        self.inside = 0
-        self.tag = 0.0  # the finish tag of the last job let through
-
-
 class _Job:
-    __slots__ = ("call", "client", "endpoint", "gate", "go", "key", "tag", "weight")
+    __slots__ = ("call", "client", "endpoint", "failures", "gate", "go", "inside", "key", "tag")
 
     def __init__(
         self,
         client: AsyncClient,
         endpoint: Endpoint[Any],
         call: JobCall,
-        gate: _Gate,
+        gate: Gate,
     ) -> None:
         self.client = client
         self.endpoint = endpoint
         self.call = call
         self.gate = gate
         self.tag = 0.0
-        self.weight = 1.0
-        self.key: float | None = None  # the priority of its last result
+        self.key: float | None = None  # the priority of its last result, if a number
         self.go: anyio.Event | None = None
+        self.inside = False  # through its gate, and not yet let out by the governor
+        self.failures = 0  # in a row
+
+    def granted(self) -> None:
+        """The governor let the call out (or it ended first): the gate may let another in."""
+        if self.inside:
+            self.inside = False
+            self.gate.leave()
 
 
 def plan_jobs(
@@ -163,16 +166,16 @@ def plan_jobs(
             raise TypeError("poll needs endpoints: a name, a list of names, or a mapping")
         names = _names(endpoints)
         pairs = [(client, names) for client in clients]
-    gates: dict[object, _Gate] = {}
+    gates: dict[object, Gate] = {}
     jobs = []
     for client, names in pairs:
         for name in names:
             endpoint = ACCOUNT_ENDPOINTS[name]
             if endpoint.bucket == "uid":
-                gate_key: object = ("uid", client._credentials.api_key)
+                gate_key: object = ("uid", client.api_key)
             else:
                 gate_key = endpoint.family
-            gate = gates.setdefault(gate_key, _Gate())
+            gate = gates.setdefault(gate_key, Gate())
             jobs.append(_Job(client, endpoint, _caller(client, endpoint, asset), gate))
     return jobs
 
@@ -190,11 +193,7 @@ def _names(endpoints: str | Sequence[str]) -> tuple[str, ...]:
 def _caller(client: AsyncClient, endpoint: Endpoint[Any], asset: str | None) -> JobCall:
     wanted = asset if "asset" in endpoint.params else None
     endpoint.query(wanted)  # checked now: a missing asset is the caller's mistake
-
-    def call(on_grant: Callable[[], None]) -> Any:
-        return client._get(endpoint, wanted, on_grant=on_grant)
-
-    return call
+    return partial(client.call, endpoint.name, asset=wanted)
 
 
 class Poller:
@@ -213,16 +212,25 @@ class Poller:
         self.jobs = jobs
         self.every = every
         self.priority = priority
-        self.depth = depth
+        for job in jobs:
+            job.gate.depth = depth
         self._send = send
         self._rand = rand or random.Random()
         self._seq = itertools.count()
         self._ended: set[AsyncClient] = set()
-        self._ranked_at = -math.inf
+        self._ranks = Ranks()
+        self._due: list[tuple[float, int, _Job]] = []  # when each job not in flight goes next
+        self._busy = 0  # jobs in flight
+        self._wake = anyio.Event()  # the scheduler's: a job is due sooner than it thought
+        self._sleeps_until = math.inf
+        self._tick = min(TICK, every / 10)
+        self._now: Callable[[], float] = anyio.current_time
         self.scope = anyio.CancelScope()
         self.stopped = anyio.Event()
         self.failure: BaseException | None = None  # the priority callable's, if it raised
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # under asyncio
+        self._turns: set[asyncio.Task[None]] = set()  # under asyncio, the turns in flight
 
     def start(self) -> None:
         """Run the jobs in a task of their own (kept here, so it is not collected)."""
@@ -231,16 +239,21 @@ class Poller:
         except RuntimeError:
             import trio  # not asyncio: anyio's other backend
 
+            self._now = trio.current_time
             trio.lowlevel.spawn_system_task(self._run, name="binance_pm poll")
         else:
+            self._now = loop.time
+            self._loop = loop
             self._task = loop.create_task(self._run(), name="binance_pm poll")
 
     async def _run(self) -> None:
         try:
             with self.scope:
                 async with anyio.create_task_group() as group:
-                    for job in self.jobs:
-                        group.start_soon(self._loop, job)
+                    try:
+                        await self._schedule(group)
+                    finally:
+                        await self._end_turns()
         except Exception as exc:  # a bug, not an account's failure: the caller sees it
             while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
                 exc = exc.exceptions[0]  # the first is raised to the caller
@@ -255,24 +268,75 @@ class Poller:
         with anyio.move_on_after(STOP_WITHIN, shield=True):
             await self.stopped.wait()
 
-    # -- one job ------------------------------------------------------------------------------
+    # -- the schedule -------------------------------------------------------------------------
 
-    async def _loop(self, job: _Job) -> None:
-        failures = 0
-        inside = False
+    async def _schedule(self, group: anyio.abc.TaskGroup) -> None:
+        """Start each job's turn when it is due, until no job is left.
 
-        def granted() -> None:
-            nonlocal inside
-            if inside:
-                inside = False
-                self._leave(job)
+        A job waiting for its turn is one entry in a heap, not a sleeping task. The first turns
+        are spread out, at most ``START_RATE`` a second and over one period at most, so that
+        the calls do not all go at once, then or in any later period.
+        """
+        now, count = self._now(), len(self.jobs)
+        spread = min(self.every, count / START_RATE) / count
+        self._due = [(now + i * spread, next(self._seq), job) for i, job in enumerate(self.jobs)]
+        due = self._due
+        while due or self._busy:
+            if due and due[0][0] <= (now := self._now()):
+                job = heapq.heappop(due)[2]
+                if job.client not in self._ended:
+                    self._busy += 1
+                    if self._loop is not None:  # a bare task costs a third of a group's
+                        turn = self._loop.create_task(self._turn(job))
+                        self._turns.add(turn)
+                        turn.add_done_callback(self._turn_done)
+                    else:
+                        group.start_soon(self._turn, job)
+                continue
+            # Wake on a grid of ticks, never before the first job is due: the jobs due
+            # within one tick go together, in one pass of the event loop (a wake, a send,
+            # a poll of the sockets each cost about as much as a job's own work).
+            self._sleeps_until = self._on_grid(due[0][0]) if due else math.inf
+            with anyio.move_on_after(self._sleeps_until - now):
+                await self._wake.wait()
+            self._sleeps_until = -math.inf
+            if self._wake.is_set():
+                self._wake = anyio.Event()
 
-        while job.client not in self._ended:
+    def _turn_done(self, turn: asyncio.Task[None]) -> None:
+        self._turns.discard(turn)
+        if not turn.cancelled() and (exc := turn.exception()) is not None:
+            if self.failure is None:  # a bug, not an account's failure: the caller sees it
+                self.failure = exc
+            self.scope.cancel()
+
+    async def _end_turns(self) -> None:
+        """Cancel the turns in bare tasks (the task group ends its own), and wait for them."""
+        turns = list(self._turns)
+        for turn in turns:
+            turn.cancel()
+        if turns:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(turns)
+
+    def _on_grid(self, at: float) -> float:
+        """The first tick at or after ``at`` (``at`` itself, if rounding put it before)."""
+        return max(at, math.ceil(at / self._tick) * self._tick)
+
+    def _next(self, job: _Job, at: float) -> None:
+        heapq.heappush(self._due, (at, next(self._seq), job))
+        if self._on_grid(at) < self._sleeps_until:
+            self._wake.set()
+
+    # -- one turn of a job --------------------------------------------------------------------
+
+    async def _turn(self, job: _Job) -> None:
+        try:
             await self._enter(job)
-            inside = True
-            started = anyio.current_time()
+            job.inside = True
+            started = self._now()
             try:
-                result, error = await job.call(granted), None
+                result, error = await job.call(on_grant=job.granted), None
             except BinancePMError as exc:
                 result, error = None, exc
             except Exception as exc:  # a bug: logged, and this account backs off like any failure
@@ -280,43 +344,60 @@ class Poller:
                 result = None
                 error = BinancePMError(f"{job.endpoint.label}: unexpected {type(exc).__name__}")
             finally:
-                granted()  # if the call ended before the governor let it out
-            final = isinstance(error, AuthError)
+                job.granted()  # if the call ended before the governor let it out
             if job.client in self._ended:
                 return  # its key was refused meanwhile: that update has gone out
-            if isinstance(error, AuthError):
+            final = isinstance(error, AuthError)
+            if final:
                 self._ended.add(job.client)
             update = Update(job.client, job.endpoint.name, result, error, time.time(), final)
-            await self._send.send(update)
+            try:
+                self._send.send_nowait(update)
+            except anyio.WouldBlock:  # the consumer is behind: wait for it
+                await self._send.send(update)
             if final:
                 return
             if error is None:
-                failures = 0
+                job.failures = 0
                 try:
-                    job.key = self.priority(update)
+                    key = self.priority(update)
                 except Exception as exc:  # the caller's code: it ends the poll, to the caller
                     self.failure = exc
                     self.scope.cancel()
                     return
-                self._rank()
-                wait = started + self.every - anyio.current_time()
+                self._rekey(job, key)
+                self._next(job, started + self.every)
             else:
-                failures += 1
+                job.failures += 1
                 wait = backoff(
-                    failures - 1,
+                    job.failures - 1,
                     base=1.5 * self.every,
                     ceiling=max(MAX_BACKOFF, self.every),
                     rand=self._rand.random,
                 )
-            if wait > 0:
-                await anyio.sleep(wait)
+                self._next(job, self._now() + wait)
+        finally:
+            self._busy -= 1
+            if not self._busy and not self._due:
+                self._wake.set()  # the last job has ended
+
+    def _rekey(self, job: _Job, key: float) -> None:
+        """Keep the ranks in step with the job's new priority (NaN: no rank)."""
+        if job.key is not None:
+            self._ranks.remove(job.key)
+        if key == key:
+            self._ranks.add(key)
+            job.key = key
+        else:
+            job.key = None
 
     # -- the gates ----------------------------------------------------------------------------
 
     async def _enter(self, job: _Job) -> None:
         gate = job.gate
-        job.tag = max(job.tag, gate.tag) + 1.0 / job.weight  # its finish tag
-        if gate.inside < self.depth and not gate.heap:
+        weight = 1.0 if job.key is None else self._ranks.weight(job.key)
+        job.tag = max(job.tag, gate.tag) + 1.0 / weight  # its finish tag
+        if gate.inside < gate.depth and not gate.heap:
             gate.inside += 1
             gate.tag = job.tag
             return
@@ -326,43 +407,10 @@ class Poller:
             await event.wait()
         except BaseException:
             if event.is_set():
-                self._leave(job)  # let through, but cancelled before it went
+                gate.leave()  # let through, but cancelled before it went
             else:
                 job.go = None  # still in the heap: skipped when it comes up
             raise
-
-    def _leave(self, job: _Job) -> None:
-        gate = job.gate
-        gate.inside -= 1
-        while gate.inside < self.depth and gate.heap:
-            tag, _, waiting = heapq.heappop(gate.heap)
-            if waiting.go is None:
-                continue  # cancelled while it waited
-            gate.inside += 1
-            gate.tag = tag
-            waiting.go.set()
-            waiting.go = None
-
-    def _rank(self) -> None:
-        """Weights from priorities, at most once every ``RANK_EVERY`` seconds."""
-        now = anyio.current_time()
-        if now - self._ranked_at < RANK_EVERY:
-            return
-        self._ranked_at = now
-        known = sorted(
-            ((job.key, job) for job in self.jobs if job.key is not None and job.key == job.key),
-            key=lambda pair: pair[0],  # NaN aside: it compares with nothing
-        )
-        last = max(len(known) - 1, 1)
-        start = 0
-        while start < len(known):  # equal keys, equal weights: the mean of their ranks
-            end = start
-            while end + 1 < len(known) and known[end + 1][0] == known[start][0]:
-                end += 1
-            weight = 2.0 - (start + end) / 2 / last
-            for _, job in known[start : end + 1]:
-                job.weight = weight
-            start = end + 1
 
 
 async def poll(
@@ -380,7 +428,18 @@ async def poll(
     try:
         poller.start()
         async with receive:
-            async for update in receive:
+            while True:
+                # What is waiting goes out at once; only an empty stream is waited on (its
+                # receive() passes through the event loop even when an update is ready).
+                try:
+                    update = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        update = await receive.receive()
+                    except anyio.EndOfStream:
+                        break
+                except anyio.EndOfStream:
+                    break
                 yield update
         if poller.failure is not None:
             raise poller.failure

@@ -59,7 +59,7 @@ class Board:
             return
         row.error = ""
         row.at = update.at
-        result = update.result
+        result: Any = update.result  # which model it is, is told by its fields
         uni_mmr = getattr(result, "uni_mmr", None)
         if uni_mmr is not None or hasattr(result, "account_status"):
             row.uni_mmr = uni_mmr

@@ -26,6 +26,7 @@ from binance_pm import (
     AuthError,
     BinancePMError,
     Governor,
+    PMProSpanAccount,
     ServerError,
     Session,
     Update,
@@ -169,7 +170,7 @@ def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None:
         assert max(group) <= 2 * statistics.mean(group), (name, max(group), group)
     # Priority: on the shared sapi IP budget, the third of the SPAN accounts with the lowest
     # uniMMR refresh more often than the safest third.
-    last = {u.client: u.result.uni_mmr for u in seen if u.endpoint == "pm_pro_span_account"}
+    last = {u.client: u.result.uni_mmr for u in seen if isinstance(u.result, PMProSpanAccount)}
     ranked = sorted((last[client], span) for client, span in spans.items() if client in last)
     third = len(ranked) // 3
     risky = statistics.mean(span for _, span in ranked[:third])
@@ -205,8 +206,12 @@ async def span_intervals(
             session.poll(clients, "pm_pro_span_account", every=0.01, **options)
         ) as u:
             seen = await collect(u, seconds)
-    last = {update.client: update.result.uni_mmr for update in seen if update.ok}
-    return sorted((float(last[c]), span) for c, span in intervals(seen, skip=1.0).items())
+    last = {
+        u.client: float(u.result.uni_mmr)
+        for u in seen
+        if isinstance(u.result, PMProSpanAccount) and u.result.uni_mmr is not None
+    }
+    return sorted((last[c], span) for c, span in intervals(seen, skip=1.0).items())
 
 
 def test_priority_refreshes_the_riskiest_accounts_more_often() -> None:
