@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_redis_store import RedisServer
+from .redis_server import RedisServer
 
 # The README's lines, with the test's Redis URL and exchange, and one call where it has `...`.
 EXAMPLE = """
