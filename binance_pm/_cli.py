@@ -103,6 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight another process spends per window",
     )
     serve.add_argument(
+        "--uid-costs-ip",
+        type=_positive(int),
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="WEIGHT",
+        help="charge UID calls (pm_pro_account) to the sapi IP limit too: their own weight, or "
+        "WEIGHT (default: they cost no IP weight, as documented)",
+    )
+    serve.add_argument(
+        "--sapi-scope",
+        choices=("family", "endpoint"),
+        default="family",
+        help="one sapi IP limit for all sapi endpoints, or one per endpoint (default: family)",
+    )
+    serve.add_argument(
+        "--grace-requests",
+        type=int,
+        default=5,
+        metavar="N",
+        help="requests refused with 429s, not a ban, just after a 429 (default 5)",
+    )
+    serve.add_argument(
         "--broken",
         action="append",
         default=[],
@@ -221,6 +244,9 @@ def _serve(args: argparse.Namespace) -> int:
             faults=dict(args.fault),
             external=dict(args.external),
             port=args.port,
+            uid_costs_ip=(False if args.uid_costs_ip is None else (args.uid_costs_ip or True)),
+            sapi_scope=args.sapi_scope,
+            grace_requests=args.grace_requests,
             **limits,
         )
     except ValueError as exc:

@@ -334,6 +334,111 @@ async def test_requests_already_on_their_way_get_429_not_a_ban(sim: Any) -> None
     assert ex.stats.bans == 0
 
 
+async def test_a_client_that_keeps_sending_after_a_429_is_banned_within_a_few_requests(
+    sim: Any,
+) -> None:
+    """In quick succession, all within the time grace: the grace counts requests too."""
+    ex, call, _ = sim  # grace_requests=5 by default
+    account = pick(ex, AccountType.PM_2)
+    for _ in range(5):
+        await call.get("/papi/v1/balance", account)
+
+    statuses = [(await call.get("/papi/v1/balance", account)).status_code for _ in range(8)]
+
+    assert statuses[:6] == [429] * 6  # the 429, then five that may have been on their way
+    assert statuses[6] == 418
+    assert ex.stats.bans == 1
+
+
+@pytest.mark.parametrize("grace_requests", [0, 2])
+async def test_grace_requests_sets_how_many_refused_requests_are_spared(
+    grace_requests: int,
+) -> None:
+    """At the exchange's own 60 s window too, where the time grace is a whole second."""
+    ex, http = await make(papi_ip=100, accounts=3, seed=7, grace_requests=grace_requests)
+    async with http:
+        call = Caller(ex, http)
+        account = pick(ex, AccountType.PM_2)
+        for _ in range(5):
+            await call.get("/papi/v1/balance", account)
+        statuses = [(await call.get("/papi/v1/balance", account)).status_code for _ in range(4)]
+
+    assert statuses[: grace_requests + 1] == [429] * (grace_requests + 1)
+    assert statuses[grace_requests + 1] == 418
+
+
+async def test_a_raw_client_sending_flat_out_over_tcp_is_banned_within_a_few_requests() -> None:
+    async with SimulatedExchange(papi_ip=100, accounts=3, seed=7) as ex:
+        account = pick(ex, AccountType.PM_2)
+        async with httpx.AsyncClient(base_url=ex.base_url) as http:
+            call = Caller(ex, http)
+            statuses: list[int] = []
+            with anyio.fail_after(10):
+                while 418 not in statuses:
+                    statuses.append((await call.get("/papi/v1/balance", account)).status_code)
+    first_429 = statuses.index(429)
+    assert statuses.index(418) - first_429 <= 6, statuses
+
+
+async def test_uid_calls_that_cost_ip_weight_raise_the_ip_count_and_meet_its_limit() -> None:
+    clock = HandClock()
+    ex, http = await make(
+        window=1.0, sapi_ip=12, sapi_uid=1000, accounts=6, seed=7, clock=clock, uid_costs_ip=True
+    )
+    async with http:
+        call = Caller(ex, http)
+        account = pick(ex, AccountType.PM_1)
+        answers = [await call.get("/sapi/v1/portfolio/account", account) for _ in range(3)]
+
+    assert [a.headers["X-SAPI-USED-IP-WEIGHT-1M"] for a in answers[:2]] == ["5", "10"]
+    assert [a.status_code for a in answers] == [200, 200, 429]  # 15 > 12: the IP limit refused
+    assert answers[2].headers["X-SAPI-USED-UID-WEIGHT-1M"] == "15"  # far under its own limit
+    assert "Retry-After" in answers[2].headers
+    assert ex.stats.weight["sapi_ip"] == 15
+
+
+async def test_uid_calls_cost_no_ip_weight_as_documented_by_default(sim: Any) -> None:
+    ex, call, _ = sim
+    account = pick(ex, AccountType.PM_1)
+    answers = [await call.get("/sapi/v1/portfolio/account", account) for _ in range(3)]
+    assert [a.headers["X-SAPI-USED-IP-WEIGHT-1M"] for a in answers] == ["0", "0", "0"]
+
+
+async def test_uid_costs_ip_takes_a_weight_of_its_own() -> None:
+    ex, http = await make(window=1.0, accounts=6, seed=7, uid_costs_ip=1, clock=HandClock())
+    async with http:
+        call = Caller(ex, http)
+        account = pick(ex, AccountType.PM_1)
+        answers = [await call.get("/sapi/v1/portfolio/account", account) for _ in range(2)]
+    assert [a.headers["X-SAPI-USED-IP-WEIGHT-1M"] for a in answers] == ["1", "2"]
+
+
+@pytest.mark.parametrize("scope", ["family", "endpoint"])
+async def test_sapi_scope_counts_the_sapi_ip_limit_per_endpoint_or_together(scope: str) -> None:
+    ex, http = await make(
+        window=1.0, sapi_ip=40, accounts=6, seed=7, sapi_scope=scope, clock=HandClock()
+    )
+    async with http:
+        call = Caller(ex, http)
+        account = pick(ex, AccountType.PM_3)
+        balance = [await call.get("/sapi/v1/portfolio/balance", account) for _ in range(2)]
+        span = await call.get("/sapi/v2/portfolio/account", account)
+        uid = await call.get("/sapi/v1/portfolio/account", account)
+
+    assert [a.headers["X-SAPI-USED-IP-WEIGHT-1M"] for a in balance] == ["20", "40"]
+    if scope == "endpoint":
+        assert span.status_code == 200  # a limit of its own
+        assert span.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "5"
+        assert uid.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "0"  # its own, and it costs none
+        assert ex.stats.weight["sapi_ip:pm_pro_balance"] == 40
+        assert ex.stats.weight["sapi_ip:pm_pro_span_account"] == 5
+        assert ex.governor().sapi_scope == "endpoint"
+    else:
+        assert span.status_code == 429  # 45 > 40 together
+        assert uid.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "45"
+        assert ex.stats.weight["sapi_ip"] == 45
+
+
 async def test_other_families_are_not_affected_by_a_ban(sim: Any) -> None:
     ex, call, _ = sim
     account = pick(ex, AccountType.PM_2)
@@ -449,6 +554,18 @@ async def test_same_seed_gives_same_accounts_and_faults() -> None:
     assert codes_a == codes_b
 
 
+def test_same_seed_gives_the_same_rsa_keys_and_another_seed_others() -> None:
+    def rsa_keys(seed: int) -> list[bytes | None]:
+        accounts = SimulatedExchange(accounts=40, seed=seed).accounts
+        return [a.private_key for a in accounts if a.key_type == "RSA"]
+
+    first = rsa_keys(11)
+    assert len(first) == 4
+    assert all(first)
+    assert first == rsa_keys(11)
+    assert not set(first) & set(rsa_keys(12))
+
+
 # -- accounts ----------------------------------------------------------------------------------
 
 
@@ -505,6 +622,14 @@ def test_bad_options_are_refused() -> None:
         SimulatedExchange(external={"dapi": 0.1})
     with pytest.raises(ValueError, match="window"):
         SimulatedExchange(window=0)
+    with pytest.raises(ValueError, match="sapi_scope"):
+        SimulatedExchange(sapi_scope="uid")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="uid_costs_ip"):
+        SimulatedExchange(uid_costs_ip=-5)
+    with pytest.raises(ValueError, match="grace_requests"):
+        SimulatedExchange(grace_requests=-1)
+    with pytest.raises(TypeError, match="grace_requests"):
+        SimulatedExchange(grace_requests=2.5)  # type: ignore[arg-type]
 
 
 def test_hmac_helper_matches_exchange_rule() -> None:

@@ -1,7 +1,7 @@
 """The simulated exchange's accounts: keys, products, balances and a margin ratio that drifts.
 
-Accounts are made from a seed, so the same seed gives the same keys (RSA keys aside, which are
-drawn fresh) and the same starting books. Each account's maintenance margin ratio (uniMMR) then
+Accounts are made from a seed, so the same seed gives the same keys (RSA ones too) and the same
+starting books. Each account's maintenance margin ratio (uniMMR) then
 moves as a random walk on the server's clock; a few accounts drift down until they reach
 MARGIN_CALL and beyond. Some accounts carry the odd values the exchange's own examples show: an
 empty ``cmUnrealizedPNL`` and a ``totalAvailableBalance`` with thousands separators.
@@ -33,8 +33,8 @@ PRICES = {
     "LTC": 80.0,
 }
 ASSETS = tuple(PRICES)
-RSA_KEYS_MAX = 4  # RSA keys are slow to make; RSA accounts share this many
-_rsa_keys: list[rsa.RSAPrivateKey] = []  # made once per process, shared by every exchange
+RSA_KEYS_MAX = 2  # RSA keys are slow to make; RSA accounts share this many per seed
+_rsa_keys: dict[tuple[int, int], rsa.RSAPrivateKey] = {}  # (seed, slot): made once per process
 # A PM Pro account's status by uniMMR, highest threshold first.
 STATUS_BY_MMR = (
     (1.5, AccountStatus.NORMAL),
@@ -235,10 +235,7 @@ def make_accounts(count: int, seed: int, now: float) -> tuple[list[SimAccount], 
             if kind == "ED25519":
                 key = ed25519.Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
             else:
-                slot = len(accounts) // 10 % RSA_KEYS_MAX
-                while len(_rsa_keys) <= slot:
-                    _rsa_keys.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-                key = _rsa_keys[slot]
+                key = rsa_key(seed, len(accounts) // 10 % RSA_KEYS_MAX)
             account.private_key = key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
@@ -248,3 +245,77 @@ def make_accounts(count: int, seed: int, now: float) -> tuple[list[SimAccount], 
         accounts.append(account)
         books.append(Book(random.Random(rng.random()), now, sliding=i % 10 == 4))
     return accounts, books
+
+
+def _odd_primes_below(limit: int) -> list[int]:
+    sieve = bytearray(b"\x01") * limit
+    for n in range(3, int(limit**0.5) + 1, 2):
+        if sieve[n]:
+            sieve[n * n :: 2 * n] = bytes(len(range(n * n, limit, 2 * n)))
+    return [n for n in range(3, limit, 2) if sieve[n]]
+
+
+# A candidate divisible by one of these is not tried with Miller-Rabin.
+_SMALL_PRIMES = _odd_primes_below(1 << 15)
+
+
+def rsa_key(seed: int, slot: int) -> rsa.RSAPrivateKey:
+    """The 2048-bit RSA key number ``slot`` of ``seed``: the same in every process (about a
+    tenth of a second to make, once per process)."""
+    key = _rsa_keys.get((seed, slot))
+    if key is None:
+        rng = random.Random(f"rsa {seed} {slot}")
+        e = 65537
+        while True:
+            p, q = _prime(rng, 1024), _prime(rng, 1024)
+            phi = (p - 1) * (q - 1)
+            if p != q and math.gcd(e, phi) == 1:
+                break
+        d = pow(e, -1, phi)
+        numbers = rsa.RSAPrivateNumbers(
+            p=p,
+            q=q,
+            d=d,
+            dmp1=rsa.rsa_crt_dmp1(d, p),
+            dmq1=rsa.rsa_crt_dmq1(d, q),
+            iqmp=rsa.rsa_crt_iqmp(p, q),
+            public_numbers=rsa.RSAPublicNumbers(e, p * q),
+        )
+        key = _rsa_keys[(seed, slot)] = numbers.private_key()
+    return key
+
+
+def _prime(rng: random.Random, bits: int) -> int:
+    """A random prime of exactly ``bits`` bits (its top two set, so two make a modulus of
+    twice that), drawn from ``rng``: odd numbers from a random start, sieved by small primes,
+    then Miller-Rabin."""
+    span = 8192  # odd numbers sieved at a time
+    while True:
+        start = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
+        sieve = bytearray(b"\x01") * span  # sieve[i]: start + 2 i may be prime
+        for p in _SMALL_PRIMES:
+            first = (-start * pow(2, -1, p)) % p  # the first i with p | start + 2 i
+            sieve[first::p] = bytes(len(range(first, span, p)))
+        for i in range(span):
+            candidate = start + 2 * i
+            if sieve[i] and candidate.bit_length() == bits and _probably_prime(candidate, rng):
+                return candidate
+
+
+def _probably_prime(n: int, rng: random.Random, rounds: int = 5) -> bool:
+    """Miller-Rabin; five rounds leave a random 1024-bit composite passing at odds far below
+    2**-80 (Damgard, Landrock and Pomerance)."""
+    d, s = n - 1, 0
+    while d % 2 == 0:
+        d, s = d // 2, s + 1
+    for _ in range(rounds):
+        x = pow(rng.randrange(2, n - 1), d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(s - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True

@@ -24,7 +24,7 @@ from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint, check_limits
 from .._governor import Governor
 from .._models import AccountType
 from ._book import Book, SimAccount, make_accounts
-from ._limits import Counter, Warden, WindowMode, retry_after_text
+from ._limits import Counter, SapiScope, Warden, WindowMode, retry_after_text
 from ._messages import HTML_500, HTML_502, MSG, Answer, ban_text, error_body, server_time_body
 from ._server import LoopbackServer
 from ._stats import ExchangeStats
@@ -76,9 +76,22 @@ class SimulatedExchange:
         external: per family, the share of its IP limit that "another process on the same IP"
             spends, spread over each window; seen only in the headers and in 429s.
         ban_seconds: the first ban's length (doubling after); two windows by default.
-        ban_grace: seconds after a 429 in which more requests for that budget get 429s rather
-            than a ban: they were on their way before the 429 was; ``min(1, window / 10)`` by
-            default.
+        ban_grace: seconds after a 429 in which more requests for that budget may get 429s
+            rather than a ban, as requests that were on their way before the 429 was;
+            ``min(1, window / 10)`` by default.
+        grace_requests: how many such requests get 429s within ``ban_grace``; the next one
+            refused earns the ban (418), however quickly it follows. 5 by default: what a
+            client pacing itself could have had in flight when the 429 was sent. A client that
+            keeps sending after its 429 is banned within a few requests.
+        uid_costs_ip: charge UID-weighted sapi calls (``pm_pro_account``) to the sapi IP limit
+            too, a reading the documents do not rule out: ``True`` with the endpoint's own
+            weight, an int with that weight. Their answers' ``X-SAPI-USED-IP-WEIGHT-1M`` then
+            grows with each UID call, and that limit refuses them too.
+        sapi_scope: ``"family"``, one sapi IP limit for every IP-weighted sapi endpoint, or
+            ``"endpoint"``, an independent one per endpoint (the PM Pro page's "each endpoint
+            with IP limits has an independent 12000 per minute"), each reported in that
+            endpoint's answers and named ``sapi_ip:<endpoint>`` in :attr:`stats`. Bans (418)
+            are per family either way.
         clock: the local wall clock in seconds, for tests that move time by hand.
 
     The exchange is usable in-process without a socket through ``httpx.ASGITransport(app=ex)``;
@@ -103,6 +116,9 @@ class SimulatedExchange:
         slow_seconds: float = 2.0,
         ban_seconds: float | None = None,
         ban_grace: float | None = None,
+        grace_requests: int = 5,
+        uid_costs_ip: bool | int = False,
+        sapi_scope: SapiScope = "family",
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -110,6 +126,14 @@ class SimulatedExchange:
             raise ValueError("window must be positive seconds")
         if window_mode not in ("fixed", "sliding"):
             raise ValueError("window_mode must be 'fixed' or 'sliding'")
+        if sapi_scope not in ("family", "endpoint"):
+            raise ValueError(f"sapi_scope must be 'family' or 'endpoint', not {sapi_scope!r}")
+        if not isinstance(uid_costs_ip, int) or uid_costs_ip < 0:
+            raise ValueError(f"uid_costs_ip must be True, False or a weight, not {uid_costs_ip!r}")
+        if isinstance(grace_requests, bool) or not isinstance(grace_requests, int):
+            raise TypeError(f"grace_requests must be an int, not {grace_requests!r}")
+        if grace_requests < 0:
+            raise ValueError(f"grace_requests must be >= 0, not {grace_requests}")
         limits = check_limits(
             {
                 "api_ip": api_ip,
@@ -131,6 +155,8 @@ class SimulatedExchange:
                 raise ValueError("external takes families (api, sapi, papi, fapi) with shares 0..1")
         self.window = float(window)
         self.window_mode: WindowMode = window_mode
+        self.sapi_scope: SapiScope = sapi_scope
+        self.uid_costs_ip = uid_costs_ip
         self.limits = limits
         self.skew_ms = skew_ms
         self.slow_seconds = slow_seconds
@@ -155,10 +181,13 @@ class SimulatedExchange:
             )
             for family in ("api", "sapi", "papi", "fapi")
         }
+        self._by_endpoint: dict[str, Counter] = {}  # sapi_scope="endpoint"
+        self._started_ms = started
         self._uid: dict[str, Counter] = {}
         self._warden = Warden(
             ban_seconds if ban_seconds is not None else 2 * self.window,
             ban_grace if ban_grace is not None else min(1.0, self.window / 10),
+            grace_requests,
         )
         self._server: LoopbackServer | None = None
 
@@ -193,8 +222,9 @@ class SimulatedExchange:
         await self._server.wait_stopped()
 
     def governor(self, **options: Any) -> Governor:
-        """A :class:`~binance_pm.Governor` with this exchange's window and limits (and any
-        other ``Governor`` options), for a Session that talks to it."""
+        """A :class:`~binance_pm.Governor` with this exchange's window, limits and sapi scope
+        (and any other ``Governor`` options), for a Session that talks to it."""
+        options.setdefault("sapi_scope", self.sapi_scope)
         return Governor(
             window=self.window,
             api_ip=self.limits["api_ip"],
@@ -354,7 +384,8 @@ class SimulatedExchange:
     ) -> None:
         """Count the request's weight on arrival; 429 (or a ban) if it does not fit."""
         family = endpoint.family
-        counters: list[tuple[str, Counter, str]] = []
+        weight = endpoint.weight
+        counters: list[tuple[str, Counter, str, int]] = []
         if endpoint.bucket == "uid" and account_index is not None:
             account = self.accounts[account_index]
             api_key = account.api_key
@@ -363,22 +394,27 @@ class SimulatedExchange:
                 uid = self._uid[api_key] = Counter(
                     self.limits["sapi_uid"], self.window * 1000.0, self.window_mode
                 )
-            counters.append((f"uid:{account.name}", uid, HEADER_UID))
+            counters.append((f"uid:{account.name}", uid, HEADER_UID, weight))
+            if self.uid_costs_ip:
+                ip_weight = weight if self.uid_costs_ip is True else int(self.uid_costs_ip)
+                key, ip = self._ip_counter(endpoint)
+                counters.append((key, ip, HEADER_IP["sapi"], ip_weight))
         elif endpoint.bucket == "ip":
-            counters.append((f"{family}_ip", self._ip[family], HEADER_IP.get(family, HEADER_MBX)))
+            key, ip = self._ip_counter(endpoint)
+            counters.append((key, ip, HEADER_IP.get(family, HEADER_MBX), weight))
         if family == "sapi":
             # Every sapi answer also reports the IP weight, UID endpoints included.
-            headers[HEADER_IP["sapi"]] = str(self._ip["sapi"].used(now))
-        refused: tuple[str, Counter] | None = None
-        for key, counter, _ in counters:
-            if refused is None and not counter.fits(endpoint.weight, now):
-                refused = (key, counter)
-        for key, counter, header in counters:
-            headers[header] = str(counter.charge(endpoint.weight, now))
-            self.stats.charge(key, endpoint.weight, now, self.window)
+            headers[HEADER_IP["sapi"]] = str(self._ip_counter(endpoint)[1].used(now))
+        refused: tuple[str, Counter, int] | None = None
+        for key, counter, _, cost in counters:
+            if refused is None and not counter.fits(cost, now):
+                refused = (key, counter, cost)
+        for key, counter, header, cost in counters:
+            headers[header] = str(counter.charge(cost, now))
+            self.stats.charge(key, cost, now, self.window)
         if refused is None:
             return
-        key, counter = refused
+        key, counter, weight = refused
         if self._warden.in_cooldown(key, now):
             until = self._warden.ban(family, now)
             self.stats.bans += 1
@@ -388,7 +424,7 @@ class SimulatedExchange:
                 ban_text(until),
                 {"Retry-After": retry_after_text((until - now) / 1000.0)},
             )
-        wait = counter.seconds_until_fits(endpoint.weight, now)
+        wait = counter.seconds_until_fits(weight, now)
         self._warden.refused(key, now, wait)
         self.stats.refused_by_window[key][int(now // (self.window * 1000))] += 1
         raise Answer(
@@ -397,6 +433,22 @@ class SimulatedExchange:
             MSG[-1003].format(limit=counter.limit),
             {"Retry-After": retry_after_text(wait)},
         )
+
+    def _ip_counter(self, endpoint: Endpoint[Any]) -> tuple[str, Counter]:
+        """The IP limit ``endpoint`` is counted against, and its name in :attr:`stats`."""
+        family = endpoint.family
+        if family != "sapi" or self.sapi_scope == "family":
+            return f"{family}_ip", self._ip[family]
+        counter = self._by_endpoint.get(endpoint.name)
+        if counter is None:
+            counter = self._by_endpoint[endpoint.name] = Counter(
+                self.limits["sapi_ip"],
+                self.window * 1000.0,
+                self.window_mode,
+                external=self.external.get("sapi", 0.0),
+                started_ms=self._started_ms,
+            )
+        return f"sapi_ip:{endpoint.name}", counter
 
     def _signed(
         self,

@@ -5,8 +5,9 @@ is either a fixed window aligned to the clock (reset to zero at every multiple o
 documented for spot) or a sliding one (the weight of the last ``window`` seconds). A request that
 would take a counter past its limit gets a 429 with ``Retry-After``; one that arrives for the same
 budget before that time is up earns an IP ban (418) for that API family, twice as long each time;
-except within a short grace after the 429, for requests that were already on their way when it
-was sent (they get 429s too).
+except for the few requests that were already on their way when the 429 was sent: within a short
+grace after it, up to a count of them get 429s too. A client that keeps sending is banned within
+a few requests, however quickly it sends them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import deque
 from typing import Literal
 
 WindowMode = Literal["fixed", "sliding"]
+SapiScope = Literal["family", "endpoint"]
 
 
 class Counter:
@@ -112,16 +114,20 @@ class Warden:
         "_ban_count",
         "_banned_until",
         "_cooling_until",
+        "_grace_left",
         "_grace_until",
         "ban_seconds",
         "grace",
+        "grace_requests",
     )
 
-    def __init__(self, ban_seconds: float, grace: float = 0.0) -> None:
+    def __init__(self, ban_seconds: float, grace: float = 0.0, grace_requests: int = 5) -> None:
         self.ban_seconds = ban_seconds
         self.grace = grace
+        self.grace_requests = grace_requests
         self._cooling_until: dict[str, float] = {}
         self._grace_until: dict[str, float] = {}
+        self._grace_left: dict[str, int] = {}
         self._banned_until: dict[str, float] = {}
         self._ban_count: dict[str, int] = {}
 
@@ -130,14 +136,22 @@ class Warden:
         return until if until is not None and until > now_ms else None
 
     def in_cooldown(self, key: str, now_ms: float) -> bool:
-        """True when ``key`` (a budget) got a 429 whose Retry-After has not yet passed, and its
-        grace for requests already on their way is over."""
-        return self._grace_until.get(key, 0.0) <= now_ms < self._cooling_until.get(key, 0.0)
+        """True when a request refused for ``key`` (a budget) earns a ban: the budget got a
+        429 whose Retry-After has not yet passed, and the grace for requests already on their
+        way is over (its time, or its count: this request is counted against it)."""
+        if now_ms >= self._cooling_until.get(key, 0.0):
+            return False
+        left = self._grace_left.get(key, 0)
+        if now_ms < self._grace_until.get(key, 0.0) and left > 0:
+            self._grace_left[key] = left - 1
+            return False
+        return True
 
     def refused(self, key: str, now_ms: float, retry_after: float) -> None:
         """A 429 was sent for ``key``; it must wait ``retry_after`` seconds."""
         if not self._cooling_until.get(key, 0.0) > now_ms:  # a new refusal, not one in grace
             self._grace_until[key] = now_ms + self.grace * 1000.0
+            self._grace_left[key] = self.grace_requests
         self._cooling_until[key] = now_ms + retry_after * 1000.0
 
     def ban(self, family: str, now_ms: float) -> float:
