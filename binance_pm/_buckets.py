@@ -240,6 +240,11 @@ class Bucket:
             closed_for=max(0.0, max(self.closed_until, banned_until) - now),
         )
 
+    def describe(self, now: float) -> str:
+        """``"papi_ip 120/6000"``, and its waiters if any (for a governor's ``repr``)."""
+        waiting = f" ({len(self.waiters)} waiting)" if self.waiters else ""
+        return f"{self.name} {self.used(now)}/{self.limit}{waiting}"
+
     def head(self) -> Waiter | None:
         return self.waiters[0] if self.waiters else None
 

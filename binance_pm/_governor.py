@@ -61,16 +61,12 @@ class Governor:
         window: seconds per rate-limit window.
         api_ip, sapi_ip, sapi_uid, papi_ip, fapi_ip: weight per window of each budget.
         headroom: share of each limit left unused (0.1 keeps 10 % spare for other tools).
-        sapi_uid_ip_weight: IP weight also charged for a UID-weighted SAPI call. The documents
-            do not say; 0 by default, and the answers teach the governor if the exchange does:
-            when the sapi IP count they report grows with UID calls alone (or a UID call is
-            refused for IP weight), UID calls are charged to the IP budget from then on.
-        sapi_scope: how the exchange counts the sapi IP limit: ``"family"`` (the default, the
-            safe reading: one budget for every IP-weighted sapi endpoint) or ``"endpoint"`` (the
-            PM Pro page's "each endpoint with IP limits has an independent 12000 per minute":
-            a budget per endpoint, each with the ``sapi_ip`` limit). Against an exchange that
-            counts them together, ``"endpoint"`` learns the others' weight from the headers as
-            outside weight, and may draw 429s when both run flat out.
+        sapi_uid_ip_weight: IP weight also charged for a UID-weighted SAPI call; the documents
+            do not say. 0 by default, and learned when the sapi IP count UID answers report
+            grows with UID calls alone (or a UID call is refused for IP weight).
+        sapi_scope: ``"family"`` (the default, safe in either reading: one sapi IP budget) or
+            ``"endpoint"`` (a budget per sapi endpoint, each with the ``sapi_ip`` limit, as the
+            PM Pro page's "each endpoint with IP limits has an independent 12000 per minute").
         clock: monotonic seconds; ``time.monotonic`` by default.
         store: where budgets shared by many processes live (:class:`binance_pm.redis.RedisStore`);
             by default each governor counts in its own process.
@@ -362,7 +358,7 @@ class Governor:
         Raises ``KeyError`` for a name no budget has. With a shared ``store`` this opens this
         process's view only; the store's own shut keys lapse at their time.
         """
-        every = [*self._ip.values(), *self._by_endpoint.values(), *self._uid.values()]
+        every = self._budgets()
         buckets = [b for b in every if budget in (None, b.name, b.family)]
         if not buckets:
             raise KeyError(f"no budget named {budget!r}; see Governor.snapshot()")
@@ -390,16 +386,11 @@ class Governor:
         (one round trip; :class:`~binance_pm.GovernorUnavailable` if the store fails)."""
         if self._shared is None:
             return self.snapshot()
-        return await self._shared.snapshot([*self._ip.values(), *self._uid.values()], self._uid)
+        return await self._shared.snapshot(self._budgets(), self._uid)
 
     def __repr__(self) -> str:
         now = self._clock()
-        parts = [
-            f"{b.name} {b.used(now)}/{b.limit}"
-            + (f" ({len(b.waiters)} waiting)" if b.waiters else "")
-            for b in self._budgets()
-            if kind_of(b.name) == "ip"
-        ]
+        parts = [b.describe(now) for b in self._budgets() if kind_of(b.name) == "ip"]
         return (
             f"Governor(window={self.window:g}s, {', '.join(parts)}, {len(self._uid)} UID buckets)"
         )
