@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 from ._buckets import Bucket, BucketState, Plan, Waiter, checked
-from ._endpoints import FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
+from ._endpoints import ENDPOINTS, FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
 from ._exceptions import mask_key
 from ._headers import used_weights
 from ._hook import Store
@@ -119,6 +119,8 @@ class Governor:
             for f in FAMILIES
         }
         self._by_endpoint: dict[str, Bucket] = {}  # sapi_scope="endpoint": sapi IP budgets
+        for endpoint in ENDPOINTS.values():
+            self._ip_of(endpoint)  # made now, so that snapshots show each
         self._uid_cost = UidCost()
         self._uid: dict[str, Bucket] = {}
         self._uid_names: dict[str, int] = {}  # masked key -> how many accounts mask alike
@@ -128,11 +130,10 @@ class Governor:
         self._shut_until = 0.0
         self.store = store
         self.on_store_error = on_store_error
-        self._shared = (
-            SharedBudgets(store, window=self.window, fall_back=on_store_error == "local")
-            if store is not None
-            else None
-        )
+        local = on_store_error == "local"
+        self._shared = None
+        if store is not None:
+            self._shared = SharedBudgets(store, self.window, fall_back=local, sapi_scope=sapi_scope)
 
     def _effective(self, limit: int) -> int:
         return max(1, math.floor(limit * (1 - self.headroom)))

@@ -123,7 +123,8 @@ class StorePermit:
         names = [name for name, _, _ in budgets]
         report = [(name, weight, reported.get(kind_of(name))) for name, weight, _ in budgets]
         if reports_ip_too(self.endpoint, len(names)):
-            report.append(("sapi_ip", 0, reported.get("ip")))
+            ip = "sapi_ip" if shared.sapi_scope == "family" else f"sapi_ip:{self.endpoint.name}"
+            report.append((ip, 0, reported.get("ip")))
         wait = shut_seconds(headers, shared.window)
         shut_name = names[0] if status == 429 else None
         if status == 429 and len(names) == 2:
@@ -147,7 +148,10 @@ class SharedBudgets:
     waiters sleep on, and the circuit breaker (whether the store is taken for down, and when
     it is tried again)."""
 
-    def __init__(self, store: Store, *, window: float, fall_back: bool) -> None:
+    def __init__(
+        self, store: Store, window: float, *, fall_back: bool, sapi_scope: str = "family"
+    ) -> None:
+        self.sapi_scope = sapi_scope  # which IP budget a UID call's answer reports on
         self.store = store
         self.window = window
         self.fall_back = fall_back  # on a store failure, count in process (with a warning)

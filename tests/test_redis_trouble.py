@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from binance_pm import Governor, GovernorUnavailable, Session
-from binance_pm._endpoints import PM_BALANCE
+from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT, PM_PRO_BALANCE, PM_PRO_SPAN_ACCOUNT
 from binance_pm.redis import RedisStore
 from binance_pm.testing import SimulatedExchange
 
@@ -359,6 +359,27 @@ async def test_asnapshot_shows_what_every_process_holds_and_snapshot_only_this_o
     assert 0 < shared.resets_in <= WINDOW
     assert b.snapshot()["papi_ip"].used == 0  # b's own count: idle
     assert (await a.asnapshot())["papi_ip"].rejections == 1
+
+
+async def test_per_endpoint_sapi_budgets_are_shared_and_a_uid_answer_reports_its_own(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    stores += [RedisStore(server.url, prefix="e", timeout=0.5) for _ in range(2)]
+    a, b = (Governor(window=WINDOW, store=store, sapi_scope="endpoint") for store in stores)
+    for endpoint, reported in ((PM_PRO_BALANCE, "20"), (PM_PRO_SPAN_ACCOUNT, "5")):
+        permit = await a.acquire(endpoint, account="k", deadline=deadline(5))
+        permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": reported})
+        await permit.settle()  # type: ignore[union-attr]
+    permit = await a.acquire(PM_PRO_ACCOUNT, account="k", deadline=deadline(5))
+    permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": "7", "X-SAPI-USED-UID-WEIGHT-1M": "5"})
+    await permit.settle()  # type: ignore[union-attr]
+
+    shared = await b.asnapshot()
+
+    assert shared["sapi_ip:pm_pro_balance"].used == 20
+    assert shared["sapi_ip:pm_pro_span_account"].used == 5
+    assert "sapi_ip" not in shared
+    assert shared["sapi_ip:pm_pro_account"].external == 7  # reported on the UID call's own
 
 
 async def test_asnapshot_without_a_store_is_snapshot() -> None:
