@@ -30,7 +30,7 @@ import httpx
 from _serve import keys, pin, serve
 from httpx_aiohttp import AiohttpTransport
 
-from binance_pm import Governor, Session
+from binance_pm import Governor, Limits, Session
 from binance_pm._endpoints import STATE_ENDPOINT
 from binance_pm.testing._stats import budget_use
 
@@ -96,9 +96,9 @@ def report(
 async def ours(base_url: str, accounts: list[dict[str, Any]]) -> None:
     governor = Governor(
         window=WINDOW,
-        papi_ip=LIMITS["papi_ip"],
-        sapi_ip=LIMITS["sapi_ip"],
-        sapi_uid=LIMITS["sapi_uid"],
+        limits=Limits(
+            papi_ip=LIMITS["papi_ip"], sapi_ip=LIMITS["sapi_ip"], sapi_uid=LIMITS["sapi_uid"]
+        ),
     )
     answers: dict[str, list[float]] = defaultdict(list)
     async with Session(base_url=base_url, governor=governor, timeout=60) as session:

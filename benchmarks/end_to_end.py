@@ -60,7 +60,7 @@ import httpx
 from _canned import canned
 from _serve import pin
 
-from binance_pm import Governor, Session
+from binance_pm import Governor, Limits, Session
 
 IN_FLIGHT = (10, 200)
 ROUNDS = 5
@@ -88,7 +88,7 @@ class Contender:
 
 def high() -> Governor:
     """Limits nothing here reaches: the governor still runs, never waits."""
-    return Governor(api_ip=10**9, sapi_ip=10**9, sapi_uid=10**9, papi_ip=10**9, fapi_ip=10**9)
+    return Governor(limits=Limits().scaled(10**9 / 6000))
 
 
 def _is_balances(result: Any) -> bool:

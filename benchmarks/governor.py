@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import httpx
 
-from binance_pm import Governor
+from binance_pm import Governor, Limits
 from binance_pm._endpoints import PM_PRO_ACCOUNT, PM_PRO_SPAN_ACCOUNT
 
 ROUNDS = 7
@@ -61,7 +61,7 @@ ANSWER_HEADERS = httpx.Headers(
 
 async def acquire_cost(filled: int) -> tuple[float, float]:
     """Median seconds per acquire and per complete, as a Session makes them."""
-    gov = Governor(sapi_uid=10**9, sapi_ip=10**9, sapi_uid_ip_weight=5, window=3600)
+    gov = Governor(limits=Limits(sapi_uid=10**9, sapi_ip=10**9), sapi_uid_ip_weight=5, window=3600)
     account = "A" * 64
     for _ in range(max(filled, 1)):  # requests held in the window already
         (await gov.acquire(PM_PRO_ACCOUNT, account=account, deadline=FAR)).complete(200, None)
@@ -151,7 +151,7 @@ async def contended(acquire: Callable[[], Coroutine[Any, Any, None]]) -> float:
 
 async def contended_costs() -> dict[str, float]:
     costs = {}
-    gov = Governor(window=CONTENDED_WINDOW, sapi_ip=5 * GRANTS_PER_WINDOW)
+    gov = Governor(window=CONTENDED_WINDOW, limits=Limits(sapi_ip=5 * GRANTS_PER_WINDOW))
 
     async def ours() -> None:
         permit = gov.try_acquire(PM_PRO_SPAN_ACCOUNT, account="") or await gov.acquire(
@@ -216,7 +216,9 @@ async def redis_cost() -> tuple[float, float] | None:
     server, port = start_redis(executable)
     try:
         store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="bench")
-        gov = Governor(sapi_uid=10**9, sapi_ip=10**9, sapi_uid_ip_weight=5, store=store)
+        gov = Governor(
+            limits=Limits(sapi_uid=10**9, sapi_ip=10**9), sapi_uid_ip_weight=5, store=store
+        )
         for _ in range(100):  # until it answers, and warm
             try:
                 permit = await gov.acquire(PM_PRO_ACCOUNT, account="A" * 64, deadline=FAR)

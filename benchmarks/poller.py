@@ -41,7 +41,7 @@ from typing import Any
 
 from _serve import keys, pin, serve
 
-from binance_pm import AsyncClient, Governor, Session
+from binance_pm import AsyncClient, Governor, Limits, Session
 from binance_pm._endpoints import STATE_ENDPOINT
 
 ACCOUNTS = 10_000
@@ -106,7 +106,7 @@ def make_clients(session: Session, accounts: list[dict[str, Any]]) -> dict[Async
 
 
 def governor() -> Governor:
-    return Governor(api_ip=10**9, sapi_ip=10**9, sapi_uid=10**9, papi_ip=10**9, fapi_ip=10**9)
+    return Governor(limits=Limits().scaled(10**9 / 6000))
 
 
 async def single_calls(

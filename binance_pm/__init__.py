@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._buckets import BucketState
 from ._client import AsyncClient
+from ._endpoints import Limits
 from ._exceptions import (
     APIError,
     AuthError,
@@ -60,6 +61,7 @@ __all__ = [
     "GovernorTimeout",
     "GovernorUnavailable",
     "IPBannedError",
+    "Limits",
     "PMBalance",
     "PMProAccount",
     "PMProBalance",

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from ._endpoints import Limits
 from ._governor import Governor
 from ._version import __version__
 
@@ -247,7 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
             uid_costs_ip=(False if args.uid_costs_ip is None else (args.uid_costs_ip or True)),
             sapi_scope=args.sapi_scope,
             grace_requests=args.grace_requests,
-            **limits,
+            limits=Limits(**limits),
         )
     except ValueError as exc:
         print(f"binance-pm serve: {exc}", file=sys.stderr)
@@ -303,12 +304,10 @@ def _demo(args: argparse.Namespace) -> int:
     from ._view import Board, Row, run_board
 
     # The published per-minute rates, over the demo's window.
-    limits = {
-        key: max(20, round(limit * args.window / 60)) for key, limit in PUBLISHED_LIMITS.items()
-    }
+    limits = PUBLISHED_LIMITS.scaled(args.window / 60, least=20)
     console = Console()
     exchange = SimulatedExchange(
-        window=args.window, accounts=args.accounts, seed=args.seed, **limits
+        window=args.window, accounts=args.accounts, seed=args.seed, limits=limits
     )
     governor = exchange.governor()
 
@@ -352,7 +351,7 @@ def _demo_summary(
     console: Any,
     exchange: Any,
     board: Any,
-    limits: dict[str, int],
+    limits: Limits,
     args: argparse.Namespace,
     started: float,
     stopped: float,

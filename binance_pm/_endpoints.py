@@ -30,22 +30,50 @@ PRODUCTION_HOSTS: dict[Family, str] = {
     "fapi": "https://fapi.binance.com",
 }
 
-# The exchange's published limits, in weight per minute.
-PUBLISHED_LIMITS: dict[str, int] = {
-    "api_ip": 6_000,
-    "sapi_ip": 12_000,
-    "sapi_uid": 180_000,
-    "papi_ip": 6_000,
-    "fapi_ip": 2_400,
-}
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The weight each rate-limit budget allows per window: the exchange's published limits
+    (per minute) by default. ::
+
+        Governor(limits=Limits(papi_ip=600), window=6.0)   # a tenth of the published papi limit
+
+    Attributes:
+        api_ip, sapi_ip, papi_ip, fapi_ip: each API family's IP budget.
+        sapi_uid: each account's UID budget for UID-weighted SAPI endpoints.
+
+    Each must be a positive int (``TypeError`` for another type, ``ValueError`` below 1).
+    """
+
+    api_ip: int = 6_000
+    sapi_ip: int = 12_000
+    sapi_uid: int = 180_000
+    papi_ip: int = 6_000
+    fapi_ip: int = 2_400
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            limit = getattr(self, name)
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError(f"the {name} limit must be an int, not {limit!r}")
+            if limit <= 0:
+                raise ValueError(f"the {name} limit must be positive, not {limit}")
+
+    def __getitem__(self, budget: str) -> int:
+        """The limit of ``budget`` by name (``"papi_ip"`` …)."""
+        if budget not in self.__slots__:
+            raise KeyError(budget)
+        value: int = getattr(self, budget)
+        return value
+
+    def scaled(self, factor: float, *, least: int = 1) -> Limits:
+        """Every limit times ``factor``, rounded, at least ``least``: the published limits for a
+        shorter window, say (``Limits().scaled(6 / 60)`` for six seconds)."""
+        return Limits(**{name: max(least, round(self[name] * factor)) for name in self.__slots__})
 
 
-def check_limits(limits: dict[str, int]) -> dict[str, int]:
-    """``limits`` (``"papi_ip"``: weight …) if each is a positive whole weight, else ValueError."""
-    for name, limit in limits.items():
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-            raise ValueError(f"the {name} limit must be a positive int, not {limit!r}")
-    return limits
+#: The exchange's published limits, in weight per minute.
+PUBLISHED_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 from ._buckets import Bucket, BucketState, Plan, Waiter, checked
-from ._endpoints import ENDPOINTS, FAMILIES, PUBLISHED_LIMITS, Endpoint, check_limits
+from ._endpoints import ENDPOINTS, FAMILIES, PUBLISHED_LIMITS, Endpoint, Limits
 from ._exceptions import mask_key
 from ._headers import used_weights
 from ._hook import Store
@@ -59,7 +59,7 @@ class Governor:
 
     Args:
         window: seconds per rate-limit window.
-        api_ip, sapi_ip, sapi_uid, papi_ip, fapi_ip: weight per window of each budget.
+        limits: weight per window of each budget (:class:`Limits`); the published ones.
         headroom: share of each limit left unused (0.1 keeps 10 % spare for other tools).
         sapi_uid_ip_weight: IP weight also charged for a UID-weighted SAPI call; the documents
             do not say. 0 by default, and learned when the sapi IP count UID answers report
@@ -79,11 +79,7 @@ class Governor:
         self,
         *,
         window: float = 60.0,
-        api_ip: int = PUBLISHED_LIMITS["api_ip"],
-        sapi_ip: int = PUBLISHED_LIMITS["sapi_ip"],
-        sapi_uid: int = PUBLISHED_LIMITS["sapi_uid"],
-        papi_ip: int = PUBLISHED_LIMITS["papi_ip"],
-        fapi_ip: int = PUBLISHED_LIMITS["fapi_ip"],
+        limits: Limits = PUBLISHED_LIMITS,
         headroom: float = 0.0,
         sapi_uid_ip_weight: int = 0,
         sapi_scope: str = "family",
@@ -103,17 +99,15 @@ class Governor:
             )
         if on_store_error not in ("closed", "local"):
             raise ValueError(f"on_store_error must be 'closed' or 'local', not {on_store_error!r}")
-        limits = check_limits(
-            dict(
-                api_ip=api_ip, sapi_ip=sapi_ip, sapi_uid=sapi_uid, papi_ip=papi_ip, fapi_ip=fapi_ip
-            )
-        )
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
+        self.limits = limits
         self.window = float(window)
         self.headroom = headroom
         self.sapi_uid_ip_weight = sapi_uid_ip_weight
         self.sapi_scope = sapi_scope
         self._clock = clock
-        self._uid_limit = self._effective(sapi_uid)
+        self._uid_limit = self._effective(limits.sapi_uid)
         self._ip: dict[str, Bucket] = {
             f: Bucket(f"{f}_ip", f, self._effective(limits[f"{f}_ip"]), self.window)
             for f in FAMILIES

@@ -15,7 +15,7 @@ from collections import Counter
 from contextlib import aclosing
 from typing import Any
 
-from binance_pm import Governor, Session
+from binance_pm import Governor, Limits, Session
 from binance_pm._endpoints import STATE_ENDPOINT
 from binance_pm.redis import RedisStore
 
@@ -24,7 +24,7 @@ ENDPOINT = STATE_ENDPOINT
 
 async def main(job: dict[str, Any]) -> dict[str, Any]:
     store = RedisStore(job["redis"], prefix=job["prefix"])
-    governor = Governor(window=job["window"], store=store, **job["limits"])
+    governor = Governor(window=job["window"], store=store, limits=Limits(**job["limits"]))
     errors: Counter[str] = Counter()
     updates = 0
     async with Session(base_url=job["base_url"], governor=governor, timeout=30) as session:

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from binance_pm import Governor, GovernorTimeout, IPBannedError, RateLimitError
+from binance_pm import Governor, GovernorTimeout, IPBannedError, Limits, RateLimitError
 from binance_pm._endpoints import (
     CLASSIC_PM_ACCOUNT,
     PM_BALANCE,
@@ -27,8 +27,10 @@ def run(main: Callable[[], Awaitable[Any]]) -> Any:
 
 
 def governor(**kwargs: Any) -> Governor:
+    """A governor on trio's clock; limits given by name (``papi_ip=100``)."""
     kwargs.setdefault("window", 1.0)
-    return Governor(clock=trio.current_time, **kwargs)
+    limits = Limits(**{k: kwargs.pop(k) for k in list(kwargs) if k in Limits.__slots__})
+    return Governor(clock=trio.current_time, limits=limits, **kwargs)
 
 
 async def warm(gov: Governor, endpoint: Any) -> None:
@@ -583,10 +585,10 @@ def test_weight_over_the_limit_is_refused_at_once() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"window": 0}, {"headroom": 1.0}, {"papi_ip": 0}, {"sapi_uid": -5}, {"api_ip": 1.5}],
+    [{"window": 0}, {"headroom": 1.0}, {"sapi_scope": "uid"}, {"on_store_error": "open"}],
 )
 def test_bad_options_are_refused(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"window|headroom|limit"):
+    with pytest.raises(ValueError, match=r"window|headroom|sapi_scope|on_store_error"):
         Governor(**kwargs)
 
 
@@ -614,3 +616,22 @@ def test_snapshot_reports_each_budget() -> None:
     assert papi.resets_in == pytest.approx(1.0)
     assert papi.waiters == 0
     assert "papi_ip 100/100" in result["repr"]
+
+
+def test_limits_are_the_published_ones_by_default_and_checked_when_made() -> None:
+    assert Limits() == Limits(
+        api_ip=6_000, sapi_ip=12_000, sapi_uid=180_000, papi_ip=6_000, fapi_ip=2_400
+    )
+    assert Limits(papi_ip=600)["papi_ip"] == 600
+    assert Limits().scaled(0.001, least=20) == Limits(
+        api_ip=20, sapi_ip=20, sapi_uid=180, papi_ip=20, fapi_ip=20
+    )
+    assert Governor(limits=Limits(papi_ip=600)).snapshot()["papi_ip"].limit == 600
+    with pytest.raises(ValueError, match="papi_ip limit must be positive"):
+        Limits(papi_ip=0)
+    with pytest.raises(TypeError, match="sapi_ip limit must be an int"):
+        Limits(sapi_ip=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="limits must be a Limits"):
+        Governor(limits={"papi_ip": 600})  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        Limits()["dapi_ip"]

@@ -15,7 +15,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from binance_pm import Governor, GovernorTimeout
+from binance_pm import Governor, GovernorTimeout, Limits
 from binance_pm._endpoints import (
     PM_BALANCE,
     PM_PRO_ACCOUNT,
@@ -89,9 +89,9 @@ async def play(workload: list[Call], uid_ip: int, log: Log) -> Governor:
         window=WINDOW,
         clock=trio.current_time,
         sapi_uid_ip_weight=uid_ip,
-        papi_ip=LIMITS["papi_ip"],
-        sapi_ip=LIMITS["sapi_ip"],
-        sapi_uid=LIMITS["sapi_uid"],
+        limits=Limits(
+            papi_ip=LIMITS["papi_ip"], sapi_ip=LIMITS["sapi_ip"], sapi_uid=LIMITS["sapi_uid"]
+        ),
     )
     weights = {i: budgets(c, uid_ip) for i, c in enumerate(workload)}
     counter = iter(range(10**9))

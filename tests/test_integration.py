@@ -21,6 +21,7 @@ from binance_pm import (
     ClassicPMAccount,
     DecodeError,
     IPBannedError,
+    Limits,
     PMBalance,
     PMProAccount,
     PMProBalance,
@@ -200,7 +201,7 @@ async def test_clock_the_client_cannot_follow_is_timestamp_error() -> None:
 async def test_429_waits_out_retry_after_when_the_deadline_allows() -> None:
     # The governor believes the published 6,000; this exchange allows 40: it learns by a 429.
     async with (
-        SimulatedExchange(accounts=3, papi_ip=40, window=0.5) as ex,
+        SimulatedExchange(accounts=3, limits=Limits(papi_ip=40), window=0.5) as ex,
         Session(base_url=ex.base_url) as session,
     ):
         client = client_for(session, pick(ex, AccountType.PM_2))
@@ -213,7 +214,9 @@ async def test_429_waits_out_retry_after_when_the_deadline_allows() -> None:
 
 async def test_429_is_rate_limit_error_when_the_deadline_comes_first() -> None:
     async with (
-        SimulatedExchange(accounts=3, papi_ip=40, window=5.0, window_mode="sliding") as ex,
+        SimulatedExchange(
+            accounts=3, limits=Limits(papi_ip=40), window=5.0, window_mode="sliding"
+        ) as ex,
         Session(base_url=ex.base_url) as session,
     ):
         client = client_for(session, pick(ex, AccountType.PM_2))
@@ -233,7 +236,9 @@ async def test_429_is_rate_limit_error_when_the_deadline_comes_first() -> None:
 
 async def test_two_processes_without_a_shared_governor_earn_an_ip_ban() -> None:
     async with (
-        SimulatedExchange(accounts=3, papi_ip=40, window=5.0, window_mode="sliding") as ex,
+        SimulatedExchange(
+            accounts=3, limits=Limits(papi_ip=40), window=5.0, window_mode="sliding"
+        ) as ex,
         Session(base_url=ex.base_url) as first,
         Session(base_url=ex.base_url) as second,  # its own governor: it knows nothing of first
     ):

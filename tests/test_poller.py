@@ -26,6 +26,7 @@ from binance_pm import (
     AuthError,
     BinancePMError,
     Governor,
+    Limits,
     PMProSpanAccount,
     ServerError,
     Session,
@@ -108,7 +109,7 @@ def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None:
             window_mode=mode,  # type: ignore[arg-type]
             seed=3,
             clock=virtual_wall,
-            **LIMITS,  # type: ignore[arg-type]
+            limits=Limits(**LIMITS),
         )
         assert ex.accounts[0].account_type is AccountType.PM_2
         ex.broken.add(ex.accounts[0].api_key)
@@ -187,8 +188,7 @@ def small_exchange() -> SimulatedExchange:
         accounts=45,
         window=1.0,
         window_mode="sliding",
-        sapi_ip=200,
-        papi_ip=400,
+        limits=Limits(sapi_ip=200, papi_ip=400),
         seed=11,
         clock=virtual_wall,
     )
@@ -302,7 +302,11 @@ def test_an_account_that_keeps_failing_backs_off_and_the_rest_go_on() -> None:
 @pytest.fixture
 async def exchange() -> AsyncIterator[SimulatedExchange]:
     async with SimulatedExchange(
-        accounts=45, window=1.0, window_mode="sliding", sapi_ip=200, papi_ip=400, seed=11
+        accounts=45,
+        window=1.0,
+        window_mode="sliding",
+        limits=Limits(sapi_ip=200, papi_ip=400),
+        seed=11,
     ) as ex:
         yield ex
 

@@ -20,6 +20,7 @@ PUBLIC = {
     "Governor",
     "GovernorTimeout",
     "GovernorUnavailable",
+    "Limits",
     "IPBannedError",
     "PMBalance",
     "PMProAccount",

@@ -18,7 +18,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from binance_pm import Governor, GovernorTimeout, GovernorUnavailable, Session, Update
+from binance_pm import Governor, GovernorTimeout, GovernorUnavailable, Limits, Session, Update
 from binance_pm._endpoints import (
     PM_BALANCE,
     PM_PRO_ACCOUNT,
@@ -60,7 +60,8 @@ class Governors:
         options.setdefault("window", 1.0)
         store = RedisStore(self.server.url, prefix=self.prefix, timeout=0.3)
         self.stores.append(store)
-        return Governor(store=store, **options)
+        limits = Limits(**{k: options.pop(k) for k in list(options) if k in Limits.__slots__})
+        return Governor(store=store, limits=limits, **options)
 
 
 @pytest.fixture
@@ -312,8 +313,8 @@ async def test_redis_stopped_mid_run_no_blind_send_and_the_run_goes_on(
 ) -> None:
     limits = {"papi_ip": 400, "sapi_ip": 200, "sapi_uid": 10}
     store = RedisStore(server.url, prefix=prefix, timeout=0.2)
-    governor = Governor(window=1.0, store=store, **limits)  # type: ignore[arg-type]
-    async with SimulatedExchange(accounts=12, window=1.0, **limits) as ex:  # type: ignore[arg-type]
+    governor = Governor(window=1.0, store=store, limits=Limits(**limits))
+    async with SimulatedExchange(accounts=12, window=1.0, limits=Limits(**limits)) as ex:
         async with Session(base_url=ex.base_url, governor=governor, timeout=30) as session:
             jobs = {
                 session.client(a.api_key, **a.credentials()): ENDPOINT[a.account_type.value]

@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+from binance_pm import Limits
 from binance_pm._models import AccountType
 from binance_pm.testing import SimAccount, SimulatedExchange
 
@@ -69,7 +70,9 @@ class Caller:
 
 
 async def make(**kwargs: Any) -> tuple[SimulatedExchange, httpx.AsyncClient]:
-    ex = SimulatedExchange(**kwargs)
+    """An exchange in process; limits given by name (``papi_ip=100``)."""
+    limits = Limits(**{k: kwargs.pop(k) for k in list(kwargs) if k in Limits.__slots__})
+    ex = SimulatedExchange(limits=limits, **kwargs)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=ex), base_url="http://sim")
     return ex, http
 
@@ -368,7 +371,7 @@ async def test_grace_requests_sets_how_many_refused_requests_are_spared(
 
 
 async def test_a_raw_client_sending_flat_out_over_tcp_is_banned_within_a_few_requests() -> None:
-    async with SimulatedExchange(papi_ip=100, accounts=3, seed=7) as ex:
+    async with SimulatedExchange(limits=Limits(papi_ip=100), accounts=3, seed=7) as ex:
         account = pick(ex, AccountType.PM_2)
         async with httpx.AsyncClient(base_url=ex.base_url) as http:
             call = Caller(ex, http)

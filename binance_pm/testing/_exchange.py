@@ -20,7 +20,7 @@ import anyio.lowlevel
 import httpx
 import msgspec
 
-from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint, check_limits
+from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint, Limits
 from .._governor import Governor
 from .._models import AccountType
 from ._book import Book, SimAccount, make_accounts
@@ -57,14 +57,14 @@ class SimulatedExchange:
 
     ::
 
-        async with SimulatedExchange(window=1.0, papi_ip=600, accounts=50, seed=1) as ex:
+        async with SimulatedExchange(window=1.0, limits=Limits(papi_ip=600), accounts=50) as ex:
             async with Session(base_url=ex.base_url) as session:
                 a = ex.accounts[0]
                 client = session.client(a.api_key, **a.credentials())
 
     Args:
         window: seconds per rate-limit window (the exchange's is 60).
-        api_ip, sapi_ip, sapi_uid, papi_ip, fapi_ip: weight per window of each budget; the
+        limits: weight per window of each budget (:class:`~binance_pm.Limits`); the
             exchange's published limits by default.
         accounts: how many accounts to make; ``seed`` makes them (and the faults) repeatable.
         skew_ms: how far the server's clock is ahead of this machine's (negative: behind).
@@ -102,11 +102,7 @@ class SimulatedExchange:
         self,
         *,
         window: float = 60.0,
-        api_ip: int = PUBLISHED_LIMITS["api_ip"],
-        sapi_ip: int = PUBLISHED_LIMITS["sapi_ip"],
-        sapi_uid: int = PUBLISHED_LIMITS["sapi_uid"],
-        papi_ip: int = PUBLISHED_LIMITS["papi_ip"],
-        fapi_ip: int = PUBLISHED_LIMITS["fapi_ip"],
+        limits: Limits = PUBLISHED_LIMITS,
         accounts: int = 10,
         seed: int = 0,
         skew_ms: int = 0,
@@ -134,15 +130,8 @@ class SimulatedExchange:
             raise TypeError(f"grace_requests must be an int, not {grace_requests!r}")
         if grace_requests < 0:
             raise ValueError(f"grace_requests must be >= 0, not {grace_requests}")
-        limits = check_limits(
-            {
-                "api_ip": api_ip,
-                "sapi_ip": sapi_ip,
-                "sapi_uid": sapi_uid,
-                "papi_ip": papi_ip,
-                "fapi_ip": fapi_ip,
-            }
-        )
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
         self.faults = dict(faults or {})
         for kind, p in self.faults.items():
             if kind not in FAULT_KINDS or not 0 <= p <= 1:
@@ -151,7 +140,7 @@ class SimulatedExchange:
             raise ValueError("fault probabilities add up to more than 1")
         self.external = dict(external or {})
         for family, share in self.external.items():
-            if f"{family}_ip" not in limits or not 0 <= share < 1:
+            if family not in ("api", "sapi", "papi", "fapi") or not 0 <= share < 1:
                 raise ValueError("external takes families (api, sapi, papi, fapi) with shares 0..1")
         self.window = float(window)
         self.window_mode: WindowMode = window_mode
@@ -227,11 +216,7 @@ class SimulatedExchange:
         options.setdefault("sapi_scope", self.sapi_scope)
         return Governor(
             window=self.window,
-            api_ip=self.limits["api_ip"],
-            sapi_ip=self.limits["sapi_ip"],
-            sapi_uid=self.limits["sapi_uid"],
-            papi_ip=self.limits["papi_ip"],
-            fapi_ip=self.limits["fapi_ip"],
+            limits=self.limits,
             **options,
         )
 
