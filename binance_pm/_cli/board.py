@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._governor import Governor
-from ._models import AccountStatus
-from ._poller import Update
+from .._governor import Governor
+from .._models import AccountStatus
+from .._poller import Update
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from ._client import AsyncClient
-    from ._session import Session
+    from .._client import AsyncClient
+    from .._session import Session
 
 
 @dataclass

@@ -1,0 +1,142 @@
+"""``binance-pm demo``: the simulated exchange in this process, all its accounts polled live."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from .._endpoints import Limits
+from ._common import fail, needs, positive
+
+#: What the demo polls for each kind of account.
+KIND = {"PM_1": "PM Pro", "PM_2": "PM", "PM_3": "PM Pro SPAN"}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="poll a simulated exchange's accounts, live (the main job)",
+        description="Start the simulated exchange in this process and poll all its accounts "
+        "through one Session and one governor, as fast as its budgets allow: a live table on a "
+        "terminal (plain lines when piped), then a summary of calls, weight and share of each "
+        "budget used, 429s, 418s and errors. Its limits are the published ones, scaled to the "
+        "window.",
+    )
+    demo.add_argument("--accounts", type=positive(int), default=60, help="accounts (60)")
+    demo.add_argument("--seconds", type=positive(float), default=20.0, help="run time (20)")
+    demo.add_argument(
+        "--window", type=positive(float), default=2.0, help="seconds per rate-limit window (2)"
+    )
+    demo.add_argument(
+        "--every", type=positive(float), default=0.25, help="poll each account this often (0.25)"
+    )
+    demo.add_argument(
+        "--alert-mmr", type=positive(float), default=1.5, help="highlight below this uniMMR"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="seed for the accounts")
+    demo.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from rich.console import Console
+
+        from ..testing import SimulatedExchange
+    except ImportError as exc:
+        return needs("cli", exc)
+    from .._endpoints import PUBLISHED_LIMITS, STATE_ENDPOINT
+    from .._session import Session
+    from .board import Board, Row, run_board
+
+    # The published per-minute rates, over the demo's window.
+    limits = PUBLISHED_LIMITS.scaled(args.window / 60, least=20)
+    console = Console()
+    exchange = SimulatedExchange(
+        window=args.window, accounts=args.accounts, seed=args.seed, limits=limits
+    )
+    governor = exchange.governor()
+
+    async def run() -> tuple[Board, float, float]:
+        async with exchange, Session(base_url=exchange.base_url, governor=governor) as session:
+            jobs = {}
+            rows = {}
+            for account in exchange.accounts:
+                client = session.client(account.api_key, **account.credentials())
+                kind = account.account_type.value
+                jobs[client] = STATE_ENDPOINT[kind]
+                rows[client] = Row(account.name, KIND[kind])
+            board = Board(rows, args.alert_mmr)
+            started = exchange.server_ms()
+            title = (
+                f"binance-pm demo: {args.accounts} simulated accounts, {args.window:g} s windows"
+            )
+            await run_board(
+                session,
+                governor,
+                jobs,
+                board,
+                every=args.every,
+                seconds=args.seconds,
+                console=console,
+                title=title,
+            )
+            return board, started, exchange.server_ms()
+
+    try:
+        board, started, stopped = asyncio.run(run())
+    except OSError as exc:
+        return fail(f"cannot serve the simulated exchange: {exc}")
+    except KeyboardInterrupt:
+        return 130
+    _demo_summary(console, exchange, board, limits, args, started, stopped)
+    return 0
+
+
+def _demo_summary(
+    console: Any,
+    exchange: Any,
+    board: Any,
+    limits: Limits,
+    args: argparse.Namespace,
+    started: float,
+    stopped: float,
+) -> None:
+    """What the exchange counted: per budget, weight and share used, from one window after the
+    start (the opening burst's) to the end, as a rate over whole windows."""
+    from ..testing._stats import budget_use
+
+    stats = exchange.stats
+    uid_accounts = sum(1 for a in exchange.accounts if a.account_type.value == "PM_1")
+    weight: dict[str, int] = {}
+    for _, budget, charged in stats.arrivals:
+        name = "sapi_uid" if budget.startswith("uid:") else budget
+        weight[name] = weight.get(name, 0) + charged
+    used, windows = budget_use(
+        stats.arrivals,
+        {name: limits[name] for name in weight},
+        window=args.window,
+        started_ms=started,
+        stopped_ms=stopped,
+        uid_accounts=uid_accounts,
+    )
+    by_status = stats.by_status
+    lines = [
+        "== summary ==",
+        f"seconds: {(stopped - started) / 1000:.1f}",
+        f"accounts: {len(exchange.accounts)}",
+        f"calls: {board.calls}",
+    ]
+    for name in sorted(weight):
+        lines.append(
+            f"budget {name}: weight {weight[name]}, {used[name]:.1%} of the budget used "
+            f"(over {windows} windows)"
+        )
+    lines += [
+        f"429s: {by_status.get(429, 0)}",
+        f"418s: {by_status.get(418, 0)}",
+        f"errors: {board.errors_text()}",
+        f"below uniMMR {args.alert_mmr:g}: {board.alerts()}",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)

@@ -1,0 +1,160 @@
+"""``binance-pm serve``: the simulated exchange on 127.0.0.1 until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from .._endpoints import Limits
+from ._common import positive, share
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the simulated exchange on 127.0.0.1",
+        description="Run the simulated Portfolio Margin exchange on 127.0.0.1 until interrupted. "
+        "Prints 'base_url URL', then one JSON object per account (name, api_key, key_type, "
+        "account_type, and secret or private_key), then 'ready'.",
+    )
+    serve.add_argument(
+        "--port", type=int, default=0, help="port to listen on (default: a free one)"
+    )
+    serve.add_argument("--accounts", type=positive(int), default=10, help="accounts to make")
+    serve.add_argument("--seed", type=int, default=0, help="seed for accounts and faults")
+    serve.add_argument(
+        "--window",
+        type=positive(float),
+        default=60.0,
+        help="seconds per rate-limit window (default 60)",
+    )
+    serve.add_argument("--window-mode", choices=("fixed", "sliding"), default="fixed")
+    for name in ("api-ip", "sapi-ip", "sapi-uid", "papi-ip", "fapi-ip"):
+        serve.add_argument(
+            f"--{name}",
+            type=positive(int),
+            default=None,
+            help=f"{name.replace('-', ' ')} weight per window",
+        )
+    serve.add_argument("--skew-ms", type=int, default=0, help="server clock ahead by this much")
+    serve.add_argument(
+        "--fault",
+        type=share,
+        action="append",
+        default=[],
+        metavar="KIND=P",
+        help="inject a fault (503, reset, slow, garbage, html) at rate P",
+    )
+    serve.add_argument(
+        "--external",
+        type=share,
+        action="append",
+        default=[],
+        metavar="FAMILY=SHARE",
+        help="weight another process spends per window",
+    )
+    serve.add_argument(
+        "--uid-costs-ip",
+        type=positive(int),
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="WEIGHT",
+        help="charge UID calls (pm_pro_account) to the sapi IP limit too: their own weight, or "
+        "WEIGHT (default: they cost no IP weight, as documented)",
+    )
+    serve.add_argument(
+        "--sapi-scope",
+        choices=("family", "endpoint"),
+        default="family",
+        help="one sapi IP limit for all sapi endpoints, or one per endpoint (default: family)",
+    )
+    serve.add_argument(
+        "--grace-requests",
+        type=int,
+        default=5,
+        metavar="N",
+        help="requests refused with 429s, not a ban, just after a 429 (default 5)",
+    )
+    serve.add_argument(
+        "--broken",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an account (acct-0003…) whose every request fails with a 500",
+    )
+    serve.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..testing import SimulatedExchange
+    except ImportError as exc:
+        print(
+            f"binance-pm serve needs the 'sim' extra: pip install 'binance-pm[sim]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    limits = {
+        key: getattr(args, key)
+        for key in ("api_ip", "sapi_ip", "sapi_uid", "papi_ip", "fapi_ip")
+        if getattr(args, key) is not None
+    }
+    try:
+        exchange = SimulatedExchange(
+            window=args.window,
+            window_mode=args.window_mode,
+            accounts=args.accounts,
+            seed=args.seed,
+            skew_ms=args.skew_ms,
+            faults=dict(args.fault),
+            external=dict(args.external),
+            port=args.port,
+            uid_costs_ip=(False if args.uid_costs_ip is None else (args.uid_costs_ip or True)),
+            sapi_scope=args.sapi_scope,
+            grace_requests=args.grace_requests,
+            limits=Limits(**limits),
+        )
+    except ValueError as exc:
+        print(f"binance-pm serve: {exc}", file=sys.stderr)
+        return 2
+    names = {account.name: account.api_key for account in exchange.accounts}
+    for name in args.broken:
+        if name not in names:
+            print(f"binance-pm serve: --broken {name}: no such account", file=sys.stderr)
+            return 2
+        exchange.broken.add(names[name])
+
+    async def run() -> None:
+        async with exchange:
+            print(f"base_url {exchange.base_url}")
+            for account in exchange.accounts:
+                record = {
+                    "name": account.name,
+                    "api_key": account.api_key,
+                    "key_type": account.key_type,
+                    "account_type": account.account_type.value,
+                }
+                if account.secret is not None:
+                    record["secret"] = account.secret
+                else:
+                    assert account.private_key is not None
+                    record["private_key"] = account.private_key.decode()
+                print(json.dumps(record))
+            print("ready", flush=True)
+            await exchange.serve_forever()
+
+    # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again; let
+    # SIGTERM end the command the way Ctrl-C does, with exit status 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"binance-pm serve: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
