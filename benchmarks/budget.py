@@ -32,7 +32,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from binance_pm import Governor, Limits, Session
 from binance_pm._endpoints import STATE_ENDPOINT
-from binance_pm.testing._stats import budget_use
+from binance_pm.testing import budget_use
 
 ACCOUNTS = 1_000
 WINDOW = 1.0

@@ -241,7 +241,7 @@ class Engine(Generic[HookT]):
         while True:
             if endpoint.signed and clock.stale():
                 call.phase = CLOCK
-                await clock.ensure(partial(self._server_time, sender, ends))
+                await clock.ensure(partial(self._server_time, sender, ends, call))
             seen = clock.generation
             # The budget's fast path first: no coroutine when it has room.
             permit = self.governor.try_acquire(endpoint, account=call.account)
@@ -269,7 +269,7 @@ class Engine(Generic[HookT]):
             if isinstance(error, TimestampError) and endpoint.signed and not resynced:
                 resynced = True
                 call.phase = CLOCK
-                await clock.resync(partial(self._server_time, sender, ends), seen=seen)
+                await clock.resync(partial(self._server_time, sender, ends, call), seen=seen)
                 continue
             if isinstance(error, (RateLimitError, IPBannedError)):
                 # The governor holds the budget shut until Retry-After (at least a second);
@@ -293,10 +293,19 @@ class Engine(Generic[HookT]):
             await anyio.sleep(delay)
             attempt += 1
 
-    async def _server_time(self, sender: Sender, ends: float) -> int:
-        """The exchange's time, for the clock: a call of its own, within the call's deadline."""
+    async def _server_time(self, sender: Sender, ends: float, call: Call) -> int:
+        """The exchange's time, for the clock: a call of its own, within the call's deadline.
+
+        No answer at all is told as the failure of ``call``, the one the user made, with the
+        clock check named as the step that failed."""
         timing = Call(API_TIME, "", None, self.recv_window, None)
-        answer: int = (await self._attempts(sender, timing, ends)).server_time
+        try:
+            answer: int = (await self._attempts(sender, timing, ends)).server_time
+        except TransportError as exc:
+            message = f"{exc.message} (while checking the exchange clock, {API_TIME.label})"
+            raise TransportError(
+                message, endpoint=call.endpoint.label, api_key=call.masked
+            ) from None
         return answer
 
     async def _acquire(self, call: Call, ends: float, refused: APIError | None) -> Permit:

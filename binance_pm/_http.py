@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import socket
 import urllib.request
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
@@ -149,7 +151,7 @@ class AiohttpSender:
         except asyncio.TimeoutError:
             failure = TransportError("timed out waiting for the answer", endpoint=endpoint)
         except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            reason = _os_reason(exc.os_error)
             failure = TransportError(
                 f"cannot connect to {exc.host}:{exc.port}: {reason}", endpoint=endpoint
             )
@@ -289,3 +291,11 @@ _FILTER = _HideSignatures()
 def _hide_signatures_in(logger: logging.Logger) -> None:
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+
+
+def _os_reason(error: OSError) -> str:
+    """ "Connection refused", not asyncio's "Connect call failed ('127.0.0.1', 1)"; a name
+    lookup's own words ("Name or service not known")."""
+    if error.errno and error.errno > 0 and not isinstance(error, socket.gaierror):
+        return os.strerror(error.errno)
+    return error.strerror or type(error).__name__

@@ -33,8 +33,7 @@ from binance_pm import (
     Update,
 )
 from binance_pm._endpoints import ENDPOINTS, STATE_ENDPOINT
-from binance_pm.testing import SimulatedExchange
-from binance_pm.testing._stats import budget_use
+from binance_pm.testing import SimulatedExchange, budget_use
 
 from .conftest import run_virtual, virtual_session, virtual_wall
 from .served import credentials, serve

@@ -27,8 +27,7 @@ from binance_pm._endpoints import (
     STATE_ENDPOINT,
 )
 from binance_pm.redis import MARKER_LIFE, RedisStore
-from binance_pm.testing import SimulatedExchange
-from binance_pm.testing._stats import budget_use
+from binance_pm.testing import SimulatedExchange, budget_use
 
 from .redis_server import RedisServer, running_server
 from .served import serve, stats

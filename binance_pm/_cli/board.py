@@ -1,41 +1,139 @@
-"""What ``binance-pm demo`` and ``binance-pm watch`` show: a board of accounts kept up to date by
-``Session.poll``, drawn live with rich on a terminal, or as plain periodic lines when piped.
+"""What ``binance-pm demo`` and ``binance-pm watch`` know of each account, kept up to date by
+``Session.poll``: the latest figures, the last failure and its reason, and what is stale.
+
+The views of it (the live table, plain lines, JSON lines, metrics) are in :mod:`.views` and
+:mod:`.metrics`.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from .._governor import Governor
-from .._models import AccountStatus
+from .._exceptions import APIError, BinancePMError
+from .._models import AccountStatus, PMBalance
 from .._poller import Update
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
-
     from .._client import AsyncClient
-    from .._session import Session
+
+#: The product an endpoint's account belongs to: the "type" column everywhere.
+PRODUCT = {
+    "pm_balance": "PM",
+    "pm_pro_balance": "PM Pro",
+    "pm_pro_account": "PM Pro",
+    "pm_pro_span_account": "PM Pro SPAN",
+    "classic_pm_account": "Classic PM",
+}
+#: Data older than this many polling periods is marked stale.
+STALE_PERIODS = 3
+NORMAL = AccountStatus.NORMAL.value
 
 
-@dataclass
+def reason(error: BinancePMError) -> str:
+    """Why a call failed, in a few words: the exchange's code and message, or what happened
+    to the connection; never the class name alone."""
+    if isinstance(error, APIError):
+        if error.code is not None:
+            return f"{error.code} {error.msg}"
+        return f"HTTP {error.status} {error.msg}"
+    text = str(error)
+    # "GET /papi/v1/balance: cannot connect …  [account ab…yz]": the endpoint is in the row.
+    _, sep, rest = text.partition(": ")
+    text = rest if sep and text.startswith("GET ") else text
+    return text.split(" [account ", 1)[0]
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """A plain decimal string with the exchange's digits (``"0.00000000"``, never ``"0E-8"``)."""
+    return None if value is None else format(value, "f")
+
+
+def utc_text(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(slots=True)
 class Row:
-    """One account's line on the board."""
+    """One account: its latest good figures and its latest failure.
+
+    ``equity`` is the account's equity in USD for the account endpoints; for the balance
+    endpoints (which tell no equity) it is the USDT wallet balance, and ``equity_label`` says
+    so.
+    """
 
     name: str
-    kind: str  # "PM", "PM Pro", "PM Pro SPAN"…
+    endpoint: str
+    kind: str = ""  # "PM", "PM Pro", "PM Pro SPAN" (from PRODUCT)
     uni_mmr: Decimal | None = None
-    status: str = ""
-    equity: str = ""
-    at: float | None = None  # when its data came (epoch seconds)
-    error: str = ""  # the last error's kind, while it lasts
-    ended: bool = False
+    status: str = ""  # the account's status; "" for balances
+    equity: Decimal | None = None
+    equity_label: str = "USD"
+    maint_margin: Decimal | None = None
+    assets: int = 0  # balances: how many assets the account holds
+    at: float | None = None  # when the latest good answer came (epoch seconds)
+    error: BinancePMError | None = None  # the latest failure, until a good answer
+    failed_at: float | None = None
+    failures: int = 0
+    ended: bool = False  # polling stopped for good (a refused key)
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or PRODUCT.get(self.endpoint, self.endpoint)
+
+    @property
+    def failing(self) -> bool:
+        return self.error is not None or self.ended
+
+    def stale(self, now: float, every: float) -> bool:
+        """Its figures are older than a few polling periods (or it never had any, and failed)."""
+        if self.at is None:
+            return self.error is not None
+        return now - self.at > STALE_PERIODS * every
+
+    def state(self, now: float, every: float) -> str:
+        """The status column: the account's status, or what is wrong with the data."""
+        if self.ended:
+            return "DROPPED"
+        if self.at is None:
+            return "FAILING" if self.error is not None else ""
+        if self.stale(now, every):
+            return f"STALE (was {self.status})" if self.status else "STALE"
+        return self.status
+
+    def equity_text(self) -> str:
+        if self.equity is None:
+            return ""
+        text = f"{self.equity:,.2f} {self.equity_label}"
+        if self.assets > 1:
+            text += f" +{self.assets - 1} assets"
+        return text
+
+    def take(self, result: Any, at: float) -> None:
+        """Keep the figures of a good answer."""
+        self.error = None
+        self.at = at
+        if isinstance(result, list):
+            # Balances tell no equity: the stablecoin's wallet balance, labelled as such.
+            chosen: PMBalance | None = next((b for b in result if b.asset == "USDT"), None)
+            if chosen is None and result:
+                chosen = result[0]
+            self.assets = len(result)
+            if chosen is not None:
+                self.equity = chosen.total_wallet_balance
+                self.equity_label = f"{chosen.asset} wallet"
+            return
+        self.uni_mmr = getattr(result, "uni_mmr", None)
+        status = getattr(result, "account_status", None)
+        if status is not None:
+            self.status = status.value if isinstance(status, AccountStatus) else str(status)
+        self.equity = getattr(result, "account_equity", None)
+        self.equity_label = "USD"
+        self.maint_margin = getattr(result, "account_maint_margin", None)
 
 
 @dataclass
@@ -44,52 +142,82 @@ class Board:
 
     rows: dict[AsyncClient, Row]
     alert_mmr: float
+    every: float = 5.0
     calls: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    _alert: Decimal = field(init=False)
 
-    def add(self, update: Update) -> None:
+    def __post_init__(self) -> None:
+        self._alert = Decimal(str(self.alert_mmr))
+
+    def add(self, update: Update) -> Row:
         self.calls += 1
         row = self.rows[update.client]
-        if update.error is not None:
-            kind = type(update.error).__name__
-            self.errors[kind] += 1
-            row.error = kind
-            row.ended = row.ended or update.final
-            return
-        row.error = ""
-        row.at = update.at
-        result: Any = update.result  # which model it is, is told by its fields
-        uni_mmr = getattr(result, "uni_mmr", None)
-        if uni_mmr is not None or hasattr(result, "account_status"):
-            row.uni_mmr = uni_mmr
-            status = result.account_status
-            row.status = status.value if isinstance(status, AccountStatus) else str(status)
-            row.equity = _amount(result.account_equity, "USD")
-        elif isinstance(result, list) and result:
-            # Balances: show the stablecoin's wallet balance, or the first asset's.
-            chosen = next((b for b in result if b.asset == "USDT"), result[0])
-            row.equity = _amount(chosen.total_wallet_balance, chosen.asset)
+        error = update.error
+        if error is None:
+            row.take(update.result, update.at)
+            return row
+        self.errors[type(error).__name__] += 1
+        row.error = error
+        row.failed_at = update.at
+        row.failures += 1
+        row.ended = row.ended or update.final
+        return row
 
-    def alerts(self) -> int:
-        return sum(1 for row in self.rows.values() if self._alerting(row))
+    # -- what is wrong ------------------------------------------------------------------------
 
-    def _alerting(self, row: Row) -> bool:
-        risky = row.uni_mmr is not None and row.uni_mmr < Decimal(str(self.alert_mmr))
-        return risky or row.status not in ("", AccountStatus.NORMAL.value)
+    def alerting(self, row: Row) -> bool:
+        """Below the alert uniMMR, or a status other than NORMAL (as last known)."""
+        risky = row.uni_mmr is not None and row.uni_mmr < self._alert
+        return risky or row.status not in ("", NORMAL)
+
+    def alerts(self) -> list[Row]:
+        return sorted((r for r in self.rows.values() if self.alerting(r)), key=_risk)
+
+    def failing(self) -> list[Row]:
+        return sorted((r for r in self.rows.values() if r.failing), key=lambda r: r.name)
+
+    def stale(self, now: float | None = None) -> list[Row]:
+        now = time.time() if now is None else now
+        return [r for r in self.rows.values() if r.stale(now, self.every)]
+
+    def exit_status(self) -> int:
+        """0 when every account's last word was a good answer; 3 when some were failing or
+        dropped at the end; 4 when all were (nothing is being watched)."""
+        from ._common import ALL_FAILING, OK, SOME_FAILING
+
+        failing = sum(1 for row in self.rows.values() if row.failing)
+        if not failing:
+            return OK
+        return ALL_FAILING if failing == len(self.rows) else SOME_FAILING
 
     def ordered(self) -> list[Row]:
-        """Accounts in trouble first, then by uniMMR, lowest first."""
+        """Accounts in trouble first (a status other than NORMAL, below the alert uniMMR, then
+        failing or stale), riskiest first; then the others taking turns by product, each
+        product's lowest uniMMR first, so that a short screen shows every product."""
+        now = time.time()
+        trouble: list[Row] = []
+        calm: dict[str, list[Row]] = {}
+        for row in self.rows.values():
+            if self.alerting(row) or row.failing or row.stale(now, self.every):
+                trouble.append(row)
+            else:
+                calm.setdefault(row.kind, []).append(row)
 
-        def key(row: Row) -> tuple[int, Decimal, str]:
-            troubled = 0 if row.status not in ("", AccountStatus.NORMAL.value) else 1
-            return (
-                troubled,
-                row.uni_mmr if row.uni_mmr is not None else Decimal("Infinity"),
-                row.name,
-            )
+        def severity(row: Row) -> tuple[int, tuple[Decimal, str]]:
+            if row.status not in ("", NORMAL):
+                return 0, _risk(row)
+            if self.alerting(row):
+                return 1, _risk(row)
+            return 2, _risk(row)
 
-        return sorted(self.rows.values(), key=key)
+        trouble.sort(key=severity)
+        turns = [sorted(rows, key=_risk) for _, rows in sorted(calm.items())]
+        mixed = (row for group in itertools.zip_longest(*turns) for row in group if row)
+        return trouble + list(mixed)
+
+    # -- words --------------------------------------------------------------------------------
 
     def errors_text(self) -> str:
         if not self.errors:
@@ -97,138 +225,61 @@ class Board:
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.errors.items()))
         return f"{sum(self.errors.values())} ({kinds})"
 
+    def alert_text(self, row: Row) -> str:
+        mmr = "" if row.uni_mmr is None else f" uniMMR {row.uni_mmr:.3f}"
+        status = f" {row.status}" if row.status else ""
+        return f"{row.name} ({row.kind}){mmr}{status}"
 
-def _amount(value: Decimal | None, unit: str) -> str:
-    return "" if value is None else f"{value:,.2f} {unit}"
+    def failure_text(self, row: Row) -> str:
+        what = "dropped" if row.ended else "failing"
+        why = reason(row.error) if row.error is not None else "no answer"
+        return f"{row.name} ({row.kind}) {what}: {why}"
 
+    def summary(self, most: int = 50) -> list[str]:
+        """The run's end, account by account: who is below the threshold, who failed, why."""
+        lines = [f"calls: {self.calls}", f"errors: {self.errors_text()}"]
+        alerts, failing = self.alerts(), self.failing()
+        lines.append(f"below uniMMR {self.alert_mmr:g} or not NORMAL: {len(alerts)}")
+        lines += [f"  alert {self.alert_text(row)}" for row in alerts[:most]]
+        if len(alerts) > most:
+            lines.append(f"  … and {len(alerts) - most} more")
+        lines.append(f"failing: {len(failing)} of {len(self.rows)} accounts")
+        lines += [f"  {self.failure_text(row)}" for row in failing[:most]]
+        if len(failing) > most:
+            lines.append(f"  … and {len(failing) - most} more")
+        return lines
 
-def budgets(governor: Governor) -> list[tuple[str, int, int, int]]:
-    """(name, used, limit, 429s) per budget in use: IP budgets one by one, UID ones together."""
-    rows = []
-    uid_used = uid_limit = uid_refused = uid_count = 0
-    for name, state in governor.snapshot().items():
-        if name.startswith("sapi_uid:"):
-            uid_used += state.used
-            uid_limit += state.limit
-            uid_refused += state.rejections
-            uid_count += 1
-        elif state.used or state.rejections or name in ("papi_ip", "sapi_ip"):
-            rows.append((name, state.used, state.limit, state.rejections))
-    if uid_count:
-        rows.append((f"sapi_uid ×{uid_count}", uid_used, uid_limit, uid_refused))
-    return rows
-
-
-def plain_line(board: Board, governor: Governor) -> str:
-    """One line of the run so far, for logs and pipes."""
-    elapsed = time.monotonic() - board.started
-    rows = budgets(governor)  # one snapshot for the whole line
-    refused = sum(r for *_, r in rows)
-    shares = " ".join(
-        f"{name.replace(' ', '')} {used / limit:.0%}" for name, used, limit, _ in rows
-    )
-    return (
-        f"t={elapsed:.1f}s calls={board.calls} errors={sum(board.errors.values())} "
-        f"429s={refused} alerts={board.alerts()} | {shares}"
-    )
-
-
-def render(board: Board, governor: Governor, title: str, height: int) -> RenderableType:
-    """The live view: budget bars, then the accounts that fit, riskiest first."""
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
-    from rich.text import Text
-
-    now = time.time()
-    elapsed = time.monotonic() - board.started
-    bars = Table.grid(padding=(0, 2))
-    for name, used, limit, refused in budgets(governor):
-        bar = ProgressBar(total=limit, completed=min(used, limit), width=30)
-        share = f"{used:>7,}/{limit:<7,} {used / limit:>4.0%}"
-        bars.add_row(Text(name, style="bold"), bar, Text(share), Text(f"429s {refused}"))
-    accounts = Table(expand=False, header_style="bold", pad_edge=False)
-    for column, justify in (
-        ("account", "left"),
-        ("type", "left"),
-        ("uniMMR", "right"),
-        ("status", "left"),
-        ("equity", "right"),
-        ("age", "right"),
-    ):
-        accounts.add_column(column, justify=justify)  # type: ignore[arg-type]
-    shown = board.ordered()[: max(height - 12, 3)]
-    for row in shown:
-        age = "" if row.at is None else f"{max(now - row.at, 0.0):.1f}s"
-        status = row.status or row.error
-        if row.ended:
-            status = f"ended: {row.error}"
-        style = "bold red" if board._alerting(row) else ("yellow" if row.error else "")
-        accounts.add_row(
-            row.name,
-            row.kind,
-            "" if row.uni_mmr is None else f"{row.uni_mmr:.2f}",
-            status,
-            row.equity,
-            age,
-            style=style,
-        )
-    hidden = len(board.rows) - len(shown)
-    footer = Text(
-        f"calls {board.calls}   errors {board.errors_text()}   below uniMMR "
-        f"{board.alert_mmr:g}: {board.alerts()}"
-        + (f"   ({hidden} more accounts not shown)" if hidden > 0 else "")
-    )
-    header = Text(f"{title}   {elapsed:.1f}s", style="bold")
-    return Group(header, bars, accounts, footer)
-
-
-async def run_board(
-    session: Session,
-    governor: Governor,
-    jobs: Mapping[AsyncClient, str],
-    board: Board,
-    *,
-    every: float,
-    seconds: float | None,
-    console: Console,
-    title: str,
-    asset: str | None = None,
-) -> None:
-    """Poll ``jobs`` into ``board`` for ``seconds`` (or until cancelled), drawing as it goes:
-    live on a terminal, a plain line a second otherwise."""
-    from contextlib import aclosing
-
-    live_view: Any = None
-
-    async def consume() -> None:
-        async with aclosing(session.poll(jobs, every=every, asset=asset)) as updates:
-            async for update in updates:
-                board.add(update)
-
-    async def draw() -> None:
-        while True:
-            if live_view is not None:
-                view = render(board, governor, title, console.size.height)
-                live_view.update(view, refresh=True)
-                await anyio.sleep(0.25)
+    def record(self, update: Update, row: Row) -> dict[str, Any]:
+        """One update as a JSON-ready object: figures as decimal strings, times in UTC."""
+        error = update.error
+        record: dict[str, Any] = {
+            "account": row.name,
+            "type": row.kind,
+            "endpoint": update.endpoint,
+            "time": utc_text(update.at),
+            "ok": error is None,
+        }
+        if error is None:
+            result = update.result
+            if isinstance(result, list):
+                record["balances"] = {b.asset: decimal_text(b.total_wallet_balance) for b in result}
             else:
-                await anyio.sleep(1.0)
-                console.print(plain_line(board, governor), highlight=False, soft_wrap=True)
+                record["status"] = row.status or None
+                record["uni_mmr"] = decimal_text(row.uni_mmr)
+                record["equity"] = decimal_text(row.equity)
+                record["maint_margin"] = decimal_text(row.maint_margin)
+            record["alert"] = self.alerting(row)
+            record["error"] = None
+        else:
+            record["error"] = {
+                "kind": type(error).__name__,
+                "code": getattr(error, "code", None),
+                "message": reason(error),
+            }
+            record["final"] = update.final
+            record["data_age"] = None if row.at is None else round(update.at - row.at, 3)
+        return record
 
-    if console.is_terminal:
-        from rich.live import Live
 
-        live_view = Live(console=console, auto_refresh=False, transient=False)
-        live_view.start()
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(consume)
-            group.start_soon(draw)
-            if seconds is not None:
-                await anyio.sleep(seconds)
-                group.cancel_scope.cancel()
-    finally:
-        if live_view is not None:
-            live_view.update(render(board, governor, title, console.size.height), refresh=True)
-            live_view.stop()
+def _risk(row: Row) -> tuple[Decimal, str]:
+    return (row.uni_mmr if row.uni_mmr is not None else Decimal("Infinity"), row.name)

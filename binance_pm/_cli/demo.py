@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from typing import Any
 
 from .._endpoints import Limits
-from ._common import fail, needs, positive
-
-#: What the demo polls for each kind of account.
-KIND = {"PM_1": "PM Pro", "PM_2": "PM", "PM_3": "PM Pro SPAN"}
+from ._common import INTERRUPTED, OK, fail, needs, positive
+from .views import FORMATS
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,26 +31,34 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--every", type=positive(float), default=0.25, help="poll each account this often (0.25)"
     )
     demo.add_argument(
-        "--alert-mmr", type=positive(float), default=1.5, help="highlight below this uniMMR"
+        "--alert-mmr", type=positive(float), default=1.5, help="alert below this uniMMR (1.5)"
     )
-    demo.add_argument("--seed", type=int, default=0, help="seed for the accounts")
+    demo.add_argument("--seed", type=int, default=0, help="seed for the accounts (0)")
+    demo.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="as for watch: table, plain or jsonl (default auto: table on a terminal, plain "
+        "otherwise)",
+    )
     demo.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from rich.console import Console
+        import rich  # noqa: F401
 
         from ..testing import SimulatedExchange
     except ImportError as exc:
         return needs("cli", exc)
     from .._endpoints import PUBLISHED_LIMITS, STATE_ENDPOINT
     from .._session import Session
-    from .board import Board, Row, run_board
+    from .board import Board, Row
+    from .views import make_console, run_board
 
     # The published per-minute rates, over the demo's window.
     limits = PUBLISHED_LIMITS.scaled(args.window / 60, least=20)
-    console = Console()
+    console = make_console(stderr=args.format == "jsonl")
     exchange = SimulatedExchange(
         window=args.window, accounts=args.accounts, seed=args.seed, limits=limits
     )
@@ -62,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
             jobs = {}
             rows = {}
             for account in exchange.accounts:
-                client = session.client(account.api_key, **account.credentials())
+                client = session.client(account.api_key, name=account.name, **account.credentials())
                 kind = account.account_type.value
                 jobs[client] = STATE_ENDPOINT[kind]
-                rows[client] = Row(account.name, KIND[kind])
-            board = Board(rows, args.alert_mmr)
+                rows[client] = Row(account.name, STATE_ENDPOINT[kind])
+            board = Board(rows, args.alert_mmr, every=args.every)
             started = exchange.server_ms()
             title = (
                 f"binance-pm demo: {args.accounts} simulated accounts, {args.window:g} s windows"
@@ -76,21 +83,24 @@ def run(args: argparse.Namespace) -> int:
                 governor,
                 jobs,
                 board,
-                every=args.every,
                 seconds=args.seconds,
                 console=console,
                 title=title,
+                form=args.format,
             )
             return board, started, exchange.server_ms()
 
     try:
         board, started, stopped = asyncio.run(run())
+    except BrokenPipeError:  # `demo | head`: the reader has had enough
+        return OK
     except OSError as exc:
         return fail(f"cannot serve the simulated exchange: {exc}")
     except KeyboardInterrupt:
-        return 130
-    _demo_summary(console, exchange, board, limits, args, started, stopped)
-    return 0
+        return INTERRUPTED
+    with contextlib.suppress(BrokenPipeError):
+        _demo_summary(console, exchange, board, limits, args, started, stopped)
+    return board.exit_status()
 
 
 def _demo_summary(
@@ -104,7 +114,7 @@ def _demo_summary(
 ) -> None:
     """What the exchange counted: per budget, weight and share used, from one window after the
     start (the opening burst's) to the end, as a rate over whole windows."""
-    from ..testing._stats import budget_use
+    from ..testing import budget_use
 
     stats = exchange.stats
     uid_accounts = sum(1 for a in exchange.accounts if a.account_type.value == "PM_1")
@@ -125,7 +135,6 @@ def _demo_summary(
         "== summary ==",
         f"seconds: {(stopped - started) / 1000:.1f}",
         f"accounts: {len(exchange.accounts)}",
-        f"calls: {board.calls}",
     ]
     for name in sorted(weight):
         lines.append(
@@ -135,8 +144,7 @@ def _demo_summary(
     lines += [
         f"429s: {by_status.get(429, 0)}",
         f"418s: {by_status.get(418, 0)}",
-        f"errors: {board.errors_text()}",
-        f"below uniMMR {args.alert_mmr:g}: {board.alerts()}",
     ]
+    lines += board.summary()
     for line in lines:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from .._governor import Governor
-from ._common import fail, needs, positive
+from ._common import FAILED, OK, USAGE, fail, needs, positive
 from .accounts import read_accounts
+from .views import FORMATS
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,64 +24,83 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--every", type=positive(float), default=5.0, help="poll each account this often (5)"
     )
     watch.add_argument(
-        "--alert-mmr", type=positive(float), default=1.5, help="highlight below this uniMMR"
+        "--alert-mmr",
+        type=positive(float),
+        default=1.5,
+        help="alert below this uniMMR (1.5)",
     )
     watch.add_argument("--seconds", type=positive(float), default=None, help="stop after this long")
     watch.add_argument("--base-url", default=None, help="send every request here instead")
+    watch.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="table: live on a terminal; plain: a line a second naming the accounts in trouble; "
+        "jsonl: one JSON object per update on stdout, the summary on stderr (default auto: "
+        "table on a terminal, plain otherwise)",
+    )
     watch.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from rich.console import Console
+        import rich  # noqa: F401
     except ImportError as exc:
         return needs("cli", exc)
     from .._session import Session
-    from .board import Board, Row, run_board
+    from .board import Board, Row
+    from .views import make_console, run_board
 
     try:
         accounts = read_accounts(args.accounts)
     except ValueError as exc:
-        return fail(str(exc), 2)
-    console = Console()
+        return fail(str(exc), USAGE)
+    # JSON lines own standard output: the live view and the summary go to standard error.
+    console = make_console(stderr=args.format == "jsonl")
     board_box: list[Board] = []
 
-    async def run() -> None:
+    async def watch() -> None:
         async with Session(base_url=args.base_url) as session:
             jobs = {}
             rows = {}
             for account in accounts:
+                name = account["name"]
                 try:
-                    client = session.client(account["api_key"], **account["keys"])
+                    client = session.client(account["api_key"], name=name, **account["keys"])
                 except (ValueError, TypeError) as exc:
-                    raise _Refused(f"{account['name']}: {exc}") from None
+                    raise _Refused(f"{args.accounts}: {name}: {exc}") from None
                 jobs[client] = account["endpoint"]
-                rows[client] = Row(account["name"], account["endpoint"])
-            board = Board(rows, args.alert_mmr)
+                rows[client] = Row(name, account["endpoint"])
+            board = Board(rows, args.alert_mmr, every=args.every)
             board_box.append(board)
-            assert isinstance(session.governor, Governor)
             await run_board(
                 session,
                 session.governor,
                 jobs,
                 board,
-                every=args.every,
                 seconds=args.seconds,
                 console=console,
                 title=f"binance-pm watch: {len(accounts)} accounts",
+                form=args.format,
             )
 
     try:
-        asyncio.run(run())
+        asyncio.run(watch())
     except _Refused as exc:
-        return fail(str(exc), 2)
+        return fail(str(exc), USAGE)
     except KeyboardInterrupt:
         pass
-    if board_box:
-        board = board_box[0]
-        console.print(f"calls: {board.calls}", highlight=False)
-        console.print(f"errors: {board.errors_text()}", highlight=False)
-    return 0
+    except BrokenPipeError:  # `watch --format jsonl | head`: the reader has had enough
+        return OK
+    if not board_box:
+        return FAILED
+    board = board_box[0]
+    try:
+        for line in board.summary():
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
+    except BrokenPipeError:
+        pass
+    return board.exit_status()
 
 
 class _Refused(Exception):

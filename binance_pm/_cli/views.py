@@ -1,0 +1,238 @@
+"""The views of a :class:`~.board.Board` while ``Session.poll`` fills it: a live table on a
+terminal, a plain line a second when piped, or one JSON object per update (``--format jsonl``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+import anyio
+
+from .._governor import Governor
+from .board import Board, Row, reason
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from .._client import AsyncClient
+    from .._session import Session
+
+#: ``--format`` choices; ``auto`` is ``table`` on a terminal, ``plain`` otherwise.
+FORMATS = ("auto", "table", "plain", "jsonl")
+NAMED = 5  # accounts named on a plain line, per kind of trouble
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A rich console whose closed pipe (``watch | head``) raises ``BrokenPipeError``, for
+    the command to end quietly, rather than rich's own exit with status 1."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            quiet_stdout()
+            raise BrokenPipeError("the output was closed")
+
+    return PipeConsole(stderr=stderr)
+
+
+def quiet_stdout() -> None:
+    """Point standard output at nothing, so that no later write or Python's final flush to a
+    closed pipe prints an error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind sys.stdout
+        pass
+
+
+def budgets(governor: Governor) -> list[tuple[str, int, int, int]]:
+    """(name, used, limit, 429s) per budget in use: IP budgets one by one, UID ones together."""
+    rows = []
+    uid_used = uid_limit = uid_refused = uid_count = 0
+    for name, state in governor.snapshot().items():
+        if name.startswith("sapi_uid:"):
+            uid_used += state.used
+            uid_limit += state.limit
+            uid_refused += state.rejections
+            uid_count += 1
+        elif state.used or state.rejections or name in ("papi_ip", "sapi_ip"):
+            rows.append((name, state.used, state.limit, state.rejections))
+    if uid_count:
+        rows.append((f"sapi_uid ×{uid_count}", uid_used, uid_limit, uid_refused))
+    return rows
+
+
+def _named(texts: list[str]) -> str:
+    shown = ", ".join(texts[:NAMED])
+    return shown + (f", +{len(texts) - NAMED} more" if len(texts) > NAMED else "")
+
+
+def plain_line(board: Board, governor: Governor) -> str:
+    """One line of the run so far, for logs and pipes, naming the accounts in trouble."""
+    elapsed = time.monotonic() - board.started
+    rows = budgets(governor)  # one snapshot for the whole line
+    refused = sum(r for *_, r in rows)
+    shares = " ".join(
+        f"{name.replace(' ', '')} {used / limit:.0%}" for name, used, limit, _ in rows
+    )
+    alerts, failing = board.alerts(), board.failing()
+    line = (
+        f"t={elapsed:.1f}s calls={board.calls} errors={sum(board.errors.values())} "
+        f"429s={refused} alerts={len(alerts)} failing={len(failing)} | {shares}"
+    )
+    if alerts:
+        line += " | alerts: " + _named([board.alert_text(row) for row in alerts])
+    if failing:
+        line += " | failing: " + _named([board.failure_text(row) for row in failing])
+    return line
+
+
+def render(board: Board, governor: Governor, title: str, height: int) -> RenderableType:
+    """The live view: budget bars, then the accounts that fit, in trouble first."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time()
+    elapsed = time.monotonic() - board.started
+    bars = Table.grid(padding=(0, 2))
+    for name, used, limit, refused in budgets(governor):
+        bar = ProgressBar(total=limit, completed=min(used, limit), width=30)
+        share = f"{used:>7,}/{limit:<7,} {used / limit:>4.0%}"
+        bars.add_row(Text(name, style="bold"), bar, Text(share), Text(f"429s {refused}"))
+    accounts = Table(expand=False, header_style="bold", pad_edge=False)
+    for column, justify, most in (
+        ("account", "left", 16),
+        ("type", "left", 11),
+        ("uniMMR", "right", 8),
+        ("status", "left", 24),
+        ("equity / wallet", "right", 32),
+        ("age", "right", 7),
+        ("last error", "left", 44),
+    ):
+        accounts.add_column(
+            column,
+            justify=justify,  # type: ignore[arg-type]
+            max_width=most,
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+    shown = board.ordered()[: max(height - 12, 3)]
+    for row in shown:
+        accounts.add_row(*_cells(board, row, now), style=_style(board, row, now))
+    hidden = len(board.rows) - len(shown)
+    footer = Text(
+        f"calls {board.calls}   errors {board.errors_text()}   below uniMMR "
+        f"{board.alert_mmr:g}: {len(board.alerts())}   failing {len(board.failing())}"
+        + (f"   ({hidden} more accounts not shown)" if hidden > 0 else "")
+    )
+    header = Text(f"{title}   {elapsed:.1f}s", style="bold")
+    return Group(header, bars, accounts, footer)
+
+
+def _cells(board: Board, row: Row, now: float) -> tuple[str, ...]:
+    age = "" if row.at is None else f"{max(now - row.at, 0.0):.1f}s"
+    return (
+        row.name,
+        row.kind,
+        "" if row.uni_mmr is None else f"{row.uni_mmr:.2f}",
+        row.state(now, board.every),
+        row.equity_text(),
+        age,
+        "" if row.error is None else reason(row.error),
+    )
+
+
+def _style(board: Board, row: Row, now: float) -> str:
+    if board.alerting(row):
+        return "bold red"
+    if row.failing or row.stale(now, board.every):
+        return "yellow"
+    return ""
+
+
+async def run_board(
+    session: Session,
+    governor: Governor,
+    jobs: Mapping[AsyncClient, str],
+    board: Board,
+    *,
+    seconds: float | None,
+    console: Console,
+    title: str,
+    form: str = "auto",
+    asset: str | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Poll ``jobs`` into ``board`` for ``seconds`` (or until cancelled), showing it as it
+    goes: live on a terminal, a plain line a second, or a JSON line per update (to ``out``,
+    standard output by default). ``BrokenPipeError`` when the output's reader has gone."""
+    from contextlib import aclosing
+
+    if form == "auto":
+        form = "table" if console.is_terminal else "plain"
+    stream = out if out is not None else sys.stdout
+    live_view: Any = None
+
+    pipe_closed = False
+
+    def closed(scope: anyio.CancelScope) -> None:
+        nonlocal pipe_closed
+        pipe_closed = True
+        scope.cancel()
+
+    async def consume(scope: anyio.CancelScope) -> None:
+        async with aclosing(session.poll(jobs, every=board.every, asset=asset)) as updates:
+            try:
+                if form == "jsonl":
+                    async for update in updates:
+                        row = board.add(update)
+                        stream.write(json.dumps(board.record(update, row)) + "\n")
+                        stream.flush()
+                else:
+                    async for update in updates:
+                        board.add(update)
+            except BrokenPipeError:  # the reader of a pipe has gone: stop, quietly
+                quiet_stdout()
+                closed(scope)
+
+    async def draw(scope: anyio.CancelScope) -> None:
+        while True:
+            if live_view is not None:
+                view = render(board, governor, title, console.size.height)
+                live_view.update(view, refresh=True)
+                await anyio.sleep(0.25)
+            else:
+                await anyio.sleep(1.0)
+                try:
+                    console.print(plain_line(board, governor), highlight=False, soft_wrap=True)
+                except BrokenPipeError:
+                    closed(scope)
+                    return
+
+    if form == "table":
+        from rich.live import Live
+
+        live_view = Live(console=console, auto_refresh=False, transient=False)
+        live_view.start()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(consume, group.cancel_scope)
+            if form != "jsonl":
+                group.start_soon(draw, group.cancel_scope)
+            if seconds is not None:
+                await anyio.sleep(seconds)
+                group.cancel_scope.cancel()
+    finally:
+        if live_view is not None:
+            live_view.update(render(board, governor, title, console.size.height), refresh=True)
+            live_view.stop()
+    if pipe_closed:
+        raise BrokenPipeError("the output was closed")
