@@ -33,6 +33,7 @@ class Bucket:
         "_head",
         "_weights",
         "answered",
+        "bans",
         "cautious_until",
         "closed_until",
         "confirmed",
@@ -81,7 +82,8 @@ class Bucket:
         self.answered = False  # an answer came: until then, one request at a time
         self.cautious_until = 0.0  # after a 429: estimates of outside weight only go up
         self.closed_until = 0.0  # after a 429: nothing goes out before this
-        self.rejections = 0  # 429s seen
+        self.rejections = 0  # 429s and 418s seen
+        self.bans = 0  # of which 418s
         self.uid_calls = 0  # UID calls let out whose answers report on this (IP) budget
         self.waiters: deque[Waiter] | None = None  # made on first wait: most buckets never wait
         # Arrays, not lists: 16 bytes a held request instead of 40, for thousands of accounts.
@@ -238,6 +240,7 @@ class Bucket:
             rejections=self.rejections,
             resets_in=max(0.0, self.resets_at(now) - now),
             closed_for=max(0.0, max(self.closed_until, banned_until) - now),
+            bans=self.bans,
         )
 
     def describe(self, now: float) -> str:
@@ -312,9 +315,10 @@ class BucketState:
         used: weight counted now: held, in flight, and reported from outside.
         external: the part of ``used`` the exchange reported beyond this governor's own.
         waiters: calls waiting for this budget.
-        rejections: 429s the exchange answered for it.
+        rejections: 429s and 418s the exchange answered for it.
         resets_in: seconds until all weight held now has expired (in-flight weight aside).
         closed_for: seconds until a 429 or 418 stops holding this budget shut (0 when open).
+        bans: of the ``rejections``, the 418s (IP bans) this process was answered.
     """
 
     limit: int
@@ -324,3 +328,4 @@ class BucketState:
     rejections: int
     resets_in: float
     closed_for: float
+    bans: int = 0

@@ -342,6 +342,7 @@ class Governor:
             # Refused for IP weight: the exchange charges UID calls IP weight too.
             self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, permit.endpoint.weight)
         shut(bucket, now, wait)
+        bucket.bans += status == 418
         self._wake((bucket,))
 
     def reopen(self, budget: str | None = None) -> None:

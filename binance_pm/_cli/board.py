@@ -102,16 +102,13 @@ class Row:
         if self.at is None:
             return "FAILING" if self.error is not None else ""
         if self.stale(now, every):
-            return f"STALE (was {self.status})" if self.status else "STALE"
+            return f"STALE, was {self.status}" if self.status else "STALE"
         return self.status
 
     def equity_text(self) -> str:
         if self.equity is None:
             return ""
-        text = f"{self.equity:,.2f} {self.equity_label}"
-        if self.assets > 1:
-            text += f" +{self.assets - 1} assets"
-        return text
+        return f"{self.equity:,.2f} {self.equity_label}"
 
     def take(self, result: Any, at: float) -> None:
         """Keep the figures of a good answer."""
@@ -182,15 +179,19 @@ class Board:
         now = time.time() if now is None else now
         return [r for r in self.rows.values() if r.stale(now, self.every)]
 
+    def silent(self) -> list[Row]:
+        """Accounts that have had no answer at all, good or bad, yet."""
+        return [r for r in self.rows.values() if r.at is None and not r.failing]
+
     def exit_status(self) -> int:
-        """0 when every account's last word was a good answer; 3 when some were failing or
-        dropped at the end; 4 when all were (nothing is being watched)."""
+        """0 when every account's last word was a good answer; 3 when some were failing,
+        dropped or never answered at the end; 4 when all were (nothing is being watched)."""
         from ._common import ALL_FAILING, OK, SOME_FAILING
 
-        failing = sum(1 for row in self.rows.values() if row.failing)
-        if not failing:
+        bad = sum(1 for row in self.rows.values() if row.failing or row.at is None)
+        if not bad:
             return OK
-        return ALL_FAILING if failing == len(self.rows) else SOME_FAILING
+        return ALL_FAILING if bad == len(self.rows) else SOME_FAILING
 
     def ordered(self) -> list[Row]:
         """Accounts in trouble first (a status other than NORMAL, below the alert uniMMR, then
@@ -243,10 +244,13 @@ class Board:
         lines += [f"  alert {self.alert_text(row)}" for row in alerts[:most]]
         if len(alerts) > most:
             lines.append(f"  … and {len(alerts) - most} more")
-        lines.append(f"failing: {len(failing)} of {len(self.rows)} accounts")
-        lines += [f"  {self.failure_text(row)}" for row in failing[:most]]
-        if len(failing) > most:
-            lines.append(f"  … and {len(failing) - most} more")
+        silent = self.silent()
+        lines.append(f"failing: {len(failing) + len(silent)} of {len(self.rows)} accounts")
+        texts = [self.failure_text(row) for row in failing]
+        texts += [f"{row.name} ({row.kind}) no answer yet" for row in silent]
+        lines += [f"  {text}" for text in texts[:most]]
+        if len(texts) > most:
+            lines.append(f"  … and {len(texts) - most} more")
         return lines
 
     def record(self, update: Update, row: Row) -> dict[str, Any]:

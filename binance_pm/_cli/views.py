@@ -107,26 +107,29 @@ def render(board: Board, governor: Governor, title: str, height: int) -> Rendera
         bar = ProgressBar(total=limit, completed=min(used, limit), width=30)
         share = f"{used:>7,}/{limit:<7,} {used / limit:>4.0%}"
         bars.add_row(Text(name, style="bold"), bar, Text(share), Text(f"429s {refused}"))
-    accounts = Table(expand=False, header_style="bold", pad_edge=False)
-    for column, justify, most in (
-        ("account", "left", 16),
-        ("type", "left", 11),
-        ("uniMMR", "right", 8),
-        ("status", "left", 24),
-        ("equity / wallet", "right", 32),
-        ("age", "right", 7),
-        ("last error", "left", 44),
-    ):
-        accounts.add_column(
-            column,
-            justify=justify,  # type: ignore[arg-type]
-            max_width=most,
-            no_wrap=True,
-            overflow="ellipsis",
-        )
+    accounts = Table(expand=True, header_style="bold", pad_edge=False)
     shown = board.ordered()[: max(height - 12, 3)]
-    for row in shown:
-        accounts.add_row(*_cells(board, row, now), style=_style(board, row, now))
+    cells = [_cells(board, row, now) for row in shown]
+    for number, (column, justify) in enumerate(
+        (
+            ("account", "left"),
+            ("type", "left"),
+            ("uniMMR", "right"),
+            ("status", "left"),
+            ("equity / wallet", "right"),
+            ("age", "right"),
+        )
+    ):
+        # On a narrow terminal the last error gives way first, then the figures: never the
+        # account's name, type or status.
+        least = (
+            max([len(column), *(len(c[number]) for c in cells)]) if number in (0, 1, 3) else None
+        )
+        accounts.add_column(column, justify=justify, no_wrap=True, min_width=least)  # type: ignore[arg-type]
+    # The reason takes what room is left, cut short with an ellipsis.
+    accounts.add_column("last error", ratio=1, min_width=12, no_wrap=True, overflow="ellipsis")
+    for row, row_cells in zip(shown, cells, strict=False):
+        accounts.add_row(*row_cells, style=_style(board, row, now))
     hidden = len(board.rows) - len(shown)
     footer = Text(
         f"calls {board.calls}   errors {board.errors_text()}   below uniMMR "

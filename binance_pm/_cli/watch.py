@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+from contextlib import AsyncExitStack
 
 from ._common import FAILED, OK, USAGE, fail, needs, positive
 from .accounts import read_accounts
@@ -39,6 +41,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "jsonl: one JSON object per update on stdout, the summary on stderr (default auto: "
         "table on a terminal, plain otherwise)",
     )
+    watch.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, named on "
+        "stderr; default: none)",
+    )
+    watch.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for all)",
+    )
     watch.set_defaults(run=run)
 
 
@@ -51,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
     from .board import Board, Row
     from .views import make_console, run_board
 
+    host = args.metrics_host
+    if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            return fail(f"--metrics-port {args.metrics_port}: not a port (0 to 65535)", USAGE)
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError as exc:
+            return needs("cli", exc)
     try:
         accounts = read_accounts(args.accounts)
     except ValueError as exc:
@@ -73,16 +97,29 @@ def run(args: argparse.Namespace) -> int:
                 rows[client] = Row(name, account["endpoint"])
             board = Board(rows, args.alert_mmr, every=args.every)
             board_box.append(board)
-            await run_board(
-                session,
-                session.governor,
-                jobs,
-                board,
-                seconds=args.seconds,
-                console=console,
-                title=f"binance-pm watch: {len(accounts)} accounts",
-                form=args.format,
-            )
+            async with AsyncExitStack() as stack:
+                if args.metrics_port is not None:
+                    from .metrics import serve_metrics
+
+                    try:
+                        url = await stack.enter_async_context(
+                            serve_metrics(
+                                board, session.governor, port=args.metrics_port, host=host
+                            )
+                        )
+                    except OSError as exc:
+                        raise _Refused(f"--metrics-port {args.metrics_port}: {exc}") from None
+                    print(f"binance-pm: metrics at {url}", file=sys.stderr, flush=True)
+                await run_board(
+                    session,
+                    session.governor,
+                    jobs,
+                    board,
+                    seconds=args.seconds,
+                    console=console,
+                    title=f"binance-pm watch: {len(accounts)} accounts",
+                    form=args.format,
+                )
 
     try:
         asyncio.run(watch())

@@ -1,0 +1,135 @@
+"""``watch --metrics-port``: the board and the governor as Prometheus metrics.
+
+Served from the event loop that polls (aiohttp's server, no thread), so each scrape reads the
+board and the governor between two updates, never halfway through one. The text is made by
+``prometheus_client`` from a collector that reads them at scrape time: nothing is kept twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from .board import Board
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from .._governor import Governor
+
+PREFIX = "binance_pm"
+
+
+class BoardCollector:
+    """Per account: uniMMR, equity, maintenance margin, status, age of data, whether the last
+    call failed, failures so far; per budget: used, limit, 429s and 418s, seconds shut."""
+
+    def __init__(self, board: Board, governor: Governor) -> None:
+        self.board = board
+        self.governor = governor
+
+    def describe(self) -> list[Metric]:
+        return []  # made at scrape time; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        board, now = self.board, time.time()
+        who = ["account", "type"]
+
+        def gauge(name: str, text: str, labels: list[str] = who) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=labels)
+
+        uni_mmr = gauge("account_uni_mmr", "The account's uniMMR, as last answered.")
+        equity = gauge("account_equity_usd", "The account's equity in USD, as last answered.")
+        maint = gauge(
+            "account_maint_margin_usd", "The account's maintenance margin in USD, as last answered."
+        )
+        wallet = gauge(
+            "account_wallet_balance",
+            "Balances endpoints: the USDT (else first) asset's wallet balance, as last answered.",
+            [*who, "asset"],
+        )
+        status = gauge(
+            "account_status", "1 for the account's status as last answered.", [*who, "status"]
+        )
+        age = gauge("account_data_age_seconds", "Seconds since the account's last good answer.")
+        failing = gauge(
+            "account_failing", "1 when the account's last call failed or it was dropped."
+        )
+        stale = gauge("account_stale", f"1 when its data is older than {board.every:g} s × 3.")
+        alert = gauge("account_alert", "1 when below the alert uniMMR or not NORMAL.")
+        failures = CounterMetricFamily(
+            f"{PREFIX}_account_failures", "Calls of the account that failed.", labels=who
+        )
+        for row in board.rows.values():
+            labels = [row.name, row.kind]
+            if row.uni_mmr is not None:
+                uni_mmr.add_metric(labels, float(row.uni_mmr))
+            if row.equity is not None:
+                if row.equity_label == "USD":
+                    equity.add_metric(labels, float(row.equity))
+                else:
+                    asset = row.equity_label.split(" ")[0]
+                    wallet.add_metric([*labels, asset], float(row.equity))
+            if row.maint_margin is not None:
+                maint.add_metric(labels, float(row.maint_margin))
+            if row.status:
+                status.add_metric([*labels, row.status], 1.0)
+            if row.at is not None:
+                age.add_metric(labels, max(now - row.at, 0.0))
+            failing.add_metric(labels, float(row.failing))
+            stale.add_metric(labels, float(row.stale(now, board.every)))
+            alert.add_metric(labels, float(board.alerting(row)))
+            failures.add_metric(labels, float(row.failures))
+        yield from (uni_mmr, equity, maint, wallet, status, age, failing, stale, alert, failures)
+
+        used = gauge("budget_used", "Weight counted in the budget's window now.", ["budget"])
+        limit = gauge("budget_limit", "Weight the budget allows per window.", ["budget"])
+        shut = gauge("budget_closed_seconds", "Seconds until a 429/418 reopens it.", ["budget"])
+        refused = CounterMetricFamily(
+            f"{PREFIX}_budget_refusals",
+            "Requests of the budget the exchange refused, by status (429, 418).",
+            labels=["budget", "status"],
+        )
+        for name, state in self.governor.snapshot().items():
+            used.add_metric([name], float(state.used))
+            limit.add_metric([name], float(state.limit))
+            shut.add_metric([name], state.closed_for)
+            refused.add_metric([name, "429"], float(state.rejections - state.bans))
+            refused.add_metric([name, "418"], float(state.bans))
+        updates = CounterMetricFamily(f"{PREFIX}_updates", "Poll updates, good or failed.")
+        updates.add_metric([], float(board.calls))
+        yield from (used, limit, shut, refused, updates)
+
+
+@asynccontextmanager
+async def serve_metrics(
+    board: Board, governor: Governor, *, port: int, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """Serve ``/metrics`` on ``host:port`` (0: a free port) while the block runs; yields the
+    URL. ``OSError`` when the port cannot be had."""
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BoardCollector(board, governor))
+
+    async def metrics(request: web.Request) -> web.Response:
+        answer = web.Response(body=generate_latest(registry))
+        answer.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return answer
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0]
+        yield f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}/metrics"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,341 @@
+"""``binance-pm watch`` as a risk desk runs it: failures named with their reasons, exit statuses
+that say monitoring failed, JSON lines, Prometheus metrics, and stale rows on a real terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .served import serve
+from .test_cli_commands import keyless_env, run, secrets_of, toml_for
+
+
+@pytest.fixture(scope="module")
+def exchange() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    with serve("--accounts", "6", "--seed", "7") as (_, base_url, accounts):
+        yield base_url, accounts
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def watch(
+    path: Path, base_url: str, *extra: str, seconds: float = 2.0
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        "watch",
+        "--accounts",
+        str(path),
+        "--every",
+        "0.4",
+        "--seconds",
+        str(seconds),
+        "--base-url",
+        base_url,
+        *extra,
+        env=keyless_env(),
+    )
+
+
+def names_of(accounts: list[dict[str, str]]) -> list[str]:
+    return [account["name"] for account in accounts]
+
+
+def test_no_network_exits_4_naming_every_account_and_the_reason(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    _, accounts = exchange
+    port = closed_port()
+    done = watch(toml_for(accounts, tmp_path), f"http://127.0.0.1:{port}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    summary = done.stdout.split("\ncalls: ", 1)[1]
+    assert f"failing: {len(accounts)} of {len(accounts)} accounts" in summary
+    reasons = 0
+    for name in names_of(accounts):
+        # Each is named, with why: the connection refused (the clock check named as the step
+        # that failed), or no answer yet for an account whose first call is still trying.
+        line = re.search(rf"^  {name} \(PM[^)]*\) (.*)$", summary, re.M)
+        assert line, summary
+        if line[1] != "no answer yet":
+            reasons += 1
+            assert re.fullmatch(
+                rf"failing: cannot connect to 127\.0\.0\.1:{port}: Connection refused "
+                r"\(while checking the exchange clock, GET /api/v3/time\)",
+                line[1],
+            ), line[1]
+    assert reasons >= 1
+    # Every periodic line names the failing accounts too.
+    lines = [line for line in done.stdout.splitlines() if line.startswith("t=")]
+    assert lines
+    assert all("failing: acct-" in line for line in lines)
+    assert "ssl:default" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_refused_keys_exit_3_and_name_the_accounts_and_the_exchange_codes(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    good = [a for a in accounts if "secret" in a][:2]
+    wrong_secret = dict(good[0], name="wrong-secret", secret="0" * 64)
+    unknown_key = dict(good[1], name="unknown-key", api_key="Z" * 64)
+    done = watch(toml_for([*good, wrong_secret, unknown_key], tmp_path), base_url)
+    assert done.returncode == 3, done.stdout + done.stderr
+    summary = done.stdout.split("\ncalls: ", 1)[1]
+    assert "failing: 2 of 4 accounts" in summary
+    assert re.search(r"^  wrong-secret \(.*\) (failing|dropped): -1022 Signature", summary, re.M)
+    assert re.search(r"^  unknown-key \(.*\) dropped: -2015 Invalid API-key", summary, re.M), (
+        summary
+    )
+    for account in good:
+        assert f"  {account['name']} " not in summary  # the good ones are not listed
+    for secret in secrets_of(good):
+        assert secret not in done.stdout + done.stderr
+
+
+def test_piped_lines_name_the_accounts_below_the_threshold(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    risky = [a for a in accounts if a["account_type"] in ("PM_1", "PM_3")]
+    assert risky, "the seed should give PM Pro accounts"
+    done = watch(toml_for(accounts, tmp_path), base_url, "--alert-mmr", "1000000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = [line for line in done.stdout.splitlines() if line.startswith("t=")][-1]
+    assert f"alerts={len(risky)}" in last
+    assert "| alerts: " in last
+    assert re.search(r"acct-\d+ \(PM Pro(?: SPAN)?\) uniMMR \d+\.\d{3}", last)
+    summary = done.stdout.split("\ncalls: ", 1)[1]
+    for account in risky:
+        assert re.search(rf"^  alert {account['name']} \(PM Pro", summary, re.M), summary
+    for account in accounts:
+        if account not in risky:  # PM balances have no uniMMR: never below a threshold
+            assert f"alert {account['name']} " not in summary
+
+
+def test_jsonl_is_one_object_per_update_with_figures_as_decimal_strings(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    done = watch(toml_for(accounts, tmp_path), base_url, "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) >= 2 * len(accounts)
+    assert {r["account"] for r in records} == set(names_of(accounts))
+    kinds = {a["name"]: a["account_type"] for a in accounts}
+    for record in records:
+        assert record["ok"] is True
+        assert record["error"] is None
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", record["time"])
+        if kinds[record["account"]] == "PM_2":
+            assert record["type"] == "PM"
+            assert record["endpoint"] == "pm_balance"
+            assert record["balances"]
+            for amount in record["balances"].values():
+                assert "E" not in amount
+                Decimal(amount)
+        else:
+            assert record["type"].startswith("PM Pro")
+            assert record["status"] == "NORMAL"
+            for field in ("uni_mmr", "equity", "maint_margin"):
+                assert isinstance(record[field], str)
+                assert "E" not in record[field]
+                Decimal(record[field])
+    # The summary is on stderr, so that stdout is nothing but JSON lines.
+    assert "calls: " in done.stderr
+
+
+def test_jsonl_names_the_failure_of_each_update(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[account]]\nname = "desk-1"\napi_key = "k1"\nsecret = "s1"\n')
+    done = watch(path, f"http://127.0.0.1:{closed_port()}", "--format", "jsonl", seconds=1.2)
+    assert done.returncode == 4
+    first = json.loads(done.stdout.splitlines()[0])
+    assert first["account"] == "desk-1"
+    assert first["ok"] is False
+    assert first["error"]["kind"] == "TransportError"
+    assert first["error"]["code"] is None
+    assert "Connection refused" in first["error"]["message"]
+
+
+def test_a_closed_pipe_ends_watch_quietly(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    path = toml_for(accounts, tmp_path)
+    for form in ("jsonl", "plain"):
+        with subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "binance_pm",
+                "watch",
+                "--accounts",
+                str(path),
+                "--every",
+                "0.2",
+                "--seconds",
+                "20",
+                "--base-url",
+                base_url,
+                "--format",
+                form,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=keyless_env(),
+        ) as process:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            assert process.stdout.readline()
+            process.stdout.close()  # as `head -1` does
+            status = process.wait(timeout=15)
+            errors = process.stderr.read()
+        assert status == 0, errors
+        assert errors == ""
+
+
+def test_metrics_are_served_and_parse_with_prometheus_clients_own_parser(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    path = toml_for(accounts, tmp_path)
+    command = [sys.executable, "-m", "binance_pm", "watch", "--accounts", str(path)]
+    command += ["--every", "0.3", "--seconds", "30", "--base-url", base_url]
+    with subprocess.Popen(
+        [*command, "--metrics-port", "0", "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=keyless_env(),
+    ) as process:
+        try:
+            assert process.stderr is not None
+            assert process.stdout is not None
+            announced = process.stderr.readline()
+            found = re.search(r"metrics at (http://127\.0\.0\.1:\d+/metrics)", announced)
+            assert found, announced
+            for _ in range(2 * len(accounts)):  # every account has answered at least once
+                assert process.stdout.readline()
+            answer = httpx.get(found[1], timeout=10)
+        finally:
+            process.terminate()
+            process.communicate(timeout=15)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+    samples = {
+        name: {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+        for name, family in families.items()
+    }
+    for account in accounts:
+        who = (("account", account["name"]),)
+        kind = "PM" if account["account_type"] == "PM_2" else "PM Pro"
+        if account["account_type"] == "PM_3":
+            kind = "PM Pro SPAN"
+        key = tuple(sorted((*who, ("type", kind))))
+        assert samples["binance_pm_account_failing"][key] == 0
+        assert samples["binance_pm_account_stale"][key] == 0
+        assert 0 <= samples["binance_pm_account_data_age_seconds"][key] < 30
+        assert samples["binance_pm_account_failures"][key] == 0
+        if account["account_type"] == "PM_2":
+            assert any(
+                dict(k)["account"] == account["name"]
+                for k in samples["binance_pm_account_wallet_balance"]
+            )
+        else:
+            assert samples["binance_pm_account_uni_mmr"][key] > 0
+            assert key in samples["binance_pm_account_equity_usd"]
+            assert key in samples["binance_pm_account_maint_margin_usd"]
+            statuses = [
+                dict(k)["status"]
+                for k, v in samples["binance_pm_account_status"].items()
+                if dict(k)["account"] == account["name"] and v == 1
+            ]
+            assert len(statuses) == 1, statuses
+    assert samples["binance_pm_budget_limit"][(("budget", "papi_ip"),)] > 0
+    assert samples["binance_pm_budget_refusals"][(("budget", "papi_ip"), ("status", "429"))] == 0
+    assert samples["binance_pm_budget_refusals"][(("budget", "sapi_ip"), ("status", "418"))] == 0
+    assert samples["binance_pm_updates"][()] >= len(accounts)
+
+
+def test_a_metrics_port_in_use_is_one_line_and_exit_2(
+    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = watch(toml_for(accounts, tmp_path), base_url, "--metrics-port", str(port))
+    assert done.returncode == 2
+    assert f"--metrics-port {port}:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(
+        ["tmux", *args], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+
+
+def test_on_a_terminal_a_row_whose_exchange_went_away_reads_stale_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    assert shutil.which("tmux"), "tmux is needed (apt-get install tmux): .ci/run installs it"
+    session = f"binance-pm-test-{time.monotonic_ns()}"
+    with serve("--accounts", "3", "--seed", "7") as (server, base_url, accounts):
+        path = toml_for(accounts, tmp_path)
+        command = (
+            f"env -u COLUMNS -u LINES {sys.executable} -m binance_pm watch --accounts {path} "
+            f"--every 0.3 --base-url {base_url} --seconds 60"
+        )
+        tmux("-L", session, "new-session", "-d", "-s", session, "-x", "160", "-y", "30", command)
+        try:
+
+            def screen() -> str:
+                return tmux("-L", session, "capture-pane", "-p", "-t", session)
+
+            deadline = time.monotonic() + 30
+
+            def rows_of(shown: str) -> list[str]:
+                return [line for line in shown.splitlines() if re.match(r"│ ?acct-", line)]
+
+            # Every account's row has its figures.
+            while sum(" USD" in row or "wallet" in row for row in rows_of(screen())) < len(
+                accounts
+            ):
+                assert time.monotonic() < deadline, screen()
+                time.sleep(0.2)
+            server.kill()  # the exchange goes away
+            server.wait(timeout=10)
+            deadline = time.monotonic() + 30
+            while True:
+                shown = screen()
+                rows = rows_of(shown)
+                if len(rows) == len(accounts) and all("STALE" in row for row in rows):
+                    break
+                assert time.monotonic() < deadline, shown
+                time.sleep(0.2)
+            for row in rows:
+                assert "Connection refused" in row or "server closed" in row, shown
+            (tmp_path / "screen.txt").write_text(shown)
+        finally:
+            subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
