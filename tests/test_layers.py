@@ -59,3 +59,11 @@ def cycles() -> list[list[str]]:
 
 def test_no_module_of_the_package_imports_one_that_imports_it_back() -> None:
     assert cycles() == []
+
+
+def test_the_command_line_uses_only_the_public_testing_api() -> None:
+    paths = {module_name(p): p for p in ROOT.rglob("*.py")}
+    private = {name for name in paths if name.startswith("binance_pm.testing._")}
+    for name, path in paths.items():
+        if name.startswith("binance_pm._cli"):
+            assert not imports(path, name, set(paths)) & private, name

@@ -8,13 +8,14 @@ import contextlib
 from typing import Any
 
 from .._endpoints import Limits
-from ._common import INTERRUPTED, OK, fail, needs, positive
+from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive
 from .views import FORMATS
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
+        epilog=EXIT_STATUSES,
         help="poll a simulated exchange's accounts, live (the main job)",
         description="Start the simulated exchange in this process and poll all its accounts "
         "through one Session and one governor, as fast as its budgets allow: a live table on a "

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from contextlib import AsyncExitStack
 
-from ._common import FAILED, OK, USAGE, fail, needs, positive
+from ._common import EXIT_STATUSES, FAILED, OK, USAGE, fail, needs, positive
 from .accounts import read_accounts
 from .views import FORMATS
 
@@ -15,6 +15,7 @@ from .views import FORMATS
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     watch = commands.add_parser(
         "watch",
+        epilog=EXIT_STATUSES,
         help="poll real accounts from a TOML file, live",
         description="Poll the accounts in FILE through one Session, live. FILE lists "
         "[[account]] tables with name, api_key, and secret or private_key_file (a PEM; "

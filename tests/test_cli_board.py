@@ -1,0 +1,140 @@
+"""What the watch board makes of updates: reasons, stale data, exit statuses, the order of rows."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from binance_pm import AuthError, TransportError
+from binance_pm._cli.board import Board, Row, reason
+from binance_pm._models import AccountStatus, AccountType, PMBalance, PMProAccount
+from binance_pm._poller import Update
+
+
+class Client:
+    """Stands in for an AsyncClient as a key of the board's rows."""
+
+    name = "x"
+
+
+def account(uni_mmr: str, status: AccountStatus = AccountStatus.NORMAL) -> PMProAccount:
+    return PMProAccount(
+        uni_mmr=Decimal(uni_mmr),
+        account_equity=Decimal("1000.5"),
+        actual_equity=Decimal("1000.5"),
+        account_maint_margin=Decimal("0E-8"),
+        account_status=status,
+        account_type=AccountType.PM_1,
+    )
+
+
+def balance(asset: str, wallet: str) -> PMBalance:
+    amount = Decimal(wallet)
+    return PMBalance(
+        asset=asset,
+        total_wallet_balance=amount,
+        cross_margin_borrowed=None,
+        cross_margin_free=None,
+        cross_margin_interest=None,
+        cross_margin_locked=None,
+        um_wallet_balance=None,
+        um_unrealized_pnl=None,
+        cm_wallet_balance=None,
+        cm_unrealized_pnl=None,
+        update_time=0,
+    )
+
+
+def board_of(*endpoints: str, every: float = 1.0) -> tuple[Board, list[Any]]:
+    clients = [Client() for _ in endpoints]
+    rows = {c: Row(f"acct-{n}", e) for n, (c, e) in enumerate(zip(clients, endpoints, strict=True))}
+    return Board(rows, 1.5, every=every), clients  # type: ignore[arg-type]
+
+
+def update(client: Any, endpoint: str, result: Any = None, error: Any = None, **kw: Any) -> Update:
+    return Update(client, endpoint, result, error, kw.pop("at", time.time()), **kw)
+
+
+REFUSED = AuthError(
+    401, -2015, "Invalid API-key, IP, or permissions for action.", endpoint="GET /x"
+)
+NO_LINE = TransportError(
+    "cannot connect to h:1: Connection refused", endpoint="GET /x", api_key="ab…yz"
+)
+
+
+def test_reason_is_the_exchanges_code_and_message_or_what_the_connection_did() -> None:
+    assert reason(REFUSED) == "-2015 Invalid API-key, IP, or permissions for action."
+    assert reason(NO_LINE) == "cannot connect to h:1: Connection refused"
+
+
+def test_an_error_after_a_good_answer_keeps_the_figures_and_shows_stale_once_old() -> None:
+    board, (client,) = board_of("pm_pro_account")
+    row = board.add(update(client, "pm_pro_account", account("2.5"), at=100.0))
+    assert row.state(100.5, board.every) == "NORMAL"
+    board.add(update(client, "pm_pro_account", error=NO_LINE, at=101.0))
+    assert row.failing
+    assert row.uni_mmr == Decimal("2.5")  # the last known figures stay, marked
+    assert row.state(102.0, board.every) == "NORMAL"  # two periods: not yet stale
+    assert row.state(103.5, board.every) == "STALE, was NORMAL"
+    board.add(update(client, "pm_pro_account", error=REFUSED, at=104.0, final=True))
+    assert row.state(104.0, board.every) == "DROPPED"
+    assert board.failure_text(row) == (
+        "acct-0 (PM Pro) dropped: -2015 Invalid API-key, IP, or permissions for action."
+    )
+
+
+def test_exit_status_says_whether_monitoring_worked() -> None:
+    board, clients = board_of("pm_pro_account", "pm_balance")
+    assert board.exit_status() == 4  # nothing answered yet
+    board.add(update(clients[0], "pm_pro_account", account("3")))
+    assert board.exit_status() == 3  # one silent
+    board.add(update(clients[1], "pm_balance", [balance("USDT", "5")]))
+    assert board.exit_status() == 0
+    board.add(update(clients[1], "pm_balance", error=NO_LINE))
+    assert board.exit_status() == 3
+    board.add(update(clients[0], "pm_pro_account", error=NO_LINE))
+    assert board.exit_status() == 4
+    board.add(update(clients[0], "pm_pro_account", account("3")))
+    assert board.exit_status() == 3
+
+
+def test_a_short_screen_shows_every_product_after_the_accounts_in_trouble() -> None:
+    endpoints = ["pm_balance"] * 20 + ["pm_pro_account"] * 20 + ["pm_pro_span_account"] * 5
+    board, clients = board_of(*endpoints)
+    for n, (client, endpoint) in enumerate(zip(clients, endpoints, strict=True)):
+        if endpoint == "pm_balance":
+            result: Any = [balance("ADA", "160000"), balance("USDT", str(90_000 + n))]
+        else:
+            result = account(str(2 + n / 100))
+        board.add(update(client, endpoint, result))
+    board.add(update(clients[30], "pm_pro_account", account("1.2")))
+    board.add(update(clients[41], "pm_pro_span_account", account("9", AccountStatus.MARGIN_CALL)))
+    board.add(update(clients[3], "pm_balance", error=NO_LINE))
+    first = board.ordered()[:9]
+    assert [r.name for r in first[:3]] == ["acct-41", "acct-30", "acct-3"]
+    assert {r.kind for r in first[3:6]} == {"PM", "PM Pro", "PM Pro SPAN"}
+    assert {r.kind for r in first[6:9]} == {"PM", "PM Pro", "PM Pro SPAN"}
+    pm_row = next(r for r in first[3:] if r.kind == "PM")
+    assert pm_row.equity_text().endswith(" USDT wallet")  # labelled for what it is
+    assert [r.name for r in board.alerts()] == ["acct-30", "acct-41"]
+
+
+@pytest.mark.parametrize("endpoint", ["pm_pro_account", "pm_balance"])
+def test_a_json_record_keeps_the_exchanges_digits(endpoint: str) -> None:
+    board, (client,) = board_of(endpoint)
+    result: Any = (
+        account("1.23000000") if endpoint == "pm_pro_account" else [balance("BTC", "0E-8")]
+    )
+    up = update(client, endpoint, result, at=0.0)
+    record = board.record(up, board.add(up))
+    assert record["time"] == "1970-01-01T00:00:00.000+00:00"
+    if endpoint == "pm_balance":
+        assert record["balances"] == {"BTC": "0.00000000"}
+    else:
+        assert record["uni_mmr"] == "1.23000000"
+        assert record["maint_margin"] == "0.00000000"
+        assert record["alert"] is True
