@@ -94,6 +94,8 @@ class Endpoint(Generic[T]):
     params: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     shape: Callable[[T, str | None], T] | None = field(default=None, repr=False, compare=False)
+    method: str = "GET"
+    keyed: bool = False  # unsigned, but sent with the account's API key (listen keys)
     decoder: ResponseDecoder[T] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -117,7 +119,7 @@ class Endpoint(Generic[T]):
     @property
     def label(self) -> str:
         """``"GET /papi/v1/balance"``: how errors and logs name the endpoint."""
-        return f"GET {self.path}"
+        return f"{self.method} {self.path}"
 
     @property
     def bucket_name(self) -> str:
@@ -202,6 +204,44 @@ FAPI_TIME: Endpoint[ServerTime] = Endpoint(
 PAPI_PING: Endpoint[dict[str, object]] = Endpoint(
     "papi_ping", "papi", "/papi/v1/ping", 1, signed=False, response=dict[str, object]
 )
+
+
+class ListenKey(msgspec.Struct, frozen=True):
+    """The answer of ``POST …/listenKey``."""
+
+    listen_key: str = msgspec.field(name="listenKey")
+
+
+class Acknowledged(msgspec.Struct, frozen=True):
+    """The answer of a listen key's keepalive and close: ``{}``."""
+
+
+def _listen_key_endpoints(product: str, family: Family, path: str) -> dict[str, Endpoint[Any]]:
+    made: dict[str, Endpoint[Any]] = {}
+    for action, method, response in (
+        ("open", "POST", ListenKey),
+        ("keepalive", "PUT", Acknowledged),
+        ("close", "DELETE", Acknowledged),
+    ):
+        made[action] = Endpoint(
+            f"{product}_listen_key_{action}",
+            family,
+            path,
+            1,
+            signed=False,
+            keyed=True,
+            method=method,
+            response=response,
+        )
+    return made
+
+
+#: The user data streams' listen-key endpoints, by product (``"pm"``, ``"pm_pro"``) and
+#: action (``"open"``, ``"keepalive"``, ``"close"``): weight 1 each, sent with the API key.
+LISTEN_KEY: dict[str, dict[str, Endpoint[Any]]] = {
+    "pm": _listen_key_endpoints("pm", "papi", "/papi/v1/listenKey"),
+    "pm_pro": _listen_key_endpoints("pm_pro", "fapi", "/fapi/v1/listenKey"),
+}
 
 #: The five account endpoints, by method name.
 ACCOUNT_ENDPOINTS: dict[str, Endpoint[Any]] = {

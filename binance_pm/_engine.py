@@ -340,7 +340,13 @@ class Engine(Generic[HookT]):
         status: int | None = None
         answer_headers: Mapping[str, str] | None = None
         try:
-            answer = await sender.get(url, headers, endpoint=call.endpoint.label)
+            endpoint = call.endpoint
+            if endpoint.method == "GET":
+                answer = await sender.get(url, headers, endpoint=endpoint.label)
+            else:
+                answer = await sender.get(
+                    url, headers, endpoint=endpoint.label, method=endpoint.method
+                )
             status, answer_headers = answer.status, answer.headers
             if status == 418:
                 answer_headers = ban_headers(answer, self.clock.now_ms())
@@ -358,7 +364,8 @@ class Engine(Generic[HookT]):
         endpoint, query, credentials = call.endpoint, call.query, call.credentials
         base = self.hosts[endpoint.family] + endpoint.path
         if not endpoint.signed or credentials is None:
-            return (f"{base}?{query}" if query else base), {}
+            headers = credentials.headers if endpoint.keyed and credentials else {}
+            return (f"{base}?{query}" if query else base), headers
         # The timestamp is read after the permit was granted, however long that took.
         signed = f"recvWindow={call.recv_window}&timestamp={self.clock.now_ms()}"
         payload = f"{query}&{signed}" if query else signed

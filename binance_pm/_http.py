@@ -61,8 +61,11 @@ class Answer(NamedTuple):
 class Sender(Protocol):
     """What a Session needs to send a request."""
 
-    async def get(self, url: str, headers: Mapping[str, str], *, endpoint: str) -> Answer:
-        """Send ``GET url``; the answer, or :class:`TransportError` (never another error)."""
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, endpoint: str, method: str = "GET"
+    ) -> Answer:
+        """Send ``method url`` (``GET`` unless told); the answer, or :class:`TransportError`
+        (never another error)."""
         ...
 
     async def aclose(self) -> None:
@@ -124,7 +127,9 @@ class AiohttpSender:
         )
         return self._session
 
-    async def get(self, url: str, headers: Mapping[str, str], *, endpoint: str) -> Answer:
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, endpoint: str, method: str = "GET"
+    ) -> Answer:
         session = self._session or self._open()
         origin = url.split("?", 1)[0]
         proxies = self._proxies
@@ -134,7 +139,8 @@ class AiohttpSender:
             proxy = proxies[origin] = _proxy_for(origin, self._proxy)
         failure: TransportError
         try:
-            async with session.get(
+            async with session.request(
+                method,
                 yarl.URL(url, encoded=True),  # sent as signed: never re-quoted
                 headers=headers,
                 allow_redirects=False,
@@ -212,11 +218,13 @@ class HttpxSender:
         self._max_body = max_body
         _hide_signatures_in(logging.getLogger("httpx"))
 
-    async def get(self, url: str, headers: Mapping[str, str], *, endpoint: str) -> Answer:
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, endpoint: str, method: str = "GET"
+    ) -> Answer:
         client = self._client
         failure: TransportError
         try:
-            request = client.build_request("GET", url, headers=headers)
+            request = client.build_request(method, url, headers=headers)
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
                 size = response.headers.get("content-length")

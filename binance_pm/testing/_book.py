@@ -127,6 +127,9 @@ class Book:
         self._log_mmr += self.drift * dt + self.vol * math.sqrt(dt) * self._rng.gauss(0.0, 1.0)
         self._log_mmr = max(self._log_mmr, math.log(0.5))
 
+    def set_uni_mmr(self, uni_mmr: float) -> None:
+        self._log_mmr = math.log(uni_mmr)
+
     @property
     def uni_mmr(self) -> float:
         return math.exp(self._log_mmr)

@@ -20,7 +20,7 @@ import anyio.lowlevel
 import httpx
 import msgspec
 
-from .._endpoints import ENDPOINTS, PUBLISHED_LIMITS, Endpoint, Limits
+from .._endpoints import ENDPOINTS, LISTEN_KEY, PUBLISHED_LIMITS, Endpoint, Limits
 from .._governor import Governor
 from .._models import AccountType
 from ._book import Book, SimAccount, make_accounts
@@ -28,6 +28,7 @@ from ._limits import Counter, SapiScope, Warden, WindowMode, retry_after_text
 from ._messages import HTML_500, HTML_502, MSG, Answer, ban_text, error_body, server_time_body
 from ._server import LoopbackServer
 from ._stats import ExchangeStats
+from ._streams import StreamDesk, stream_options_valid
 from ._verify import signature_valid
 
 Scope = MutableMapping[str, Any]
@@ -39,6 +40,9 @@ FAULT_KINDS = ("503", "reset", "slow", "garbage", "html")
 #: ``?arrivals=1`` adds every charge as ``[server ms, budget, weight]``.
 STATS_PATH = "/_sim/stats"
 BY_PATH: dict[str, Endpoint[Any]] = {e.path: e for e in ENDPOINTS.values()}
+LISTEN_BY: dict[tuple[str, str], Endpoint[Any]] = {
+    (e.method, e.path): e for actions in LISTEN_KEY.values() for e in actions.values()
+}
 # Which products may call which endpoint; the others get -2015.
 SERVES: dict[str, frozenset[AccountType]] = {
     "pm_balance": frozenset({AccountType.PM_2}),
@@ -93,6 +97,17 @@ class SimulatedExchange:
             endpoint's answers and named ``sapi_ip:<endpoint>`` in :attr:`stats`. Bans (418)
             are per family either way.
         clock: the local wall clock in seconds, for tests that move time by hand.
+        listen_key_ttl: seconds a user data stream's listen key lives after its last
+            keepalive (the exchange's 60 minutes by default).
+        push_every: seconds between two ``PM_PRO_ACCOUNT_UPDATE`` on a PM Pro stream (5).
+        risk_every: how often an open stream checks its account's drifting uniMMR for a
+            change of risk level, pushing ``riskLevelChange`` / ``RISK_LEVEL_CHANGE`` (0.25 s).
+        max_connection_seconds: a stream is closed after this long (the exchange's 24 hours).
+
+    User data streams: ``POST /papi/v1/listenKey`` (PM) or ``/fapi/v1/listenKey`` (PM Pro),
+    then a WebSocket at ``ws://127.0.0.1:PORT/pm/ws/<key>`` or ``/pm-classic/ws/<key>``. Tests
+    drive them with :meth:`set_uni_mmr`, :meth:`expire_listen_keys`, :meth:`drop_streams` and
+    :meth:`push_event`.
 
     The exchange is usable in-process without a socket through ``httpx.ASGITransport(app=ex)``;
     ``async with`` serves it over TCP on a free port (``port=`` to choose one).
@@ -117,6 +132,10 @@ class SimulatedExchange:
         sapi_scope: SapiScope = "family",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        listen_key_ttl: float = 3600.0,
+        push_every: float = 5.0,
+        risk_every: float = 0.25,
+        max_connection_seconds: float = 86_400.0,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be positive seconds")
@@ -179,6 +198,15 @@ class SimulatedExchange:
             grace_requests,
         )
         self._server: LoopbackServer | None = None
+        stream_options_valid(listen_key_ttl, push_every, risk_every, max_connection_seconds)
+        #: The user data streams: listen keys, open connections, what was pushed.
+        self.streams = StreamDesk(
+            self,
+            listen_key_ttl=listen_key_ttl,
+            push_every=push_every,
+            risk_every=risk_every,
+            max_connection_seconds=max_connection_seconds,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -224,9 +252,53 @@ class SimulatedExchange:
         """The server's clock in milliseconds."""
         return int(self.clock() * 1000) + self.skew_ms
 
+    # -- user data streams -------------------------------------------------------------------
+
+    def _account(self, account: str | int) -> int:
+        if isinstance(account, int):
+            if not 0 <= account < len(self.accounts):
+                raise ValueError(f"no account number {account}")
+            return account
+        for index, sim in enumerate(self.accounts):
+            if account in (sim.name, sim.api_key):
+                return index
+        raise ValueError(f"no account {account!r}")
+
+    def set_uni_mmr(self, account: str | int, uni_mmr: float) -> None:
+        """Move the account (by name, API key or number) to ``uni_mmr`` now: its REST answers
+        say so from now on, and its open streams get a risk event at once if the level
+        changed."""
+        if not uni_mmr > 0:
+            raise ValueError(f"uni_mmr must be positive, not {uni_mmr!r}")
+        index = self._account(account)
+        book = self._books[index]
+        book.advance(self.clock())
+        book.set_uni_mmr(uni_mmr)
+        self.streams.check_risk(index)
+
+    def expire_listen_keys(self, account: str | int) -> int:
+        """Expire the account's listen keys now (``listenKeyExpired``, then the streams
+        close); how many there were."""
+        return self.streams.expire(self._account(account))
+
+    def drop_streams(self, account: str | int | None = None) -> int:
+        """Drop the account's open streams (all accounts' with ``None``) as a network failure
+        would; how many."""
+        return self.streams.drop(None if account is None else self._account(account))
+
+    def push_event(self, account: str | int, event: dict[str, Any]) -> int:
+        """Push ``event`` (a dict with ``"e"``; ``"E"`` is filled in) on the account's open
+        streams; how many got it."""
+        if not isinstance(event.get("e"), str):
+            raise ValueError("an event needs its name in 'e'")
+        return self.streams.push(self._account(account), event)
+
     # -- ASGI --------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] == "websocket":
+            await self.streams.serve(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         stats = self.stats
@@ -249,7 +321,9 @@ class SimulatedExchange:
             await self._send(send, 200, body, {})
             return
         endpoint = BY_PATH.get(scope["path"])
-        if endpoint is None or scope["method"] != "GET":
+        if scope["method"] != "GET":
+            endpoint = LISTEN_BY.get((scope["method"], scope["path"]))
+        if endpoint is None:
             await self._send(send, 404, b'{"code":-1000,"msg":"Not found."}', {})
             return
         if self.broken and _api_key(scope) in self.broken:
@@ -356,6 +430,8 @@ class SimulatedExchange:
         }
         account_index = self._by_key.get(request_headers.get("x-mbx-apikey", ""))
         self._charge(endpoint, account_index, now, headers)
+        if endpoint.keyed:
+            return self.streams.answer(scope["method"], endpoint.path, account_index, self.clock())
         if not endpoint.signed:
             return server_time_body(now) if endpoint.path.endswith("/time") else b"{}"
         return self._signed(endpoint, query, request_headers, account_index, now)

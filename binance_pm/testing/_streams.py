@@ -1,0 +1,292 @@
+"""The simulated exchange's user data streams: listen keys and the WebSocket pushes.
+
+- ``POST/PUT/DELETE /papi/v1/listenKey`` (PM accounts) and ``/fapi/v1/listenKey`` (PM Pro and
+  PM Pro SPAN): open (the account's key, the same one while it lives), keep alive, close;
+  weight 1 each, charged like any request. A key lives ``listen_key_ttl`` seconds from its last
+  keepalive; an unknown or expired key's keepalive is ``-1125``.
+- ``/pm/ws/<listenKey>`` (PM) and ``/pm-classic/ws/<listenKey>`` (PM Pro): the pushes.
+  PM Pro connections get ``PM_PRO_ACCOUNT_UPDATE`` every ``push_every`` seconds; both get
+  ``riskLevelChange`` / ``RISK_LEVEL_CHANGE`` when the account's drifting uniMMR moves it to
+  another level (checked every ``risk_every`` seconds, and at once on
+  :meth:`SimulatedExchange.set_uni_mmr`). A connection is closed after
+  ``max_connection_seconds``, as the exchange does at 24 hours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .._models import AccountStatus
+from ._book import amount, status_for
+from ._messages import Answer
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, MutableMapping
+
+    from ._exchange import SimulatedExchange
+
+    Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+    Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+#: The stream path of each product, and the REST family its listen key comes from.
+WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
+KEY_PATH = {"/papi/v1/listenKey": "pm", "/fapi/v1/listenKey": "pm_pro"}
+RISK_EVENT = {"pm": "riskLevelChange", "pm_pro": "RISK_LEVEL_CHANGE"}
+
+
+@dataclass
+class ListenKeyState:
+    account: int  # index into the exchange's accounts
+    product: str  # "pm" or "pm_pro"
+    expires_at: float  # the exchange's clock, seconds
+    sockets: set[Connection] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class Connection:
+    """One open stream: what is waiting to go out on it."""
+
+    key: str
+    level: AccountStatus
+    outbox: MemoryObjectSendStream[bytes | None]
+    opened: float
+
+
+class StreamDesk:
+    """Listen keys and open streams of one simulated exchange."""
+
+    def __init__(
+        self,
+        exchange: SimulatedExchange,
+        *,
+        listen_key_ttl: float,
+        push_every: float,
+        risk_every: float,
+        max_connection_seconds: float,
+    ) -> None:
+        self.exchange = exchange
+        self.ttl = listen_key_ttl
+        self.push_every = push_every
+        self.risk_every = risk_every
+        self.max_connection_seconds = max_connection_seconds
+        self.keys: dict[str, ListenKeyState] = {}
+        self._of_account: dict[tuple[int, str], str] = {}
+        #: Events pushed, by name; and every risk event as (exchange ms, account name, level).
+        self.pushed: dict[str, int] = {}
+        self.risk_events: list[tuple[int, str, str]] = []
+
+    # -- REST --------------------------------------------------------------------------------
+
+    def answer(self, method: str, path: str, account: int | None, now: float) -> bytes:
+        """The answer of a listen-key request (its weight already charged)."""
+        if account is None:
+            raise Answer(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        product = KEY_PATH[path]
+        kind = self.exchange.accounts[account].account_type.value
+        if (product == "pm") != (kind == "PM_2"):
+            raise Answer(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        self._expire(now)
+        key = self._of_account.get((account, product))
+        if method == "POST":
+            if key is None:
+                key = secrets.token_urlsafe(48)[:64]
+                self.keys[key] = ListenKeyState(account, product, now + self.ttl)
+                self._of_account[account, product] = key
+            self.keys[key].expires_at = now + self.ttl
+            return msgspec.json.encode({"listenKey": key})
+        if key is None:
+            raise Answer(400, -1125, "This listenKey does not exist.")
+        if method == "PUT":
+            self.keys[key].expires_at = now + self.ttl
+        else:  # DELETE
+            self._drop_key(key, expired=False)
+        return b"{}"
+
+    def _expire(self, now: float) -> None:
+        for key, state in list(self.keys.items()):
+            if state.expires_at <= now:
+                self._drop_key(key, expired=True)
+
+    def _drop_key(self, key: str, *, expired: bool) -> None:
+        state = self.keys.pop(key, None)
+        if state is None:
+            return
+        self._of_account.pop((state.account, state.product), None)
+        for connection in list(state.sockets):
+            if expired:
+                self._send(connection, {"e": "listenKeyExpired", "listenKey": key})
+            _put(connection, None)  # then the connection closes
+
+    # -- driving it from tests ---------------------------------------------------------------
+
+    def expire(self, account: int) -> int:
+        """Expire the account's listen keys now: ``listenKeyExpired`` on their streams, which
+        then close. How many keys there were."""
+        keys = [k for k, s in self.keys.items() if s.account == account]
+        for key in keys:
+            self._drop_key(key, expired=True)
+        return len(keys)
+
+    def drop(self, account: int | None = None) -> int:
+        """Drop the account's open streams (every account's with ``None``) without a word, as
+        a network failure does. How many."""
+        dropped = 0
+        for state in self.keys.values():
+            if account is None or state.account == account:
+                for connection in list(state.sockets):
+                    _put(connection, None)
+                    dropped += 1
+        return dropped
+
+    def check_risk(self, account: int) -> None:
+        """Push a risk event on each of the account's streams whose level has changed."""
+        for state in self.keys.values():
+            if state.account == account:
+                for connection in list(state.sockets):
+                    self._risk(state, connection)
+
+    def push(self, account: int, event: dict[str, Any]) -> int:
+        """Push ``event`` (its ``E`` filled in) on every open stream of the account."""
+        sent = 0
+        for state in self.keys.values():
+            if state.account == account:
+                for connection in list(state.sockets):
+                    self._send(connection, event)
+                    sent += 1
+        return sent
+
+    # -- the pushes --------------------------------------------------------------------------
+
+    def _send(self, connection: Connection, event: dict[str, Any]) -> None:
+        event = {"e": event["e"], "E": self.exchange.server_ms(), **event}
+        self.pushed[event["e"]] = self.pushed.get(event["e"], 0) + 1
+        # A reader that has fallen that far behind, or gone, loses the event.
+        _put(connection, msgspec.json.encode(event))
+
+    def _figures(self, account: int) -> tuple[float, float, float]:
+        book = self.exchange._books[account]
+        book.advance(self.exchange.clock())
+        return book.uni_mmr, book.equity, book.maint_margin
+
+    def _risk(self, state: ListenKeyState, connection: Connection) -> None:
+        uni_mmr, equity, maint = self._figures(state.account)
+        level = status_for(uni_mmr)
+        if level == connection.level:
+            return
+        connection.level = level
+        name = self.exchange.accounts[state.account].name
+        self.risk_events.append((self.exchange.server_ms(), name, level.value))
+        self._send(
+            connection,
+            {
+                "e": RISK_EVENT[state.product],
+                "u": amount(uni_mmr),
+                "s": level.value,
+                "eq": amount(equity),
+                "ae": amount(equity * 1.08),
+                "m": amount(maint),
+            },
+        )
+
+    def _account_update(self, state: ListenKeyState, connection: Connection) -> None:
+        uni_mmr, equity, maint = self._figures(state.account)
+        self._send(
+            connection,
+            {
+                "e": "PM_PRO_ACCOUNT_UPDATE",
+                "u": amount(uni_mmr),
+                "eq": amount(equity),
+                "ae": amount(equity * 1.08),
+                "im": amount(maint * 2),
+                "mm": amount(maint),
+                "avb": amount(equity - maint * 2),
+                "vmw": amount(max(equity - maint * 2, 0.0)),
+            },
+        )
+
+    # -- the WebSocket -----------------------------------------------------------------------
+
+    async def serve(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """One stream connection, from the handshake to its close."""
+        path: str = scope["path"]
+        product = next((p for p, prefix in WS_PATH.items() if path.startswith(prefix)), None)
+        key = path.rsplit("/", 1)[-1]
+        if (await receive())["type"] != "websocket.connect":
+            return
+        clock = self.exchange.clock
+        self._expire(clock())
+        state = self.keys.get(key)
+        if product is None or state is None or state.product != product:
+            await send({"type": "websocket.close", "code": 1008})  # the handshake is refused
+            return
+        await send({"type": "websocket.accept"})
+        outbox, inbox = anyio.create_memory_object_stream[bytes | None](max_buffer_size=1000)
+        level = status_for(self._figures(state.account)[0])
+        connection = Connection(key, level, outbox, clock())
+        state.sockets.add(connection)
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def until_gone() -> None:
+                    while (await receive())["type"] != "websocket.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                async def ticks() -> None:
+                    next_push = clock() + self.push_every
+                    while True:
+                        await anyio.sleep(min(self.risk_every, max(next_push - clock(), 0.0)))
+                        if key not in self.keys:
+                            return
+                        self._risk(state, connection)
+                        if product == "pm_pro" and clock() >= next_push:
+                            next_push += self.push_every
+                            self._account_update(state, connection)
+                        if clock() - connection.opened >= self.max_connection_seconds:
+                            outbox.send_nowait(None)
+                            return
+
+                group.start_soon(until_gone)
+                group.start_soon(ticks)
+                async with inbox:
+                    async for message in inbox:
+                        if message is None:
+                            break
+                        await send({"type": "websocket.send", "text": message.decode()})
+                group.cancel_scope.cancel()
+            with anyio.move_on_after(1, shield=True):
+                await send({"type": "websocket.close", "code": 1000})
+        except OSError:
+            pass  # the client went away mid-send
+        finally:
+            state.sockets.discard(connection)
+            outbox.close()
+
+
+def _put(connection: Connection, message: bytes | None) -> None:
+    """Queue ``message`` (``None``: close) for the connection, unless it is gone or full."""
+    with contextlib.suppress(
+        anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+    ):
+        connection.outbox.send_nowait(message)
+
+
+def stream_options_valid(
+    listen_key_ttl: float, push_every: float, risk_every: float, max_connection_seconds: float
+) -> None:
+    for name, value in (
+        ("listen_key_ttl", listen_key_ttl),
+        ("push_every", push_every),
+        ("risk_every", risk_every),
+        ("max_connection_seconds", max_connection_seconds),
+    ):
+        if not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ValueError(f"{name} must be positive seconds, not {value!r}")
