@@ -16,6 +16,7 @@ from __future__ import annotations
 from ._buckets import BucketState
 from ._client import AsyncClient
 from ._endpoints import Limits
+from ._events import ListenKeyExpired, OtherEvent, PMProAccountUpdate, RiskLevelChange, StreamEvent
 from ._exceptions import (
     APIError,
     AuthError,
@@ -44,6 +45,7 @@ from ._models import (
 )
 from ._poller import Update
 from ._session import Session
+from ._streams import StreamUpdate
 from ._version import __version__
 
 __all__ = [
@@ -62,15 +64,21 @@ __all__ = [
     "GovernorUnavailable",
     "IPBannedError",
     "Limits",
+    "ListenKeyExpired",
+    "OtherEvent",
     "PMBalance",
     "PMProAccount",
+    "PMProAccountUpdate",
     "PMProBalance",
     "PMProSpanAccount",
     "RateLimitError",
+    "RiskLevelChange",
     "RiskUnitMM",
     "ServerError",
     "Session",
     "SessionError",
+    "StreamEvent",
+    "StreamUpdate",
     "TimestampError",
     "TransportError",
     "Update",

@@ -12,11 +12,13 @@ from ._credentials import Credentials
 from ._endpoints import (
     ACCOUNT_ENDPOINTS,
     CLASSIC_PM_ACCOUNT,
+    LISTEN_KEY,
     PM_BALANCE,
     PM_PRO_ACCOUNT,
     PM_PRO_BALANCE,
     PM_PRO_SPAN_ACCOUNT,
     Endpoint,
+    ListenKey,
 )
 from ._engine import Engine
 from ._hook import RateLimitHook
@@ -212,6 +214,25 @@ class AsyncClient:
             known = ", ".join(ACCOUNT_ENDPOINTS)
             raise ValueError(f"unknown endpoint {endpoint!r}; known: {known}")
         return self._get(spec, asset, recv_window=recv_window, deadline=deadline, on_grant=on_grant)
+
+    async def listen_key(
+        self, product: str = "pm_pro", action: str = "open", *, deadline: float | None = None
+    ) -> str | None:
+        """The account's user data stream key: ``action`` ``"open"`` (creates it, or returns
+        the one that lives, extending its life; the key), ``"keepalive"`` or ``"close"``
+        (``None``); for ``product`` ``"pm"`` (``/papi/v1/listenKey``) or ``"pm_pro"``
+        (``/fapi/v1/listenKey``, PM Pro and PM Pro SPAN). Weight 1, through the governor.
+
+        The key is a credential for the account's stream: keep it out of logs.
+        :meth:`Session.stream` owns its whole life for you."""
+        actions = LISTEN_KEY.get(product)
+        if actions is None:
+            raise ValueError(f"product must be 'pm' or 'pm_pro', not {product!r}")
+        endpoint = actions.get(action)
+        if endpoint is None:
+            raise ValueError(f"action must be 'open', 'keepalive' or 'close', not {action!r}")
+        answer = await self._get(endpoint, deadline=deadline)
+        return answer.listen_key if isinstance(answer, ListenKey) else None
 
     @overload
     async def pm_balance(

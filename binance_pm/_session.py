@@ -13,6 +13,15 @@ from ._config import check_seconds
 from ._credentials import Credentials
 from ._engine import Engine
 from ._poller import Poller, Update, default_priority, plan_jobs, poll
+from ._streams import (
+    KEEPALIVE,
+    ROTATE_AFTER,
+    Streamer,
+    StreamUpdate,
+    plan_streams,
+    stream,
+    streams_url,
+)
 
 
 class Session(Engine):
@@ -45,6 +54,7 @@ class Session(Engine):
     """
 
     _pollers: set[Poller] | None = None  # running polls, stopped by aclose
+    _streamers: set[Streamer] | None = None  # running streams, stopped by aclose
 
     async def aclose(self) -> None:
         """Stop every poll, and close the connection pool unless the caller owns it. Calls
@@ -53,6 +63,8 @@ class Session(Engine):
         self._closed = True
         for poller in list(self._pollers or ()):
             await poller.stop()
+        for streamer in list(self._streamers or ()):
+            await streamer.stop()
         await super().aclose()
 
     # -- clients -----------------------------------------------------------------------------
@@ -130,3 +142,61 @@ class Session(Engine):
         if self._pollers is None:
             self._pollers = set()
         return poll(jobs, self._pollers, every=every, priority=priority)
+
+    # -- streams -------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        clients: Iterable[AsyncClient] | Mapping[AsyncClient, str],
+        product: str | None = None,
+        *,
+        url: str | None = None,
+        keepalive: float = KEEPALIVE,
+        rotate_after: float = ROTATE_AFTER,
+        close_keys: bool = True,
+    ) -> AsyncGenerator[StreamUpdate, None]:
+        """Follow the accounts' user data streams for as long as the ``async for`` runs;
+        yields each :class:`StreamUpdate` (an event, a (re)connection, or a failure).
+
+        ::
+
+            async with Session() as s:
+                clients = [s.client(key, secret=secret) for key, secret in keys]
+                async for update in s.stream(clients, "pm_pro"):
+                    if isinstance(update.event, RiskLevelChange):
+                        alert(update.name, update.event.level, update.event.uni_mmr)
+
+        Args:
+            clients: the accounts' clients (of this Session), with ``product`` for all; or a
+                mapping from each client to its product.
+            product: ``"pm_pro"`` (PM Pro and PM Pro SPAN, the default:
+                ``/fapi/v1/listenKey``, ``/pm-classic/ws/``) or ``"pm"`` (Portfolio Margin:
+                ``/papi/v1/listenKey``, ``/pm/ws/``).
+            url: the stream host (``wss://fstream.binance.com``, or the Session's fapi host
+                over ``ws://``/``wss://`` when it has another).
+            keepalive: seconds between keepalives of each listen key (it lives 60 minutes).
+            rotate_after: seconds after which a connection is replaced, the new one open
+                before the old one closes (the exchange closes them at 24 hours).
+            close_keys: close each listen key (``DELETE``) when the loop ends. Another
+                process streaming the same account shares its key: pass ``False`` then.
+
+        Each account's stream is its own: one failing never stops the others. A drop
+        reconnects with backoff and jitter (an error update, then a ``connected`` one); an
+        expired key is replaced; a refused key ends that account with a ``final`` update.
+        Listen-key calls go through the governor. Leaving the loop or closing the Session
+        closes every socket within a second. Runs under asyncio (aiohttp's WebSockets).
+        """
+        jobs = plan_streams(clients, product)
+        for client, _ in jobs:
+            if client.session is not self:
+                raise ValueError(f"{client!r} sends through another Session")
+        keepalive = check_seconds("keepalive", keepalive)
+        rotate_after = check_seconds("rotate_after", rotate_after)
+        self._check_open()
+        if self._streamers is None:
+            self._streamers = set()
+        target = url if url is not None else streams_url(self.hosts["fapi"])
+        streamer = Streamer(
+            jobs, target, keepalive=keepalive, rotate_after=rotate_after, close_keys=close_keys
+        )
+        return stream(streamer, self._streamers)

@@ -34,6 +34,12 @@ PUBLIC = {
     "TimestampError",
     "TransportError",
     "Update",
+    "StreamUpdate",
+    "StreamEvent",
+    "RiskLevelChange",
+    "PMProAccountUpdate",
+    "ListenKeyExpired",
+    "OtherEvent",
     "__version__",
 }
 
@@ -64,6 +70,7 @@ def test_testing_module_surface() -> None:
         "LoopbackServer",
         "SimAccount",
         "SimulatedExchange",
+        "budget_use",
     }
     for name in binance_pm.testing.__all__:
         assert getattr(binance_pm.testing, name).__doc__, name

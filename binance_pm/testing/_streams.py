@@ -18,7 +18,7 @@ import contextlib
 import math
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import msgspec
@@ -31,7 +31,7 @@ from ._messages import Answer
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
-    from ._exchange import SimulatedExchange
+    from ._book import Book, SimAccount
 
     Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
     Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -60,12 +60,22 @@ class Connection:
     opened: float
 
 
+class Exchange(Protocol):
+    """What the streams need of the simulated exchange."""
+
+    accounts: list[SimAccount]
+    _books: list[Book]
+    clock: Callable[[], float]
+
+    def server_ms(self) -> int: ...
+
+
 class StreamDesk:
     """Listen keys and open streams of one simulated exchange."""
 
     def __init__(
         self,
-        exchange: SimulatedExchange,
+        exchange: Exchange,
         *,
         listen_key_ttl: float,
         push_every: float,
@@ -241,13 +251,14 @@ class StreamDesk:
                     group.cancel_scope.cancel()
 
                 async def ticks() -> None:
-                    next_push = clock() + self.push_every
+                    pushes = product == "pm_pro"
+                    next_push = clock() + self.push_every if pushes else math.inf
                     while True:
                         await anyio.sleep(min(self.risk_every, max(next_push - clock(), 0.0)))
                         if key not in self.keys:
                             return
                         self._risk(state, connection)
-                        if product == "pm_pro" and clock() >= next_push:
+                        if pushes and clock() >= next_push:
                             next_push += self.push_every
                             self._account_update(state, connection)
                         if clock() - connection.opened >= self.max_connection_seconds:

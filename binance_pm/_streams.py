@@ -1,0 +1,315 @@
+"""``Session.stream``: many accounts' user data streams, each listen key's whole life owned.
+
+Per account, one task: open the listen key (``POST``, through the governor), connect, read
+events; keep the key alive every ``keepalive`` seconds; open a new key after
+``listenKeyExpired`` or a keepalive the exchange refuses (``-1125``); reconnect with backoff
+and jitter after a drop; replace the connection before the exchange's 24-hour limit, the new
+one open before the old one closes (events seen on both are passed on once). Leaving the loop
+or closing the Session closes every socket within a second and, by default, the listen keys.
+
+WebSockets go through aiohttp's client, under asyncio (see the README's Streams section for
+the measurement behind that choice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+import anyio
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+from ._events import ListenKeyExpired, StreamEvent, decode_event
+from ._exceptions import APIError, AuthError, BinancePMError, SessionError, TransportError
+from ._retry import backoff
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+
+log = logging.getLogger("binance_pm.streams")
+
+PRODUCTS = ("pm", "pm_pro")
+WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
+PRODUCTION_STREAMS = "wss://fstream.binance.com"
+PRODUCTION_FAPI = "https://fapi.binance.com"
+KEEPALIVE = 30 * 60.0  # the key lives 60 minutes after its last keepalive
+ROTATE_AFTER = 23 * 3600.0  # the exchange closes a connection at 24 hours
+HEARTBEAT = 20.0  # a ping this often; no answer within half of it and the connection is dead
+CONNECT_TIMEOUT = 10.0
+STOP_WITHIN = 1.0
+RETRY_BASE, RETRY_CEILING = 0.5, 30.0
+NO_KEY = -1125  # "This listenKey does not exist."
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUpdate:
+    """One thing a stream told: an ``event``, a (re)connection, or a failure.
+
+    Attributes:
+        client: the account's client.
+        product: ``"pm"`` or ``"pm_pro"``.
+        event: the typed event (:class:`~binance_pm.RiskLevelChange`,
+            :class:`~binance_pm.PMProAccountUpdate` …), or ``None``.
+        error: why the stream broke (it reconnects by itself, after a backoff), or ``None``.
+        at: when it came, in seconds since the epoch.
+        connected: the stream has just (re)connected: events pushed while it was down are not
+            sent again, so this is the time to read the account over REST (``Session.poll``
+            with ``stream=True`` does).
+        final: this account's stream ends here (its key was refused).
+    """
+
+    client: AsyncClient
+    product: str
+    event: StreamEvent | None
+    error: BinancePMError | None
+    at: float
+    connected: bool = False
+    final: bool = False
+
+    @property
+    def name(self) -> str:
+        """The account's name (:attr:`AsyncClient.name`)."""
+        return self.client.name
+
+
+def plan_streams(
+    clients: Iterable[AsyncClient] | Mapping[AsyncClient, str], product: str | None
+) -> list[tuple[AsyncClient, str]]:
+    """``(client, product)`` pairs, checked: ``ValueError`` for a bad product or no clients."""
+    if isinstance(clients, Mapping):
+        if product is not None:
+            raise ValueError("give each client's product in the mapping, or product=, not both")
+        jobs = list(clients.items())
+    else:
+        jobs = [(client, product or "pm_pro") for client in clients]
+    if not jobs:
+        raise ValueError("no clients to stream")
+    for _, chosen in jobs:
+        if chosen not in PRODUCTS:
+            raise ValueError(f"product must be 'pm' or 'pm_pro', not {chosen!r}")
+    return jobs
+
+
+def streams_url(fapi_host: str) -> str:
+    """The stream host for a Session whose fapi requests go to ``fapi_host``: the exchange's
+    own, or the same host over ``ws://`` / ``wss://`` (a simulated exchange, a proxy)."""
+    if fapi_host.rstrip("/") == PRODUCTION_FAPI:
+        return PRODUCTION_STREAMS
+    if fapi_host.startswith("https://"):
+        return "wss://" + fapi_host[len("https://") :].rstrip("/")
+    if fapi_host.startswith("http://"):
+        return "ws://" + fapi_host[len("http://") :].rstrip("/")
+    return fapi_host.rstrip("/")
+
+
+class Streamer:
+    """The task that follows every account's stream for one ``Session.stream`` loop."""
+
+    def __init__(
+        self,
+        jobs: list[tuple[AsyncClient, str]],
+        url: str,
+        *,
+        keepalive: float,
+        rotate_after: float,
+        close_keys: bool,
+    ) -> None:
+        self.jobs = jobs
+        self.url = url
+        self.keepalive = keepalive
+        self.rotate_after = rotate_after
+        self.close_keys = close_keys
+        self.send, self.receive = anyio.create_memory_object_stream[StreamUpdate](
+            max_buffer_size=max(1000, 4 * len(jobs))
+        )
+        self.scope = anyio.CancelScope()
+        self.stopped = anyio.Event()
+        self.failure: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise SessionError("Session.stream runs under asyncio") from None
+        self._task = loop.create_task(self._run(), name="binance_pm streams")
+
+    async def stop(self) -> None:
+        """Close every socket and end every account's task, within a second."""
+        self.scope.cancel()
+        with anyio.move_on_after(STOP_WITHIN + 0.5, shield=True):
+            await self.stopped.wait()
+
+    async def _run(self) -> None:
+        try:
+            with self.scope:
+                async with aiohttp.ClientSession() as http, anyio.create_task_group() as group:
+                    self._http = http
+                    for client, product in self.jobs:
+                        group.start_soon(self._follow, client, product)
+        except Exception as exc:  # a bug, not an account's failure: the caller sees it
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
+            self.failure = exc
+        finally:
+            self.send.close()
+            self.stopped.set()
+
+    async def _emit(self, update: StreamUpdate) -> None:
+        await self.send.send(update)
+
+    # -- one account ---------------------------------------------------------------------------
+
+    async def _follow(self, client: AsyncClient, product: str) -> None:
+        attempt = 0
+        opened = False
+        seen: deque[tuple[str, int]] = deque(maxlen=64)  # events passed on, for a rotation
+        try:
+            while True:
+                try:
+                    key = await client.listen_key(product, "open")
+                    opened = True
+                    assert key is not None
+                    await self._connected(client, product, key, seen)
+                    attempt = 0  # it ran, then asked for a new key: no backoff
+                    continue
+                except AuthError as exc:
+                    await self._emit(
+                        StreamUpdate(client, product, None, exc, time.time(), final=True)
+                    )
+                    return
+                except BinancePMError as exc:
+                    await self._emit(StreamUpdate(client, product, None, exc, time.time()))
+                delay = backoff(attempt, base=RETRY_BASE, ceiling=RETRY_CEILING)
+                attempt += 1
+                await anyio.sleep(delay)
+        finally:
+            if opened and self.close_keys:
+                with anyio.move_on_after(STOP_WITHIN / 2, shield=True):
+                    try:
+                        await client.listen_key(product, "close", deadline=STOP_WITHIN / 2)
+                    except BinancePMError as exc:
+                        log.debug("%s: closing its listen key failed: %s", client.name, exc)
+
+    async def _connected(
+        self, client: AsyncClient, product: str, key: str, seen: deque[tuple[str, int]]
+    ) -> None:
+        """Connect with ``key`` and pass its events on, until the key must be renewed
+        (returns) or the connection fails (:class:`TransportError`)."""
+        url = f"{self.url}{WS_PATH[product]}{key}"
+        socket = await self._connect(url, product)
+        try:
+            await self._emit(StreamUpdate(client, product, None, None, time.time(), connected=True))
+            now = anyio.current_time()
+            keepalive_at, rotate_at = now + self.keepalive, now + self.rotate_after
+            while True:
+                wait = max(min(keepalive_at, rotate_at) - anyio.current_time(), 0.0)
+                try:
+                    message = await socket.receive(timeout=wait)
+                except asyncio.TimeoutError:
+                    now = anyio.current_time()
+                    if now >= keepalive_at:
+                        keepalive_at = now + self.keepalive
+                        if not await self._keep_alive(client, product):
+                            return  # the key is gone: open a new one
+                    if now >= rotate_at:
+                        rotate_at = now + self.rotate_after
+                        fresh = await self._connect(url, product)  # before the old one closes
+                        old, socket = socket, fresh
+                        await _close(old)
+                    continue
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    try:
+                        event = decode_event(message.data)
+                    except BinancePMError as exc:
+                        await self._emit(StreamUpdate(client, product, None, exc, time.time()))
+                        continue
+                    mark = (event.event, event.event_time)
+                    if mark in seen:
+                        continue
+                    seen.append(mark)
+                    await self._emit(StreamUpdate(client, product, event, None, time.time()))
+                    if isinstance(event, ListenKeyExpired):
+                        return
+                    continue
+                if message.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                    continue
+                code = socket.close_code
+                raise TransportError(
+                    f"the stream closed ({message.type.name.lower()}"
+                    + (f", code {code})" if code is not None else ")"),
+                    endpoint=f"stream {WS_PATH[product]}",
+                    api_key=client.masked_key,
+                )
+        finally:
+            await _close(socket)
+
+    async def _connect(self, url: str, product: str) -> aiohttp.ClientWebSocketResponse[bool]:
+        http = self._http
+        assert http is not None
+        endpoint = f"stream {WS_PATH[product]}"
+        failure: TransportError | None = None
+        try:
+            with anyio.move_on_after(CONNECT_TIMEOUT):
+                return await http.ws_connect(
+                    url,
+                    heartbeat=HEARTBEAT,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=STOP_WITHIN / 2),
+                    autoping=True,
+                    max_msg_size=1 << 20,
+                )
+            failure = TransportError(
+                f"no handshake within {CONNECT_TIMEOUT:g} s", endpoint=endpoint
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            failure = TransportError(
+                f"the stream was refused (HTTP {exc.status})", endpoint=endpoint
+            )
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or type(exc.os_error).__name__
+            failure = TransportError(f"cannot connect: {reason}", endpoint=endpoint)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            failure = TransportError(f"cannot connect: {type(exc).__name__}", endpoint=endpoint)
+        raise failure  # outside the handler: aiohttp's text holds the URL, and so the key
+
+    async def _keep_alive(self, client: AsyncClient, product: str) -> bool:
+        """Keep the key alive; ``False`` when the exchange no longer has it."""
+        try:
+            await client.listen_key(product, "keepalive")
+        except APIError as exc:
+            if exc.code == NO_KEY:
+                return False
+            await self._emit(StreamUpdate(client, product, None, exc, time.time()))
+        except BinancePMError as exc:  # tried again at the next keepalive; the key lives 60 min
+            await self._emit(StreamUpdate(client, product, None, exc, time.time()))
+        return True
+
+
+async def _close(socket: aiohttp.ClientWebSocketResponse[bool]) -> None:
+    with anyio.move_on_after(STOP_WITHIN / 2, shield=True):
+        await socket.close()
+
+
+async def stream(streamer: Streamer, running: set[Streamer]) -> AsyncGenerator[StreamUpdate, None]:
+    """The updates of ``streamer``, as they come; see ``Session.stream``."""
+    running.add(streamer)
+    try:
+        streamer.start()
+        async with streamer.receive:
+            async for update in streamer.receive:
+                yield update
+        if streamer.failure is not None:
+            raise streamer.failure
+    finally:
+        running.discard(streamer)
+        await streamer.stop()

@@ -1,0 +1,300 @@
+"""``Session.stream`` against the simulated exchange's WebSockets over loopback: typed events,
+risk changes within a second, expiring keys and dropped connections recovered, rotation with
+no gap, and nothing left open after the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from decimal import Decimal
+
+import anyio
+import pytest
+
+from binance_pm import (
+    AccountStatus,
+    ListenKeyExpired,
+    OtherEvent,
+    PMProAccountUpdate,
+    RiskLevelChange,
+    Session,
+    StreamUpdate,
+)
+from binance_pm._client import AsyncClient
+from binance_pm.testing import SimulatedExchange
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[SimulatedExchange]:
+    async with SimulatedExchange(accounts=6, seed=7, push_every=0.3) as ex:
+        yield ex
+
+
+def clients_of(session: Session, ex: SimulatedExchange) -> dict[AsyncClient, str]:
+    jobs = {}
+    for account in ex.accounts:
+        client = session.client(account.api_key, name=account.name, **account.credentials())
+        jobs[client] = "pm" if account.account_type.value == "PM_2" else "pm_pro"
+    return jobs
+
+
+def of(ex: SimulatedExchange, kind: str) -> str:
+    return next(a.name for a in ex.accounts if a.account_type.value == kind)
+
+
+async def until(
+    updates: AsyncIterator[StreamUpdate], wanted: object, seconds: float = 5.0
+) -> list[StreamUpdate]:
+    """Updates until one satisfies ``wanted`` (a callable), within ``seconds``."""
+    seen = []
+    with anyio.fail_after(seconds):
+        async for update in updates:
+            seen.append(update)
+            if wanted(update):  # type: ignore[operator]
+                return seen
+    raise AssertionError("the stream ended")
+
+
+async def test_events_of_both_products_decode_to_exact_values(exchange: SimulatedExchange) -> None:
+    pm, pro = of(exchange, "PM_2"), of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = clients_of(session, exchange)
+        async with aclosing(session.stream(jobs)) as updates:
+            connected: set[str] = set()
+
+            def all_connected(update: StreamUpdate) -> bool:
+                if update.connected:
+                    connected.add(update.name)
+                return len(connected) == len(jobs)
+
+            await until(updates, all_connected)
+            exchange.push_event(
+                pm,
+                {
+                    "e": "riskLevelChange",
+                    "u": "1.19000000",
+                    "s": "MARGIN_CALL",
+                    "eq": "1,000.5",
+                    "ae": "",
+                    "m": "840.33613445",
+                },
+            )
+            exchange.push_event(
+                pro,
+                {
+                    "e": "PM_PRO_ACCOUNT_UPDATE",
+                    "u": "3.25",
+                    "eq": "1000",
+                    "ae": "999.99",
+                    "im": "10",
+                    "mm": "5.00000001",
+                    "avb": "900",
+                    "vmw": "800",
+                },
+            )
+            exchange.push_event(pro, {"e": "balanceUpdate", "a": "USDT", "d": "1.5"})
+            got: dict[tuple[str, str], StreamUpdate] = {}
+
+            def done(u: StreamUpdate) -> bool:
+                if u.event is not None and u.name in (pm, pro):
+                    got[u.name, u.event.event] = u
+                return {
+                    (pm, "riskLevelChange"),
+                    (pro, "PM_PRO_ACCOUNT_UPDATE"),
+                    (pro, "balanceUpdate"),
+                } <= set(got)
+
+            await until(updates, done)
+    risk = got[pm, "riskLevelChange"]
+    assert risk.product == "pm"
+    assert isinstance(risk.event, RiskLevelChange)
+    assert risk.event.level is AccountStatus.MARGIN_CALL
+    assert risk.event.uni_mmr == Decimal("1.19000000")
+    assert risk.event.account_equity == Decimal("1000.5")  # grouped digits read
+    assert risk.event.actual_equity is None  # "" is None
+    assert risk.event.maint_margin == Decimal("840.33613445")
+    assert risk.event.event_time > 0
+    update = got[pro, "PM_PRO_ACCOUNT_UPDATE"].event
+    assert isinstance(update, PMProAccountUpdate)
+    assert (update.uni_mmr, update.maint_margin, update.virtual_max_withdraw) == (
+        Decimal("3.25"),
+        Decimal("5.00000001"),
+        Decimal("800"),
+    )
+    other = got[pro, "balanceUpdate"].event
+    assert isinstance(other, OtherEvent)
+    assert other.data["d"] == "1.5"
+
+
+async def test_the_exchanges_own_pushes_match_its_rest_answers(exchange: SimulatedExchange) -> None:
+    pro = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == pro}
+        (client,) = jobs
+        async with aclosing(session.stream(jobs)) as updates:
+            seen = await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
+            rest = await client.pm_pro_account()
+    pushed = seen[-1].event
+    assert isinstance(pushed, PMProAccountUpdate)
+    assert rest.account_maint_margin == pushed.maint_margin  # the same book behind both
+    assert rest.uni_mmr is not None
+    assert pushed.uni_mmr is not None
+    assert abs(rest.uni_mmr - pushed.uni_mmr) / rest.uni_mmr < Decimal("0.1")
+
+
+@pytest.mark.parametrize("kind", ["PM_2", "PM_1"])
+async def test_a_risk_level_change_reaches_the_caller_within_a_second(
+    exchange: SimulatedExchange, kind: str
+) -> None:
+    name = of(exchange, kind)
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        async with aclosing(session.stream(jobs)) as updates:
+            await until(updates, lambda u: u.connected)
+            emitted = time.monotonic()
+            exchange.set_uni_mmr(name, 1.07)  # REDUCE_ONLY, whatever it was
+            seen = await until(
+                updates,
+                lambda u: (
+                    isinstance(u.event, RiskLevelChange)
+                    and u.event.level is AccountStatus.REDUCE_ONLY
+                ),
+            )
+            delay = time.monotonic() - emitted
+    assert delay < 1.0
+    event = seen[-1].event
+    assert isinstance(event, RiskLevelChange)
+    assert event.event == ("riskLevelChange" if kind == "PM_2" else "RISK_LEVEL_CHANGE")
+    assert event.uni_mmr is not None
+    assert Decimal("1.0") < event.uni_mmr < Decimal("1.1")
+    assert exchange.streams.risk_events[-1][1:] == (name, "REDUCE_ONLY")
+
+
+async def test_an_expired_key_and_a_dropped_connection_are_recovered(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        async with aclosing(session.stream(jobs)) as updates:
+            await until(updates, lambda u: u.connected)
+            first_key = next(iter(exchange.streams.keys))
+            assert exchange.expire_listen_keys(name) == 1
+            seen = await until(updates, lambda u: u.connected)
+            assert any(isinstance(u.event, ListenKeyExpired) for u in seen)
+            assert next(iter(exchange.streams.keys)) != first_key  # a new key
+            await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
+            assert exchange.drop_streams(name) == 1
+            seen = await until(updates, lambda u: u.connected)
+            assert seen[-2].error is not None  # the drop is told, then the reconnection
+            assert "stream closed" in str(seen[-2].error)
+            # Events flow again after the reconnection, none lost from then on.
+            sent = exchange.push_event(name, {"e": "balanceUpdate", "a": "BTC", "d": "0.1"})
+            assert sent == 1
+            await until(updates, lambda u: isinstance(u.event, OtherEvent))
+
+
+async def test_rotation_replaces_the_connection_with_no_gap_and_no_duplicate(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        events: list[StreamUpdate] = []
+        async with aclosing(session.stream(jobs, rotate_after=0.5)) as updates:
+            started = time.monotonic()
+            async for update in updates:
+                events.append(update)
+                if time.monotonic() - started > 2.6:
+                    break
+    connected = [u for u in events if u.connected]
+    assert len(connected) == 1  # rotations are not reconnections
+    assert not [u for u in events if u.error is not None]
+    pushes = [u.event.event_time for u in events if isinstance(u.event, PMProAccountUpdate)]
+    assert len(pushes) == len(set(pushes))
+    assert len(pushes) >= 6  # every 0.3 s for about 2.5 s, with four rotations
+
+
+async def test_keepalives_keep_a_short_lived_key(exchange: SimulatedExchange) -> None:
+    async with SimulatedExchange(accounts=3, seed=7, listen_key_ttl=0.6, push_every=0.2) as ex:
+        name = of(ex, "PM_1")
+        async with Session(base_url=ex.base_url, governor=ex.governor()) as session:
+            jobs = {c: p for c, p in clients_of(session, ex).items() if c.name == name}
+            events: list[StreamUpdate] = []
+            async with aclosing(session.stream(jobs, keepalive=0.2)) as updates:
+                started = time.monotonic()
+                async for update in updates:
+                    events.append(update)
+                    if time.monotonic() - started > 1.5:
+                        break
+            assert ex.stats.by_endpoint["pm_pro_listen_key_keepalive"] >= 4
+    assert [u for u in events if u.connected] == events[:1]
+    assert not [u for u in events if isinstance(u.event, ListenKeyExpired)]
+
+
+async def test_leaving_the_loop_closes_every_socket_and_key_within_a_second(
+    exchange: SimulatedExchange,
+) -> None:
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = clients_of(session, exchange)
+        async with aclosing(session.stream(jobs)) as updates:
+            count = 0
+            async for update in updates:
+                count += update.connected
+                if count == len(jobs):
+                    break
+            assert sum(len(s.sockets) for s in exchange.streams.keys.values()) == len(jobs)
+            left = time.monotonic()
+        assert time.monotonic() - left < 1.0
+        assert exchange.streams.keys == {}  # every key closed, so every socket too
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "binance_pm streams"]
+        used = session.governor.snapshot()
+        assert used["fapi_ip"].used >= 4  # the listen-key calls went through the governor
+        assert used["papi_ip"].used >= 2
+
+
+async def test_closing_the_session_ends_the_stream(exchange: SimulatedExchange) -> None:
+    session = Session(base_url=exchange.base_url, governor=exchange.governor())
+    jobs = clients_of(session, exchange)
+    updates = session.stream(jobs)
+    first = await updates.__anext__()
+    assert first.connected
+    started = time.monotonic()
+    await session.aclose()
+    rest = [u async for u in updates]
+    assert time.monotonic() - started < 1.5
+    assert all(u.error is None for u in rest)
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "binance_pm streams"]
+
+
+async def test_a_refused_key_ends_that_account_only(exchange: SimulatedExchange) -> None:
+    pro = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == pro}
+        wrong = session.client("Z" * 64, secret="0" * 64, name="wrong")
+        jobs[wrong] = "pm_pro"
+        pm_for_pro = next(c for c in jobs if c.name == pro)
+        async with aclosing(session.stream(jobs)) as updates:
+            seen = await until(updates, lambda u: u.final)
+            assert seen[-1].name == "wrong"
+            assert "-2015" in str(seen[-1].error)
+            await until(updates, lambda u: u.client is pm_for_pro and u.event is not None)
+
+
+async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) -> None:
+    async with Session(base_url=exchange.base_url) as session, Session() as other:
+        client = session.client("k" * 64, secret="s")
+        with pytest.raises(ValueError, match="product must be"):
+            session.stream([client], "spot")
+        with pytest.raises(ValueError, match="not both"):
+            session.stream({client: "pm"}, "pm")
+        with pytest.raises(ValueError, match="no clients"):
+            session.stream([])
+        with pytest.raises(ValueError, match="another Session"):
+            other.stream([client])
+        with pytest.raises(ValueError, match="keepalive"):
+            session.stream([client], keepalive=0)
+        with pytest.raises(ValueError, match="product must be"):
+            await client.listen_key("spot")
