@@ -60,6 +60,7 @@ if sys.version_info < (3, 11):
 
 if TYPE_CHECKING:
     from ._client import AccountResult, AsyncClient
+    from ._events import StreamEvent
 
 #: The endpoints ``Session.poll`` knows, by the client method's name.
 POLLABLE = tuple(ACCOUNT_ENDPOINTS)
@@ -88,6 +89,10 @@ class Update:
         error: the :class:`~binance_pm.BinancePMError` the call ended in, or ``None``.
         at: when the answer (or the failure) came, in seconds since the epoch.
         final: this job polls no more (its key was refused, or the request is bad).
+        source: where it came from: ``"rest"`` (a call), or ``"stream"`` (pushed, with
+            ``poll(..., stream=True)``: then ``event`` holds the pushed event and ``result``
+            is ``None``; an ``error`` is the stream's, which reconnects by itself).
+        event: the pushed :class:`~binance_pm.StreamEvent`, for ``source="stream"``.
     """
 
     client: AsyncClient
@@ -96,6 +101,8 @@ class Update:
     error: BinancePMError | None
     at: float
     final: bool = False
+    source: str = "rest"
+    event: StreamEvent | None = None
 
     @property
     def ok(self) -> bool:

@@ -12,6 +12,7 @@ from ._client import AsyncClient
 from ._config import check_seconds
 from ._credentials import Credentials
 from ._engine import Engine
+from ._merge import PRODUCT_OF, Merger, merged
 from ._poller import Poller, Update, default_priority, plan_jobs, poll
 from ._streams import (
     KEEPALIVE,
@@ -103,6 +104,8 @@ class Session(Engine):
         every: float = 5.0,
         priority: Callable[[Update], float] = default_priority,
         asset: str | None = None,
+        stream: bool = False,
+        reconcile_every: float = 60.0,
     ) -> AsyncGenerator[Update, None]:
         """Poll many accounts for as long as the ``async for`` runs; yields each :class:`Update`.
 
@@ -124,6 +127,14 @@ class Session(Engine):
                 last. By default a non-NORMAL ``account_status``, then the lowest ``uni_mmr``.
             asset: the asset for ``classic_pm_account`` (required there), or to narrow
                 ``pm_balance`` / ``pm_pro_balance`` to one asset.
+            stream: also follow each account's user data stream (``pm_balance`` accounts on
+                PM's, the ``pm_pro_*`` endpoints' on PM Pro's): every pushed event is an
+                update at once (``source="stream"``, ``event`` set), REST polls become a
+                reconciliation every ``reconcile_every`` seconds instead of ``every``, and
+                after a stream reconnects one REST call per endpoint fills the gap.
+                ``classic_pm_account`` has no stream. Under asyncio.
+            reconcile_every: with ``stream=True``, seconds between two REST polls of an
+                account's endpoint.
 
         One account's failure never stops the others: an authentication error ends that
         account's polling with one error update (``final`` set); other errors (any other 4xx
@@ -141,7 +152,34 @@ class Session(Engine):
         self._check_open()
         if self._pollers is None:
             self._pollers = set()
-        return poll(jobs, self._pollers, every=every, priority=priority)
+        if not stream:
+            return poll(jobs, self._pollers, every=every, priority=priority)
+        reconcile_every = check_seconds("reconcile_every", reconcile_every)
+        products: dict[AsyncClient, str] = {}
+        for job in jobs:
+            product = PRODUCT_OF.get(job.endpoint.name)
+            if product is None:
+                raise ValueError(f"{job.endpoint.name} has no user data stream; poll it alone")
+            if products.setdefault(job.client, product) != product:
+                raise ValueError(f"{job.client!r} polls endpoints of both PM and PM Pro")
+        if self._streamers is None:
+            self._streamers = set()
+        streamer = Streamer(
+            list(products.items()),
+            streams_url(self.hosts["fapi"]),
+            keepalive=KEEPALIVE,
+            rotate_after=ROTATE_AFTER,
+            close_keys=True,
+        )
+        merger = Merger(
+            jobs,
+            streamer,
+            self._pollers,
+            self._streamers,
+            reconcile_every=reconcile_every,
+            priority=priority,
+        )
+        return merged(merger)
 
     # -- streams -------------------------------------------------------------------------------
 

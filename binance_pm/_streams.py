@@ -4,7 +4,8 @@ Per account, one task: open the listen key (``POST``, through the governor), con
 events; keep the key alive every ``keepalive`` seconds; open a new key after
 ``listenKeyExpired`` or a keepalive the exchange refuses (``-1125``); reconnect with backoff
 and jitter after a drop; replace the connection before the exchange's 24-hour limit, the new
-one open before the old one closes (events seen on both are passed on once). Leaving the loop
+one open before the old one closes (what the old one still brings is read first, and
+messages seen on both are passed on once). Leaving the loop
 or closing the Session closes every socket within a second and, by default, the listen keys.
 
 WebSockets go through aiohttp's client, under asyncio (see the README's Streams section for
@@ -17,7 +18,6 @@ import asyncio
 import logging
 import sys
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,6 +46,7 @@ ROTATE_AFTER = 23 * 3600.0  # the exchange closes a connection at 24 hours
 HEARTBEAT = 20.0  # a ping this often; no answer within half of it and the connection is dead
 CONNECT_TIMEOUT = 10.0
 STOP_WITHIN = 1.0
+DRAIN_QUIET = 0.25  # an old connection being replaced is read until quiet this long
 RETRY_BASE, RETRY_CEILING = 0.5, 30.0
 NO_KEY = -1125  # "This listenKey does not exist."
 
@@ -173,14 +174,13 @@ class Streamer:
     async def _follow(self, client: AsyncClient, product: str) -> None:
         attempt = 0
         opened = False
-        seen: deque[tuple[str, int]] = deque(maxlen=64)  # events passed on, for a rotation
         try:
             while True:
                 try:
                     key = await client.listen_key(product, "open")
                     opened = True
                     assert key is not None
-                    await self._connected(client, product, key, seen)
+                    await self._connected(client, product, key)
                     attempt = 0  # it ran, then asked for a new key: no backoff
                     continue
                 except AuthError as exc:
@@ -201,9 +201,7 @@ class Streamer:
                     except BinancePMError as exc:
                         log.debug("%s: closing its listen key failed: %s", client.name, exc)
 
-    async def _connected(
-        self, client: AsyncClient, product: str, key: str, seen: deque[tuple[str, int]]
-    ) -> None:
+    async def _connected(self, client: AsyncClient, product: str, key: str) -> None:
         """Connect with ``key`` and pass its events on, until the key must be renewed
         (returns) or the connection fails (:class:`TransportError`)."""
         url = f"{self.url}{WS_PATH[product]}{key}"
@@ -212,6 +210,7 @@ class Streamer:
             await self._emit(StreamUpdate(client, product, None, None, time.time(), connected=True))
             now = anyio.current_time()
             keepalive_at, rotate_at = now + self.keepalive, now + self.rotate_after
+            overlap: set[str] = set()
             while True:
                 wait = max(min(keepalive_at, rotate_at) - anyio.current_time(), 0.0)
                 try:
@@ -225,21 +224,21 @@ class Streamer:
                     if now >= rotate_at:
                         rotate_at = now + self.rotate_after
                         fresh = await self._connect(url, product)  # before the old one closes
+                        # What the old one still brings is passed on; the new one's copies
+                        # of the same messages are then skipped.
+                        try:
+                            overlap = await self._drain(client, product, socket)
+                        except BaseException:
+                            await _close(fresh)
+                            raise
                         old, socket = socket, fresh
                         await _close(old)
                     continue
                 if message.type is aiohttp.WSMsgType.TEXT:
-                    try:
-                        event = decode_event(message.data)
-                    except BinancePMError as exc:
-                        await self._emit(StreamUpdate(client, product, None, exc, time.time()))
+                    if overlap and message.data in overlap:
+                        overlap.discard(message.data)
                         continue
-                    mark = (event.event, event.event_time)
-                    if mark in seen:
-                        continue
-                    seen.append(mark)
-                    await self._emit(StreamUpdate(client, product, event, None, time.time()))
-                    if isinstance(event, ListenKeyExpired):
+                    if not await self._pass_on(client, product, message.data):
                         return
                     continue
                 if message.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
@@ -253,6 +252,32 @@ class Streamer:
                 )
         finally:
             await _close(socket)
+
+    async def _pass_on(self, client: AsyncClient, product: str, text: str) -> bool:
+        """Pass one message's event on; ``False`` when it says the key has expired."""
+        try:
+            event = decode_event(text)
+        except BinancePMError as exc:
+            await self._emit(StreamUpdate(client, product, None, exc, time.time()))
+            return True
+        await self._emit(StreamUpdate(client, product, event, None, time.time()))
+        return not isinstance(event, ListenKeyExpired)
+
+    async def _drain(
+        self, client: AsyncClient, product: str, socket: aiohttp.ClientWebSocketResponse[bool]
+    ) -> set[str]:
+        """Pass on what an old connection still brings, until it is quiet for a moment;
+        the texts passed on."""
+        texts: set[str] = set()
+        while True:
+            try:
+                message = await socket.receive(timeout=DRAIN_QUIET)
+            except asyncio.TimeoutError:
+                return texts
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                return texts
+            texts.add(message.data)
+            await self._pass_on(client, product, message.data)
 
     async def _connect(self, url: str, product: str) -> aiohttp.ClientWebSocketResponse[bool]:
         http = self._http

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from decimal import Decimal
 
@@ -21,6 +21,7 @@ from binance_pm import (
     RiskLevelChange,
     Session,
     StreamUpdate,
+    Update,
 )
 from binance_pm._client import AsyncClient
 from binance_pm.testing import SimulatedExchange
@@ -298,3 +299,90 @@ async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) ->
             session.stream([client], keepalive=0)
         with pytest.raises(ValueError, match="product must be"):
             await client.listen_key("spot")
+
+
+async def test_poll_with_streams_fills_every_gap_with_one_rest_call_and_loses_nothing_after(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        account = next(a for a in exchange.accounts if a.name == name)
+        client = session.client(account.api_key, name=name, **account.credentials())
+        polled = session.poll([client], "pm_pro_account", stream=True, reconcile_every=60)
+        async with aclosing(polled) as updates:
+            first = await until_update(updates, lambda u: u.source == "rest")
+            assert first.result is not None  # the first REST poll
+            pushed = await until_update(updates, lambda u: u.source == "stream")
+            assert isinstance(pushed.event, PMProAccountUpdate)
+            assert pushed.result is None
+            for break_it in (exchange.drop_streams, exchange.expire_listen_keys):
+                assert break_it(name) == 1
+                # Long before the next reconciliation (60 s), one REST call fills the gap.
+                filled = await until_update(updates, lambda u: u.source == "rest", seconds=5)
+                assert filled.result is not None
+                assert filled.error is None
+                # From then on, every event pushed reaches the caller.
+                marks = []
+                for n in range(3):
+                    event = {"e": "balanceUpdate", "a": "BTC", "d": str(n)}
+                    assert exchange.push_event(name, event) == 1
+                    marks.append(str(n))
+                got = await pushed_marks(updates, 3)
+                assert got == marks
+
+
+async def test_poll_with_streams_passes_a_risk_change_within_a_second(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_2")
+    account = next(a for a in exchange.accounts if a.name == name)
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        client = session.client(account.api_key, name=name, **account.credentials())
+        polled = session.poll([client], "pm_balance", stream=True, reconcile_every=60)
+        async with aclosing(polled) as updates:
+            await until_update(updates, lambda u: u.source == "rest")
+            for _ in range(100):  # the stream is connected when its socket is there
+                if any(s.sockets for s in exchange.streams.keys.values()):
+                    break
+                await anyio.sleep(0.01)
+            emitted = time.monotonic()
+            exchange.set_uni_mmr(name, 1.02)
+            risk = await until_update(updates, lambda u: isinstance(u.event, RiskLevelChange))
+            assert time.monotonic() - emitted < 1.0
+    assert risk.source == "stream"
+    assert risk.endpoint == "pm_balance"
+    assert isinstance(risk.event, RiskLevelChange)
+    assert risk.event.level is AccountStatus.ACTIVE_LIQUIDATION
+
+
+async def test_poll_with_streams_refuses_an_endpoint_without_a_stream(
+    exchange: SimulatedExchange,
+) -> None:
+    async with Session(base_url=exchange.base_url) as session:
+        client = session.client("k" * 64, secret="s")
+        with pytest.raises(ValueError, match="no user data stream"):
+            session.poll([client], "classic_pm_account", asset="USDT", stream=True)
+        with pytest.raises(ValueError, match="both PM and PM Pro"):
+            session.poll({client: ["pm_balance", "pm_pro_account"]}, stream=True)
+
+
+async def pushed_marks(updates: AsyncIterator[Update], count: int) -> list[str]:
+    """The ``d`` of the next ``count`` pushed ``balanceUpdate`` events."""
+    got: list[str] = []
+    with anyio.fail_after(5):
+        async for update in updates:
+            if isinstance(update.event, OtherEvent):
+                got.append(update.event.data["d"])
+                if len(got) == count:
+                    return got
+    raise AssertionError("the poll ended")
+
+
+async def until_update(
+    updates: AsyncIterator[Update], wanted: Callable[[Update], bool], seconds: float = 5.0
+) -> Update:
+    with anyio.fail_after(seconds):
+        async for update in updates:
+            if wanted(update):
+                return update
+    raise AssertionError("the poll ended")

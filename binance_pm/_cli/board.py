@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._events import PMProAccountUpdate, RiskLevelChange, StreamEvent
 from .._exceptions import APIError, BinancePMError
 from .._models import AccountStatus, PMBalance
 from .._poller import Update
@@ -81,6 +82,8 @@ class Row:
     failed_at: float | None = None
     failures: int = 0
     ended: bool = False  # polling stopped for good (a refused key)
+    pushed_at: float | None = None  # when a stream last pushed figures
+    stream_error: BinancePMError | None = None  # the stream's last failure, until it is back
 
     def __post_init__(self) -> None:
         self.kind = self.kind or PRODUCT.get(self.endpoint, self.endpoint)
@@ -109,6 +112,21 @@ class Row:
         if self.equity is None:
             return ""
         return f"{self.equity:,.2f} {self.equity_label}"
+
+    def take_event(self, event: StreamEvent, at: float) -> None:
+        """Keep the figures a stream pushed (a risk level change, a PM Pro account update)."""
+        if isinstance(event, RiskLevelChange):
+            self.status = event.level.value
+        elif not isinstance(event, PMProAccountUpdate):
+            return  # other events carry no account figures
+        self.error = None
+        self.at = at
+        self.pushed_at = at
+        self.uni_mmr = event.uni_mmr if event.uni_mmr is not None else self.uni_mmr
+        if event.account_equity is not None:
+            self.equity, self.equity_label = event.account_equity, "USD"
+        if event.maint_margin is not None:
+            self.maint_margin = event.maint_margin
 
     def take(self, result: Any, at: float) -> None:
         """Keep the figures of a good answer."""
@@ -152,6 +170,15 @@ class Board:
         self.calls += 1
         row = self.rows[update.client]
         error = update.error
+        if update.source == "stream":
+            # A stream's failure is not the account's: it reconnects, and REST goes on.
+            if error is not None:
+                self.errors[f"stream {type(error).__name__}"] += 1
+                row.stream_error = error
+            elif update.event is not None:
+                row.stream_error = None
+                row.take_event(update.event, update.at)
+            return row
         if error is None:
             row.take(update.result, update.at)
             return row
@@ -260,10 +287,20 @@ class Board:
             "account": row.name,
             "type": row.kind,
             "endpoint": update.endpoint,
+            "source": update.source,
             "time": utc_text(update.at),
             "ok": error is None,
         }
-        if error is None:
+        if update.event is not None:
+            record["event"] = update.event.event
+        if error is None and update.source == "stream":
+            record["status"] = row.status or None
+            record["uni_mmr"] = decimal_text(row.uni_mmr)
+            record["equity"] = decimal_text(row.equity)
+            record["maint_margin"] = decimal_text(row.maint_margin)
+            record["alert"] = self.alerting(row)
+            record["error"] = None
+        elif error is None:
             result = update.result
             if isinstance(result, list):
                 record["balances"] = {b.asset: decimal_text(b.total_wallet_balance) for b in result}

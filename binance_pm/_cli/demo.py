@@ -42,6 +42,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="as for watch: table, plain or jsonl (default auto: table on a terminal, plain "
         "otherwise)",
     )
+    demo.add_argument(
+        "--stream",
+        action="store_true",
+        help="also follow each account's user data stream: pushed figures at once, REST "
+        "polls every --reconcile-every seconds instead of --every",
+    )
+    demo.add_argument(
+        "--reconcile-every",
+        type=positive(float),
+        default=5.0,
+        metavar="SECONDS",
+        help="with --stream, seconds between two REST polls of an account (default: %(default)s)",
+    )
     demo.set_defaults(run=run)
 
 
@@ -61,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     limits = PUBLISHED_LIMITS.scaled(args.window / 60, least=20)
     console = make_console(stderr=args.format == "jsonl")
     exchange = SimulatedExchange(
-        window=args.window, accounts=args.accounts, seed=args.seed, limits=limits
+        window=args.window,
+        accounts=args.accounts,
+        seed=args.seed,
+        limits=limits,
+        push_every=1.0,  # the exchange's 5 s, a little faster, as the demo's windows are
     )
     governor = exchange.governor()
 
@@ -88,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                 console=console,
                 title=title,
                 form=args.format,
+                stream=args.stream,
+                reconcile_every=args.reconcile_every,
             )
             return board, started, exchange.server_ms()
 

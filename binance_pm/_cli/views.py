@@ -173,6 +173,8 @@ async def run_board(
     form: str = "auto",
     asset: str | None = None,
     out: TextIO | None = None,
+    stream: bool = False,
+    reconcile_every: float = 60.0,
 ) -> None:
     """Poll ``jobs`` into ``board`` for ``seconds`` (or until cancelled), showing it as it
     goes: live on a terminal, a plain line a second, or a JSON line per update (to ``out``,
@@ -181,7 +183,7 @@ async def run_board(
 
     if form == "auto":
         form = "table" if console.is_terminal else "plain"
-    stream = out if out is not None else sys.stdout
+    output = out if out is not None else sys.stdout
     live_view: Any = None
 
     pipe_closed = False
@@ -192,13 +194,20 @@ async def run_board(
         scope.cancel()
 
     async def consume(scope: anyio.CancelScope) -> None:
-        async with aclosing(session.poll(jobs, every=board.every, asset=asset)) as updates:
+        updates = session.poll(
+            jobs,
+            every=board.every,
+            asset=asset,
+            stream=stream,
+            reconcile_every=reconcile_every,
+        )
+        async with aclosing(updates):
             try:
                 if form == "jsonl":
                     async for update in updates:
                         row = board.add(update)
-                        stream.write(json.dumps(board.record(update, row)) + "\n")
-                        stream.flush()
+                        output.write(json.dumps(board.record(update, row)) + "\n")
+                        output.flush()
                 else:
                     async for update in updates:
                         board.add(update)

@@ -56,6 +56,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST",
         help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for all)",
     )
+    watch.add_argument(
+        "--stream",
+        action="store_true",
+        help="also follow each account's user data stream: pushed figures at once, REST "
+        "polls every --reconcile-every seconds instead of --every",
+    )
+    watch.add_argument(
+        "--reconcile-every",
+        type=positive(float),
+        default=60.0,
+        metavar="SECONDS",
+        help="with --stream, seconds between two REST polls of an account (default: %(default)s)",
+    )
     watch.set_defaults(run=run)
 
 
@@ -120,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
                     console=console,
                     title=f"binance-pm watch: {len(accounts)} accounts",
                     form=args.format,
+                    stream=args.stream,
+                    reconcile_every=args.reconcile_every,
                 )
 
     try:

@@ -1,0 +1,152 @@
+"""``Session.poll(..., stream=True)``: pushed figures at once, REST as a slow reconciliation.
+
+One background task runs two sides into one stream of :class:`Update`:
+
+- the **push side**: each account's user data stream (:class:`Streamer`); every event is an
+  update (``source="stream"``, ``event`` set) the moment it comes; after a reconnection (not
+  the first connection), one REST call per endpoint of that account fills the gap;
+- the **REST side**: the ordinary poll of the same jobs, every ``reconcile_every`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._exceptions import BinancePMError, SessionError
+from ._poller import Poller, Update, poll
+from ._streams import STOP_WITHIN, Streamer, stream
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._client import AsyncClient
+    from ._poller import _Job
+
+#: The product whose stream tells an endpoint's figures.
+PRODUCT_OF = {
+    "pm_balance": "pm",
+    "pm_pro_balance": "pm_pro",
+    "pm_pro_account": "pm_pro",
+    "pm_pro_span_account": "pm_pro",
+}
+
+
+class Merger:
+    """The background task of one ``poll(..., stream=True)`` loop."""
+
+    def __init__(
+        self,
+        jobs: list[_Job],
+        streamer: Streamer,
+        pollers: set[Poller],
+        streamers: set[Streamer],
+        *,
+        reconcile_every: float,
+        priority: Callable[[Update], float],
+    ) -> None:
+        self.jobs = jobs
+        self.streamer = streamer
+        self.pollers = pollers
+        self.streamers = streamers
+        self.reconcile_every = reconcile_every
+        self.priority = priority
+        self.endpoints: dict[AsyncClient, list[_Job]] = {}
+        for job in jobs:
+            self.endpoints.setdefault(job.client, []).append(job)
+        self.send, self.receive = anyio.create_memory_object_stream[Update](
+            max_buffer_size=max(1000, 4 * len(jobs))
+        )
+        self.scope = anyio.CancelScope()
+        self.stopped = anyio.Event()
+        self.failure: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise SessionError("Session.poll(stream=True) runs under asyncio") from None
+        self._task = loop.create_task(self._run(), name="binance_pm poll and streams")
+
+    async def stop(self) -> None:
+        self.scope.cancel()
+        with anyio.move_on_after(STOP_WITHIN + 0.5, shield=True):
+            await self.stopped.wait()
+
+    async def _run(self) -> None:
+        try:
+            with self.scope:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._rest_side)
+                    group.start_soon(self._push_side, group)
+        except Exception as exc:
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
+            self.failure = exc
+        finally:
+            self.send.close()
+            self.stopped.set()
+
+    async def _rest_side(self) -> None:
+        updates = poll(self.jobs, self.pollers, every=self.reconcile_every, priority=self.priority)
+        async with aclosing(updates):
+            async for update in updates:
+                await self.send.send(update)
+
+    async def _push_side(self, group: anyio.abc.TaskGroup) -> None:
+        connected_before: set[AsyncClient] = set()
+        async with aclosing(stream(self.streamer, self.streamers)) as updates:
+            async for pushed in updates:
+                client = pushed.client
+                if pushed.connected:
+                    if client in connected_before:  # a reconnection: fill the gap over REST
+                        for job in self.endpoints[client]:
+                            group.start_soon(self._fill, job)
+                    connected_before.add(client)
+                    continue
+                endpoint = self.endpoints[client][0].endpoint.name
+                await self.send.send(
+                    Update(
+                        client,
+                        endpoint,
+                        None,
+                        pushed.error,
+                        pushed.at,
+                        final=False,
+                        source="stream",
+                        event=pushed.event,
+                    )
+                )
+
+    async def _fill(self, job: _Job) -> None:
+        client, endpoint = job.client, job.endpoint.name
+        try:
+            result = await job.call()
+        except BinancePMError as exc:
+            update = Update(client, endpoint, None, exc, time.time())
+        else:
+            update = Update(client, endpoint, result, None, time.time())
+        await self.send.send(update)
+
+
+async def merged(merger: Merger) -> AsyncGenerator[Update, None]:
+    """The updates of ``merger``, as they come."""
+    try:
+        merger.start()
+        async with merger.receive:
+            async for update in merger.receive:
+                yield update
+        if merger.failure is not None:
+            raise merger.failure
+    finally:
+        await merger.stop()
