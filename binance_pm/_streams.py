@@ -154,7 +154,12 @@ class Streamer:
     async def _run(self) -> None:
         try:
             with self.scope:
-                async with aiohttp.ClientSession() as http, anyio.create_task_group() as group:
+                # One connection per account, held: no pool limit (aiohttp's is 100).
+                connector = aiohttp.TCPConnector(limit=0)
+                async with (
+                    aiohttp.ClientSession(connector=connector) as http,
+                    anyio.create_task_group() as group,
+                ):
                     self._http = http
                     for client, product in self.jobs:
                         group.start_soon(self._follow, client, product)

@@ -86,6 +86,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="an account (acct-0003…) whose every request fails with a 500",
     )
+    serve.add_argument(
+        "--push-every",
+        type=positive(float),
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between two PM_PRO_ACCOUNT_UPDATE on a PM Pro stream (default 5)",
+    )
+    serve.add_argument(
+        "--listen-key-ttl",
+        type=positive(float),
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds a listen key lives after its last keepalive (default 3600)",
+    )
     serve.set_defaults(run=run)
 
 
@@ -116,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             uid_costs_ip=(False if args.uid_costs_ip is None else (args.uid_costs_ip or True)),
             sapi_scope=args.sapi_scope,
             grace_requests=args.grace_requests,
+            push_every=args.push_every,
+            listen_key_ttl=args.listen_key_ttl,
             limits=Limits(**limits),
         )
     except ValueError as exc:
