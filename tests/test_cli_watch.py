@@ -339,3 +339,20 @@ def test_on_a_terminal_a_row_whose_exchange_went_away_reads_stale_with_its_reaso
             (tmp_path / "screen.txt").write_text(shown)
         finally:
             subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
+
+
+def test_watch_stream_merges_pushed_figures_into_the_lines(tmp_path: Path) -> None:
+    with serve("--accounts", "4", "--seed", "7", "--push-every", "0.3") as (_, base_url, accounts):
+        done = watch(
+            toml_for(accounts, tmp_path), base_url, "--stream", "--format", "jsonl", seconds=2.5
+        )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    pushed = [r for r in records if r["source"] == "stream"]
+    rest = [r for r in records if r["source"] == "rest"]
+    pro = {a["name"] for a in accounts if a["account_type"] != "PM_2"}
+    assert {r["account"] for r in pushed} == pro  # every PM Pro account's figures pushed
+    assert all(r["event"] == "PM_PRO_ACCOUNT_UPDATE" for r in pushed)
+    assert all(Decimal(r["uni_mmr"]) > 0 for r in pushed)
+    # REST only once per account: the reconciliation is a minute away.
+    assert sorted(r["account"] for r in rest) == sorted(a["name"] for a in accounts)
