@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
 import aiohttp
+import anyio
 import httpx
 import yarl
 
@@ -208,7 +209,7 @@ class HttpxSender:
     """Requests through an ``httpx.AsyncClient``: the caller's (never closed here), or one of
     its own under trio."""
 
-    __slots__ = ("_client", "_max_body", "_owned")
+    __slots__ = ("_client", "_inflight", "_max_body", "_owned")
 
     def __init__(
         self, client: httpx.AsyncClient, *, owned: bool, max_body: int = DEFAULT_MAX_BODY
@@ -216,10 +217,24 @@ class HttpxSender:
         self._client = client
         self._owned = owned
         self._max_body = max_body
+        # httpx lets a request in flight run on when its client closes: closing cancels them.
+        self._inflight: set[anyio.CancelScope] = set()
         _hide_signatures_in(logging.getLogger("httpx"))
 
     async def get(
         self, url: str, headers: Mapping[str, str], *, endpoint: str, method: str = "GET"
+    ) -> Answer:
+        scope = anyio.CancelScope()
+        self._inflight.add(scope)
+        try:
+            with scope:
+                return await self._send(url, headers, endpoint, method)
+        finally:
+            self._inflight.discard(scope)
+        raise TransportError("the Session was closed while the request was out", endpoint=endpoint)
+
+    async def _send(
+        self, url: str, headers: Mapping[str, str], endpoint: str, method: str
     ) -> Answer:
         client = self._client
         failure: TransportError
@@ -271,6 +286,8 @@ class HttpxSender:
         raise failure
 
     async def aclose(self) -> None:
+        for scope in list(self._inflight):
+            scope.cancel()
         if self._owned:
             await self._client.aclose()
 

@@ -389,16 +389,18 @@ async def until_update(
 
 
 async def test_more_accounts_than_a_connection_pool_holds_all_connect() -> None:
-    async with SimulatedExchange(accounts=130, seed=5) as ex:
-        async with Session(base_url=ex.base_url, governor=ex.governor()) as session:
-            jobs = clients_of(session, ex)
-            connected: set[str] = set()
-            async with aclosing(session.stream(jobs)) as updates:
-                with anyio.fail_after(8):
-                    async for update in updates:
-                        assert update.error is None, update.error
-                        if update.connected:
-                            connected.add(update.name)
-                            if len(connected) == len(jobs):
-                                break
-            assert sum(len(s.sockets) for s in ex.streams.keys.values()) == 0
+    async with (
+        SimulatedExchange(accounts=130, seed=5) as ex,
+        Session(base_url=ex.base_url, governor=ex.governor()) as session,
+    ):
+        jobs = clients_of(session, ex)
+        connected: set[str] = set()
+        async with aclosing(session.stream(jobs)) as updates:
+            with anyio.fail_after(8):
+                async for update in updates:
+                    assert update.error is None, update.error
+                    if update.connected:
+                        connected.add(update.name)
+                        if len(connected) == len(jobs):
+                            break
+        assert sum(len(s.sockets) for s in ex.streams.keys.values()) == 0
