@@ -231,7 +231,7 @@ def test_watch_explains_a_bad_file_in_one_line(tmp_path: Path) -> None:
     path.write_text('[[account]]\nname = "desk"\napi_key = "abc"\n')
     done = run("watch", "--accounts", str(path), env=keyless_env())
     assert done.returncode == 2
-    assert "desk has neither secret nor private_key_file" in done.stderr
+    assert "desk: neither secret nor private_key_file is given" in done.stderr
     assert "Traceback" not in done.stderr
     path.write_text("not = [toml")
     done = run("watch", "--accounts", str(path), env=keyless_env())
