@@ -110,7 +110,7 @@ def test_one_shot_commands_print_a_table_or_json(
 
     table = run(command, "--base-url", base_url, env=env)
     assert table.returncode == 0, table.stderr
-    expected = "uni_mmr" if kind != "PM_2" else "total_wallet_balance"
+    expected = "uni_mmr" if kind != "PM_2" else "wallet"
     assert expected in table.stdout
     assert "USDT" in table.stdout or kind != "PM_2"
 

@@ -1,15 +1,22 @@
-"""``binance-pm pm-balance`` … ``classic-pm-account``: one call, keys from the environment."""
+"""``binance-pm pm-balance`` … ``classic-pm-account``: one call, keys from the environment.
+
+A table (balances: a row per asset; an account: a field per row), or with ``--json`` the
+decoded result as JSON: the exchange's field names, amounts as decimal strings with the
+exchange's digits (``"0.00000000"``), ``null`` where the exchange sent an empty string.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import enum
+import json
 import os
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from ._common import fail, needs, positive
+from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, positive
 
 ONE_SHOT = {
     "pm_balance": "Portfolio Margin balances (GET /papi/v1/balance)",
@@ -18,6 +25,23 @@ ONE_SHOT = {
     "pm_pro_span_account": "PM Pro SPAN account (GET /sapi/v2/portfolio/account)",
     "classic_pm_account": "Classic PM account for one asset (GET /fapi/v1/pmAccountInfo)",
 }
+#: The balance table's columns: (field, heading). Amounts are rounded for the screen (the
+#: digits that matter at their size); ``--json`` has them all.
+BALANCE_COLUMNS = (
+    ("asset", "asset"),
+    ("total_wallet_balance", "wallet"),
+    ("cross_margin_free", "margin free"),
+    ("cross_margin_borrowed", "borrowed"),
+    ("um_wallet_balance", "UM wallet"),
+    ("um_unrealized_pnl", "UM uPnL"),
+    ("cm_wallet_balance", "CM wallet"),
+    ("cm_unrealized_pnl", "CM uPnL"),
+    ("update_time", "updated (UTC)"),
+)
+JSON_HELP = (
+    "print the decoded result as JSON instead of a table: the exchange's field names, amounts "
+    "as decimal strings with the exchange's digits, null where the exchange sent an empty string"
+)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,27 +53,50 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "or BINANCE_PRIVATE_KEY_FILE (with BINANCE_PRIVATE_KEY_PASSWORD if encrypted).",
         )
         if name in ("pm_balance", "pm_pro_balance", "classic_pm_account"):
+            required = name == "classic_pm_account"
             one.add_argument(
-                "--asset", required=name == "classic_pm_account", help="one asset, e.g. USDT"
+                "--asset",
+                required=required,
+                help="one asset, e.g. USDT (required)"
+                if required
+                else "one asset, e.g. USDT (default: every asset)",
             )
-        one.add_argument("--base-url", default=None, help="send the request here instead")
-        one.add_argument("--json", action="store_true", help="print JSON instead of a table")
         one.add_argument(
-            "--timeout", type=positive(float), default=10.0, help="seconds in all (10)"
+            "--base-url", default=None, help="send the request here (default: the exchange)"
+        )
+        one.add_argument("--json", action="store_true", help=JSON_HELP)
+        one.add_argument(
+            "--timeout", type=positive(float), default=10.0, help="seconds in all (default 10)"
         )
         one.set_defaults(run=run, endpoint=name)
+
+
+def asset_name(text: str | None) -> str | None:
+    """The asset as the exchange names it (``"usdt"`` → ``"USDT"``); ``ValueError`` for one
+    that cannot be an asset's name."""
+    if text is None:
+        return None
+    name = text.strip().upper()
+    if not name or not name.isascii() or not name.isalnum():
+        raise ValueError(f"--asset {text!r}: an asset is letters and digits, such as USDT")
+    return name
 
 
 def run(args: argparse.Namespace) -> int:
     from .._client import AsyncClient
     from .._exceptions import BinancePMError
 
+    try:
+        asset = asset_name(getattr(args, "asset", None))
+    except ValueError as exc:
+        return fail(str(exc), USAGE)
     api_key = os.environ.get("BINANCE_API_KEY", "").strip()
     secret = os.environ.get("BINANCE_API_SECRET", "").strip()
     key_file = os.environ.get("BINANCE_PRIVATE_KEY_FILE", "").strip()
     if not api_key or not (secret or key_file):
         return fail(
-            "no keys: set BINANCE_API_KEY, and BINANCE_API_SECRET or BINANCE_PRIVATE_KEY_FILE", 2
+            "no keys: set BINANCE_API_KEY, and BINANCE_API_SECRET or BINANCE_PRIVATE_KEY_FILE",
+            USAGE,
         )
     keys: dict[str, Any] = {}
     if secret:
@@ -59,61 +106,109 @@ def run(args: argparse.Namespace) -> int:
             with open(key_file, "rb") as file:
                 keys["private_key"] = file.read()
         except OSError as exc:
-            return fail(f"cannot read BINANCE_PRIVATE_KEY_FILE: {exc.strerror or exc}", 2)
+            return fail(
+                f"cannot read BINANCE_PRIVATE_KEY_FILE {key_file}: {exc.strerror or exc}", USAGE
+            )
         password = os.environ.get("BINANCE_PRIVATE_KEY_PASSWORD")
         if password:
             keys["private_key_password"] = password
-    kwargs = {"asset": args.asset} if getattr(args, "asset", None) else {}
+    kwargs = {"asset": asset} if asset is not None else {}
 
-    async def run() -> Any:
+    async def call() -> Any:
         async with AsyncClient(
             api_key, base_url=args.base_url, timeout=args.timeout, **keys
         ) as client:
             return await getattr(client, args.endpoint)(**kwargs)
 
     try:
-        result = asyncio.run(run())
+        result = asyncio.run(call())
     except BinancePMError as exc:
-        return fail(str(exc))
-    except (ValueError, TypeError) as exc:  # a key that does not load, a bad asset
-        return fail(str(exc), 2)
+        return fail(str(exc), FAILED)
+    except (ValueError, TypeError) as exc:  # a key that does not load
+        return fail(str(exc), USAGE)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     if args.json:
-        import msgspec
-
-        print(msgspec.json.encode(result).decode())
-        return 0
+        print(json.dumps(exchange_json(result)))
+        return OK
     try:
-        from rich.console import Console
-        from rich.table import Table
+        _table(args.endpoint, result)
     except ImportError as exc:
         return needs("cli", exc)
-    # One two-column table per result (per asset, for balances): it fits any terminal.
+    return OK
+
+
+def exchange_json(value: Any) -> Any:
+    """A result as the exchange's JSON: its field names, amounts as decimal strings with its
+    digits."""
+    import msgspec
+
+    return _plain(msgspec.to_builtins(value, builtin_types=(Decimal,)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _table(endpoint: str, result: Any) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
+    title = ONE_SHOT[endpoint].split(" (")[0]
     items = result if isinstance(result, list) else [result]
-    if not items:
-        console.print("(no balances)")
+    if endpoint in ("pm_balance", "pm_pro_balance"):
+        if not items:
+            console.print("(no balances)")
+            return
+        table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        for _, heading in BALANCE_COLUMNS:
+            table.add_column(
+                heading, justify="left" if heading == "asset" else "right", no_wrap=True
+            )
+        for item in items:
+            table.add_row(*(_short(name, getattr(item, name, None)) for name, _ in BALANCE_COLUMNS))
+        console.print(table)
+        return
     for item in items:
-        title = ONE_SHOT[args.endpoint].split(" (")[0]
         asset = getattr(item, "asset", None)
         table = Table(title=f"{title}: {asset}" if asset else title, show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value", justify="right")
         for name in getattr(type(item), "__struct_fields__", ()):
             if name != "asset":
-                table.add_row(name, _cell(getattr(item, name)))
+                table.add_row(name, _cell(name, getattr(item, name)))
         console.print(table)
-    return 0
 
 
-def _cell(value: Any) -> str:
+def _short(name: str, value: Any) -> str:
+    """A balance table's cell: amounts with the decimals that matter at their size (eight
+    below 1, two from 1,000,000), times to the second without the year."""
+    if isinstance(value, Decimal) and value != 0:
+        whole = len(str(abs(int(value)))) if abs(value) >= 1 else 0
+        return f"{value:,.{max(2, 8 - whole)}f}"
+    if name == "update_time" and isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, timezone.utc).strftime("%m-%d %H:%M:%S")
+    return _cell(name, value)
+
+
+def _cell(name: str, value: Any) -> str:
     if value is None:
         return ""
+    if name == "update_time" and isinstance(value, int):
+        moment = datetime.fromtimestamp(value / 1000, timezone.utc)
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, Decimal):
         return "0" if value == 0 else f"{value.normalize():f}"
     if isinstance(value, enum.Enum):
         return str(value.value)
     if isinstance(value, tuple):  # SPAN risk units
-        return ", ".join(f"{unit.asset} {_cell(unit.uni_maintain_usd)}" for unit in value)
+        return ", ".join(f"{unit.asset} {_cell('', unit.uni_maintain_usd)}" for unit in value)
     return str(value)

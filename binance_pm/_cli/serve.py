@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
+from typing import Any
 
-from .._endpoints import Limits
+from .._endpoints import STATE_ENDPOINT, Limits
 from ._common import positive, share
+from .views import quiet_stdout
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,35 +21,50 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the simulated exchange on 127.0.0.1",
         description="Run the simulated Portfolio Margin exchange on 127.0.0.1 until interrupted. "
         "Prints 'base_url URL', then one JSON object per account (name, api_key, key_type, "
-        "account_type, and secret or private_key), then 'ready'.",
+        "account_type: PM_1 is PM Pro, PM_2 is PM, PM_3 is PM Pro SPAN; command: the one-shot "
+        "command that fits it; endpoint: what watch polls for it; and secret or private_key), "
+        "then 'ready'. If standard output closes (serve | head -2), it goes on serving, "
+        "silently.",
     )
     serve.add_argument(
         "--port", type=int, default=0, help="port to listen on (default: a free one)"
     )
-    serve.add_argument("--accounts", type=positive(int), default=10, help="accounts to make")
-    serve.add_argument("--seed", type=int, default=0, help="seed for accounts and faults")
+    serve.add_argument(
+        "--accounts", type=positive(int), default=10, help="accounts to make (default 10)"
+    )
+    serve.add_argument(
+        "--seed", type=int, default=0, help="seed for accounts and faults (default 0)"
+    )
     serve.add_argument(
         "--window",
         type=positive(float),
         default=60.0,
         help="seconds per rate-limit window (default 60)",
     )
-    serve.add_argument("--window-mode", choices=("fixed", "sliding"), default="fixed")
+    serve.add_argument(
+        "--window-mode",
+        choices=("fixed", "sliding"),
+        default="fixed",
+        help="fixed windows on the server clock, or sliding ones (default fixed)",
+    )
     for name in ("api-ip", "sapi-ip", "sapi-uid", "papi-ip", "fapi-ip"):
         serve.add_argument(
             f"--{name}",
             type=positive(int),
             default=None,
-            help=f"{name.replace('-', ' ')} weight per window",
+            help=f"{name.replace('-', ' ')} weight per window (default: the published "
+            f"{Limits()[name.replace('-', '_')]:,})",
         )
-    serve.add_argument("--skew-ms", type=int, default=0, help="server clock ahead by this much")
+    serve.add_argument(
+        "--skew-ms", type=int, default=0, help="server clock ahead by this much (default 0)"
+    )
     serve.add_argument(
         "--fault",
         type=share,
         action="append",
         default=[],
         metavar="KIND=P",
-        help="inject a fault (503, reset, slow, garbage, html) at rate P",
+        help="inject a fault (503, reset, slow, garbage, html) at rate P (default: none)",
     )
     serve.add_argument(
         "--external",
@@ -54,7 +72,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="FAMILY=SHARE",
-        help="weight another process spends per window",
+        help="share of a family's IP limit another process spends (default: none)",
     )
     serve.add_argument(
         "--uid-costs-ip",
@@ -84,7 +102,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="NAME",
-        help="an account (acct-0003…) whose every request fails with a 500",
+        help="an account (acct-0003…) whose every request fails with a 500 (default: none)",
     )
     serve.add_argument(
         "--push-every",
@@ -99,6 +117,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=3600.0,
         metavar="SECONDS",
         help="seconds a listen key lives after its last keepalive (default 3600)",
+    )
+    serve.add_argument(
+        "--keys-dir",
+        default=None,
+        metavar="DIR",
+        help="also write each RSA or Ed25519 account's key to DIR/<name>.pem and an "
+        "DIR/accounts.toml that 'binance-pm watch --accounts DIR/accounts.toml --base-url URL' "
+        "takes as it is (files readable by you only; default: none)",
     )
     serve.set_defaults(run=run)
 
@@ -146,21 +172,26 @@ def run(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         async with exchange:
-            print(f"base_url {exchange.base_url}")
+            if args.keys_dir is not None:
+                write_keys(args.keys_dir, exchange.accounts)
+            say(f"base_url {exchange.base_url}")
             for account in exchange.accounts:
+                kind = account.account_type.value
                 record = {
                     "name": account.name,
                     "api_key": account.api_key,
                     "key_type": account.key_type,
-                    "account_type": account.account_type.value,
+                    "account_type": kind,
+                    "command": STATE_ENDPOINT[kind].replace("_", "-"),
+                    "endpoint": STATE_ENDPOINT[kind],
                 }
                 if account.secret is not None:
                     record["secret"] = account.secret
                 else:
                     assert account.private_key is not None
                     record["private_key"] = account.private_key.decode()
-                print(json.dumps(record))
-            print("ready", flush=True)
+                say(json.dumps(record))
+            say("ready")
             await exchange.serve_forever()
 
     # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again; let
@@ -169,8 +200,47 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run())
     except OSError as exc:
-        print(f"binance-pm serve: cannot listen: {exc}", file=sys.stderr)
+        print(f"binance-pm serve: cannot listen or write: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def say(line: str) -> None:
+    """Print a line for whoever reads; when the reader has gone (``serve | head -2``), say
+    nothing more, and go on serving."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        quiet_stdout()
+
+
+def write_keys(directory: str, accounts: list[Any]) -> None:
+    """Each RSA or Ed25519 account's key as ``<name>.pem`` and an ``accounts.toml`` for
+    ``binance-pm watch``, in ``directory`` (made if missing), readable by the user only."""
+    os.makedirs(directory, exist_ok=True)
+    tables = []
+    for account in accounts:
+        kind = account.account_type.value
+        lines = [
+            "[[account]]",
+            f"name = {json.dumps(account.name)}",
+            f"api_key = {json.dumps(account.api_key)}",
+            f"endpoint = {json.dumps(STATE_ENDPOINT[kind])}",
+        ]
+        if account.secret is not None:
+            lines.append(f"secret = {json.dumps(account.secret)}")
+        else:
+            pem = f"{account.name}.pem"
+            _private(os.path.join(directory, pem), account.private_key)
+            lines.append(f"private_key_file = {json.dumps(pem)}")
+        tables.append("\n".join(lines))
+    _private(os.path.join(directory, "accounts.toml"), ("\n\n".join(tables) + "\n").encode())
+
+
+def _private(path: str, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT

@@ -1,0 +1,114 @@
+"""The one-shot commands: ``--json`` is the exchange's JSON as decoded, ``--asset`` is checked,
+balances are one table."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from binance_pm._cli.one_shot import exchange_json
+from binance_pm._endpoints import ACCOUNT_ENDPOINTS
+
+from .served import serve
+from .test_cli_commands import key_env, keyless_env, run
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RECORDED = {
+    "papi_balance_list.json": "pm_balance",
+    "papi_balance_one.json": "pm_balance",
+    "sapi_portfolio_balance.json": "pm_pro_balance",
+    "sapi_v1_portfolio_account.json": "pm_pro_account",
+}
+
+
+def same_as_sent(sent: Any, printed: Any, where: str) -> None:
+    """``printed`` is ``sent`` with empty amounts as null and digit grouping dropped."""
+    if isinstance(sent, dict):
+        assert isinstance(printed, dict), where
+        for key, value in sent.items():
+            same_as_sent(value, printed.get(key, "<missing>"), f"{where}.{key}")
+    elif isinstance(sent, list):
+        assert isinstance(printed, list), where
+        assert len(sent) == len(printed), where
+        for n, (a, b) in enumerate(zip(sent, printed, strict=True)):
+            same_as_sent(a, b, f"{where}[{n}]")
+    elif sent == "":
+        assert printed is None, where
+    elif isinstance(sent, str) and re.fullmatch(r"-?[\d,]+\.\d+", sent):
+        assert printed == sent.replace(",", ""), (where, sent, printed)
+    else:
+        assert printed == sent, (where, sent, printed)
+
+
+@pytest.mark.parametrize("fixture", list(RECORDED))
+def test_json_prints_what_the_exchange_sent_field_by_field(fixture: str) -> None:
+    body = (FIXTURES / fixture).read_bytes()
+    decoded = ACCOUNT_ENDPOINTS[RECORDED[fixture]].decoder.decode(body)
+    printed = json.loads(json.dumps(exchange_json(decoded)))
+    same_as_sent(json.loads(body), printed, "$")
+
+
+@pytest.fixture(scope="module")
+def exchange() -> Any:
+    with serve("--accounts", "3", "--seed", "4") as (_, base_url, accounts):
+        yield base_url, accounts
+
+
+def test_json_from_the_command_keeps_the_exchanges_digits(exchange: Any, tmp_path: Path) -> None:
+    base_url, accounts = exchange
+    account = next(a for a in accounts if a["account_type"] == "PM_2")
+    done = run("pm-balance", "--json", "--base-url", base_url, env=key_env(account, tmp_path))
+    assert done.returncode == 0, done.stderr
+    balances = json.loads(done.stdout)
+    assert "E-" not in done.stdout  # never "0E-8"
+    for balance in balances:
+        assert re.fullmatch(r"\d+\.\d{8}", balance["totalWalletBalance"])
+        assert balance["umWalletBalance"] == "0.00000000"
+
+
+@pytest.mark.parametrize("command", ["pm-balance", "pm-pro-balance", "classic-pm-account"])
+@pytest.mark.parametrize("asset", ["", "  ", "US-DT"])
+def test_a_bad_asset_is_one_line_and_exit_2(command: str, asset: str) -> None:
+    env = keyless_env()
+    env.update(BINANCE_API_KEY="k", BINANCE_API_SECRET="s")
+    done = run(command, "--asset", asset, "--base-url", "http://127.0.0.1:9", env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"binance-pm: --asset {asset!r}: an asset is letters and digits, such as USDT"
+    ]
+
+
+def test_balances_are_one_table_with_a_row_per_asset_and_readable_times(
+    exchange: Any, tmp_path: Path
+) -> None:
+    base_url, accounts = exchange
+    account = next(a for a in accounts if a["account_type"] == "PM_2")
+    env = key_env(account, tmp_path)
+    env["COLUMNS"] = "120"
+    done = run("pm-balance", "--base-url", base_url, env=env)
+    assert done.returncode == 0, done.stderr
+    as_json = json.loads(run("pm-balance", "--json", "--base-url", base_url, env=env).stdout)
+    lines = done.stdout.splitlines()
+    assert sum("Portfolio Margin balances" in line for line in lines) == 1  # one table
+    assert max(len(line) for line in lines) <= 120
+    for balance in as_json:
+        row = [line for line in lines if re.match(rf" ?{balance['asset']} ", line)]
+        assert len(row) == 1, done.stdout
+        assert re.search(r" \d\d-\d\d \d\d:\d\d:\d\d$", row[0].rstrip())  # not raw ms
+    assert not re.search(r"\d{13}", done.stdout)
+
+
+def test_help_shows_the_defaults() -> None:
+    for command, default in (
+        ("pm-balance", "(default 10)"),
+        ("serve", "accounts to make (default 10)"),
+        ("watch", "(1.5)"),
+        ("demo", "(1.5)"),
+    ):
+        done = run(command, "--help", env=keyless_env())
+        assert done.returncode == 0
+        assert default in " ".join(done.stdout.split()), (command, done.stdout)
