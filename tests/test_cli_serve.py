@@ -78,7 +78,7 @@ def test_each_account_names_the_command_and_endpoint_that_fit_it(
 
 def test_serve_into_a_pipe_closed_early_goes_on_serving_silently() -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "binance_pm", "serve", "--accounts", "30"],
+        [sys.executable, "-m", "binance_pm", "serve", "--accounts", "300"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -87,7 +87,7 @@ def test_serve_into_a_pipe_closed_early_goes_on_serving_silently() -> None:
         assert process.stderr is not None
         base_url = process.stdout.readline().split()[1]
         process.stdout.readline()
-        process.stdout.close()  # as `head -2` does, before the accounts are all printed
+        process.stdout.close()  # as `head -2` does: more than a pipe holds is still to come
         answer = httpx.get(f"{base_url}/api/v3/time", timeout=10)
         assert answer.status_code == 200  # still serving
         time.sleep(0.3)
