@@ -94,7 +94,8 @@ class Probe:
             f" {over} over 50 ms); full GCs: {len(full)}, longest"
             f" {max(full, default=0.0) * 1e3:.0f} ms; young GCs: "
             f"{len(self.gc_pauses[0]) + len(self.gc_pauses[1])}, longest"
-            f" {max(self.gc_pauses[0] + self.gc_pauses[1], default=0.0) * 1e3:.1f} ms"
+            f" {max(self.gc_pauses[0] + self.gc_pauses[1], default=0.0) * 1e3:.1f} ms; all GCs"
+            f" {sum(sum(p) for p in self.gc_pauses.values()) * 1e3:.0f} ms in all"
         )
 
 
@@ -161,8 +162,9 @@ def stats(profiler: cProfile.Profile | None) -> str:
         return ""
     out = io.StringIO()
     order = os.environ.get("SORT", "tottime")
+    restrict: list[Any] = [os.environ["ONLY"]] if os.environ.get("ONLY") else []
     pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(
-        int(os.environ.get("TOP", "25"))
+        *restrict, int(os.environ.get("TOP", "25"))
     )
     return out.getvalue()
 

@@ -132,7 +132,18 @@ def default_priority(update: Update) -> float:
 
 
 class _Job:
-    __slots__ = ("call", "client", "endpoint", "failures", "gate", "go", "inside", "key", "tag")
+    __slots__ = (
+        "call",
+        "client",
+        "endpoint",
+        "failures",
+        "gate",
+        "go",
+        "inside",
+        "key",
+        "tag",
+        "weight",
+    )
 
     def __init__(
         self,
@@ -147,6 +158,7 @@ class _Job:
         self.gate = gate
         self.tag = 0.0
         self.key: float | None = None  # the priority of its last result, if a number
+        self.weight = 1.0  # its share at its gate, from the rank of its key when last set
         self.go: anyio.Event | None = None
         self.inside = False  # through its gate, and not yet let out by the governor
         self.failures = 0  # in a row
@@ -389,21 +401,26 @@ class Poller:
                 self._wake.set()  # the last job has ended
 
     def _rekey(self, job: _Job, key: float) -> None:
-        """Keep the ranks in step with the job's new priority (NaN: no rank)."""
+        """Keep the ranks in step with the job's new priority (NaN: no rank), and its weight
+        with its rank then (the others' moves shift it a little until its own next change)."""
+        if key == job.key:
+            return  # the same as before (balances: always): nothing moves
+        ranks = self._ranks
         if job.key is not None:
-            self._ranks.remove(job.key)
+            ranks.remove(job.key)
         if key == key:
-            self._ranks.add(key)
+            ranks.add(key)
             job.key = key
+            job.weight = ranks.weight(key)
         else:
             job.key = None
+            job.weight = 1.0
 
     # -- the gates ----------------------------------------------------------------------------
 
     async def _enter(self, job: _Job) -> None:
         gate = job.gate
-        weight = 1.0 if job.key is None else self._ranks.weight(job.key)
-        job.tag = max(job.tag, gate.tag) + 1.0 / weight  # its finish tag
+        job.tag = max(job.tag, gate.tag) + 1.0 / job.weight  # its finish tag
         if gate.inside < gate.depth and not gate.heap:
             gate.inside += 1
             gate.tag = job.tag
