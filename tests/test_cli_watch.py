@@ -93,7 +93,9 @@ def test_refused_keys_exit_3_and_name_the_accounts_and_the_exchange_codes(
 ) -> None:
     base_url, accounts = exchange
     good = [a for a in accounts if "secret" in a][:2]
-    wrong_secret = dict(good[0], name="wrong-secret", secret="0" * 64)
+    other = next(a for a in accounts if a not in good)
+    wrong_secret = {k: v for k, v in other.items() if k != "private_key"}
+    wrong_secret.update(name="wrong-secret", secret="0" * 64)
     unknown_key = dict(good[1], name="unknown-key", api_key="Z" * 64)
     done = watch(toml_for([*good, wrong_secret, unknown_key], tmp_path), base_url)
     assert done.returncode == 3, done.stdout + done.stderr

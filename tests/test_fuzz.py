@@ -20,8 +20,8 @@ up) or the text of an error (its traceback with every cause, as ``logging.except
 it); no redirect is followed; and once the Session is closed, none of its tasks is left and no
 connection is open.
 
-The suite runs ``BINANCE_PM_FUZZ_EXAMPLES`` examples in all (200 by default, about half a
-minute on two busy cores). To search longer::
+The suite runs ``BINANCE_PM_FUZZ_EXAMPLES`` examples in all (120 by default, about twenty
+seconds on two busy cores). To search longer::
 
     BINANCE_PM_FUZZ_EXAMPLES=20000 python -m pytest tests/test_fuzz.py -q -p no:logging
 
@@ -73,7 +73,7 @@ from .hostile import (
     watch_logs,
 )
 
-EXAMPLES = int(os.environ.get("BINANCE_PM_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("BINANCE_PM_FUZZ_EXAMPLES", "120"))
 #: Seconds a call may take (the Session's ``timeout``), and how far past it one may end.
 TIMEOUT = 0.3
 SLACK = 0.5

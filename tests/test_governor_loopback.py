@@ -33,7 +33,7 @@ from .served import credentials, serve, stats
 WINDOW = 0.8
 LIMITS = {"papi_ip": 1000, "sapi_ip": 300, "sapi_uid": 10}
 VIRTUAL_SECONDS = 8.0
-LOOPBACK_SECONDS = 5.0
+LOOPBACK_SECONDS = 4.0
 LIMIT_OF = {"api_ip": PUBLISHED_LIMITS.api_ip, **LIMITS}  # the time endpoint's api_ip too
 EXTERNAL = {"papi": 0.3, "sapi": 0.3}  # "another process on the same IP" spends 30 % on average
 ENDPOINT = STATE_ENDPOINT
