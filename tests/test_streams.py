@@ -404,3 +404,21 @@ async def test_more_accounts_than_a_connection_pool_holds_all_connect() -> None:
                         if len(connected) == len(jobs):
                             break
         assert sum(len(s.sockets) for s in ex.streams.keys.values()) == 0
+
+
+async def test_a_keepalive_refused_for_a_silently_expired_key_opens_a_new_one(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        async with aclosing(session.stream(jobs, keepalive=0.3)) as updates:
+            await until(updates, lambda u: u.connected)
+            first_key = next(iter(exchange.streams.keys))
+            assert exchange.expire_listen_keys(name, notify=False) == 1
+            seen = await until(updates, lambda u: u.connected, seconds=3)
+            assert not any(isinstance(u.event, ListenKeyExpired) for u in seen)
+            assert not any(u.error for u in seen)  # a -1125 is the cue, not a failure
+            assert list(exchange.streams.keys) != [first_key]
+            await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
+    assert exchange.stats.by_code.get(-1125, 0) >= 1

@@ -276,10 +276,11 @@ class SimulatedExchange:
         book.set_uni_mmr(uni_mmr)
         self.streams.check_risk(index)
 
-    def expire_listen_keys(self, account: str | int) -> int:
+    def expire_listen_keys(self, account: str | int, *, notify: bool = True) -> int:
         """Expire the account's listen keys now (``listenKeyExpired``, then the streams
-        close); how many there were."""
-        return self.streams.expire(self._account(account))
+        close; with ``notify=False`` silently: the streams go quiet and the next keepalive is
+        refused with ``-1125``); how many there were."""
+        return self.streams.expire(self._account(account), notify=notify)
 
     def drop_streams(self, account: str | int | None = None) -> int:
         """Drop the account's open streams (all accounts' with ``None``) as a network failure

@@ -137,12 +137,17 @@ class StreamDesk:
 
     # -- driving it from tests ---------------------------------------------------------------
 
-    def expire(self, account: int) -> int:
+    def expire(self, account: int, *, notify: bool = True) -> int:
         """Expire the account's listen keys now: ``listenKeyExpired`` on their streams, which
-        then close. How many keys there were."""
+        then close; or, with ``notify=False``, silently: the streams stay open but carry
+        nothing more, and the next keepalive is refused (``-1125``). How many keys."""
         keys = [k for k, s in self.keys.items() if s.account == account]
         for key in keys:
-            self._drop_key(key, expired=True)
+            if notify:
+                self._drop_key(key, expired=True)
+            else:
+                state = self.keys.pop(key)
+                self._of_account.pop((state.account, state.product), None)
         return len(keys)
 
     def drop(self, account: int | None = None) -> int:
