@@ -61,11 +61,12 @@ class Session(Engine):
         """Stop every poll, and close the connection pool unless the caller owns it. Calls
         still in flight end with a :class:`~binance_pm.TransportError`; later ones raise
         :class:`~binance_pm.SessionError`. Safe to call twice."""
+        # Streams first, while the Session can still close their listen keys.
+        for streamer in list(self._streamers or ()):
+            await streamer.stop()
         self._closed = True
         for poller in list(self._pollers or ()):
             await poller.stop()
-        for streamer in list(self._streamers or ()):
-            await streamer.stop()
         await super().aclose()
 
     # -- clients -----------------------------------------------------------------------------

@@ -182,8 +182,9 @@ class Streamer:
         try:
             while True:
                 try:
-                    key = await client.listen_key(product, "open")
+                    # Set first: cancelled while the open is out, the key may exist anyway.
                     opened = True
+                    key = await client.listen_key(product, "open")
                     assert key is not None
                     await self._connected(client, product, key)
                     attempt = 0  # it ran, then asked for a new key: no backoff

@@ -267,6 +267,7 @@ async def test_closing_the_session_ends_the_stream(exchange: SimulatedExchange) 
     rest = [u async for u in updates]
     assert time.monotonic() - started < 1.5
     assert all(u.error is None for u in rest)
+    assert exchange.streams.keys == {}  # the listen keys closed too
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "binance_pm streams"]
 
 
