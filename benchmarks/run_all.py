@@ -18,8 +18,18 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("decode", "governor", "end_to_end", "budget", "scale", "poller", "http_stack")
-LIMIT_SECONDS = 180
+SCRIPTS = (
+    "decode",
+    "governor",
+    "end_to_end",
+    "budget",
+    "scale",
+    "poller",
+    "http_stack",
+    "websocket_libs",
+    "streams",
+)
+LIMIT_SECONDS = 240
 PACKAGES = (
     "binance-pm",
     "httpx",
