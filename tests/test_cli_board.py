@@ -138,3 +138,19 @@ def test_a_json_record_keeps_the_exchanges_digits(endpoint: str) -> None:
         assert record["uni_mmr"] == "1.23000000"
         assert record["maint_margin"] == "0.00000000"
         assert record["alert"] is True
+
+
+def test_a_narrow_column_shows_what_went_wrong_first() -> None:
+    from binance_pm._cli.views import brief
+
+    long = (
+        "cannot connect to 127.0.0.1:9: Connection refused (while checking the exchange clock, "
+        "GET /api/v3/time)"
+    )
+    assert brief(long) == "Connection refused: 127.0.0.1:9 (clock check)"
+    assert brief("cannot connect to h.invalid:80: Name or service not known") == (
+        "Name or service not known: h.invalid:80"
+    )
+    assert brief("-1022 Signature for this request is not valid.") == (
+        "-1022 Signature for this request is not valid."
+    )

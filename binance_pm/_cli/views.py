@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -149,8 +150,24 @@ def _cells(board: Board, row: Row, now: float) -> tuple[str, ...]:
         row.state(now, board.every),
         row.equity_text(),
         age,
-        "" if row.error is None else reason(row.error),
+        "" if row.error is None else brief(reason(row.error)),
     )
+
+
+_CONNECT = re.compile(
+    r"cannot connect to (\S+): ([^(]+?)(?: \(while checking the exchange clock.*\))?"
+)
+
+
+def brief(text: str) -> str:
+    """A reason for a narrow column, what went wrong first: ``"Connection refused:
+    127.0.0.1:9 (clock check)"`` for ``"cannot connect to 127.0.0.1:9: Connection refused
+    (while checking the exchange clock, GET /api/v3/time)"``."""
+    found = _CONNECT.fullmatch(text)
+    if found is None:
+        return text
+    clock = " (clock check)" if "exchange clock" in text else ""
+    return f"{found[2]}: {found[1]}{clock}"
 
 
 def _style(board: Board, row: Row, now: float) -> str:
