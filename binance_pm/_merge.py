@@ -10,8 +10,6 @@ One background task runs two sides into one stream of :class:`Update`:
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -19,12 +17,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._exceptions import BinancePMError, SessionError
+from ._background import Background, drain
+from ._exceptions import BinancePMError
 from ._poller import Poller, Update, poll
-from ._streams import STOP_WITHIN, Streamer, stream
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+from ._streams import Streamer, stream
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,8 +37,10 @@ PRODUCT_OF = {
 }
 
 
-class Merger:
+class Merger(Background[Update]):
     """The background task of one ``poll(..., stream=True)`` loop."""
+
+    what = "Session.poll(stream=True)"
 
     def __init__(
         self,
@@ -54,6 +52,7 @@ class Merger:
         reconcile_every: float,
         priority: Callable[[Update], float],
     ) -> None:
+        super().__init__(max(1000, 4 * len(jobs)))
         self.jobs = jobs
         self.streamer = streamer
         self.pollers = pollers
@@ -63,39 +62,11 @@ class Merger:
         self.endpoints: dict[AsyncClient, list[_Job]] = {}
         for job in jobs:
             self.endpoints.setdefault(job.client, []).append(job)
-        self.send, self.receive = anyio.create_memory_object_stream[Update](
-            max_buffer_size=max(1000, 4 * len(jobs))
-        )
-        self.scope = anyio.CancelScope()
-        self.stopped = anyio.Event()
-        self.failure: BaseException | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise SessionError("Session.poll(stream=True) runs under asyncio") from None
-        self._task = loop.create_task(self._run(), name="binance_pm poll and streams")
-
-    async def stop(self) -> None:
-        self.scope.cancel()
-        with anyio.move_on_after(STOP_WITHIN + 0.5, shield=True):
-            await self.stopped.wait()
-
-    async def _run(self) -> None:
-        try:
-            with self.scope:
-                async with anyio.create_task_group() as group:
-                    group.start_soon(self._rest_side)
-                    group.start_soon(self._push_side, group)
-        except Exception as exc:
-            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                exc = exc.exceptions[0]
-            self.failure = exc
-        finally:
-            self.send.close()
-            self.stopped.set()
+    async def _main(self) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._rest_side)
+            group.start_soon(self._push_side, group)
 
     async def _rest_side(self) -> None:
         updates = poll(self.jobs, self.pollers, every=self.reconcile_every, priority=self.priority)
@@ -139,14 +110,6 @@ class Merger:
         await self.send.send(update)
 
 
-async def merged(merger: Merger) -> AsyncGenerator[Update, None]:
+def merged(merger: Merger) -> AsyncGenerator[Update, None]:
     """The updates of ``merger``, as they come."""
-    try:
-        merger.start()
-        async with merger.receive:
-            async for update in merger.receive:
-                yield update
-        if merger.failure is not None:
-            raise merger.failure
-    finally:
-        await merger.stop()
+    return drain(merger)

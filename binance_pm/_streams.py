@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
-
+from ._background import STOP_WITHIN, Background, drain
 from ._events import ListenKeyExpired, StreamEvent, decode_event
-from ._exceptions import APIError, AuthError, BinancePMError, SessionError, TransportError
+from ._exceptions import APIError, AuthError, BinancePMError, TransportError
 from ._retry import backoff
 
 if TYPE_CHECKING:
@@ -45,7 +43,6 @@ KEEPALIVE = 30 * 60.0  # the key lives 60 minutes after its last keepalive
 ROTATE_AFTER = 23 * 3600.0  # the exchange closes a connection at 24 hours
 HEARTBEAT = 20.0  # a ping this often; no answer within half of it and the connection is dead
 CONNECT_TIMEOUT = 10.0
-STOP_WITHIN = 1.0
 DRAIN_QUIET = 0.25  # an old connection being replaced is read until quiet this long
 RETRY_BASE, RETRY_CEILING = 0.5, 30.0
 NO_KEY = -1125  # "This listenKey does not exist."
@@ -112,8 +109,10 @@ def streams_url(fapi_host: str) -> str:
     return fapi_host.rstrip("/")
 
 
-class Streamer:
+class Streamer(Background[StreamUpdate]):
     """The task that follows every account's stream for one ``Session.stream`` loop."""
+
+    what = "Session.stream"
 
     def __init__(
         self,
@@ -124,52 +123,24 @@ class Streamer:
         rotate_after: float,
         close_keys: bool,
     ) -> None:
+        super().__init__(max(1000, 4 * len(jobs)))
         self.jobs = jobs
         self.url = url
         self.keepalive = keepalive
         self.rotate_after = rotate_after
         self.close_keys = close_keys
-        self.send, self.receive = anyio.create_memory_object_stream[StreamUpdate](
-            max_buffer_size=max(1000, 4 * len(jobs))
-        )
-        self.scope = anyio.CancelScope()
-        self.stopped = anyio.Event()
-        self.failure: BaseException | None = None
-        self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
-    def start(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise SessionError("Session.stream runs under asyncio") from None
-        self._task = loop.create_task(self._run(), name="binance_pm streams")
-
-    async def stop(self) -> None:
-        """Close every socket and end every account's task, within a second."""
-        self.scope.cancel()
-        with anyio.move_on_after(STOP_WITHIN + 0.5, shield=True):
-            await self.stopped.wait()
-
-    async def _run(self) -> None:
-        try:
-            with self.scope:
-                # One connection per account, held: no pool limit (aiohttp's is 100).
-                connector = aiohttp.TCPConnector(limit=0)
-                async with (
-                    aiohttp.ClientSession(connector=connector) as http,
-                    anyio.create_task_group() as group,
-                ):
-                    self._http = http
-                    for client, product in self.jobs:
-                        group.start_soon(self._follow, client, product)
-        except Exception as exc:  # a bug, not an account's failure: the caller sees it
-            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                exc = exc.exceptions[0]
-            self.failure = exc
-        finally:
-            self.send.close()
-            self.stopped.set()
+    async def _main(self) -> None:
+        # One connection per account, held: no pool limit (aiohttp's is 100).
+        connector = aiohttp.TCPConnector(limit=0)
+        async with (
+            aiohttp.ClientSession(connector=connector) as http,
+            anyio.create_task_group() as group,
+        ):
+            self._http = http
+            for client, product in self.jobs:
+                group.start_soon(self._follow, client, product)
 
     async def _emit(self, update: StreamUpdate) -> None:
         await self.send.send(update)
@@ -335,12 +306,8 @@ async def stream(streamer: Streamer, running: set[Streamer]) -> AsyncGenerator[S
     """The updates of ``streamer``, as they come; see ``Session.stream``."""
     running.add(streamer)
     try:
-        streamer.start()
-        async with streamer.receive:
-            async for update in streamer.receive:
+        async with aclosing(drain(streamer)) as updates:
+            async for update in updates:
                 yield update
-        if streamer.failure is not None:
-            raise streamer.failure
     finally:
         running.discard(streamer)
-        await streamer.stop()

@@ -293,18 +293,11 @@ class Board:
         }
         if update.event is not None:
             record["event"] = update.event.event
-        if error is None and update.source == "stream":
-            record["status"] = row.status or None
-            record["uni_mmr"] = decimal_text(row.uni_mmr)
-            record["equity"] = decimal_text(row.equity)
-            record["maint_margin"] = decimal_text(row.maint_margin)
-            record["alert"] = self.alerting(row)
-            record["error"] = None
-        elif error is None:
+        if error is None:
             result = update.result
-            if isinstance(result, list):
+            if update.source == "rest" and isinstance(result, list):
                 record["balances"] = {b.asset: decimal_text(b.total_wallet_balance) for b in result}
-            else:
+            else:  # an account's figures, answered or pushed
                 record["status"] = row.status or None
                 record["uni_mmr"] = decimal_text(row.uni_mmr)
                 record["equity"] = decimal_text(row.equity)

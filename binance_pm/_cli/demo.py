@@ -9,7 +9,7 @@ from typing import Any
 
 from .._endpoints import Limits
 from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive
-from .views import FORMATS
+from .views import FORMATS, add_stream_options
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,19 +42,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="as for watch: table, plain or jsonl (default auto: table on a terminal, plain "
         "otherwise)",
     )
-    demo.add_argument(
-        "--stream",
-        action="store_true",
-        help="also follow each account's user data stream: pushed figures at once, REST "
-        "polls every --reconcile-every seconds instead of --every",
-    )
-    demo.add_argument(
-        "--reconcile-every",
-        type=positive(float),
-        default=5.0,
-        metavar="SECONDS",
-        help="with --stream, seconds between two REST polls of an account (default: %(default)s)",
-    )
+    add_stream_options(demo, reconcile_every=5.0)
     demo.set_defaults(run=run)
 
 

@@ -4,6 +4,7 @@ terminal, a plain line a second when piped, or one JSON object per update (``--f
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 
 from .._governor import Governor
+from ._common import positive
 from .board import Board, Row, reason
 
 if TYPE_CHECKING:
@@ -26,6 +28,23 @@ if TYPE_CHECKING:
 #: ``--format`` choices; ``auto`` is ``table`` on a terminal, ``plain`` otherwise.
 FORMATS = ("auto", "table", "plain", "jsonl")
 NAMED = 5  # accounts named on a plain line, per kind of trouble
+
+
+def add_stream_options(parser: argparse.ArgumentParser, reconcile_every: float) -> None:
+    """``--stream`` and ``--reconcile-every``, for watch and demo."""
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="also follow each account's user data stream: pushed figures at once, REST "
+        "polls every --reconcile-every seconds instead of --every",
+    )
+    parser.add_argument(
+        "--reconcile-every",
+        type=positive(float),
+        default=reconcile_every,
+        metavar="SECONDS",
+        help="with --stream, seconds between two REST polls of an account (default: %(default)s)",
+    )
 
 
 def make_console(*, stderr: bool = False) -> Console:

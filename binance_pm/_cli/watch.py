@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 
 from ._common import EXIT_STATUSES, FAILED, OK, USAGE, fail, needs, positive
 from .accounts import read_accounts
-from .views import FORMATS
+from .views import FORMATS, add_stream_options
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,19 +56,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HOST",
         help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 for all)",
     )
-    watch.add_argument(
-        "--stream",
-        action="store_true",
-        help="also follow each account's user data stream: pushed figures at once, REST "
-        "polls every --reconcile-every seconds instead of --every",
-    )
-    watch.add_argument(
-        "--reconcile-every",
-        type=positive(float),
-        default=60.0,
-        metavar="SECONDS",
-        help="with --stream, seconds between two REST polls of an account (default: %(default)s)",
-    )
+    add_stream_options(watch, reconcile_every=60.0)
     watch.set_defaults(run=run)
 
 
