@@ -211,11 +211,12 @@ class Streamer(Background[StreamUpdate]):
                         old, socket = socket, fresh
                         await _close(old)
                     continue
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    if overlap and message.data in overlap:
-                        overlap.discard(message.data)
+                if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    text = message.data if isinstance(message.data, str) else _text(message.data)
+                    if overlap and text in overlap:
+                        overlap.discard(text)
                         continue
-                    if not await self._pass_on(client, product, message.data):
+                    if not await self._pass_on(client, product, text):
                         return
                     continue
                 if message.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
@@ -251,10 +252,11 @@ class Streamer(Background[StreamUpdate]):
                 message = await socket.receive(timeout=DRAIN_QUIET)
             except asyncio.TimeoutError:
                 return texts
-            if message.type is not aiohttp.WSMsgType.TEXT:
+            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 return texts
-            texts.add(message.data)
-            await self._pass_on(client, product, message.data)
+            text = message.data if isinstance(message.data, str) else _text(message.data)
+            texts.add(text)
+            await self._pass_on(client, product, text)
 
     async def _connect(self, url: str, product: str) -> aiohttp.ClientWebSocketResponse[bool]:
         http = self._http
@@ -295,6 +297,11 @@ class Streamer(Background[StreamUpdate]):
         except BinancePMError as exc:  # tried again at the next keepalive; the key lives 60 min
             await self._emit(StreamUpdate(client, product, None, exc, time.time()))
         return True
+
+
+def _text(data: bytes) -> str:
+    """A binary frame's text (the exchange sends text frames; a binary one is read alike)."""
+    return data.decode("utf-8", errors="replace")
 
 
 async def _close(socket: aiohttp.ClientWebSocketResponse[bool]) -> None:

@@ -423,3 +423,20 @@ async def test_a_keepalive_refused_for_a_silently_expired_key_opens_a_new_one(
             assert list(exchange.streams.keys) != [first_key]
             await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
     assert exchange.stats.by_code.get(-1125, 0) >= 1
+
+
+async def test_an_event_in_a_binary_frame_is_read_as_in_a_text_one(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        async with aclosing(session.stream(jobs)) as updates:
+            await until(updates, lambda u: u.connected)
+            event = {"e": "balanceUpdate", "a": "BTC", "d": "0.5"}
+            assert exchange.push_event(name, event, binary=True) == 1
+            seen = await until(updates, lambda u: isinstance(u.event, OtherEvent))
+    assert not [u for u in seen if u.error is not None]
+    other = seen[-1].event
+    assert isinstance(other, OtherEvent)
+    assert other.data["d"] == "0.5"

@@ -287,12 +287,12 @@ class SimulatedExchange:
         would; how many."""
         return self.streams.drop(None if account is None else self._account(account))
 
-    def push_event(self, account: str | int, event: dict[str, Any]) -> int:
+    def push_event(self, account: str | int, event: dict[str, Any], *, binary: bool = False) -> int:
         """Push ``event`` (a dict with ``"e"``; ``"E"`` is filled in) on the account's open
-        streams; how many got it."""
+        streams, in a text frame (or a binary one); how many got it."""
         if not isinstance(event.get("e"), str):
             raise ValueError("an event needs its name in 'e'")
-        return self.streams.push(self._account(account), event)
+        return self.streams.push(self._account(account), event, binary=binary)
 
     # -- ASGI --------------------------------------------------------------------------------
 

@@ -42,6 +42,10 @@ KEY_PATH = {"/papi/v1/listenKey": "pm", "/fapi/v1/listenKey": "pm_pro"}
 RISK_EVENT = {"pm": "riskLevelChange", "pm_pro": "RISK_LEVEL_CHANGE"}
 
 
+class Binary(bytes):
+    """A message to go out in a binary frame."""
+
+
 @dataclass
 class ListenKeyState:
     account: int  # index into the exchange's accounts
@@ -168,23 +172,25 @@ class StreamDesk:
                 for connection in list(state.sockets):
                     self._risk(state, connection)
 
-    def push(self, account: int, event: dict[str, Any]) -> int:
-        """Push ``event`` (its ``E`` filled in) on every open stream of the account."""
+    def push(self, account: int, event: dict[str, Any], *, binary: bool = False) -> int:
+        """Push ``event`` (its ``E`` filled in) on every open stream of the account, in a
+        text frame (or a binary one)."""
         sent = 0
         for state in self.keys.values():
             if state.account == account:
                 for connection in list(state.sockets):
-                    self._send(connection, event)
+                    self._send(connection, event, binary=binary)
                     sent += 1
         return sent
 
     # -- the pushes --------------------------------------------------------------------------
 
-    def _send(self, connection: Connection, event: dict[str, Any]) -> None:
+    def _send(self, connection: Connection, event: dict[str, Any], *, binary: bool = False) -> None:
         event = {"e": event["e"], "E": self.exchange.server_ms(), **event}
         self.pushed[event["e"]] = self.pushed.get(event["e"], 0) + 1
+        body = msgspec.json.encode(event)
         # A reader that has fallen that far behind, or gone, loses the event.
-        _put(connection, msgspec.json.encode(event))
+        _put(connection, Binary(body) if binary else body)
 
     def _figures(self, account: int) -> tuple[float, float, float]:
         book = self.exchange._books[account]
@@ -276,7 +282,10 @@ class StreamDesk:
                     async for message in inbox:
                         if message is None:
                             break
-                        await send({"type": "websocket.send", "text": message.decode()})
+                        if isinstance(message, Binary):
+                            await send({"type": "websocket.send", "bytes": bytes(message)})
+                        else:
+                            await send({"type": "websocket.send", "text": message.decode()})
                 group.cancel_scope.cancel()
             with anyio.move_on_after(1, shield=True):
                 await send({"type": "websocket.close", "code": 1000})
