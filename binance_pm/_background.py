@@ -37,13 +37,22 @@ class Background(Generic[T]):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise SessionError(f"{self.what} runs under asyncio") from None
+        if self.scope.cancel_called:  # stopped (its Session closed) before it began
+            self._ended()
+            return
         self._task = loop.create_task(self._run(), name=f"binance_pm {self.what}")
 
     async def stop(self) -> None:
         """Cancel everything it does; wait for it to end, a little over a second at most."""
         self.scope.cancel()
+        if self._task is None:
+            return  # never began: nothing to wait for
         with anyio.move_on_after(STOP_WITHIN + 0.5, shield=True):
             await self.stopped.wait()
+
+    def _ended(self) -> None:
+        self.send.close()
+        self.stopped.set()
 
     async def _main(self) -> None:
         raise NotImplementedError
@@ -57,8 +66,7 @@ class Background(Generic[T]):
                 exc = exc.exceptions[0]
             self.failure = exc
         finally:
-            self.send.close()
-            self.stopped.set()
+            self._ended()
 
 
 async def drain(background: Background[T]) -> AsyncGenerator[T, None]:

@@ -187,12 +187,15 @@ def _all_sane(obj: object, getters: dict[type, tuple[Any, tuple[int, ...]]]) -> 
 class ResponseDecoder(Generic[T]):
     """Decodes one endpoint's answers into ``T``; build once, reuse for every answer."""
 
-    __slots__ = ("_decoder", "_endpoint", "_getters", "_plan", "_type")
+    __slots__ = ("_decoder", "_endpoint", "_getters", "_plan", "_strict", "_type")
 
-    def __init__(self, tp: Any, *, endpoint: str) -> None:
+    def __init__(self, tp: Any, *, endpoint: str, strict: bool = True) -> None:
+        """``strict=False`` also takes numbers sent as strings (``"E": "1693427319838"``), as
+        some stream events have them."""
         self._type = tp
         self._endpoint = endpoint
-        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(tp)
+        self._strict = strict
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(tp, strict=strict)
         self._plan = _plan_for(tp)
         self._getters: dict[type, tuple[Any, tuple[int, ...]]] = {}
         _getters_for(tp, self._getters)
@@ -232,7 +235,7 @@ class ResponseDecoder(Generic[T]):
                 raise self._error(exc) from None
         try:
             plain = _mend(msgspec.json.decode(body), self._plan)
-            result: T = msgspec.convert(plain, self._type)
+            result: T = msgspec.convert(plain, self._type, strict=self._strict)
         except msgspec.ValidationError as exc:
             raise self._error(exc) from None
         except _FAILURES as exc:

@@ -75,15 +75,19 @@ class _Name(msgspec.Struct):
 
 
 _NAME = msgspec.json.Decoder(_Name)
+#: ``strict=False``: the exchange has sent ``E`` as a string in some events
+#: (``listenKeyExpired``'s ``"E": "1693427319838"``).
 _TYPED: dict[str, ResponseDecoder[Any]] = {
-    "riskLevelChange": ResponseDecoder(RiskLevelChange, endpoint="stream riskLevelChange"),
-    "RISK_LEVEL_CHANGE": ResponseDecoder(RiskLevelChange, endpoint="stream RISK_LEVEL_CHANGE"),
-    "PM_PRO_ACCOUNT_UPDATE": ResponseDecoder(
-        PMProAccountUpdate, endpoint="stream PM_PRO_ACCOUNT_UPDATE"
-    ),
-    "listenKeyExpired": ResponseDecoder(ListenKeyExpired, endpoint="stream listenKeyExpired"),
+    name: ResponseDecoder(model, endpoint=f"stream {name}", strict=False)
+    for name, model in (
+        ("riskLevelChange", RiskLevelChange),
+        ("RISK_LEVEL_CHANGE", RiskLevelChange),
+        ("PM_PRO_ACCOUNT_UPDATE", PMProAccountUpdate),
+    )
 }
+EXPIRED = "listenKeyExpired"
 _ANY = msgspec.json.Decoder(dict[str, Any])
+_ANY_VALUE = msgspec.json.Decoder()
 
 
 def decode_event(message: bytes | str) -> StreamEvent:
@@ -95,6 +99,8 @@ def decode_event(message: bytes | str) -> StreamEvent:
         raise DecodeError(
             "a stream message that is not a JSON event", endpoint="stream", path="$"
         ) from None
+    if name == EXPIRED:  # told by its name alone: whatever else it holds, the key is gone
+        return ListenKeyExpired(event=name, event_time=_time_of(_ANY_VALUE.decode(body)))
     typed = _TYPED.get(name)
     if typed is not None:
         event: StreamEvent = typed.decode(body)
@@ -102,5 +108,16 @@ def decode_event(message: bytes | str) -> StreamEvent:
     if not name:
         raise DecodeError("a stream message with no event name", endpoint="stream", path="$.e")
     data = _ANY.decode(body)
-    time = data.get("E")
-    return OtherEvent(event=name, event_time=time if isinstance(time, int) else 0, data=data)
+    return OtherEvent(event=name, event_time=_time_of(data), data=data)
+
+
+def _time_of(data: Any) -> int:
+    """An event's ``E``, an int or a string of digits; 0 when it has none."""
+    time = data.get("E") if isinstance(data, dict) else None
+    if isinstance(time, bool):
+        return 0
+    if isinstance(time, int):
+        return time
+    if isinstance(time, str) and time.isdigit() and len(time) < 20:
+        return int(time)
+    return 0

@@ -3,8 +3,9 @@
 One background task runs two sides into one stream of :class:`Update`:
 
 - the **push side**: each account's user data stream (:class:`Streamer`); every event is an
-  update (``source="stream"``, ``event`` set) the moment it comes; after a reconnection (not
-  the first connection), one REST call per endpoint of that account fills the gap;
+  update (``source="stream"``, ``event`` set) the moment it comes; after every connection that
+  follows a REST answer for that account (a reconnection, or a first connection that came
+  late), one REST call per endpoint of that account fills the gap;
 - the **REST side**: the ordinary poll of the same jobs, every ``reconcile_every`` seconds.
 """
 
@@ -59,6 +60,7 @@ class Merger(Background[Update]):
         self.streamers = streamers
         self.reconcile_every = reconcile_every
         self.priority = priority
+        self.answered: set[AsyncClient] = set()  # accounts the REST side has answered for
         self.endpoints: dict[AsyncClient, list[_Job]] = {}
         for job in jobs:
             self.endpoints.setdefault(job.client, []).append(job)
@@ -72,18 +74,19 @@ class Merger(Background[Update]):
         updates = poll(self.jobs, self.pollers, every=self.reconcile_every, priority=self.priority)
         async with aclosing(updates):
             async for update in updates:
+                self.answered.add(update.client)
                 await self.send.send(update)
 
     async def _push_side(self, group: anyio.abc.TaskGroup) -> None:
-        connected_before: set[AsyncClient] = set()
         async with aclosing(stream(self.streamer, self.streamers)) as updates:
             async for pushed in updates:
                 client = pushed.client
                 if pushed.connected:
-                    if client in connected_before:  # a reconnection: fill the gap over REST
+                    # What was pushed before this connection was missed: read it over REST,
+                    # unless the first REST answer is still to come (it is newer anyway).
+                    if client in self.answered:
                         for job in self.endpoints[client]:
                             group.start_soon(self._fill, job)
-                    connected_before.add(client)
                     continue
                 endpoint = self.endpoints[client][0].endpoint.name
                 await self.send.send(
@@ -93,7 +96,7 @@ class Merger(Background[Update]):
                         None,
                         pushed.error,
                         pushed.at,
-                        final=False,
+                        final=pushed.final,  # its stream is over (the REST side goes on)
                         source="stream",
                         event=pushed.event,
                     )
@@ -110,6 +113,12 @@ class Merger(Background[Update]):
         await self.send.send(update)
 
 
-def merged(merger: Merger) -> AsyncGenerator[Update, None]:
-    """The updates of ``merger``, as they come."""
-    return drain(merger)
+async def merged(merger: Merger, running: set[Merger]) -> AsyncGenerator[Update, None]:
+    """The updates of ``merger``, as they come; it is in ``running`` (the Session's) until
+    the loop ends."""
+    try:
+        async with aclosing(drain(merger)) as updates:
+            async for update in updates:
+                yield update
+    finally:
+        running.discard(merger)

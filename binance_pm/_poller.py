@@ -50,7 +50,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
-from ._exceptions import AuthError, BinancePMError
+from ._exceptions import AuthError, BinancePMError, SessionError
 from ._fairness import GATE_DEPTH, Gate, Ranks
 from ._models import AccountStatus
 from ._retry import backoff
@@ -366,7 +366,8 @@ class Poller:
                 job.granted()  # if the call ended before the governor let it out
             if job.client in self._ended:
                 return  # its key was refused meanwhile: that update has gone out
-            final = isinstance(error, AuthError)
+            # A refused key, or a Session closed under the poll: that job is over.
+            final = isinstance(error, (AuthError, SessionError))
             if final:
                 self._ended.add(job.client)
             update = Update(job.client, job.endpoint.name, result, error, time.time(), final)

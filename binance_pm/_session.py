@@ -56,12 +56,15 @@ class Session(Engine):
 
     _pollers: set[Poller] | None = None  # running polls, stopped by aclose
     _streamers: set[Streamer] | None = None  # running streams, stopped by aclose
+    _mergers: set[Merger] | None = None  # running polls with streams, stopped by aclose
 
     async def aclose(self) -> None:
         """Stop every poll, and close the connection pool unless the caller owns it. Calls
         still in flight end with a :class:`~binance_pm.TransportError`; later ones raise
         :class:`~binance_pm.SessionError`. Safe to call twice."""
         # Streams first, while the Session can still close their listen keys.
+        for merger in list(self._mergers or ()):
+            await merger.stop()
         for streamer in list(self._streamers or ()):
             await streamer.stop()
         self._closed = True
@@ -180,7 +183,10 @@ class Session(Engine):
             reconcile_every=reconcile_every,
             priority=priority,
         )
-        return merged(merger)
+        if self._mergers is None:
+            self._mergers = set()
+        self._mergers.add(merger)  # now: a close before the first iteration stops it too
+        return merged(merger, self._mergers)
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -238,4 +244,5 @@ class Session(Engine):
         streamer = Streamer(
             jobs, target, keepalive=keepalive, rotate_after=rotate_after, close_keys=close_keys
         )
+        self._streamers.add(streamer)  # now: a close before the first iteration stops it too
         return stream(streamer, self._streamers)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ import anyio
 
 from ._background import STOP_WITHIN, Background, drain
 from ._events import ListenKeyExpired, StreamEvent, decode_event
-from ._exceptions import APIError, AuthError, BinancePMError, TransportError
+from ._exceptions import APIError, AuthError, BinancePMError, SessionError, TransportError
 from ._retry import backoff
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ ROTATE_AFTER = 23 * 3600.0  # the exchange closes a connection at 24 hours
 HEARTBEAT = 20.0  # a ping this often; no answer within half of it and the connection is dead
 CONNECT_TIMEOUT = 10.0
 DRAIN_QUIET = 0.25  # an old connection being replaced is read until quiet this long
+DRAIN_MOST = 2.0  # and no longer than this
+OVERLAP_KEPT = 10.0  # the new connection's copies of the old one's last messages come by then
+ROTATE_RETRY = 60.0  # a replacement connection that failed is tried again after this
+MIN_WAIT = 0.001
 RETRY_BASE, RETRY_CEILING = 0.5, 30.0
 NO_KEY = -1125  # "This listenKey does not exist."
 
@@ -152,15 +157,20 @@ class Streamer(Background[StreamUpdate]):
         opened = False
         try:
             while True:
+                connected = False
+
+                def up() -> None:
+                    nonlocal attempt, connected
+                    attempt, connected = 0, True  # a good connection: the next drop starts over
+
                 try:
                     # Set first: cancelled while the open is out, the key may exist anyway.
                     opened = True
                     key = await client.listen_key(product, "open")
                     assert key is not None
-                    await self._connected(client, product, key)
-                    attempt = 0  # it ran, then asked for a new key: no backoff
-                    continue
-                except AuthError as exc:
+                    await self._connected(client, product, key, up)
+                    continue  # the key must be renewed: at once
+                except (AuthError, SessionError) as exc:  # refused, or the Session closed
                     await self._emit(
                         StreamUpdate(client, product, None, exc, time.time(), final=True)
                     )
@@ -178,44 +188,63 @@ class Streamer(Background[StreamUpdate]):
                     except BinancePMError as exc:
                         log.debug("%s: closing its listen key failed: %s", client.name, exc)
 
-    async def _connected(self, client: AsyncClient, product: str, key: str) -> None:
+    async def _connected(
+        self, client: AsyncClient, product: str, key: str, up: Callable[[], None]
+    ) -> None:
         """Connect with ``key`` and pass its events on, until the key must be renewed
         (returns) or the connection fails (:class:`TransportError`)."""
         url = f"{self.url}{WS_PATH[product]}{key}"
         socket = await self._connect(url, product)
         try:
+            up()
             await self._emit(StreamUpdate(client, product, None, None, time.time(), connected=True))
             now = anyio.current_time()
             keepalive_at, rotate_at = now + self.keepalive, now + self.rotate_after
-            overlap: set[str] = set()
+            overlap: Counter[str] = Counter()  # the old connection's last texts, after a rotation
+            overlap_until = 0.0
             while True:
-                wait = max(min(keepalive_at, rotate_at) - anyio.current_time(), 0.0)
+                # Every deadline that is due is dealt with before the next read: both can fall
+                # due together, and one's call may take the other past its time.
+                now = anyio.current_time()
+                if now >= keepalive_at:
+                    keepalive_at = now + self.keepalive
+                    if not await self._keep_alive(client, product):
+                        return  # the key is gone: open a new one
+                    continue
+                if now >= rotate_at:
+                    try:
+                        fresh = await self._connect(url, product)  # before the old one closes
+                    except TransportError as exc:
+                        # The old connection still works: keep it, and try again soon.
+                        rotate_at = now + min(ROTATE_RETRY, self.rotate_after)
+                        await self._emit(StreamUpdate(client, product, None, exc, time.time()))
+                        continue
+                    rotate_at = now + self.rotate_after
+                    try:
+                        overlap, expired = await self._drain(client, product, socket)
+                    except BaseException:
+                        await _close(fresh)
+                        raise
+                    old, socket = socket, fresh
+                    await _close(old)
+                    if expired:
+                        return
+                    overlap_until = anyio.current_time() + OVERLAP_KEPT
+                    continue
+                # aiohttp reads a timeout of 0 as none at all: never pass less than a little.
+                wait = max(min(keepalive_at, rotate_at) - now, MIN_WAIT)
                 try:
                     message = await socket.receive(timeout=wait)
                 except asyncio.TimeoutError:
-                    now = anyio.current_time()
-                    if now >= keepalive_at:
-                        keepalive_at = now + self.keepalive
-                        if not await self._keep_alive(client, product):
-                            return  # the key is gone: open a new one
-                    if now >= rotate_at:
-                        rotate_at = now + self.rotate_after
-                        fresh = await self._connect(url, product)  # before the old one closes
-                        # What the old one still brings is passed on; the new one's copies
-                        # of the same messages are then skipped.
-                        try:
-                            overlap = await self._drain(client, product, socket)
-                        except BaseException:
-                            await _close(fresh)
-                            raise
-                        old, socket = socket, fresh
-                        await _close(old)
                     continue
                 if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     text = message.data if isinstance(message.data, str) else _text(message.data)
-                    if overlap and text in overlap:
-                        overlap.discard(text)
-                        continue
+                    if overlap:
+                        if anyio.current_time() > overlap_until:
+                            overlap.clear()
+                        elif overlap[text] > 0:
+                            overlap[text] -= 1  # the new connection's copy of one passed on
+                            continue
                     if not await self._pass_on(client, product, text):
                         return
                     continue
@@ -243,20 +272,23 @@ class Streamer(Background[StreamUpdate]):
 
     async def _drain(
         self, client: AsyncClient, product: str, socket: aiohttp.ClientWebSocketResponse[bool]
-    ) -> set[str]:
-        """Pass on what an old connection still brings, until it is quiet for a moment;
-        the texts passed on."""
-        texts: set[str] = set()
-        while True:
+    ) -> tuple[Counter[str], bool]:
+        """Pass on what an old connection still brings, until it is quiet for a moment (two
+        seconds at most); the texts passed on, and whether the key expired meanwhile."""
+        texts: Counter[str] = Counter()
+        ends = anyio.current_time() + DRAIN_MOST
+        while (left := ends - anyio.current_time()) > 0:
             try:
-                message = await socket.receive(timeout=DRAIN_QUIET)
+                message = await socket.receive(timeout=max(min(DRAIN_QUIET, left), MIN_WAIT))
             except asyncio.TimeoutError:
-                return texts
+                break
             if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                return texts
+                break
             text = message.data if isinstance(message.data, str) else _text(message.data)
-            texts.add(text)
-            await self._pass_on(client, product, text)
+            texts[text] += 1
+            if not await self._pass_on(client, product, text):
+                return texts, True
+        return texts, False
 
     async def _connect(self, url: str, product: str) -> aiohttp.ClientWebSocketResponse[bool]:
         http = self._http
@@ -310,8 +342,9 @@ async def _close(socket: aiohttp.ClientWebSocketResponse[bool]) -> None:
 
 
 async def stream(streamer: Streamer, running: set[Streamer]) -> AsyncGenerator[StreamUpdate, None]:
-    """The updates of ``streamer``, as they come; see ``Session.stream``."""
-    running.add(streamer)
+    """The updates of ``streamer``, as they come; see ``Session.stream``. ``streamer`` is in
+    ``running`` (the Session's, which it stops when it closes) from before the first
+    iteration until the loop ends."""
     try:
         async with aclosing(drain(streamer)) as updates:
             async for update in updates:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -356,5 +357,8 @@ def test_watch_stream_merges_pushed_figures_into_the_lines(tmp_path: Path) -> No
     assert {r["account"] for r in pushed} == pro  # every PM Pro account's figures pushed
     assert all(r["event"] == "PM_PRO_ACCOUNT_UPDATE" for r in pushed)
     assert all(Decimal(r["uni_mmr"]) > 0 for r in pushed)
-    # REST only once per account: the reconciliation is a minute away.
-    assert sorted(r["account"] for r in rest) == sorted(a["name"] for a in accounts)
+    # REST once per account, twice if its stream connected after its first answer (that
+    # connection's gap is filled): the reconciliation is a minute away.
+    counts = Counter(r["account"] for r in rest)
+    assert set(counts) == {a["name"] for a in accounts}
+    assert max(counts.values()) <= 2, counts

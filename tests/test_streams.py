@@ -440,3 +440,82 @@ async def test_an_event_in_a_binary_frame_is_read_as_in_a_text_one(
     other = seen[-1].event
     assert isinstance(other, OtherEvent)
     assert other.data["d"] == "0.5"
+
+
+async def test_an_expiry_whose_time_is_a_string_still_renews_the_key(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        async with aclosing(session.stream(jobs)) as updates:
+            await until(updates, lambda u: u.connected)
+            # As the futures exchange has sent it: "E" as a string.
+            exchange.push_event(name, {"e": "listenKeyExpired", "E": "1693427319838"})
+            seen = await until(updates, lambda u: u.connected)
+    expired = [u.event for u in seen if isinstance(u.event, ListenKeyExpired)]
+    assert [e.event_time for e in expired] == [1693427319838]
+    assert not [u for u in seen if u.error is not None]
+
+
+async def test_keepalives_and_rotations_due_together_both_go_on(
+    exchange: SimulatedExchange,
+) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        # The rotation falls due while the first keepalive is out, and then both are late.
+        stream = session.stream(jobs, keepalive=1.1, rotate_after=1.0)
+        async with aclosing(stream) as updates:
+            with anyio.move_on_after(3.6):
+                async for update in updates:
+                    assert update.error is None, update.error
+    assert exchange.stats.by_endpoint["pm_pro_listen_key_keepalive"] >= 2
+
+
+async def test_each_drop_reconnects_as_fast_as_the_first(exchange: SimulatedExchange) -> None:
+    name = of(exchange, "PM_1")
+    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+        delays = []
+        async with aclosing(session.stream(jobs)) as updates:
+            await until(updates, lambda u: u.connected)
+            for _ in range(5):
+                await anyio.sleep(0.2)  # a good connection between drops
+                dropped = time.monotonic()
+                assert exchange.drop_streams(name) == 1
+                await until(updates, lambda u: u.connected)
+                delays.append(time.monotonic() - dropped)
+    # The backoff starts over after each good connection: no drop waits the fifth one's.
+    assert max(delays) < 1.5, delays
+
+
+async def test_a_stream_closed_with_its_session_before_it_began_ends_at_once(
+    exchange: SimulatedExchange,
+) -> None:
+    session = Session(base_url=exchange.base_url, governor=exchange.governor())
+    jobs = clients_of(session, exchange)
+    updates = session.stream(jobs)
+    await session.aclose()
+    started = time.monotonic()
+    with anyio.fail_after(3):
+        rest = [u async for u in updates]
+    assert time.monotonic() - started < 1.0
+    assert all(u.final or u.error is None for u in rest)
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
+
+
+async def test_poll_with_streams_ends_when_the_session_closes_just_after_it_began(
+    exchange: SimulatedExchange,
+) -> None:
+    session = Session(base_url=exchange.base_url, governor=exchange.governor())
+    name = of(exchange, "PM_1")
+    jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    (client,) = jobs
+    updates = session.poll([client], "pm_pro_account", stream=True)
+    await updates.__anext__()
+    await session.aclose()
+    with anyio.fail_after(3):
+        rest = [u async for u in updates]
+    assert len(rest) < 5, rest
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
