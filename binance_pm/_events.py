@@ -90,9 +90,27 @@ _ANY = msgspec.json.Decoder(dict[str, Any])
 _ANY_VALUE = msgspec.json.Decoder()
 
 
+#: What decoding a hostile message can raise besides msgspec's own errors: nesting deeper than
+#: the interpreter allows, bytes that are not UTF-8, numbers too large to hold.
+_FAILURES = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError)
+
+
 def decode_event(message: bytes | str) -> StreamEvent:
-    """One stream message as its event; :class:`DecodeError` for one that is not an event."""
-    body = message.encode() if isinstance(message, str) else message
+    """One stream message as its event; :class:`DecodeError` for one that is not an event,
+    whatever is wrong with it (its depth, size, types or bytes)."""
+    try:
+        return _decode_event(message.encode() if isinstance(message, str) else message)
+    except DecodeError:
+        raise
+    except _FAILURES as exc:
+        raise DecodeError(
+            f"a stream message that cannot be decoded ({type(exc).__name__})",
+            endpoint="stream",
+            path="$",
+        ) from None
+
+
+def _decode_event(body: bytes) -> StreamEvent:
     try:
         name = _NAME.decode(body).e
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -118,6 +136,6 @@ def _time_of(data: Any) -> int:
         return 0
     if isinstance(time, int):
         return time
-    if isinstance(time, str) and time.isdigit() and len(time) < 20:
+    if isinstance(time, str) and time.isascii() and time.isdigit() and len(time) < 20:
         return int(time)
     return 0

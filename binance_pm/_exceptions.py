@@ -43,7 +43,7 @@ __all__ = [
 
 AUTH_CODES = frozenset({-2014, -2015, -1022})
 TIMESTAMP_CODE = -1021
-_BANNED_UNTIL = re.compile(r"banned until (\d{10,16})")
+_BANNED_UNTIL = re.compile(r"banned until (\d{10,16})", re.ASCII)
 
 
 def mask_key(api_key: str) -> str:

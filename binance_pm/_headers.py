@@ -1,7 +1,8 @@
 """Reading the exchange's rate-limit headers: used weight per budget, and ``Retry-After``.
 
 Header values come from the network, so nothing here trusts them: a used weight that is not a
-plain whole number of at most ``MAX_DIGITS`` digits is ignored, and a ``Retry-After`` is capped
+plain whole number of at most ``MAX_DIGITS`` ASCII digits is ignored (``"²"`` is a digit to
+``str.isdigit``, not to ``int``), and a ``Retry-After`` is capped
 at the longest ban the exchange documents (three days), whatever it says (``inf``, ``1e999``).
 """
 
@@ -41,7 +42,7 @@ def used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
         found: dict[str, int] = {}
         for name, kind in _PER_MINUTE_SAPI if family == "sapi" else _PER_MINUTE_MBX:
             value = headers.get(name)
-            if value is not None and len(value) <= MAX_DIGITS and value.isdigit():
+            if value is not None and len(value) <= MAX_DIGITS and _digits(value):
                 found[kind] = int(value)
         if found:
             return found
@@ -65,7 +66,7 @@ def _scan(headers: Mapping[str, str], family: str) -> dict[str, int]:
                 seconds = interval_seconds(lower[len(prefix) :].decode("latin-1"))
                 if seconds is None:
                     continue
-                if len(value) > MAX_DIGITS or not value.isdigit():
+                if len(value) > MAX_DIGITS or not _digits(value):
                     continue
                 used = int(value)
                 if kind not in found or seconds < found[kind][0]:
@@ -73,13 +74,14 @@ def _scan(headers: Mapping[str, str], family: str) -> dict[str, int]:
     return {kind: used for kind, (_, used) in found.items()}
 
 
+def _digits(value: str | bytes) -> bool:
+    """Whether ``value`` is ASCII digits alone: ``str.isdigit`` also passes ``"²"``."""
+    return value.isascii() and value.isdigit()
+
+
 def interval_seconds(suffix: str) -> float | None:
     """``"1m"`` → 60: the interval a header name ends with, or ``None`` if it is not one."""
-    if (
-        not 2 <= len(suffix) <= 6
-        or suffix[-1] not in _INTERVAL_SECONDS
-        or not suffix[:-1].isdigit()
-    ):
+    if not 2 <= len(suffix) <= 6 or suffix[-1] not in _INTERVAL_SECONDS or not _digits(suffix[:-1]):
         return None
     return int(suffix[:-1]) * _INTERVAL_SECONDS[suffix[-1]]
 
@@ -90,7 +92,7 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     if not headers:
         return None
     value = headers.get("retry-after") or headers.get("Retry-After")
-    if value is None:
+    if value is None or not value.isascii():
         return None
     try:
         seconds = float(value)

@@ -19,6 +19,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from binance_pm import AccountStatus
+
 from .served import serve
 from .test_cli_commands import keyless_env, run, secrets_of, toml_for
 
@@ -155,7 +157,9 @@ def test_jsonl_is_one_object_per_update_with_figures_as_decimal_strings(
                 Decimal(amount)
         else:
             assert record["type"].startswith("PM Pro")
-            assert record["status"] == "NORMAL"
+            # Any status the exchange has: the accounts drift, and on a busy machine the run
+            # lasts long enough for one to reach a margin call.
+            assert record["status"] in {s.value for s in AccountStatus}
             for field in ("uni_mmr", "equity", "maint_margin"):
                 assert isinstance(record[field], str)
                 assert "E" not in record[field]

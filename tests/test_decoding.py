@@ -17,6 +17,7 @@ import binance_pm
 from binance_pm import DecodeError, IPBannedError, PMProAccount
 from binance_pm._decoding import MAX_EXPONENT
 from binance_pm._endpoints import ACCOUNT_ENDPOINTS, API_TIME, PM_BALANCE, PM_PRO_ACCOUNT
+from binance_pm._events import decode_event
 
 from .conftest import DOCUMENTED, fixture_bytes
 
@@ -173,3 +174,18 @@ def test_every_error_class_survives_pickling(name: str) -> None:
 
 def test_pm_pro_account_type_is_exported() -> None:
     assert PMProAccount is binance_pm.PMProAccount
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b'{"e":"X","a":' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"e":"RISK_LEVEL_CHANGE","s":' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"e":"X","a":"\xff"}',
+        b'{"e":"X","a":1' + b"0" * 5000 + b"}",
+    ],
+    ids=["nested 1000 deep", "typed event nested", "not UTF-8", "a 5000-digit number"],
+)
+def test_a_pathological_stream_message_is_a_decode_error(message: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_event(message)

@@ -249,6 +249,35 @@ async def test_a_used_weight_header_of_400_digits_does_not_break_calls(
             await call()
 
 
+@pytest.mark.parametrize("value", ["²".encode(), "١٢".encode(), "１２".encode()])
+async def test_a_used_weight_header_of_unicode_digits_does_not_break_calls(
+    server: HostileServer, value: bytes
+) -> None:
+    server.push(Answer(headers=((b"X-MBX-USED-WEIGHT-1M", value),)))
+
+    async with _session(server) as session:
+        assert await _client(session).pm_balance() is not None
+
+
+async def test_a_429_with_an_unreadable_used_weight_still_shuts_its_budget(
+    server: HostileServer,
+) -> None:
+    refused = Answer(
+        status=429,
+        body=ErrorJSON(b"-1003", b"Too many"),
+        headers=((b"Retry-After", b"30"), (b"X-MBX-USED-WEIGHT-1M", "²".encode())),
+    )
+    server.push(*(refused for _ in range(50)))
+
+    async with _session(server, timeout=1.0) as session:
+        client = _client(session)
+        for _ in range(10):
+            with pytest.raises(RateLimitError):
+                await client.pm_balance()
+
+    assert len(_account_requests(server)) == 1
+
+
 @pytest.mark.parametrize(
     "server_time",
     [b"9" * 400, b"1" + b"0" * 30, b"-1000000000000000", b"0"],
