@@ -43,11 +43,13 @@ class Background(Generic[T]):
         self._task = loop.create_task(self._run(), name=f"binance_pm {self.what}")
 
     async def stop(self) -> None:
-        """Cancel everything it does; wait for it to end, a little over a second at most."""
+        """Cancel everything it does and wait for it to end: a join, whatever cancels the
+        caller meanwhile (every wait inside is bounded: sockets close within
+        ``STOP_WITHIN``, listen keys within the stream's ``close_within``)."""
         self.scope.cancel()
         if self._task is None:
             return  # never began: nothing to wait for
-        with anyio.move_on_after(STOP_WITHIN + 0.5, shield=True):
+        with anyio.CancelScope(shield=True):
             await self.stopped.wait()
 
     def _ended(self) -> None:

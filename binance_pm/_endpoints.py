@@ -6,6 +6,7 @@ a weight is never written in two places.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -34,15 +35,21 @@ PRODUCTION_HOSTS: dict[Family, str] = {
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The weight each rate-limit budget allows per window: the exchange's published limits
-    (per minute) by default. ::
+    (per minute) by default; and the stream connection attempts allowed per ``ws_window``
+    seconds (300 per 5 minutes). ::
 
         Governor(limits=Limits(papi_ip=600), window=6.0)   # a tenth of the published papi limit
 
     Attributes:
         api_ip, sapi_ip, papi_ip, fapi_ip: each API family's IP budget.
         sapi_uid: each account's UID budget for UID-weighted SAPI endpoints.
+        ws_connect: WebSocket connection attempts per IP (every first connection, reconnection
+            and rotation of a user data stream) in any ``ws_window`` seconds.
+        ws_window: the seconds ``ws_connect`` counts over: its own window, whatever the REST
+            window is.
 
-    Each must be a positive int (``TypeError`` for another type, ``ValueError`` below 1).
+    Each weight must be a positive int (``TypeError`` for another type, ``ValueError`` below
+    1), ``ws_window`` positive seconds.
     """
 
     api_ip: int = 6_000
@@ -50,26 +57,40 @@ class Limits:
     sapi_uid: int = 180_000
     papi_ip: int = 6_000
     fapi_ip: int = 2_400
+    ws_connect: int = 300
+    ws_window: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in self.__slots__:
+        for name in WEIGHTS:
             limit = getattr(self, name)
             if isinstance(limit, bool) or not isinstance(limit, int):
                 raise TypeError(f"the {name} limit must be an int, not {limit!r}")
             if limit <= 0:
                 raise ValueError(f"the {name} limit must be positive, not {limit}")
+        window = self.ws_window
+        if isinstance(window, bool) or not isinstance(window, (int, float)):
+            raise TypeError(f"ws_window must be seconds, not {window!r}")
+        if not 0 < window < math.inf:
+            raise ValueError(f"ws_window must be positive seconds, not {window!r}")
 
     def __getitem__(self, budget: str) -> int:
-        """The limit of ``budget`` by name (``"papi_ip"`` …)."""
-        if budget not in self.__slots__:
+        """The limit of ``budget`` by name (``"papi_ip"``, ``"ws_connect"`` …)."""
+        if budget not in WEIGHTS:
             raise KeyError(budget)
         value: int = getattr(self, budget)
         return value
 
     def scaled(self, factor: float, *, least: int = 1) -> Limits:
-        """Every limit times ``factor``, rounded, at least ``least``: the published limits for a
-        shorter window, say (``Limits().scaled(6 / 60)`` for six seconds)."""
-        return Limits(**{name: max(least, round(self[name] * factor)) for name in self.__slots__})
+        """Every limit times ``factor``, rounded, at least ``least``, and ``ws_window`` times
+        ``factor``: the published limits for windows ``factor`` times as long, at the same
+        rates (``Limits().scaled(6 / 60)`` for six-second windows: 30 connection attempts per
+        30 s)."""
+        weights = {name: max(least, round(self[name] * factor)) for name in WEIGHTS}
+        return Limits(**weights, ws_window=self.ws_window * factor)
+
+
+#: The budgets :class:`Limits` holds a count of (``ws_window`` is seconds, not a count).
+WEIGHTS = ("api_ip", "sapi_ip", "sapi_uid", "papi_ip", "fapi_ip", "ws_connect")
 
 
 #: The exchange's published limits, in weight per minute.

@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio
 
+from ._attempts import ConnectionBudget
 from ._buckets import Bucket, BucketState, Plan, Waiter, checked
 from ._endpoints import ENDPOINTS, FAMILIES, PUBLISHED_LIMITS, Endpoint, Limits
 from ._exceptions import mask_key
@@ -118,7 +119,16 @@ class Governor:
         self._uid_cost = UidCost()
         self._uid: dict[str, Bucket] = {}
         self._uid_names: dict[str, int] = {}  # masked key -> how many accounts mask alike
-        self._banned_until: dict[str, float] = dict.fromkeys(FAMILIES, 0.0)
+        # Each family's ban; "ws", stream connection attempts, is banned with any of them.
+        self._banned_until: dict[str, float] = dict.fromkeys((*FAMILIES, "ws"), 0.0)
+        #: Stream connection attempts (``Limits.ws_connect`` per ``Limits.ws_window``).
+        self.connections = ConnectionBudget(
+            self._effective(limits.ws_connect),
+            limits.ws_window,
+            clock=clock,
+            banned_until=self._banned_until,
+            ban=self.ban_ip,
+        )
         self._ip_plans: dict[str, Plan] = {}
         # No bucket is closed and no family banned before this: the fast path checks only it.
         self._shut_until = 0.0
@@ -330,7 +340,8 @@ class Governor:
         family = permit.endpoint.family
         self._shut_until = max(self._shut_until, now + wait)
         if status == 418:
-            self._banned_until[family] = max(self._banned_until[family], now + wait)
+            for banned in (family, "ws"):  # no stream connects while the IP is banned
+                self._banned_until[banned] = max(self._banned_until[banned], now + wait)
             bucket = self._ip_of(permit.endpoint)
         elif permit.endpoint.bucket == "ip":
             bucket = permit.buckets[0]
@@ -345,6 +356,14 @@ class Governor:
         bucket.bans += status == 418
         self._wake((bucket,))
 
+    def ban_ip(self, seconds: float) -> None:
+        """The exchange banned this IP for ``seconds`` (a refused stream handshake said so):
+        nothing goes out, in any family, before then."""
+        until = self._clock() + seconds
+        for family, banned in self._banned_until.items():
+            self._banned_until[family] = max(banned, until)
+        self._shut_until = max(self._shut_until, until)
+
     def reopen(self, budget: str | None = None) -> None:
         """Open a budget that a 429 or 418 holds shut, now: ``"papi_ip"``, ``"sapi_uid:…"``
         (as :meth:`snapshot` names them), a family (``"papi"``) for its ban, or ``None`` for
@@ -354,7 +373,7 @@ class Governor:
         Raises ``KeyError`` for a name no budget has. With a shared ``store`` this opens this
         process's view only; the store's own shut keys lapse at their time.
         """
-        every = self._budgets()
+        every = [*self._budgets(), self.connections.bucket]
         buckets = [b for b in every if budget in (None, b.name, b.family)]
         if not buckets:
             raise KeyError(f"no budget named {budget!r}; see Governor.snapshot()")
@@ -362,6 +381,7 @@ class Governor:
             bucket.closed_until = 0.0
             if budget in (None, bucket.family, f"{bucket.family}_ip"):
                 self._banned_until[bucket.family] = 0.0
+                self._banned_until["ws"] = 0.0
         shuts = [*self._banned_until.values(), *(b.closed_until for b in every)]
         self._shut_until = max(shuts, default=0.0)
         self._wake(tuple(buckets))
@@ -375,14 +395,18 @@ class Governor:
         :meth:`asnapshot` for the counts every process shares."""
         now = self._clock()
         banned = self._banned_until
-        return {bucket.name: bucket.state(now, banned[bucket.family]) for bucket in self._budgets()}
+        states = {b.name: b.state(now, banned[b.family]) for b in self._budgets()}
+        states[self.connections.bucket.name] = self.connections.state(now)
+        return states
 
     async def asnapshot(self) -> dict[str, BucketState]:
         """:meth:`snapshot`, read from the ``store`` if there is one: every process's weight
         (one round trip; :class:`~binance_pm.GovernorUnavailable` if the store fails)."""
         if self._shared is None:
             return self.snapshot()
-        return await self._shared.snapshot(self._budgets(), self._uid)
+        states = await self._shared.snapshot(self._budgets(), self._uid)
+        states[self.connections.bucket.name] = self.connections.state(self._clock())
+        return states
 
     def __repr__(self) -> str:
         now = self._clock()

@@ -3,10 +3,14 @@
 One background task runs two sides into one stream of :class:`Update`:
 
 - the **push side**: each account's user data stream (:class:`Streamer`); every event is an
-  update (``source="stream"``, ``event`` set) the moment it comes; after every connection that
+  update (``source="stream"``, ``event`` set) the moment it comes; after a connection that
   follows a REST answer for that account (a reconnection, or a first connection that came
-  late), one REST call per endpoint of that account fills the gap;
+  late), one REST call per endpoint of that account fills the gap, at most once per
+  ``reconcile_every`` per account: reconnections within a period after a fill share one
+  fill at its end (a host that drops every connection must not turn each reconnection into
+  REST calls);
 - the **REST side**: the ordinary poll of the same jobs, every ``reconcile_every`` seconds.
+  Each answer's uniMMR ranks the account's next stream connection among the others'.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class Merger(Background[Update]):
         self.reconcile_every = reconcile_every
         self.priority = priority
         self.answered: set[AsyncClient] = set()  # accounts the REST side has answered for
+        self.filled: dict[AsyncClient, float] = {}  # when each account's gap was last filled
+        self.due: set[AsyncClient] = set()  # accounts whose next fill is waiting for its time
         self.endpoints: dict[AsyncClient, list[_Job]] = {}
         for job in jobs:
             self.endpoints.setdefault(job.client, []).append(job)
@@ -75,6 +81,7 @@ class Merger(Background[Update]):
         async with aclosing(updates):
             async for update in updates:
                 self.answered.add(update.client)
+                self.streamer.know(update.client, getattr(update.result, "uni_mmr", None))
                 await self.send.send(update)
 
     async def _push_side(self, group: anyio.abc.TaskGroup) -> None:
@@ -84,9 +91,9 @@ class Merger(Background[Update]):
                 if pushed.connected:
                     # What was pushed before this connection was missed: read it over REST,
                     # unless the first REST answer is still to come (it is newer anyway).
-                    if client in self.answered:
-                        for job in self.endpoints[client]:
-                            group.start_soon(self._fill, job)
+                    if client in self.answered and client not in self.due:
+                        self.due.add(client)
+                        group.start_soon(self._fill_gap, client)
                     continue
                 endpoint = self.endpoints[client][0].endpoint.name
                 await self.send.send(
@@ -101,6 +108,17 @@ class Merger(Background[Update]):
                         event=pushed.event,
                     )
                 )
+
+    async def _fill_gap(self, client: AsyncClient) -> None:
+        """Fill the account's gap now, or when a reconciliation period has passed since its
+        last fill: reconnections meanwhile share this one."""
+        last = self.filled.get(client)
+        if last is not None:
+            await anyio.sleep_until(last + self.reconcile_every)
+        self.due.discard(client)
+        self.filled[client] = anyio.current_time()
+        for job in self.endpoints[client]:
+            await self._fill(job)
 
     async def _fill(self, job: _Job) -> None:
         client, endpoint = job.client, job.endpoint.name

@@ -6,17 +6,24 @@ many accounts (:meth:`Session.client`) and polling them (:meth:`Session.poll`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 
+from ._attempts import ConnectionBudget
 from ._client import AsyncClient
 from ._config import check_seconds
 from ._credentials import Credentials
+from ._endpoints import PUBLISHED_LIMITS
 from ._engine import Engine
 from ._merge import PRODUCT_OF, Merger, merged
 from ._poller import Poller, Update, default_priority, plan_jobs, poll
 from ._streams import (
+    CLOSE_WITHIN,
+    HEARTBEAT,
     KEEPALIVE,
     ROTATE_AFTER,
+    SILENT_AFTER,
     Streamer,
     StreamUpdate,
     plan_streams,
@@ -57,12 +64,16 @@ class Session(Engine):
     _pollers: set[Poller] | None = None  # running polls, stopped by aclose
     _streamers: set[Streamer] | None = None  # running streams, stopped by aclose
     _mergers: set[Merger] | None = None  # running polls with streams, stopped by aclose
+    _connections: ConnectionBudget | None = None  # when the governor is a hook without one
 
     async def aclose(self) -> None:
-        """Stop every poll, and close the connection pool unless the caller owns it. Calls
-        still in flight end with a :class:`~binance_pm.TransportError`; later ones raise
-        :class:`~binance_pm.SessionError`. Safe to call twice."""
-        # Streams first, while the Session can still close their listen keys.
+        """Stop every poll and stream, and close the connection pool unless the caller owns
+        it. Calls still in flight end with a :class:`~binance_pm.TransportError`; later ones
+        raise :class:`~binance_pm.SessionError`. Safe to call twice."""
+        # Polls are told to stop first, so that closing the streams' listen keys has the
+        # budget to itself; then the streams, while the Session can still send.
+        for poller in list(self._pollers or ()):
+            poller.scope.cancel()
         for merger in list(self._mergers or ()):
             await merger.stop()
         for streamer in list(self._streamers or ()):
@@ -71,6 +82,23 @@ class Session(Engine):
         for poller in list(self._pollers or ()):
             await poller.stop()
         await super().aclose()
+
+    def _connection_budget(self) -> ConnectionBudget:
+        """The governor's stream connection attempts, or this Session's own (with the
+        published limit) when its governor is a hook that has none."""
+        budget = getattr(self.governor, "connections", None)
+        if isinstance(budget, ConnectionBudget):
+            return budget
+        if self._connections is None:
+            limits = PUBLISHED_LIMITS
+            self._connections = ConnectionBudget(
+                limits.ws_connect,
+                limits.ws_window,
+                clock=time.monotonic,
+                banned_until={"ws": 0.0},
+                ban=lambda seconds: None,
+            )
+        return self._connections
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -171,9 +199,8 @@ class Session(Engine):
         streamer = Streamer(
             list(products.items()),
             streams_url(self.hosts["fapi"]),
-            keepalive=KEEPALIVE,
-            rotate_after=ROTATE_AFTER,
-            close_keys=True,
+            self._connection_budget(),
+            close_keys=self._keeps_keys(None),
         )
         merger = Merger(
             jobs,
@@ -198,7 +225,11 @@ class Session(Engine):
         url: str | None = None,
         keepalive: float = KEEPALIVE,
         rotate_after: float = ROTATE_AFTER,
-        close_keys: bool = True,
+        close_keys: bool | None = None,
+        heartbeat: float = HEARTBEAT,
+        silent_after: float = SILENT_AFTER,
+        close_within: float = CLOSE_WITHIN,
+        uni_mmr: Mapping[AsyncClient, Decimal | float] | None = None,
     ) -> AsyncGenerator[StreamUpdate, None]:
         """Follow the accounts' user data streams for as long as the ``async for`` runs;
         yields each :class:`StreamUpdate` (an event, a (re)connection, or a failure).
@@ -219,30 +250,66 @@ class Session(Engine):
                 ``/papi/v1/listenKey``, ``/pm/ws/``).
             url: the stream host (``wss://fstream.binance.com``, or the Session's fapi host
                 over ``ws://``/``wss://`` when it has another).
-            keepalive: seconds between keepalives of each listen key (it lives 60 minutes).
+            keepalive: seconds between keepalives of each listen key (it lives 60 minutes);
+                a keepalive refused with ``-1125`` (the key expired unseen) opens a new key.
             rotate_after: seconds after which a connection is replaced, the new one open
                 before the old one closes (the exchange closes them at 24 hours).
-            close_keys: close each listen key (``DELETE``) when the loop ends. Another
-                process streaming the same account shares its key: pass ``False`` then.
+            close_keys: close each listen key (``DELETE``) when the loop ends. The exchange
+                gives every process streaming an account the same key, and a ``DELETE`` by one
+                ends the others' streams, so by default keys are closed only when the
+                governor has no shared ``store`` (a desk of several processes keeps them: an
+                unused key expires within 60 minutes).
+            heartbeat: seconds between pings on each connection; a connection whose pong
+                does not come within half of it is taken for dead, so a dead connection is
+                noticed within ``1.5 * heartbeat`` seconds.
+            silent_after: a PM Pro stream (the exchange pushes an update every 5 s) that
+                carries nothing for this long is probed: its key is kept alive (a new one if
+                it expired unseen), and the connection replaced.
+            close_within: seconds the listen keys get to close when the loop ends (all at
+                once, ahead of any poll of this Session); how it went is logged.
+            uni_mmr: what the desk last knew of each account's uniMMR: the lowest connect
+                first (later, the figures the streams push rank their reconnections).
 
-        Each account's stream is its own: one failing never stops the others. A drop
-        reconnects with backoff and jitter (an error update, then a ``connected`` one); an
-        expired key is replaced; a refused key ends that account with a ``final`` update.
-        Listen-key calls go through the governor. Leaving the loop or closing the Session
-        closes every socket within a second. Runs under asyncio (aiohttp's WebSockets).
+        Connections are paced by the governor's budget of connection attempts
+        (``Limits.ws_connect`` per ``Limits.ws_window`` from this IP: 300 per 5 minutes), so a
+        desk of N accounts is fully connected in about ``N / 300 * 5`` minutes, logged at
+        the start; a drop of many at once reconnects them at that pace, riskiest first, and
+        a refused handshake (429, 418) shuts the budget for its ``Retry-After``.
+
+        Each account's stream is its own: one failing, or sending a message that cannot be
+        decoded, never stops the others. A drop reconnects (an error update, then a
+        ``connected`` one); connections that die young back the account off, longer each
+        time; an expired key is replaced; a refused key ends that account with a ``final``
+        update. Listen-key calls go through the governor. Leaving the loop or closing the
+        Session closes every socket within a second, then the keys within
+        ``close_within``. Runs under asyncio (aiohttp's WebSockets).
         """
         jobs = plan_streams(clients, product)
         for client, _ in jobs:
             if client.session is not self:
                 raise ValueError(f"{client!r} sends through another Session")
-        keepalive = check_seconds("keepalive", keepalive)
-        rotate_after = check_seconds("rotate_after", rotate_after)
         self._check_open()
         if self._streamers is None:
             self._streamers = set()
         target = url if url is not None else streams_url(self.hosts["fapi"])
         streamer = Streamer(
-            jobs, target, keepalive=keepalive, rotate_after=rotate_after, close_keys=close_keys
+            jobs,
+            target,
+            self._connection_budget(),
+            keepalive=check_seconds("keepalive", keepalive),
+            rotate_after=check_seconds("rotate_after", rotate_after),
+            close_keys=self._keeps_keys(close_keys),
+            heartbeat=check_seconds("heartbeat", heartbeat),
+            silent_after=check_seconds("silent_after", silent_after),
+            close_within=check_seconds("close_within", close_within),
+            uni_mmr=uni_mmr,
         )
         self._streamers.add(streamer)  # now: a close before the first iteration stops it too
         return stream(streamer, self._streamers)
+
+    def _keeps_keys(self, close_keys: bool | None) -> bool:
+        """Whether the streams close their listen keys at the end: as asked, or by default
+        unless other processes may share them (the governor has a shared store)."""
+        if close_keys is not None:
+            return close_keys
+        return getattr(self.governor, "store", None) is None

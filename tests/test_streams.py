@@ -13,6 +13,8 @@ from decimal import Decimal
 import anyio
 import pytest
 
+import binance_pm._streams
+
 from binance_pm import (
     AccountStatus,
     ListenKeyExpired,
@@ -302,7 +304,7 @@ async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) ->
             await client.listen_key("spot")
 
 
-async def test_poll_with_streams_fills_every_gap_with_one_rest_call_and_loses_nothing_after(
+async def test_poll_with_streams_fills_a_gap_once_per_period_and_loses_nothing_after(
     exchange: SimulatedExchange,
 ) -> None:
     name = of(exchange, "PM_1")
@@ -316,12 +318,21 @@ async def test_poll_with_streams_fills_every_gap_with_one_rest_call_and_loses_no
             pushed = await until_update(updates, lambda u: u.source == "stream")
             assert isinstance(pushed.event, PMProAccountUpdate)
             assert pushed.result is None
-            for break_it in (exchange.drop_streams, exchange.expire_listen_keys):
+            for n, break_it in enumerate((exchange.drop_streams, exchange.expire_listen_keys)):
+                calls = exchange.stats.by_endpoint["pm_pro_account"]
                 assert break_it(name) == 1
-                # Long before the next reconciliation (60 s), one REST call fills the gap.
-                filled = await until_update(updates, lambda u: u.source == "rest", seconds=5)
-                assert filled.result is not None
-                assert filled.error is None
+                if n == 0:
+                    # Long before the next reconciliation (60 s), one REST call fills the gap.
+                    filled = await until_update(updates, lambda u: u.source == "rest", seconds=5)
+                    assert filled.result is not None
+                    assert filled.error is None
+                    assert exchange.stats.by_endpoint["pm_pro_account"] == calls + 1
+                else:
+                    # Within a period of the last fill, the next waits for the period's end.
+                    await until_update(updates, lambda u: isinstance(u.event, ListenKeyExpired))
+                    with anyio.fail_after(5):
+                        while not open_streams(exchange, name):
+                            await anyio.sleep(0.01)
                 # From then on, every event pushed reaches the caller.
                 marks = []
                 for n in range(3):
@@ -330,6 +341,7 @@ async def test_poll_with_streams_fills_every_gap_with_one_rest_call_and_loses_no
                     marks.append(str(n))
                 got = await pushed_marks(updates, 3)
                 assert got == marks
+            assert exchange.stats.by_endpoint["pm_pro_account"] == calls  # none filled yet
 
 
 async def test_poll_with_streams_passes_a_risk_change_within_a_second(
@@ -365,6 +377,11 @@ async def test_poll_with_streams_refuses_an_endpoint_without_a_stream(
             session.poll([client], "classic_pm_account", asset="USDT", stream=True)
         with pytest.raises(ValueError, match="both PM and PM Pro"):
             session.poll({client: ["pm_balance", "pm_pro_account"]}, stream=True)
+
+
+def open_streams(exchange: SimulatedExchange, name: str) -> int:
+    index = next(i for i, a in enumerate(exchange.accounts) if a.name == name)
+    return sum(len(k.sockets) for k in exchange.streams.keys.values() if k.account == index)
 
 
 async def pushed_marks(updates: AsyncIterator[Update], count: int) -> list[str]:
@@ -473,7 +490,11 @@ async def test_keepalives_and_rotations_due_together_both_go_on(
     assert exchange.stats.by_endpoint["pm_pro_listen_key_keepalive"] >= 2
 
 
-async def test_each_drop_reconnects_as_fast_as_the_first(exchange: SimulatedExchange) -> None:
+async def test_each_drop_after_a_good_connection_reconnects_as_fast_as_the_first(
+    exchange: SimulatedExchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection that lived this long and carried a message is good: the backoff ends.
+    monkeypatch.setattr(binance_pm._streams, "GOOD_LIFE", 0.1)
     name = of(exchange, "PM_1")
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
@@ -481,7 +502,8 @@ async def test_each_drop_reconnects_as_fast_as_the_first(exchange: SimulatedExch
         async with aclosing(session.stream(jobs)) as updates:
             await until(updates, lambda u: u.connected)
             for _ in range(5):
-                await anyio.sleep(0.2)  # a good connection between drops
+                await until(updates, lambda u: u.event is not None)  # it carried a message
+                await anyio.sleep(0.15)  # and lived: a good connection between drops
                 dropped = time.monotonic()
                 assert exchange.drop_streams(name) == 1
                 await until(updates, lambda u: u.connected)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import secrets
+import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
 KEY_PATH = {"/papi/v1/listenKey": "pm", "/fapi/v1/listenKey": "pm_pro"}
 RISK_EVENT = {"pm": "riskLevelChange", "pm_pro": "RISK_LEVEL_CHANGE"}
+#: A listen key is 64 letters and digits, as the exchange's are.
+KEY_ALPHABET = string.ascii_letters + string.digits
 
 
 class Binary(bytes):
@@ -111,7 +114,7 @@ class StreamDesk:
         key = self._of_account.get((account, product))
         if method == "POST":
             if key is None:
-                key = secrets.token_urlsafe(48)[:64]
+                key = "".join(secrets.choice(KEY_ALPHABET) for _ in range(64))
                 self.keys[key] = ListenKeyState(account, product, now + self.ttl)
                 self._of_account[account, product] = key
             self.keys[key].expires_at = now + self.ttl
