@@ -14,7 +14,6 @@ import anyio
 import pytest
 
 import binance_pm._streams
-
 from binance_pm import (
     AccountStatus,
     ListenKeyExpired,
@@ -318,7 +317,11 @@ async def test_poll_with_streams_fills_a_gap_once_per_period_and_loses_nothing_a
             pushed = await until_update(updates, lambda u: u.source == "stream")
             assert isinstance(pushed.event, PMProAccountUpdate)
             assert pushed.result is None
-            for n, break_it in enumerate((exchange.drop_streams, exchange.expire_listen_keys)):
+            breaks: list[Callable[[str], int]] = [
+                exchange.drop_streams,
+                exchange.expire_listen_keys,
+            ]
+            for n, break_it in enumerate(breaks):
                 calls = exchange.stats.by_endpoint["pm_pro_account"]
                 assert break_it(name) == 1
                 if n == 0:
@@ -332,7 +335,7 @@ async def test_poll_with_streams_fills_a_gap_once_per_period_and_loses_nothing_a
                     await until_update(updates, lambda u: isinstance(u.event, ListenKeyExpired))
                     with anyio.fail_after(5):
                         while not open_streams(exchange, name):
-                            await anyio.sleep(0.01)
+                            await exchange.streams.changed()
                 # From then on, every event pushed reaches the caller.
                 marks = []
                 for n in range(3):

@@ -99,6 +99,15 @@ class StreamDesk:
         #: Events pushed, by name; and every risk event as (exchange ms, account name, level).
         self.pushed: dict[str, int] = {}
         self.risk_events: list[tuple[int, str, str]] = []
+        self._changed = anyio.Event()
+
+    async def changed(self) -> None:
+        """Wait until a stream connects or closes."""
+        await self._changed.wait()
+
+    def _change(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
     # -- REST --------------------------------------------------------------------------------
 
@@ -256,6 +265,7 @@ class StreamDesk:
         level = status_for(self._figures(state.account)[0])
         connection = Connection(key, level, outbox, clock())
         state.sockets.add(connection)
+        self._change()
         try:
             async with anyio.create_task_group() as group:
 
@@ -297,6 +307,7 @@ class StreamDesk:
         finally:
             state.sockets.discard(connection)
             outbox.close()
+            self._change()
 
 
 def _put(connection: Connection, message: bytes | None) -> None:
