@@ -137,8 +137,9 @@ class ConnectionBudget:
                         ticket.gone = True  # granted; the next in line may go too
                         self.bucket.inflight += 1
                         return Attempt(self)
-                    else:
+                    elif self.bucket.answered or not self.bucket.inflight:
                         wake_at = self.bucket.time_until_room(1, now)
+                    # else the first attempt's outcome comes first, and wakes it
                 left = deadline - anyio.current_time()
                 if left <= 0:
                     raise GovernorTimeout(

@@ -620,12 +620,22 @@ def test_snapshot_reports_each_budget() -> None:
 
 def test_limits_are_the_published_ones_by_default_and_checked_when_made() -> None:
     assert Limits() == Limits(
-        api_ip=6_000, sapi_ip=12_000, sapi_uid=180_000, papi_ip=6_000, fapi_ip=2_400
+        api_ip=6_000,
+        sapi_ip=12_000,
+        sapi_uid=180_000,
+        papi_ip=6_000,
+        fapi_ip=2_400,
+        ws_connect=300,
+        ws_window=300.0,
     )
     assert Limits(papi_ip=600)["papi_ip"] == 600
     assert Limits().scaled(0.001, least=20) == Limits(
-        api_ip=20, sapi_ip=20, sapi_uid=180, papi_ip=20, fapi_ip=20
+        api_ip=20, sapi_ip=20, sapi_uid=180, papi_ip=20, fapi_ip=20, ws_connect=20, ws_window=0.3
     )
+    with pytest.raises(ValueError, match="ws_window must be positive seconds"):
+        Limits(ws_window=0)
+    with pytest.raises(TypeError, match="ws_connect limit must be an int"):
+        Limits(ws_connect=2.5)  # type: ignore[arg-type]
     assert Governor(limits=Limits(papi_ip=600)).snapshot()["papi_ip"].limit == 600
     with pytest.raises(ValueError, match="papi_ip limit must be positive"):
         Limits(papi_ip=0)

@@ -56,6 +56,34 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"{Limits()[name.replace('-', '_')]:,})",
         )
     serve.add_argument(
+        "--ws-connect",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="stream connection attempts per IP per --ws-window (default: the published 300)",
+    )
+    serve.add_argument(
+        "--ws-window",
+        type=positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="seconds --ws-connect counts over, sliding (default: the published 300)",
+    )
+    serve.add_argument(
+        "--ping-every",
+        type=positive(float),
+        default=180.0,
+        metavar="SECONDS",
+        help="seconds between pings on each stream connection (default 180)",
+    )
+    serve.add_argument(
+        "--risk-every",
+        type=positive(float),
+        default=0.25,
+        metavar="SECONDS",
+        help="how often an open stream checks its account's uniMMR (default 0.25)",
+    )
+    serve.add_argument(
         "--skew-ms", type=int, default=0, help="server clock ahead by this much (default 0)"
     )
     serve.add_argument(
@@ -140,7 +168,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     limits = {
         key: getattr(args, key)
-        for key in ("api_ip", "sapi_ip", "sapi_uid", "papi_ip", "fapi_ip")
+        for key in (
+            "api_ip",
+            "sapi_ip",
+            "sapi_uid",
+            "papi_ip",
+            "fapi_ip",
+            "ws_connect",
+            "ws_window",
+        )
         if getattr(args, key) is not None
     }
     try:
@@ -158,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
             grace_requests=args.grace_requests,
             push_every=args.push_every,
             listen_key_ttl=args.listen_key_ttl,
+            ping_every=args.ping_every,
+            risk_every=args.risk_every,
             limits=Limits(**limits),
         )
     except ValueError as exc:

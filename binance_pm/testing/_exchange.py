@@ -103,11 +103,16 @@ class SimulatedExchange:
         risk_every: how often an open stream checks its account's drifting uniMMR for a
             change of risk level, pushing ``riskLevelChange`` / ``RISK_LEVEL_CHANGE`` (0.25 s).
         max_connection_seconds: a stream is closed after this long (the exchange's 24 hours).
+        ping_every: seconds between the pings every stream connection gets (3 minutes, as the
+            futures streams); one whose pong does not come within ``pong_within`` seconds
+            (10 minutes) is closed.
 
     User data streams: ``POST /papi/v1/listenKey`` (PM) or ``/fapi/v1/listenKey`` (PM Pro),
     then a WebSocket at ``ws://127.0.0.1:PORT/pm/ws/<key>`` or ``/pm-classic/ws/<key>``. Tests
-    drive them with :meth:`set_uni_mmr`, :meth:`expire_listen_keys`, :meth:`drop_streams` and
-    :meth:`push_event`.
+    drive them with :meth:`set_uni_mmr`, :meth:`expire_listen_keys`, :meth:`drop_streams`,
+    :meth:`quiet_streams` and :meth:`push_event`. Each handshake is a connection attempt:
+    ``limits.ws_connect`` per ``limits.ws_window`` from one client IP, then 429, then a ban
+    (418, REST included) for an IP that keeps trying.
 
     The exchange is usable in-process without a socket through ``httpx.ASGITransport(app=ex)``;
     ``async with`` serves it over TCP on a free port (``port=`` to choose one).
@@ -136,6 +141,8 @@ class SimulatedExchange:
         push_every: float = 5.0,
         risk_every: float = 0.25,
         max_connection_seconds: float = 86_400.0,
+        ping_every: float = 180.0,
+        pong_within: float = 600.0,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be positive seconds")
@@ -198,7 +205,15 @@ class SimulatedExchange:
             grace_requests,
         )
         self._server: LoopbackServer | None = None
-        stream_options_valid(listen_key_ttl, push_every, risk_every, max_connection_seconds)
+        stream_options_valid(
+            listen_key_ttl=listen_key_ttl,
+            push_every=push_every,
+            risk_every=risk_every,
+            max_connection_seconds=max_connection_seconds,
+            ping_every=ping_every,
+            pong_within=pong_within,
+        )
+        self.ping_every, self.pong_within = ping_every, pong_within
         #: The user data streams: listen keys, open connections, what was pushed.
         self.streams = StreamDesk(
             self,
@@ -218,7 +233,13 @@ class SimulatedExchange:
         return self._server.base_url
 
     async def __aenter__(self) -> SimulatedExchange:
-        self._server = LoopbackServer(self, port=self._port, log_level="critical")
+        self._server = LoopbackServer(
+            self,
+            port=self._port,
+            log_level="critical",
+            ping_every=self.ping_every,
+            pong_within=self.pong_within,
+        )
         await self._server.__aenter__()
         return self
 
@@ -286,6 +307,15 @@ class SimulatedExchange:
         """Drop the account's open streams (all accounts' with ``None``) as a network failure
         would; how many."""
         return self.streams.drop(None if account is None else self._account(account))
+
+    def quiet_streams(self, account: str | int, quiet: bool = True) -> None:
+        """Make the account's streams carry nothing (or, with ``quiet=False``, carry again):
+        they stay open and answer pings, as a stream whose pushes stopped does."""
+        index = self._account(account)
+        if quiet:
+            self.streams.quiet.add(index)
+        else:
+            self.streams.quiet.discard(index)
 
     def push_event(self, account: str | int, event: dict[str, Any], *, binary: bool = False) -> int:
         """Push ``event`` (a dict with ``"e"``; ``"E"`` is filled in) on the account's open

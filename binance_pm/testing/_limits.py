@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from typing import Literal
 
 WindowMode = Literal["fixed", "sliding"]
@@ -153,6 +154,15 @@ class Warden:
             self._grace_until[key] = now_ms + self.grace * 1000.0
             self._grace_left[key] = self.grace_requests
         self._cooling_until[key] = now_ms + retry_after * 1000.0
+
+    def ban_all(self, families: Iterable[str], now_ms: float) -> float:
+        """Ban every one of ``families`` (an IP ban) until the longest ban any of them has
+        earned; returns its end in ms."""
+        names = list(families)
+        until = max(self.ban(family, now_ms) for family in names)
+        for family in names:
+            self._banned_until[family] = until
+        return until
 
     def ban(self, family: str, now_ms: float) -> float:
         """Ban ``family`` for the next ban length; returns the end of the ban in ms."""

@@ -39,13 +39,24 @@ class LoopbackServer:
     The server runs as a task of the current asyncio loop; leaving the block stops it: answers
     in progress get ``STOP_GRACE`` seconds to finish before they are cancelled, and the server
     at most ``STOP_TIMEOUT`` seconds before it is. ``log_level`` is uvicorn's (``"critical"``
-    keeps the tracebacks of an app that fails on purpose out of the output).
+    keeps the tracebacks of an app that fails on purpose out of the output). WebSockets get a
+    ping every ``ping_every`` seconds and are closed when its pong does not come within
+    ``pong_within`` (``None``: no pings).
     """
 
     def __init__(
-        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        ping_every: float | None = None,
+        pong_within: float | None = None,
     ) -> None:
         self._app = app
+        self._ping_every = ping_every
+        self._pong_within = pong_within
         self._log_level = log_level
         self._host = host
         self._port = port
@@ -81,6 +92,9 @@ class LoopbackServer:
             timeout_keep_alive=30,
             backlog=1024,
             timeout_graceful_shutdown=STOP_GRACE,
+            ws="websockets-sansio",
+            ws_ping_interval=self._ping_every,
+            ws_ping_timeout=self._pong_within,
         )
         server = self._server = _Server(config)
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="loopback-server")

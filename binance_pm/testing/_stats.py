@@ -29,7 +29,12 @@ class ExchangeStats:
         refused_by_window: per budget, 429s answered in each fixed window, by window number.
         max_concurrency: the most requests in handling at once.
         clients: the client addresses (host, port) seen: one per connection over TCP.
-        arrivals: the latest (server ms, budget, weight) charges, oldest dropped past 200,000.
+        arrivals: the latest (server ms, budget, weight) charges, oldest dropped past 200,000;
+            every stream connection attempt is one, budget ``"ws_connect"`` and weight 1.
+        ws_attempts: stream connection attempts (handshakes asked for), refused or not.
+        ws_refused: of them, the ones answered 429 (too many attempts from the IP).
+        ws_banned: of them, the ones answered 418 (the IP is banned).
+        connections: stream connections accepted, per account name (a rotation is one more).
     """
 
     requests: int = 0
@@ -51,6 +56,10 @@ class ExchangeStats:
     arrivals: deque[tuple[float, str, int]] = field(
         default_factory=lambda: deque(maxlen=ARRIVALS_KEPT), repr=False
     )
+    ws_attempts: int = 0
+    ws_refused: int = 0
+    ws_banned: int = 0
+    connections: Counter[str] = field(default_factory=Counter)
 
     def record(self, endpoint: str, status: int, code: int | None, fault: str | None) -> None:
         self.requests += 1
@@ -86,6 +95,10 @@ class ExchangeStats:
                 for budget, windows in self.refused_by_window.items()
             },
             "max_concurrency": self.max_concurrency,
+            "ws_attempts": self.ws_attempts,
+            "ws_refused": self.ws_refused,
+            "ws_banned": self.ws_banned,
+            "connections": dict(self.connections),
         }
         if arrivals:
             counts["arrivals"] = [list(entry) for entry in self.arrivals]

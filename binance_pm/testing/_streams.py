@@ -5,6 +5,11 @@
   weight 1 each, charged like any request. A key lives ``listen_key_ttl`` seconds from its last
   keepalive; an unknown or expired key's keepalive is ``-1125``.
 - ``/pm/ws/<listenKey>`` (PM) and ``/pm-classic/ws/<listenKey>`` (PM Pro): the pushes.
+  Every handshake is a connection attempt, counted per client IP over a sliding
+  ``Limits.ws_window``: past ``Limits.ws_connect`` the upgrade is refused with 429 and a
+  ``Retry-After``; an IP that tries again before that time (past a few attempts already on
+  their way) is banned, 418, every API family with it, as the exchange bans an IP; no
+  handshake from a banned IP is accepted, whichever family earned the ban.
   PM Pro connections get ``PM_PRO_ACCOUNT_UPDATE`` every ``push_every`` seconds; both get
   ``riskLevelChange`` / ``RISK_LEVEL_CHANGE`` when the account's drifting uniMMR moves it to
   another level (checked every ``risk_every`` seconds, and at once on
@@ -27,12 +32,16 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .._models import AccountStatus
 from ._book import amount, status_for
-from ._messages import Answer
+from ._limits import Counter, retry_after_text
+from ._messages import Answer, ban_text, error_body
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
+    from .._endpoints import Limits
     from ._book import Book, SimAccount
+    from ._limits import Warden
+    from ._stats import ExchangeStats
 
     Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
     Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -41,6 +50,9 @@ if TYPE_CHECKING:
 WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
 KEY_PATH = {"/papi/v1/listenKey": "pm", "/fapi/v1/listenKey": "pm_pro"}
 RISK_EVENT = {"pm": "riskLevelChange", "pm_pro": "RISK_LEVEL_CHANGE"}
+#: A ban of any of these, by the REST families' warden, refuses handshakes; a ban earned by
+#: handshakes bans them all (the IP).
+BANNED_WITH = ("api", "sapi", "papi", "fapi", "ws")
 #: A listen key is 64 letters and digits, as the exchange's are.
 KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -61,6 +73,7 @@ class ListenKeyState:
 class Connection:
     """One open stream: what is waiting to go out on it."""
 
+    account: int
     key: str
     level: AccountStatus
     outbox: MemoryObjectSendStream[bytes | None]
@@ -72,7 +85,11 @@ class Exchange(Protocol):
 
     accounts: list[SimAccount]
     _books: list[Book]
+    _warden: Warden
     clock: Callable[[], float]
+    limits: Limits
+    stats: ExchangeStats
+    window: float
 
     def server_ms(self) -> int: ...
 
@@ -100,6 +117,9 @@ class StreamDesk:
         self.pushed: dict[str, int] = {}
         self.risk_events: list[tuple[int, str, str]] = []
         self._changed = anyio.Event()
+        self._attempts: dict[str, Counter] = {}  # per client IP
+        #: Accounts whose streams carry nothing for now (the connections stay open).
+        self.quiet: set[int] = set()
 
     async def changed(self) -> None:
         """Wait until a stream connects or closes."""
@@ -195,9 +215,48 @@ class StreamDesk:
                     sent += 1
         return sent
 
+    # -- connection attempts -----------------------------------------------------------------
+
+    def admit(self, ip: str) -> tuple[int, str, bytes] | None:
+        """Count a connection attempt from ``ip``: ``None`` to let it on, or the refusal's
+        status, ``Retry-After`` and body."""
+        exchange = self.exchange
+        stats, warden = exchange.stats, exchange._warden
+        now = exchange.server_ms()
+        stats.ws_attempts += 1
+        stats.charge("ws_connect", 1, now, exchange.window)
+        banned = [warden.banned_until(f, now) for f in BANNED_WITH]
+        until = max((b for b in banned if b is not None), default=None)
+        if until is not None:
+            stats.ws_banned += 1
+            return 418, retry_after_text((until - now) / 1000.0), error_body(-1003, ban_text(until))
+        counter = self._attempts.get(ip)
+        if counter is None:
+            limits = exchange.limits
+            counter = self._attempts[ip] = Counter(
+                limits.ws_connect, limits.ws_window * 1000.0, "sliding"
+            )
+        fits = counter.fits(1, now)
+        counter.charge(1, now)
+        if fits:
+            return None
+        key = f"ws_connect:{ip}"
+        if warden.in_cooldown(key, now):
+            until = warden.ban_all(BANNED_WITH, now)
+            stats.bans += 1
+            stats.ws_banned += 1
+            return 418, retry_after_text((until - now) / 1000.0), error_body(-1003, ban_text(until))
+        wait = counter.seconds_until_fits(1, now)
+        warden.refused(key, now, wait)
+        stats.ws_refused += 1
+        message = f"Too many connection attempts; the limit is {counter.limit}."
+        return 429, retry_after_text(wait), error_body(-1003, message)
+
     # -- the pushes --------------------------------------------------------------------------
 
     def _send(self, connection: Connection, event: dict[str, Any], *, binary: bool = False) -> None:
+        if connection.account in self.quiet:
+            return
         event = {"e": event["e"], "E": self.exchange.server_ms(), **event}
         self.pushed[event["e"]] = self.pushed.get(event["e"], 0) + 1
         body = msgspec.json.encode(event)
@@ -254,6 +313,19 @@ class StreamDesk:
         key = path.rsplit("/", 1)[-1]
         if (await receive())["type"] != "websocket.connect":
             return
+        client = scope.get("client")
+        refusal = self.admit(str(client[0]) if client else "?")
+        if refusal is not None:
+            status, retry_after, body = refusal
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"retry-after", retry_after.encode()),
+            ]
+            await send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+            return
         clock = self.exchange.clock
         self._expire(clock())
         state = self.keys.get(key)
@@ -263,8 +335,9 @@ class StreamDesk:
         await send({"type": "websocket.accept"})
         outbox, inbox = anyio.create_memory_object_stream[bytes | None](max_buffer_size=1000)
         level = status_for(self._figures(state.account)[0])
-        connection = Connection(key, level, outbox, clock())
+        connection = Connection(state.account, key, level, outbox, clock())
         state.sockets.add(connection)
+        self.exchange.stats.connections[self.exchange.accounts[state.account].name] += 1
         self._change()
         try:
             async with anyio.create_task_group() as group:
@@ -310,6 +383,13 @@ class StreamDesk:
             self._change()
 
 
+async def _refuse(send: Send, status: int, retry_after: str, body: bytes) -> None:
+    """Answer the handshake with ``status`` instead of upgrading."""
+    headers = [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode())]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
 def _put(connection: Connection, message: bytes | None) -> None:
     """Queue ``message`` (``None``: close) for the connection, unless it is gone or full."""
     with contextlib.suppress(
@@ -318,14 +398,8 @@ def _put(connection: Connection, message: bytes | None) -> None:
         connection.outbox.send_nowait(message)
 
 
-def stream_options_valid(
-    listen_key_ttl: float, push_every: float, risk_every: float, max_connection_seconds: float
-) -> None:
-    for name, value in (
-        ("listen_key_ttl", listen_key_ttl),
-        ("push_every", push_every),
-        ("risk_every", risk_every),
-        ("max_connection_seconds", max_connection_seconds),
-    ):
+def stream_options_valid(**seconds: float) -> None:
+    """``ValueError`` naming the first option that is not positive, finite seconds."""
+    for name, value in seconds.items():
         if not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise ValueError(f"{name} must be positive seconds, not {value!r}")
