@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from binance_pm import Governor, GovernorTimeout, Limits
@@ -65,7 +66,7 @@ def test_the_lowest_rank_goes_first_then_arrival() -> None:
         async with trio.open_nursery() as nursery:
             for name, rank in [("a", math.inf), ("b", 3.0), ("c", 1.2), ("d", math.inf), ("e", 2)]:
                 nursery.start_soon(connect, name, rank)
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         return order
 
     order = run(main)
