@@ -110,9 +110,9 @@ class SimulatedExchange:
     User data streams: ``POST /papi/v1/listenKey`` (PM) or ``/fapi/v1/listenKey`` (PM Pro),
     then a WebSocket at ``ws://127.0.0.1:PORT/pm/ws/<key>`` or ``/pm-classic/ws/<key>``. Tests
     drive them with :meth:`set_uni_mmr`, :meth:`expire_listen_keys`, :meth:`drop_streams`,
-    :meth:`quiet_streams` and :meth:`push_event`. Each handshake is a connection attempt:
-    ``limits.ws_connect`` per ``limits.ws_window`` from one client IP, then 429, then a ban
-    (418, REST included) for an IP that keeps trying.
+    :meth:`quiet_streams`, :meth:`hang_up_streams` and :meth:`push_event`. Each handshake is a
+    connection attempt: ``limits.ws_connect`` per ``limits.ws_window`` from one client IP, then
+    429, then a ban (418, REST included) for an IP that keeps trying.
 
     The exchange is usable in-process without a socket through ``httpx.ASGITransport(app=ex)``;
     ``async with`` serves it over TCP on a free port (``port=`` to choose one).
@@ -307,6 +307,16 @@ class SimulatedExchange:
         """Drop the account's open streams (all accounts' with ``None``) as a network failure
         would; how many."""
         return self.streams.drop(None if account is None else self._account(account))
+
+    def hang_up_streams(self, code: int | None = 1011) -> None:
+        """From now on, close every stream right after its handshake with ``code`` (1008,
+        1011, 4000 …), as a faulty host does; ``None`` to serve streams again."""
+        self.streams.hang_up = code
+
+    def push_raw(self, account: str | int, message: bytes) -> int:
+        """Send ``message`` unchanged (hostile JSON, say) on the account's open streams; how
+        many got it."""
+        return self.streams.push_raw(self._account(account), message)
 
     def quiet_streams(self, account: str | int, quiet: bool = True) -> None:
         """Make the account's streams carry nothing (or, with ``quiet=False``, carry again):

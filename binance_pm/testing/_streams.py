@@ -120,6 +120,8 @@ class StreamDesk:
         self._attempts: dict[str, Counter] = {}  # per client IP
         #: Accounts whose streams carry nothing for now (the connections stay open).
         self.quiet: set[int] = set()
+        #: When set, every stream is closed with this code right after its handshake.
+        self.hang_up: int | None = None
 
     async def changed(self) -> None:
         """Wait until a stream connects or closes."""
@@ -252,6 +254,16 @@ class StreamDesk:
         message = f"Too many connection attempts; the limit is {counter.limit}."
         return 429, retry_after_text(wait), error_body(-1003, message)
 
+    def push_raw(self, account: int, message: bytes) -> int:
+        """Send ``message`` as it is, a text frame, on every open stream of the account."""
+        sent = 0
+        for state in self.keys.values():
+            if state.account == account:
+                for connection in list(state.sockets):
+                    _put(connection, message)
+                    sent += 1
+        return sent
+
     # -- the pushes --------------------------------------------------------------------------
 
     def _send(self, connection: Connection, event: dict[str, Any], *, binary: bool = False) -> None:
@@ -333,11 +345,14 @@ class StreamDesk:
             await send({"type": "websocket.close", "code": 1008})  # the handshake is refused
             return
         await send({"type": "websocket.accept"})
+        self.exchange.stats.connections[self.exchange.accounts[state.account].name] += 1
+        if self.hang_up is not None:
+            await send({"type": "websocket.close", "code": self.hang_up})
+            return
         outbox, inbox = anyio.create_memory_object_stream[bytes | None](max_buffer_size=1000)
         level = status_for(self._figures(state.account)[0])
         connection = Connection(state.account, key, level, outbox, clock())
         state.sockets.add(connection)
-        self.exchange.stats.connections[self.exchange.accounts[state.account].name] += 1
         self._change()
         try:
             async with anyio.create_task_group() as group:
