@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from binance_pm import AccountStatus
 
-from .served import serve
+from .served import serve, stats
 from .test_cli_commands import keyless_env, run, secrets_of, toml_for
 
 
@@ -366,3 +367,30 @@ def test_watch_stream_merges_pushed_figures_into_the_lines(tmp_path: Path) -> No
     counts = Counter(r["account"] for r in rest)
     assert set(counts) == {a["name"] for a in accounts}
     assert max(counts.values()) <= 2, counts
+
+
+def test_sigterm_ends_watch_stream_with_its_summary_and_every_key_closed(tmp_path: Path) -> None:
+    with serve("--accounts", "4", "--seed", "7", "--push-every", "0.3") as (_, base_url, accounts):
+        with subprocess.Popen(
+            [sys.executable, "-m", "binance_pm", "watch", "--accounts",
+             str(toml_for(accounts, tmp_path)), "--base-url", base_url, "--stream",
+             "--format", "jsonl", "--every", "0.4"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=keyless_env(),
+        ) as process:  # fmt: skip
+            assert process.stdout is not None
+            pushed = 0
+            for line in process.stdout:  # until every PM Pro stream has pushed
+                pushed += json.loads(line)["source"] == "stream"
+                if pushed >= 6:
+                    break
+            process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            _, err = process.communicate(timeout=10)
+            took = time.monotonic() - started
+        counts = stats(base_url)["by_endpoint"]
+    assert took < 2.0
+    assert "calls: " in err  # the summary
+    opened = counts.get("pm_listen_key_open", 0) + counts.get("pm_pro_listen_key_open", 0)
+    closed = counts.get("pm_listen_key_close", 0) + counts.get("pm_pro_listen_key_close", 0)
+    assert opened >= 4
+    assert closed == len(accounts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from contextlib import AsyncExitStack
 
@@ -125,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
                     reconcile_every=args.reconcile_every,
                 )
 
+    # SIGTERM (systemd, docker) ends the watch as Ctrl-C does: the streams and their listen
+    # keys closed, the summary printed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
     try:
         asyncio.run(watch())
     except _Refused as exc:
