@@ -1,24 +1,32 @@
-"""A risk desk of 1,000 accounts: streams with a slow REST reconciliation, against polling alone.
+"""A risk desk's streams under the exchange's rules: connecting 1,000 and 10,000 accounts at the
+connection-attempt limit, then 1,000 accounts streaming with a slow REST reconciliation against
+polling alone.
 
 The simulated exchange runs in its own process (``binance-pm serve``, pinned to one core, this
-process to the other) with the published limits, on a clock ten times the exchange's: windows
-of 6 s instead of 60, ``PM_PRO_ACCOUNT_UPDATE`` every 0.5 s instead of 5. A tenth of its
-accounts drift towards margin calls, so their risk levels change during the run.
+process to the other) with the published limits on a faster clock, so figures are given in the
+exchange's own time.
 
-- **streams**: ``Session.poll(accounts, stream=True, reconcile_every=90)`` (fifteen minutes of
-  the exchange's time; the run is longer, so one reconciliation round falls in it): the delay
-  from each risk event (its ``E``, the exchange's clock, this machine's too) to the caller,
-  p50 and p99; the share of each REST budget used once the
-  first REST round is done (target ≤ 10 %); this process's CPU per event received, once the
-  first round is done and every stream is open (all of its work: streams, REST, the merge).
+- **connecting** (the clock a hundred times the exchange's: 300 connection attempts per 3 s,
+  as 300 per 5 minutes): ``Session.stream`` over N accounts from a cold start until every one
+  has connected, one connection per listen key; against the least time the limit allows
+  (``ceil(N / 300) - 1`` windows of 5 minutes), with the most attempts counted by the exchange
+  in any 5 minutes, its refusals and bans, and the share of the fapi and papi budgets the
+  listen keys took. Pushes are off here: this measures the connecting alone. RSA accounts are
+  left out (their keys take the longest to load: another issue's figure).
+- **streams** (the clock ten times the exchange's): ``Session.poll(accounts, stream=True,
+  reconcile_every=900)``, measured once every account has connected and the first REST round
+  is done: the delay from each risk event (its ``E``) to the caller, p50 and p99; the share of
+  each REST budget used (target ≤ 10 %); this process's CPU per event received (all of its
+  work: streams, REST, the merge).
 - **polling alone**: the same desk with ``Session.poll(accounts, every=0.05)`` (as fast as the
-  budget allows): the share used (100 % is the point), and its staleness: the time between two
-  refreshes of an account, p50 and p99, which bounds how late a risk change is seen (half of
-  it on average).
+  budget allows): the share used (100 % is the point), and the time between two refreshes of
+  an account, p50 and p99, which bounds how late a risk change is seen.
 
-Figures are printed in the exchange's own time (the run's seconds times ten).
+Combined streams (several keys on one connection) are not built yet: every figure here is one
+connection per key.
 
-Run: ``python benchmarks/streams.py`` (about 3 minutes); ``--accounts N``, ``--seconds S``.
+Run: ``python benchmarks/streams.py`` (about 8 minutes); ``--accounts N`` for the streaming
+desk, ``--connect 1000,10000`` for the connecting runs, ``--seconds S``.
 """
 
 from __future__ import annotations
@@ -37,12 +45,67 @@ from _serve import keys, pin, serve
 
 from binance_pm import Governor, Limits, RiskLevelChange, Session, Update
 from binance_pm._endpoints import STATE_ENDPOINT
-from binance_pm.testing import budget_use
+from binance_pm.testing import budget_use, most_in_any_window
 
-SCALE = 10  # the exchange's seconds per second of this run
+SCALE = 10  # the exchange's seconds per second of the streaming runs
 WINDOW = 60 / SCALE
 PUSH_EVERY = 5 / SCALE
 RECONCILE = 900 / SCALE  # fifteen minutes of the exchange's time
+CONNECT_SCALE = 100  # and of the connecting runs
+PUBLISHED = Limits()
+
+
+def scaled_limits(scale: float) -> Limits:
+    """The published limits on a clock ``scale`` times the exchange's: the same weights per
+    (shorter) window, the same connection attempts per (shorter) ``ws_window``."""
+    return Limits(ws_window=PUBLISHED.ws_window / scale)
+
+
+def sim_stats(base_url: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"{base_url}/_sim/stats?arrivals=1", timeout=60).json()
+    return answer
+
+
+async def connect(base_url: str, accounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stream every account from a cold start until each has connected."""
+    limits = scaled_limits(CONNECT_SCALE)
+    governor = Governor(window=60 / CONNECT_SCALE, limits=limits)
+    async with Session(base_url=base_url, governor=governor, timeout=60) as session:
+        jobs = {
+            session.client(a["api_key"], name=a["name"], **keys(a)): (
+                "pm" if a["account_type"] == "PM_2" else "pm_pro"
+            )
+            for a in accounts
+        }
+        connected: set[str] = set()
+        errors: dict[str, int] = defaultdict(int)
+        started, cpu = time.monotonic(), time.process_time()
+        async with aclosing(session.stream(jobs, close_keys=False)) as updates:
+            async for update in updates:
+                if update.error is not None:
+                    errors[str(update.error).split(" [account")[0]] += 1
+                if update.connected:
+                    connected.add(update.name)
+                    if len(connected) == len(jobs):
+                        break
+        took = time.monotonic() - started
+        cpu = time.process_time() - cpu
+    stats = await asyncio.to_thread(sim_stats, base_url)
+    attempts = [entry for entry in stats["arrivals"] if entry[1] == "ws_connect"]
+    most = most_in_any_window(attempts, limits.ws_window).get("ws_connect", 0)
+    rest = {name: stats["weight"].get(f"{name}_ip", 0) for name in ("fapi", "papi")}
+    windows = max(took, 60 / CONNECT_SCALE) / (60 / CONNECT_SCALE)
+    return {
+        "accounts": len(jobs),
+        "took": took * CONNECT_SCALE,
+        "ideal": PUBLISHED.ws_window * (-(-len(jobs) // PUBLISHED.ws_connect) - 1),
+        "most": most,
+        "refused": stats["ws_refused"],
+        "banned": stats["ws_banned"],
+        "rest_share": {k: v / (PUBLISHED[f"{k}_ip"] * windows) for k, v in rest.items()},
+        "cpu_per_connection": cpu / max(len(jobs), 1) * 1e6,
+        "errors": dict(errors),
+    }
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -69,7 +132,7 @@ def shares(base_url: str, since_ms: float, until_ms: float, uid_accounts: int) -
 async def desk(
     base_url: str, accounts: list[dict[str, Any]], *, stream: bool, seconds: float
 ) -> dict[str, Any]:
-    governor = Governor(window=WINDOW)
+    governor = Governor(window=WINDOW, limits=scaled_limits(SCALE))
     jobs = {}
     ERRORS.clear()
     async with Session(base_url=base_url, governor=governor, timeout=30) as session:
@@ -93,9 +156,14 @@ async def desk(
                 if now - started > seconds:
                     break
                 record(update, now, refreshed, rest_seen)
-                if first_round_done is None and len(rest_seen) == len(jobs):
+                if (
+                    first_round_done is None
+                    and len(rest_seen) == len(jobs)
+                    and (not stream or all_connected(governor))
+                ):
                     first_round_done = now
                     cpu, events = time.process_time(), 0  # steady state from here
+                    delays.clear()
                 if update.source == "stream" and update.event is not None:
                     events += 1
                     if isinstance(update.event, RiskLevelChange):
@@ -122,6 +190,12 @@ async def desk(
 ERRORS: dict[str, int] = defaultdict(int)
 
 
+def all_connected(governor: Governor) -> bool:
+    """No stream waits for a connection attempt, and none is connecting."""
+    budget = governor.connections
+    return budget.waiting() == 0 and budget.bucket.inflight == 0
+
+
 def record(update: Update, now: float, refreshed: dict[str, list[float]], rest: set[str]) -> None:
     if update.error is not None:
         ERRORS[f"{update.source}: {str(update.error).split(' [account')[0]}"] += 1
@@ -133,47 +207,85 @@ def record(update: Update, now: float, refreshed: dict[str, list[float]], rest: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--accounts", type=int, default=1000, help="the streaming desk's")
     parser.add_argument(
-        "--seconds", type=float, default=120.0, help="the streams run (polling alone: 45 s)"
+        "--connect", default="1000,10000", help="accounts of the connecting runs (0: none)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=150.0, help="the streams run (polling alone: 45 s)"
     )
     args = parser.parse_args()
     pin(1)
+    for count in [int(n) for n in args.connect.split(",") if int(n)]:
+        options = ["--accounts", str(count + count // 9 + 1), "--seed", "3"]
+        options += ["--window", str(60 / CONNECT_SCALE), "--ws-window", str(300 / CONNECT_SCALE)]
+        options += ["--push-every", "3600", "--risk-every", "3600"]
+        with serve(*options, core=0) as (base_url, accounts):
+            wanted = [a for a in accounts if a["key_type"] != "RSA"][:count]
+            result = asyncio.run(connect(base_url, wanted))
+        print_connect(result)
     options = ["--accounts", str(args.accounts), "--window", str(WINDOW), "--seed", "3"]
-    options += ["--push-every", str(PUSH_EVERY)]
+    options += ["--push-every", str(PUSH_EVERY), "--ws-window", str(300 / SCALE)]
     results = {}
     for name, stream in (("streams", True), ("polling alone", False)):
         with serve(*options, core=0) as (base_url, accounts):
             seconds = args.seconds if stream else min(args.seconds, 45.0)
             results[name] = asyncio.run(desk(base_url, accounts, stream=stream, seconds=seconds))
     print(
-        f"{args.accounts} accounts; the exchange's clock runs {SCALE}× (windows of {WINDOW:g} s "
+        f"\n{args.accounts} accounts; the exchange's clock runs {SCALE}× (windows of {WINDOW:g} s "
         "with the published limits); figures in the exchange's time"
     )
     for name, result in results.items():
-        stream_run = name == "streams"
-        used = ", ".join(f"{k} {v:.1%}" for k, v in sorted(result["shares"].items()) if v)
-        print(f"\n== {name} ==")
-        print(f"first REST round done after {result['first_round']:.0f} s (exchange time)")
-        print(f"REST budget used after it: {used}")
-        if name == "streams":
-            delays = result["delays_ms"]
-            print(
-                f"risk events: {len(delays)}, delay to the caller p50 "
-                f"{percentile(delays, 0.5):.1f} ms, p99 {percentile(delays, 0.99):.1f} ms"
-            )
-            per_event = result["cpu"] / max(result["events"], 1) * 1e6
-            print(f"events received: {result['events']}, CPU per event {per_event:.0f} µs")
-        for text, count in sorted(result["errors"].items()):
-            print(f"error updates: {count} × {text}")
-        for kind, intervals in sorted(result["intervals"].items()):
-            how = "figures refreshed (REST or pushed)"
-            if stream_run and kind == "PM":
-                how = "whole figures refreshed (REST; risk changes are pushed)"
-            print(
-                f"{kind} accounts, {how}: every p50 {statistics.median(intervals):.1f} s, "
-                f"p99 {percentile(intervals, 0.99):.1f} s"
-            )
+        print_desk(name, result)
+
+
+def print_connect(result: dict[str, Any]) -> None:
+    count, took, ideal = result["accounts"], result["took"], result["ideal"]
+    print(
+        f"== connecting {count:,} accounts from one IP, one connection per key "
+        f"(the exchange's time; its clock runs {CONNECT_SCALE}×) =="
+    )
+    print(
+        f"all connected after {took:.0f} s; the limit allows {ideal:.0f} s "
+        f"(ratio {took / ideal if ideal else float('nan'):.3f})"
+    )
+    print(
+        f"most attempts in any 5 minutes: {result['most']} of {PUBLISHED.ws_connect}; "
+        f"refused {result['refused']}, banned {result['banned']}"
+    )
+    shares = ", ".join(f"{k}_ip {v:.1%}" for k, v in sorted(result["rest_share"].items()))
+    print(f"REST budget used while connecting: {shares}")
+    print(f"CPU per connection (key open, handshake): {result['cpu_per_connection']:.0f} µs")
+    for text, n in sorted(result["errors"].items()):
+        print(f"error updates: {n} × {text}")
+    print()
+
+
+def print_desk(name: str, result: dict[str, Any]) -> None:
+    stream_run = name == "streams"
+    used = ", ".join(f"{k} {v:.1%}" for k, v in sorted(result["shares"].items()) if v)
+    print(f"\n== {name} ==")
+    what = "first REST round done, every stream connected" if stream_run else "first REST round"
+    print(f"{what} after {result['first_round']:.0f} s (exchange time)")
+    print(f"REST budget used after it: {used}")
+    if stream_run:
+        delays = result["delays_ms"]
+        print(
+            f"risk events: {len(delays)}, delay to the caller p50 "
+            f"{percentile(delays, 0.5):.1f} ms, p99 {percentile(delays, 0.99):.1f} ms"
+        )
+        per_event = result["cpu"] / max(result["events"], 1) * 1e6
+        print(f"events received: {result['events']}, CPU per event {per_event:.0f} µs")
+    for text, count in sorted(result["errors"].items()):
+        print(f"error updates: {count} × {text}")
+    for kind, intervals in sorted(result["intervals"].items()):
+        how = "figures refreshed (REST or pushed)"
+        if stream_run and kind == "PM":
+            how = "whole figures refreshed (REST; risk changes are pushed)"
+        print(
+            f"{kind} accounts, {how}: every p50 {statistics.median(intervals):.1f} s, "
+            f"p99 {percentile(intervals, 0.99):.1f} s"
+        )
 
 
 if __name__ == "__main__":

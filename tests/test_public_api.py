@@ -71,6 +71,7 @@ def test_testing_module_surface() -> None:
         "SimAccount",
         "SimulatedExchange",
         "budget_use",
+        "most_in_any_window",
     }
     for name in binance_pm.testing.__all__:
         assert getattr(binance_pm.testing, name).__doc__, name

@@ -8,6 +8,13 @@ from __future__ import annotations
 from ._book import SimAccount
 from ._exchange import SimulatedExchange
 from ._server import LoopbackServer
-from ._stats import ExchangeStats, budget_use
+from ._stats import ExchangeStats, budget_use, most_in_any_window
 
-__all__ = ["ExchangeStats", "LoopbackServer", "SimAccount", "SimulatedExchange", "budget_use"]
+__all__ = [
+    "ExchangeStats",
+    "LoopbackServer",
+    "SimAccount",
+    "SimulatedExchange",
+    "budget_use",
+    "most_in_any_window",
+]
