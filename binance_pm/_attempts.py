@@ -12,6 +12,10 @@ Waiting accounts form one queue ordered by rank (lower first: the lowest last-kn
 then by arrival. Only the head may take an attempt; it sleeps until the moment the window
 frees one (one timer), the others until the head has gone (an event). Nothing polls, and a
 waiter that is cancelled takes nothing.
+
+With a governor's shared store (several processes on one IP), the head also has the store
+charge the attempt (``ws_connect``, over ``ws_window``), as REST weight is charged there, and
+the handshake's outcome is settled there: every process's attempts count against one limit.
 """
 
 from __future__ import annotations
@@ -20,15 +24,27 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
 from ._buckets import Bucket, BucketState
+from ._endpoints import Endpoint, Family
 from ._exceptions import GovernorTimeout
 from ._learning import shut
+from ._shared import FallBack
 
-#: The budget's name in snapshots, metrics and errors.
+if TYPE_CHECKING:
+    from ._shared import SharedBudgets, StorePermit
+
+#: The budget's name in snapshots, metrics, errors and a shared store.
 NAME = "ws_connect"
+#: Seconds one request to a shared store for an attempt may wait there.
+STORE_TRY = 30.0
+#: What a connection attempt is charged as in a shared store (its family, "ws", names its ban).
+CONNECTING: Endpoint[Any] = Endpoint(
+    NAME, cast(Family, "ws"), "/ws", 1, signed=False, response=None
+)
 
 
 class _Ticket:
@@ -49,17 +65,20 @@ class _Ticket:
 class Attempt:
     """One connection attempt let out: say how its handshake went, or give it back."""
 
-    __slots__ = ("_budget", "_done")
+    __slots__ = ("_budget", "_done", "_shared")
 
-    def __init__(self, budget: ConnectionBudget) -> None:
+    def __init__(self, budget: ConnectionBudget, shared: StorePermit | None = None) -> None:
         self._budget = budget
         self._done = False
+        self._shared = shared  # the attempt as a shared store charged it
 
     def cancel(self) -> None:
         """The handshake was never started: the attempt was not spent."""
         if not self._done:
             self._done = True
             self._budget._give_back()
+            if self._shared is not None:
+                self._shared.cancel()
 
     def sent(self, status: int | None, retry_after: float | None = None) -> None:
         """The handshake ended: ``status`` is its HTTP status (101 when upgraded), ``None``
@@ -68,6 +87,14 @@ class Attempt:
         if not self._done:
             self._done = True
             self._budget._finished(status, retry_after)
+            if self._shared is not None:
+                headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+                self._shared.complete(status, headers)
+
+    async def settle(self) -> None:
+        """Tell a shared store how the attempt went (nothing to do without one)."""
+        if self._shared is not None:
+            await self._shared.settle()
 
 
 class ConnectionBudget:
@@ -90,8 +117,10 @@ class ConnectionBudget:
         clock: Callable[[], float],
         banned_until: MutableMapping[str, float],
         ban: Callable[[float], None],
+        shared: SharedBudgets | None = None,
     ) -> None:
         self.bucket = Bucket(NAME, "ws", limit, window)
+        self._shared = shared
         self._clock = clock
         self._banned_until = banned_until
         self._ban = ban
@@ -134,6 +163,8 @@ class ConnectionBudget:
                     if shut_until > now:
                         wake_at = shut_until
                     elif self.bucket.can_take(1, now):
+                        if self._shared is not None:
+                            return await self._charged(ticket, deadline)
                         ticket.gone = True  # granted; the next in line may go too
                         self.bucket.inflight += 1
                         return Attempt(self)
@@ -154,6 +185,28 @@ class ConnectionBudget:
         finally:
             ticket.gone = True
             self._wake_head()
+
+    async def _charged(self, ticket: _Ticket, deadline: float) -> Attempt:
+        """The head's attempt, charged by the shared store (waiting for its room there too),
+        then counted here as well; the next in line waits until then."""
+        assert self._shared is not None
+        permit: StorePermit | None = None
+        while True:
+            # Asked with a bounded deadline: it bounds how long the store holds a charge whose
+            # outcome never reaches it, and how long telling it may take.
+            ends = min(deadline, anyio.current_time() + STORE_TRY)
+            try:
+                permit = await self._shared.acquire(CONNECTING, "", ends, (self.bucket,), (1,))
+            except FallBack:  # the store failed, and on_store_error="local": counted here alone
+                pass
+            except GovernorTimeout:
+                if ends >= deadline:
+                    raise
+                continue  # other processes hold the room: ask again
+            break
+        ticket.gone = True
+        self.bucket.inflight += 1
+        return Attempt(self, permit)
 
     def _give_back(self) -> None:
         self.bucket.inflight -= 1

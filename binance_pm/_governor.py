@@ -122,12 +122,17 @@ class Governor:
         # Each family's ban; "ws", stream connection attempts, is banned with any of them.
         self._banned_until: dict[str, float] = dict.fromkeys((*FAMILIES, "ws"), 0.0)
         #: Stream connection attempts (``Limits.ws_connect`` per ``Limits.ws_window``).
+        shared_ws = None
+        if store is not None:  # attempts counted by every process, over their own window
+            fall_back = on_store_error == "local"
+            shared_ws = SharedBudgets(store, limits.ws_window, fall_back=fall_back)
         self.connections = ConnectionBudget(
             self._effective(limits.ws_connect),
             limits.ws_window,
             clock=clock,
             banned_until=self._banned_until,
             ban=self.ban_ip,
+            shared=shared_ws,
         )
         self._ip_plans: dict[str, Plan] = {}
         # No bucket is closed and no family banned before this: the fast path checks only it.

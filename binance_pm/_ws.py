@@ -119,6 +119,8 @@ async def handshake(
         )
     finally:
         attempt.sent(status, retry_after)  # no-op once sent; a cancelled handshake counts too
+        with anyio.CancelScope(shield=True):
+            await attempt.settle()  # with a shared store: every process learns of it
     raise failure  # outside the handler: aiohttp's text holds the URL, and so the key
 
 

@@ -468,3 +468,33 @@ async def test_a_listen_key_that_is_not_one_never_reaches_a_url(
     assert isinstance(update.error, DecodeError)
     assert "not one" in str(update.error)
     assert {r.method for r in hostile.requests} == {"POST"}  # no handshake was tried
+
+
+async def test_processes_sharing_a_store_share_one_budget_of_connection_attempts(
+    redis_server: RedisServer,
+) -> None:
+    prefix = f"ws{time.monotonic_ns()}"
+    stores = [RedisStore(redis_server.url, prefix=prefix) for _ in range(2)]
+    limits = Limits(ws_connect=10, ws_window=1.0)
+    governors = [Governor(store=store, limits=limits) for store in stores]
+    granted: list[float] = []
+
+    async def connect(governor: Governor) -> None:
+        attempt = await governor.connections.acquire()
+        granted.append(time.monotonic())
+        await anyio.sleep(0.01)  # the handshake
+        attempt.sent(101)
+        await attempt.settle()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            for governor in governors:
+                for _ in range(15):
+                    group.start_soon(connect, governor)
+    for store in stores:
+        await store.aclose()
+    granted.sort()
+    most = max(sum(1 for u in granted if t - 1.0 < u <= t) for t in granted)
+    assert len(granted) == 30
+    assert most <= 10  # each process alone would have let 15 go in the first second
+    assert granted[-1] - granted[0] >= 2.0  # three windows' worth, not two processes' one
