@@ -247,7 +247,9 @@ def print_connect(result: dict[str, Any]) -> None:
     )
     print(
         f"all connected after {took:.0f} s; the limit allows {ideal:.0f} s "
-        f"(ratio {took / ideal if ideal else float('nan'):.3f})"
+        f"(ratio {took / ideal if ideal else float('nan'):.3f}); the time beyond it is the "
+        f"handshakes' own, {(took - ideal) / CONNECT_SCALE:.2f} s of this run's clock "
+        f"(on the exchange's clock, ratio {(ideal + (took - ideal) / CONNECT_SCALE) / ideal:.4f})"
     )
     print(
         f"most attempts in any 5 minutes: {result['most']} of {PUBLISHED.ws_connect}; "

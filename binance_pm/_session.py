@@ -163,7 +163,9 @@ class Session(Engine):
                 PM's, the ``pm_pro_*`` endpoints' on PM Pro's): every pushed event is an
                 update at once (``source="stream"``, ``event`` set), REST polls become a
                 reconciliation every ``reconcile_every`` seconds instead of ``every``, and
-                after a stream reconnects one REST call per endpoint fills the gap.
+                after a stream reconnects one REST call per endpoint fills the gap (at most
+                once per ``reconcile_every`` per account; reconnections within a period
+                share one fill at its end).
                 ``classic_pm_account`` has no stream. Under asyncio.
             reconcile_every: with ``stream=True``, seconds between two REST polls of an
                 account's endpoint.

@@ -173,35 +173,29 @@ async def test_quiet_streams_keep_their_keys_alive_and_rotate_on_schedule() -> N
         assert ex.stats.connections[account.name] >= 3  # the first, and one every 0.8 s
 
 
-async def test_a_silently_expired_pm_key_is_replaced_within_one_keepalive() -> None:
-    async with (
-        SimulatedExchange(accounts=3, seed=7, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = {c: p for c, p in clients_of(session, ex).items() if p == "pm"}
-        (client,) = jobs
-        async with aclosing(session.stream(jobs, keepalive=0.5)) as updates:
-            await until_connected(updates, {client.name}, seconds=5)
-            expired = time.monotonic()
-            assert ex.expire_listen_keys(client.name, notify=False) == 1
-            await until_connected(updates, {client.name}, seconds=5)
-            assert time.monotonic() - expired <= 0.5 + 0.5  # a keepalive period, and a connect
-            assert await passes_marks(ex, updates, client.name)
-
-
-async def test_a_silently_expired_pm_pro_key_is_found_by_its_missing_updates() -> None:
+@pytest.mark.parametrize(
+    ("product", "options", "within"),
+    [
+        ("pm", {"keepalive": 0.5}, 0.5 + 0.5),  # a keepalive period, and a connection
+        ("pm_pro", {"silent_after": 0.3}, 2 * 0.3 + 0.5),  # a few update periods, the same
+    ],
+    ids=["PM: by its keepalive", "PM Pro: by its missing updates"],
+)
+async def test_a_silently_expired_key_is_replaced_and_loses_nothing_after(
+    product: str, options: dict[str, float], within: float
+) -> None:
     async with (
         SimulatedExchange(accounts=3, seed=7, push_every=0.1, risk_every=60) as ex,
         Session(base_url=ex.base_url, governor=ex.governor()) as session,
     ):
-        jobs = {c: p for c, p in clients_of(session, ex).items() if c.name == "acct-0001"}
-        (client,) = jobs
-        async with aclosing(session.stream(jobs, silent_after=0.3)) as updates:
+        client = next(c for c, p in clients_of(session, ex).items() if p == product)
+        stream = session.stream({client: product}, **options)  # type: ignore[arg-type]
+        async with aclosing(stream) as updates:
             await until_connected(updates, {client.name}, seconds=5)
             expired = time.monotonic()
             assert ex.expire_listen_keys(client.name, notify=False) == 1
             await until_connected(updates, {client.name}, seconds=5)
-            assert time.monotonic() - expired <= 2 * 0.3 + 0.5  # a few update periods
+            assert time.monotonic() - expired <= within
             assert await passes_marks(ex, updates, client.name)
 
 
