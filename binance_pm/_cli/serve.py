@@ -70,6 +70,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds --ws-connect counts over, sliding (default: the published 300)",
     )
     serve.add_argument(
+        "--no-combined-streams",
+        action="store_true",
+        help="answer combined streams' handshakes 404, as a host that has none",
+    )
+    serve.add_argument(
         "--ping-every",
         type=positive(float),
         default=180.0,
@@ -195,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
             push_every=args.push_every,
             listen_key_ttl=args.listen_key_ttl,
             ping_every=args.ping_every,
+            combined_streams=not args.no_combined_streams,
             risk_every=args.risk_every,
             limits=Limits(**limits),
         )

@@ -106,6 +106,10 @@ class SimulatedExchange:
         ping_every: seconds between the pings every stream connection gets (3 minutes, as the
             futures streams); one whose pong does not come within ``pong_within`` seconds
             (10 minutes) is closed.
+        combined_streams: serve combined streams too (``/pm/stream?streams=<key1>/<key2>``,
+            ``/pm-classic/stream?…``: several keys on one connection, each message wrapped as
+            ``{"stream": key, "data": event}``), at most ``max_streams`` keys a connection;
+            with ``False`` their handshake is answered 404, as a host that has none.
 
     User data streams: ``POST /papi/v1/listenKey`` (PM) or ``/fapi/v1/listenKey`` (PM Pro),
     then a WebSocket at ``ws://127.0.0.1:PORT/pm/ws/<key>`` or ``/pm-classic/ws/<key>``. Tests
@@ -143,6 +147,8 @@ class SimulatedExchange:
         max_connection_seconds: float = 86_400.0,
         ping_every: float = 180.0,
         pong_within: float = 600.0,
+        combined_streams: bool = True,
+        max_streams: int = 1024,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be positive seconds")
@@ -221,6 +227,8 @@ class SimulatedExchange:
             push_every=push_every,
             risk_every=risk_every,
             max_connection_seconds=max_connection_seconds,
+            combined=combined_streams,
+            max_streams=max_streams,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -4,7 +4,10 @@
   PM Pro SPAN): open (the account's key, the same one while it lives), keep alive, close;
   weight 1 each, charged like any request. A key lives ``listen_key_ttl`` seconds from its last
   keepalive; an unknown or expired key's keepalive is ``-1125``.
-- ``/pm/ws/<listenKey>`` (PM) and ``/pm-classic/ws/<listenKey>`` (PM Pro): the pushes.
+- ``/pm/ws/<listenKey>`` (PM) and ``/pm-classic/ws/<listenKey>`` (PM Pro): the pushes;
+  ``/pm/stream?streams=<key1>/<key2>/…`` and ``/pm-classic/stream?…``: several keys on one
+  connection, each message wrapped as ``{"stream": <key>, "data": <event>}`` (a key that
+  expires or is closed leaves the others' stream going).
   Every handshake is a connection attempt, counted per client IP over a sliding
   ``Limits.ws_window``: past ``Limits.ws_connect`` the upgrade is refused with 429 and a
   ``Retry-After``; an IP that tries again before that time (past a few attempts already on
@@ -25,6 +28,7 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qs
 
 import anyio
 import msgspec
@@ -48,6 +52,8 @@ if TYPE_CHECKING:
 
 #: The stream path of each product, and the REST family its listen key comes from.
 WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
+#: Combined streams: ``<path>?streams=<key1>/<key2>/…``.
+COMBINED_PATH = {"pm": "/pm/stream", "pm_pro": "/pm-classic/stream"}
 KEY_PATH = {"/papi/v1/listenKey": "pm", "/fapi/v1/listenKey": "pm_pro"}
 RISK_EVENT = {"pm": "riskLevelChange", "pm_pro": "RISK_LEVEL_CHANGE"}
 #: A ban of any of these, by the REST families' warden, refuses handshakes; a ban earned by
@@ -71,11 +77,12 @@ class ListenKeyState:
 
 @dataclass(eq=False)
 class Connection:
-    """One open stream: what is waiting to go out on it."""
+    """One open connection: the listen keys it carries (one, or several on a combined
+    stream, whose messages are wrapped as ``{"stream": key, "data": event}``), each key's
+    last risk level pushed, and what is waiting to go out on it."""
 
-    account: int
-    key: str
-    level: AccountStatus
+    levels: dict[str, AccountStatus]
+    combined: bool
     outbox: MemoryObjectSendStream[bytes | None]
     opened: float
 
@@ -105,8 +112,13 @@ class StreamDesk:
         push_every: float,
         risk_every: float,
         max_connection_seconds: float,
+        combined: bool = True,
+        max_streams: int = 1024,
     ) -> None:
         self.exchange = exchange
+        #: Whether combined streams are served, and how many keys one connection may carry.
+        self.combined = combined
+        self.max_streams = max_streams
         self.ttl = listen_key_ttl
         self.push_every = push_every
         self.risk_every = risk_every
@@ -170,8 +182,11 @@ class StreamDesk:
         self._of_account.pop((state.account, state.product), None)
         for connection in list(state.sockets):
             if expired:
-                self._send(connection, {"e": "listenKeyExpired", "listenKey": key})
-            _put(connection, None)  # then the connection closes
+                self._send(connection, key, {"e": "listenKeyExpired", "listenKey": key})
+            connection.levels.pop(key, None)
+            if not connection.levels:
+                _put(connection, None)  # then the connection closes (a combined one goes on
+                # while it carries another key)
 
     # -- driving it from tests ---------------------------------------------------------------
 
@@ -201,19 +216,19 @@ class StreamDesk:
 
     def check_risk(self, account: int) -> None:
         """Push a risk event on each of the account's streams whose level has changed."""
-        for state in self.keys.values():
+        for key, state in self.keys.items():
             if state.account == account:
                 for connection in list(state.sockets):
-                    self._risk(state, connection)
+                    self._risk(key, state, connection)
 
     def push(self, account: int, event: dict[str, Any], *, binary: bool = False) -> int:
         """Push ``event`` (its ``E`` filled in) on every open stream of the account, in a
         text frame (or a binary one)."""
         sent = 0
-        for state in self.keys.values():
+        for key, state in self.keys.items():
             if state.account == account:
                 for connection in list(state.sockets):
-                    self._send(connection, event, binary=binary)
+                    self._send(connection, key, event, binary=binary)
                     sent += 1
         return sent
 
@@ -257,21 +272,26 @@ class StreamDesk:
     def push_raw(self, account: int, message: bytes) -> int:
         """Send ``message`` as it is, a text frame, on every open stream of the account."""
         sent = 0
-        for state in self.keys.values():
+        for key, state in self.keys.items():
             if state.account == account:
                 for connection in list(state.sockets):
+                    if connection.combined:
+                        message = b'{"stream":"' + key.encode() + b'","data":' + message + b"}"
                     _put(connection, message)
                     sent += 1
         return sent
 
     # -- the pushes --------------------------------------------------------------------------
 
-    def _send(self, connection: Connection, event: dict[str, Any], *, binary: bool = False) -> None:
-        if connection.account in self.quiet:
+    def _send(
+        self, connection: Connection, key: str, event: dict[str, Any], *, binary: bool = False
+    ) -> None:
+        state = self.keys.get(key)
+        if state is not None and state.account in self.quiet:
             return
         event = {"e": event["e"], "E": self.exchange.server_ms(), **event}
         self.pushed[event["e"]] = self.pushed.get(event["e"], 0) + 1
-        body = msgspec.json.encode(event)
+        body = msgspec.json.encode({"stream": key, "data": event} if connection.combined else event)
         # A reader that has fallen that far behind, or gone, loses the event.
         _put(connection, Binary(body) if binary else body)
 
@@ -280,16 +300,17 @@ class StreamDesk:
         book.advance(self.exchange.clock())
         return book.uni_mmr, book.equity, book.maint_margin
 
-    def _risk(self, state: ListenKeyState, connection: Connection) -> None:
+    def _risk(self, key: str, state: ListenKeyState, connection: Connection) -> None:
         uni_mmr, equity, maint = self._figures(state.account)
         level = status_for(uni_mmr)
-        if level == connection.level:
+        if level == connection.levels.get(key, level):
             return
-        connection.level = level
+        connection.levels[key] = level
         name = self.exchange.accounts[state.account].name
         self.risk_events.append((self.exchange.server_ms(), name, level.value))
         self._send(
             connection,
+            key,
             {
                 "e": RISK_EVENT[state.product],
                 "u": amount(uni_mmr),
@@ -300,10 +321,11 @@ class StreamDesk:
             },
         )
 
-    def _account_update(self, state: ListenKeyState, connection: Connection) -> None:
+    def _account_update(self, key: str, state: ListenKeyState, connection: Connection) -> None:
         uni_mmr, equity, maint = self._figures(state.account)
         self._send(
             connection,
+            key,
             {
                 "e": "PM_PRO_ACCOUNT_UPDATE",
                 "u": amount(uni_mmr),
@@ -318,41 +340,57 @@ class StreamDesk:
 
     # -- the WebSocket -----------------------------------------------------------------------
 
+    def _wanted(self, scope: MutableMapping[str, Any]) -> tuple[str, list[str], bool] | None:
+        """The product, the listen keys and whether combined, of a stream's path (``None``
+        for a path that is not a stream's)."""
+        path: str = scope["path"]
+        for product, prefix in WS_PATH.items():
+            if path.startswith(prefix):
+                return product, [path[len(prefix) :]], False
+        for product, combined in COMBINED_PATH.items():
+            if path == combined and self.combined:
+                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                names = query.get("streams", [""])[0].split("/")
+                return product, names[: self.max_streams + 1], True
+        return None
+
     async def serve(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         """One stream connection, from the handshake to its close."""
-        path: str = scope["path"]
-        product = next((p for p, prefix in WS_PATH.items() if path.startswith(prefix)), None)
-        key = path.rsplit("/", 1)[-1]
         if (await receive())["type"] != "websocket.connect":
             return
         client = scope.get("client")
         refusal = self.admit(str(client[0]) if client else "?")
         if refusal is not None:
-            status, retry_after, body = refusal
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"retry-after", retry_after.encode()),
-            ]
-            await send(
-                {"type": "websocket.http.response.start", "status": status, "headers": headers}
-            )
-            await send({"type": "websocket.http.response.body", "body": body})
+            await _refuse(send, *refusal)
             return
+        wanted = self._wanted(scope)
+        if wanted is None:
+            await _refuse(send, 404, "0", b'{"code":-1000,"msg":"Not found."}')
+            return
+        product, names, combined = wanted
         clock = self.exchange.clock
         self._expire(clock())
-        state = self.keys.get(key)
-        if product is None or state is None or state.product != product:
+        states = [self.keys.get(name) for name in names]
+        if (
+            not names
+            or len(names) > self.max_streams
+            or len(set(names)) != len(names)
+            or any(state is None or state.product != product for state in states)
+        ):
             await send({"type": "websocket.close", "code": 1008})  # the handshake is refused
             return
+        carried = {name: state for name, state in zip(names, states, strict=True) if state}
         await send({"type": "websocket.accept"})
-        self.exchange.stats.connections[self.exchange.accounts[state.account].name] += 1
+        for state in carried.values():
+            self.exchange.stats.connections[self.exchange.accounts[state.account].name] += 1
         if self.hang_up is not None:
             await send({"type": "websocket.close", "code": self.hang_up})
             return
         outbox, inbox = anyio.create_memory_object_stream[bytes | None](max_buffer_size=1000)
-        level = status_for(self._figures(state.account)[0])
-        connection = Connection(state.account, key, level, outbox, clock())
-        state.sockets.add(connection)
+        levels = {k: status_for(self._figures(s.account)[0]) for k, s in carried.items()}
+        connection = Connection(levels, combined, outbox, clock())
+        for state in carried.values():
+            state.sockets.add(connection)
         self._change()
         try:
             async with anyio.create_task_group() as group:
@@ -367,12 +405,16 @@ class StreamDesk:
                     next_push = clock() + self.push_every if pushes else math.inf
                     while True:
                         await anyio.sleep(min(self.risk_every, max(next_push - clock(), 0.0)))
-                        if key not in self.keys:
-                            return
-                        self._risk(state, connection)
-                        if pushes and clock() >= next_push:
+                        push = pushes and clock() >= next_push
+                        if push:
                             next_push += self.push_every
-                            self._account_update(state, connection)
+                        for key in list(connection.levels):
+                            state = self.keys.get(key)
+                            if state is None:
+                                continue
+                            self._risk(key, state, connection)
+                            if push:
+                                self._account_update(key, state, connection)
                         if clock() - connection.opened >= self.max_connection_seconds:
                             outbox.send_nowait(None)
                             return
@@ -393,7 +435,8 @@ class StreamDesk:
         except OSError:
             pass  # the client went away mid-send
         finally:
-            state.sockets.discard(connection)
+            for state in carried.values():
+                state.sockets.discard(connection)
             outbox.close()
             self._change()
 
