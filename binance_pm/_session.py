@@ -22,6 +22,7 @@ from ._streams import (
     CLOSE_WITHIN,
     HEARTBEAT,
     KEEPALIVE,
+    MAX_STREAMS,
     ROTATE_AFTER,
     SILENT_AFTER,
     Streamer,
@@ -232,6 +233,7 @@ class Session(Engine):
         silent_after: float = SILENT_AFTER,
         close_within: float = CLOSE_WITHIN,
         uni_mmr: Mapping[AsyncClient, Decimal | float] | None = None,
+        streams_per_connection: int = 1,
     ) -> AsyncGenerator[StreamUpdate, None]:
         """Follow the accounts' user data streams for as long as the ``async for`` runs;
         yields each :class:`StreamUpdate` (an event, a (re)connection, or a failure).
@@ -271,6 +273,11 @@ class Session(Engine):
                 once, ahead of any poll of this Session); how it went is logged.
             uni_mmr: what the desk last knew of each account's uniMMR: the lowest connect
                 first (later, the figures the streams push rank their reconnections).
+            streams_per_connection: accounts of one product carried on one connection, as a
+                combined stream (``/pm-classic/stream?streams=<key1>/<key2>/…``, up to 1,024):
+                fewer connection attempts for a large desk. The PM pages document only one
+                key a connection (``1``, the default); a host that answers a combined
+                handshake 400 or 404 is followed one connection per account from then on.
 
         Connections are paced by the governor's budget of connection attempts
         (``Limits.ws_connect`` per ``Limits.ws_window`` from this IP: 300 per 5 minutes), so a
@@ -305,6 +312,7 @@ class Session(Engine):
             silent_after=check_seconds("silent_after", silent_after),
             close_within=check_seconds("close_within", close_within),
             uni_mmr=uni_mmr,
+            streams_per_connection=_per_connection(streams_per_connection),
         )
         self._streamers.add(streamer)  # now: a close before the first iteration stops it too
         return stream(streamer, self._streamers)
@@ -315,3 +323,11 @@ class Session(Engine):
         if close_keys is not None:
             return close_keys
         return getattr(self.governor, "store", None) is None
+
+
+def _per_connection(count: int) -> int:
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"streams_per_connection must be an int, not {count!r}")
+    if not 1 <= count <= MAX_STREAMS:
+        raise ValueError(f"streams_per_connection must be 1 to {MAX_STREAMS}, not {count}")
+    return count

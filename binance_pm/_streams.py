@@ -1,18 +1,17 @@
 """``Session.stream``: many accounts' user data streams, each listen key's whole life owned.
 
-Per account, one task follows the stream: it waits for a connection attempt from the
-governor's budget (:mod:`binance_pm._attempts`: riskiest last-known uniMMR first, at the pace
-the exchange allows), opens the listen key, connects, and reads. While connected, a second
-task keeps every deadline whatever the socket does: the keepalive every ``keepalive`` seconds
-(a ``-1125`` means the key is gone: a new one is opened), the replacement of the connection
-before the exchange's 24-hour limit (the new one open before the old one closes; what the old
-one still brings is read first, and messages seen on both are passed on once), and on PM Pro,
-where the exchange pushes an update every 5 seconds, a probe after ``silent_after`` seconds
-without a message. The reader only reads.
+Accounts are followed in *lines* (:mod:`binance_pm._stream_lines`): one account a connection
+at the ``/ws/<listenKey>`` the exchange documents, or, with ``streams_per_connection`` above 1,
+up to that many accounts of one product on a combined stream (a reading the PM pages do not
+document: when the host answers a combined handshake 400 or 404, the line falls back to one
+connection per account, as do all later lines of that product).
 
-A connection that fails is followed by another at once, through the budget; one that dies
-young (it did not live ``GOOD_LIFE`` seconds and carry a message) backs the account off,
-longer each time. When the loop ends, the sockets close, then the listen keys, within
+Per line, one task: it waits for a connection attempt from the governor's budget
+(:mod:`binance_pm._attempts`: riskiest last-known uniMMR first, at the pace the exchange
+allows), opens its accounts' listen keys, connects, and reads while a second task keeps the
+deadlines. A connection that fails is followed by another at once, through the budget; one
+that dies young (it did not live ``GOOD_LIFE`` seconds and carry a message) backs the line
+off, longer each time. When the loop ends, the sockets close, then the listen keys, within
 ``close_within`` seconds, with the outcome logged.
 
 WebSockets go through aiohttp's client, under asyncio (see the README's Streams section for
@@ -24,10 +23,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -36,19 +33,21 @@ import anyio
 
 from ._attempts import Attempt, ConnectionBudget
 from ._background import Background, drain
-from ._events import ListenKeyExpired, StreamEvent, decode_event
-from ._exceptions import APIError, AuthError, BinancePMError, SessionError, TransportError
+from ._exceptions import APIError, AuthError, BinancePMError, SessionError
 from ._retry import backoff
-from ._ws import WS_PATH, close, handshake, stream_url, ws_session
+from ._stream_lines import Account, Line, Live, StreamUpdate
+from ._ws import CombinedRefused, handshake, stream_url, ws_session
 
 if TYPE_CHECKING:
-    from aiohttp.http_websocket import WSMessageTextBytes
+    from collections.abc import Awaitable
 
     from ._client import AsyncClient
 
-    Message = aiohttp.WSMessage | WSMessageTextBytes
+    Socket = aiohttp.ClientWebSocketResponse[bool]
 
 log = logging.getLogger("binance_pm.streams")
+
+__all__ = ["StreamUpdate", "Streamer", "plan_streams", "stream", "streams_url"]
 
 PRODUCTS = ("pm", "pm_pro")
 PRODUCTION_STREAMS = "wss://fstream.binance.com"
@@ -60,46 +59,9 @@ SILENT_AFTER = 15.0  # PM Pro pushes every 5 s: three missed updates and the str
 CLOSE_WITHIN = 10.0  # the listen keys are closed within this when the loop ends
 OPEN_WITHIN = 60.0  # a key's open may wait this long for REST budget
 KEEPALIVE_WITHIN = 30.0  # and a keepalive this long (the key lives an hour)
-DRAIN_QUIET = 0.25  # an old connection being replaced is read until quiet this long
-DRAIN_MOST = 2.0  # and no longer than this
-OVERLAP_KEPT = 10.0  # the new connection's copies of the old one's last messages come by then
-ROTATE_RETRY = 60.0  # a replacement connection that failed is tried again after this
 RETRY_BASE, RETRY_CEILING = 0.5, 30.0
-GOOD_LIFE = 10.0  # a connection that lived this long and carried a message ends the backoff
-QUIET_GOOD = 300.0  # and so does one that lived this long (a quiet PM stream carries none)
+MAX_STREAMS = 1024  # the most keys one combined connection may carry (the futures hosts')
 NO_KEY = -1125  # "This listenKey does not exist."
-
-
-@dataclass(frozen=True, slots=True)
-class StreamUpdate:
-    """One thing a stream told: an ``event``, a (re)connection, or a failure.
-
-    Attributes:
-        client: the account's client.
-        product: ``"pm"`` or ``"pm_pro"``.
-        event: the typed event (:class:`~binance_pm.RiskLevelChange`,
-            :class:`~binance_pm.PMProAccountUpdate` …), or ``None``.
-        error: why the stream broke (it reconnects by itself), or ``None``; a message that
-            could not be decoded is an error update too, and the stream goes on.
-        at: when it came, in seconds since the epoch.
-        connected: the stream has just (re)connected: events pushed while it was down are not
-            sent again, so this is the time to read the account over REST (``Session.poll``
-            with ``stream=True`` does).
-        final: this account's stream ends here (its key was refused).
-    """
-
-    client: AsyncClient
-    product: str
-    event: StreamEvent | None
-    error: BinancePMError | None
-    at: float
-    connected: bool = False
-    final: bool = False
-
-    @property
-    def name(self) -> str:
-        """The account's name (:attr:`AsyncClient.name`)."""
-        return self.client.name
 
 
 def plan_streams(
@@ -132,36 +94,6 @@ def streams_url(fapi_host: str) -> str:
     return fapi_host.rstrip("/")
 
 
-@dataclass(eq=False)
-class _Account:
-    """One account's stream, across its keys and connections."""
-
-    client: AsyncClient
-    product: str
-    rank: float = math.inf  # its last-known uniMMR: the lowest connects first
-    failures: int = 0  # failures since its last good connection
-    opened: bool = False  # a key may exist: closed at the end
-
-    @property
-    def endpoint(self) -> str:
-        return f"stream {WS_PATH[self.product]}"
-
-
-@dataclass(eq=False)
-class _Connection:
-    """One key's connection, as its reader and its keeper share it."""
-
-    socket: aiohttp.ClientWebSocketResponse[bool]
-    since: float
-    messages: int = 0
-    expired: bool = False  # the key is gone: open a new one
-    failure: BinancePMError | None = None
-    fresh: aiohttp.ClientWebSocketResponse[bool] | None = None  # a replacement, ready
-    reading: anyio.CancelScope | None = None
-    overlap: Counter[str] = field(default_factory=Counter)
-    overlap_until: float = 0.0
-
-
 class Streamer(Background[StreamUpdate]):
     """The task that follows every account's stream for one ``Session.stream`` loop."""
 
@@ -180,9 +112,10 @@ class Streamer(Background[StreamUpdate]):
         silent_after: float = SILENT_AFTER,
         close_within: float = CLOSE_WITHIN,
         uni_mmr: Mapping[AsyncClient, Decimal | float] | None = None,
+        streams_per_connection: int = 1,
     ) -> None:
         super().__init__(max(1000, 4 * len(jobs)))
-        self.accounts = [_Account(client, product) for client, product in jobs]
+        self.accounts = [Account(client, product) for client, product in jobs]
         self._of = {account.client: account for account in self.accounts}
         self.url = url
         self.connections = connections
@@ -192,7 +125,10 @@ class Streamer(Background[StreamUpdate]):
         self.heartbeat = heartbeat
         self.silent_after = silent_after
         self.close_within = close_within
+        self.per_connection = streams_per_connection
         self._http: aiohttp.ClientSession | None = None
+        self._group: anyio.abc.TaskGroup | None = None
+        self._not_combined: set[str] = set()  # products whose host refused combined streams
         for client, known in (uni_mmr or {}).items():
             self.know(client, known)
 
@@ -203,22 +139,36 @@ class Streamer(Background[StreamUpdate]):
         if account is not None and uni_mmr is not None and math.isfinite(uni_mmr):
             account.rank = float(uni_mmr)
 
+    def lines(self) -> list[Line]:
+        """The accounts in lines, riskiest first: one each, or up to ``per_connection`` of one
+        product on a combined stream."""
+        ranked = sorted(self.accounts, key=lambda a: a.rank)
+        if self.per_connection == 1:
+            return [Line([account], account.product, combined=False) for account in ranked]
+        lines = []
+        for product in PRODUCTS:
+            mine = [account for account in ranked if account.product == product]
+            for start in range(0, len(mine), self.per_connection):
+                lines.append(Line(mine[start : start + self.per_connection], product, True))
+        return sorted(lines, key=lambda line: line.rank)
+
     async def _main(self) -> None:
-        count, budget = len(self.accounts), self.connections
+        budget, lines = self.connections, self.lines()
         log.info(
-            "%s: %d accounts; all connected in about %.0f s (%d connection attempts per %g s "
-            "from this IP)",
+            "%s: %d accounts on %d connections; all connected in about %.0f s (%d connection "
+            "attempts per %g s from this IP)",
             self.what,
-            count,
-            budget.seconds_to_connect(count),
+            len(self.accounts),
+            len(lines),
+            budget.seconds_to_connect(len(lines)),
             budget.limit,
             budget.window,
         )
         try:
             async with ws_session() as http, anyio.create_task_group() as group:
-                self._http = http
-                for account in sorted(self.accounts, key=lambda a: a.rank):
-                    group.start_soon(self._follow, account)
+                self._http, self._group = http, group
+                for line in lines:
+                    group.start_soon(self._follow, line)
         finally:
             if self.close_keys:
                 await self._close_keys()
@@ -235,209 +185,114 @@ class Streamer(Background[StreamUpdate]):
         if not self._handed(update):
             await self.send.send(update)
 
-    # -- one account ---------------------------------------------------------------------------
+    async def _tell_all(self, line: Line, exc: BinancePMError, *, final: bool = False) -> None:
+        for account in line.accounts:
+            await self._tell(
+                StreamUpdate(account.client, line.product, None, exc, time.time(), final=final)
+            )
 
-    async def _follow(self, account: _Account) -> None:
-        client, product = account.client, account.product
-        while True:
+    # -- one line ------------------------------------------------------------------------------
+
+    async def _follow(self, line: Line) -> None:
+        while line.accounts:
+            if line.combined and line.product in self._not_combined:
+                self._split(line)
+                return
             try:
-                await self._one_key(account)
-                continue  # the key must be renewed: at once
-            except (AuthError, SessionError) as exc:  # refused, or the Session closed
-                await self._tell(StreamUpdate(client, product, None, exc, time.time(), final=True))
+                await self._connect(line)
+                continue  # the keys must be renewed: at once
+            except CombinedRefused:
+                self._not_combined.add(line.product)
+                log.warning(
+                    "%s: the host does not serve combined streams; one connection per "
+                    "account from now on",
+                    self.what,
+                )
+                continue
+            except SessionError as exc:  # the Session closed
+                await self._tell_all(line, exc, final=True)
                 return
             except BinancePMError as exc:
-                await self._tell(StreamUpdate(client, product, None, exc, time.time()))
-            failures, account.failures = account.failures, account.failures + 1
+                await self._tell_all(line, exc)
+            failures, line.failures = line.failures, line.failures + 1
             if failures:  # the first failure after a good connection goes back in line at once
                 await anyio.sleep(backoff(failures - 1, base=RETRY_BASE, ceiling=RETRY_CEILING))
 
-    async def _one_key(self, account: _Account) -> None:
-        """Open a key and follow it until it must be renewed (returns) or the connection
-        fails (raises)."""
-        attempt = await self.connections.acquire(account.rank)
+    def _split(self, line: Line) -> None:
+        """Follow each account of ``line`` on a connection of its own."""
+        assert self._group is not None
+        for account in line.accounts:
+            self._group.start_soon(self._follow, Line([account], line.product, combined=False))
+
+    async def _connect(self, line: Line) -> None:
+        """Open the line's keys and follow them until they must be renewed (returns) or the
+        connection fails (raises)."""
+        attempt = await self.connections.acquire(line.rank)
         try:
-            account.opened = True  # set first: cancelled while the open is out, it may exist
-            key = await account.client.listen_key(account.product, "open", deadline=OPEN_WITHIN)
-            assert key is not None
-            url = stream_url(self.url, account.product, key)
+            keys = await self._open_keys(line)
+            if not keys:
+                attempt.cancel()
+                return  # every account's key was refused: the line has ended
+            url = stream_url(self.url, line.product, list(keys), combined=line.combined)
         except BaseException:
             attempt.cancel()
             raise
-        socket = await self._handshake(account, url, attempt)
-        connection = _Connection(socket, anyio.current_time())
+        socket = await self._handshake(line, url, attempt)
+        live = Live(self, line, url, keys, socket)
         try:
-            await self._tell(
-                StreamUpdate(account.client, account.product, None, None, time.time(), True)
-            )
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._keep, account, url, connection, group.cancel_scope)
-                try:
-                    await self._read(account, connection)
-                except BinancePMError as exc:
-                    connection.failure = exc
-                group.cancel_scope.cancel()
+            for account in line.accounts:
+                await self._tell(
+                    StreamUpdate(account.client, line.product, None, None, time.time(), True)
+                )
+            await live.run()
         finally:
-            await close(connection.socket)
-            if connection.fresh is not None:
-                await close(connection.fresh)
-            lived = anyio.current_time() - connection.since
-            if lived >= QUIET_GOOD or (lived >= GOOD_LIFE and connection.messages):
-                account.failures = 0
-        if connection.failure is not None:
-            raise connection.failure
+            if live.good:
+                line.failures = 0
 
-    async def _handshake(
-        self, account: _Account, url: str, attempt: Attempt
-    ) -> aiohttp.ClientWebSocketResponse[bool]:
+    async def _open_keys(self, line: Line) -> dict[str, Account]:
+        """Every account's key, all at once; an account whose key is refused (``AuthError``)
+        leaves the line with a final update; any other failure fails the line's attempt."""
+        keys: dict[str, Account] = {}
+        failures: list[BinancePMError] = []
+
+        async def open_key(account: Account) -> None:
+            account.opened = True  # set first: cancelled while the open is out, it may exist
+            try:
+                key = await account.client.listen_key(line.product, "open", deadline=OPEN_WITHIN)
+            except AuthError as exc:
+                line.accounts.remove(account)
+                await self._tell(
+                    StreamUpdate(account.client, line.product, None, exc, time.time(), final=True)
+                )
+                return
+            except BinancePMError as exc:  # the Session closed, the budget, the network …
+                failures.append(exc)
+                return
+            assert key is not None
+            keys[key] = account
+
+        async with anyio.create_task_group() as group:
+            for account in list(line.accounts):
+                group.start_soon(open_key, account)
+        if failures:  # raised here, not in the task group: it would wrap them in a group
+            closed = [exc for exc in failures if isinstance(exc, SessionError)]
+            raise (closed or failures)[0]
+        return keys
+
+    def _handshake(self, line: Line, url: str, attempt: Attempt) -> Awaitable[Socket]:
         http = self._http
         assert http is not None
-        return await handshake(
+        return handshake(
             http,
             url,
             attempt,
-            endpoint=account.endpoint,
-            api_key=account.client.masked_key,
+            endpoint=line.endpoint,
+            api_key=line.accounts[0].client.masked_key if len(line.accounts) == 1 else None,
             heartbeat=self.heartbeat,
+            combined=line.combined,
         )
 
-    # -- reading -------------------------------------------------------------------------------
-
-    async def _read(self, account: _Account, connection: _Connection) -> None:
-        """Pass on what the connection brings until its key expires (returns) or it fails
-        (raises); swap in a replacement the keeper made ready."""
-        while not connection.expired:
-            if connection.fresh is not None:
-                await self._swap(account, connection)
-                continue
-            waiting: StreamUpdate | None = None
-            with anyio.CancelScope() as reading:  # the keeper cancels it to hand a fresh one
-                connection.reading = reading
-                receive = connection.socket.receive
-                while True:
-                    update = self._update(account, connection, await receive())
-                    if update is not None and not self._handed(update):
-                        waiting = update
-                        break
-                    if connection.expired:
-                        break
-            connection.reading = None
-            if waiting is not None:
-                await self.send.send(waiting)  # outside the scope: a swap never cuts it
-
-    def _update(
-        self, account: _Account, connection: _Connection, message: Message
-    ) -> StreamUpdate | None:
-        """The update one message makes (``None`` for a copy already passed on); raises
-        :class:`TransportError` when the connection has closed."""
-        kind = message.type
-        if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
-            connection.messages += 1
-            text = _text(message)
-            if connection.overlap:
-                if anyio.current_time() > connection.overlap_until:
-                    connection.overlap.clear()
-                elif connection.overlap[text] > 0:
-                    connection.overlap[text] -= 1  # the new connection's copy of one passed on
-                    return None
-            return self._event(account, connection, text)
-        code = connection.socket.close_code
-        raise TransportError(
-            f"the stream closed ({kind.name.lower()}"
-            + (f", code {code})" if code is not None else ")"),
-            endpoint=account.endpoint,
-            api_key=account.client.masked_key,
-        )
-
-    def _event(self, account: _Account, connection: _Connection, text: str) -> StreamUpdate:
-        try:
-            event = decode_event(text)
-        except BinancePMError as exc:  # this message's problem only: the stream goes on
-            return StreamUpdate(account.client, account.product, None, exc, time.time())
-        if isinstance(event, ListenKeyExpired):
-            connection.expired = True
-        else:
-            uni_mmr = getattr(event, "uni_mmr", None)
-            if uni_mmr is not None and uni_mmr.is_finite():
-                account.rank = float(uni_mmr)
-        return StreamUpdate(account.client, account.product, event, None, time.time())
-
-    async def _swap(self, account: _Account, connection: _Connection) -> None:
-        """Read what the old connection still brings (until quiet, two seconds at most),
-        then close it and read the fresh one, skipping its copies of what was passed on."""
-        fresh = connection.fresh  # kept there until swapped in: a cancel meanwhile closes it
-        assert fresh is not None
-        texts: Counter[str] = Counter()
-        with anyio.move_on_after(DRAIN_MOST):
-            while not connection.expired:
-                with anyio.move_on_after(DRAIN_QUIET) as quiet:
-                    message = await connection.socket.receive()
-                if quiet.cancelled_caught or message.type not in (
-                    aiohttp.WSMsgType.TEXT,
-                    aiohttp.WSMsgType.BINARY,
-                ):
-                    break
-                texts[_text(message)] += 1
-                update = self._update(account, connection, message)
-                if update is not None:
-                    await self._tell(update)
-        old, connection.socket, connection.fresh = connection.socket, fresh, None
-        await close(old)
-        connection.overlap = texts
-        connection.overlap_until = anyio.current_time() + OVERLAP_KEPT
-
-    # -- keeping the deadlines -------------------------------------------------------------
-
-    async def _keep(
-        self, account: _Account, url: str, connection: _Connection, scope: anyio.CancelScope
-    ) -> None:
-        """Every deadline of the connection, on time whatever the socket does."""
-        now = anyio.current_time()
-        keepalive_at, rotate_at = now + self.keepalive, now + self.rotate_after
-        silent = account.product == "pm_pro"
-        check_at = now + self.silent_after if silent else math.inf
-        seen = 0
-        while True:
-            await anyio.sleep(max(min(keepalive_at, rotate_at, check_at) - now, 0.0))
-            now = anyio.current_time()
-            if now >= keepalive_at:
-                keepalive_at = now + self.keepalive
-                if not await self._keep_alive(account):
-                    connection.expired = True
-                    scope.cancel()
-                    return
-            if now >= check_at:
-                check_at = now + self.silent_after
-                if connection.messages == seen:  # nothing for a whole period: probe the key
-                    if await self._keep_alive(account):
-                        connection.failure = TransportError(
-                            f"no message for {self.silent_after:g} s (PM Pro pushes one every 5 s)",
-                            endpoint=account.endpoint,
-                            api_key=account.client.masked_key,
-                        )
-                    else:
-                        connection.expired = True
-                    scope.cancel()
-                    return
-                seen = connection.messages
-            if now >= rotate_at:
-                rotate_at = await self._rotate(account, url, connection)
-            now = anyio.current_time()
-
-    async def _rotate(self, account: _Account, url: str, connection: _Connection) -> float:
-        """Make a replacement connection ready for the reader; when to rotate next."""
-        try:
-            attempt = await self.connections.acquire(account.rank)
-            fresh = await self._handshake(account, url, attempt)
-        except BinancePMError as exc:  # the old connection still works: keep it, try again
-            await self._tell(StreamUpdate(account.client, account.product, None, exc, time.time()))
-            return anyio.current_time() + min(ROTATE_RETRY, self.rotate_after)
-        connection.fresh = fresh
-        if connection.reading is not None:
-            connection.reading.cancel()
-        return anyio.current_time() + self.rotate_after
-
-    async def _keep_alive(self, account: _Account) -> bool:
+    async def _keep_alive(self, account: Account) -> bool:
         """Keep the key alive; ``False`` when the exchange no longer has it."""
         try:
             await account.client.listen_key(account.product, "keepalive", deadline=KEEPALIVE_WITHIN)
@@ -457,10 +312,10 @@ class Streamer(Background[StreamUpdate]):
         opened = [account for account in self.accounts if account.opened]
         if not opened:
             return
-        closed: list[_Account] = []
+        closed: list[Account] = []
         failures: list[BinancePMError] = []
 
-        async def close_key(account: _Account) -> None:
+        async def close_key(account: Account) -> None:
             try:
                 await account.client.listen_key(
                     account.product, "close", deadline=self.close_within
@@ -490,12 +345,6 @@ class Streamer(Background[StreamUpdate]):
             self.close_within,
             f" (first failure: {failures[0]})" if failures else "",
         )
-
-
-def _text(message: Message) -> str:
-    """A message's text (the exchange sends text frames; a binary one is read alike)."""
-    data = message.data
-    return data if isinstance(data, str) else data.decode("utf-8", errors="replace")
 
 
 async def stream(streamer: Streamer, running: set[Streamer]) -> AsyncGenerator[StreamUpdate, None]:

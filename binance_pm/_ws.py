@@ -28,8 +28,10 @@ from ._exceptions import (
 )
 from ._headers import retry_after_seconds
 
-#: The stream path of each product.
+#: The stream path of each product, and of its combined streams (several keys on one
+#: connection: a reading the PM pages do not document, behind ``streams_per_connection``).
 WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
+COMBINED_PATH = {"pm": "/pm/stream", "pm_pro": "/pm-classic/stream"}
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 0.5
 MAX_MESSAGE = 1 << 20
@@ -37,17 +39,30 @@ MAX_MESSAGE = 1 << 20
 _KEY = re.compile(r"[A-Za-z0-9]{16,128}", re.ASCII)
 
 
-def stream_url(host: str, product: str, key: str) -> str:
-    """``host`` + the product's path + ``key``; :class:`DecodeError` for a key that is not
-    one (its text is not shown: it may be a credential)."""
-    if not _KEY.fullmatch(key):
-        raise DecodeError(
-            f"the exchange returned a listen key that is not one ({len(key)} characters, "
-            "not all letters and digits)",
-            endpoint=f"stream {WS_PATH[product]}",
-            path="$.listenKey",
-        )
+def stream_url(host: str, product: str, keys: list[str], *, combined: bool) -> str:
+    """The URL of a stream of ``keys``: ``host`` + the product's path + the key, or a combined
+    stream's ``?streams=<key1>/<key2>/…``. :class:`DecodeError` for a key that is not one
+    (its text is not shown: it may be a credential)."""
+    for key in keys:
+        if not _KEY.fullmatch(key):
+            raise DecodeError(
+                f"the exchange returned a listen key that is not one ({len(key)} characters, "
+                "not all letters and digits)",
+                endpoint=f"stream {WS_PATH[product]}",
+                path="$.listenKey",
+            )
+    if combined:
+        return f"{host}{COMBINED_PATH[product]}?streams={'/'.join(keys)}"
+    (key,) = keys
     return f"{host}{WS_PATH[product]}{key}"
+
+
+#: A combined stream's handshake answered one of these: the host has no combined streams.
+NOT_SERVED = (400, 404)
+
+
+class CombinedRefused(TransportError):
+    """The host does not serve combined streams: connect one key a connection instead."""
 
 
 class _Redirected(Exception):
@@ -77,8 +92,9 @@ async def handshake(
     attempt: Attempt,
     *,
     endpoint: str,
-    api_key: str,
+    api_key: str | None,
     heartbeat: float,
+    combined: bool = False,
 ) -> aiohttp.ClientWebSocketResponse[bool]:
     """Open the stream at ``url``, spending ``attempt`` (its outcome goes back to the
     budget); the error says what went wrong and never holds the URL (it holds the key)."""
@@ -103,6 +119,10 @@ async def handshake(
         status = exc.status
         retry_after = retry_after_seconds(exc.headers) if exc.headers else None
         failure = refusal(status, retry_after, endpoint, api_key)
+        if combined and status in NOT_SERVED:
+            failure = CombinedRefused(
+                f"combined streams are not served (HTTP {status})", endpoint=endpoint
+            )
     except _Redirected as exc:
         status = exc.status
         failure = TransportError(
@@ -124,7 +144,9 @@ async def handshake(
     raise failure  # outside the handler: aiohttp's text holds the URL, and so the key
 
 
-def refusal(status: int, retry_after: float | None, endpoint: str, api_key: str) -> BinancePMError:
+def refusal(
+    status: int, retry_after: float | None, endpoint: str, api_key: str | None
+) -> BinancePMError:
     """The error of a handshake the exchange answered ``status``."""
     if status == 418:
         return IPBannedError(

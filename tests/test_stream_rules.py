@@ -492,3 +492,76 @@ async def test_processes_sharing_a_store_share_one_budget_of_connection_attempts
     assert len(granted) == 30
     assert most <= 10  # each process alone would have let 15 go in the first second
     assert granted[-1] - granted[0] >= 2.0  # three windows' worth, not two processes' one
+
+
+# -- combined streams ------------------------------------------------------------------------
+
+
+async def test_combined_streams_carry_many_accounts_on_few_connections() -> None:
+    async with (
+        SimulatedExchange(accounts=30, seed=7, push_every=60, risk_every=60) as ex,
+        Session(base_url=ex.base_url, governor=ex.governor()) as session,
+    ):
+        jobs = clients_of(session, ex, skip_rsa=True)
+        names = {c.name for c in jobs}
+        stream = session.stream(jobs, streams_per_connection=8)
+        async with aclosing(stream) as updates:
+            await until_connected(updates, names, seconds=10)
+            pm = sum(1 for p in jobs.values() if p == "pm")
+            assert ex.stats.ws_attempts == -(-pm // 8) + -(-(len(jobs) - pm) // 8)
+            nested = b'{"e":"balanceUpdate","d":' + b"[" * 1_000 + b"]" * 1_000 + b"}"
+            assert ex.push_raw("acct-0000", nested) == 1
+            for name in sorted(names):
+                assert ex.push_event(name, {"e": "balanceUpdate", "d": name}) == 1
+            got: set[str] = set()
+            errors: list[StreamUpdate] = []
+            with anyio.fail_after(5):
+                async for update in updates:
+                    if update.error is not None:
+                        errors.append(update)
+                    elif isinstance(update.event, OtherEvent):
+                        assert update.event.data["d"] == update.name  # its own account's
+                        got.add(update.name)
+                        if got == names:
+                            break
+    assert [(u.name, type(u.error)) for u in errors] == [("acct-0000", DecodeError)]
+
+
+async def test_a_key_that_expires_on_a_combined_stream_renews_its_line_and_loses_nothing() -> None:
+    async with (
+        SimulatedExchange(accounts=9, seed=7, push_every=60, risk_every=60) as ex,
+        Session(base_url=ex.base_url, governor=ex.governor()) as session,
+    ):
+        jobs = {c: p for c, p in clients_of(session, ex).items() if p == "pm_pro"}
+        names = {c.name for c in jobs}
+        async with aclosing(session.stream(jobs, streams_per_connection=10)) as updates:
+            await until_connected(updates, names, seconds=10)
+            first = sorted(names)[0]
+            assert ex.expire_listen_keys(first) == 1
+            await until_connected(updates, names, seconds=5)  # the line, back with a new key
+            for name in sorted(names):
+                assert await passes_marks(ex, updates, name)
+        assert ex.stats.ws_attempts == 2
+
+
+async def test_a_host_without_combined_streams_is_followed_one_connection_per_account() -> None:
+    async with (
+        SimulatedExchange(accounts=12, seed=7, combined_streams=False, risk_every=60) as ex,
+        Session(base_url=ex.base_url, governor=ex.governor()) as session,
+    ):
+        jobs = clients_of(session, ex, skip_rsa=True)
+        names = {c.name for c in jobs}
+        async with aclosing(session.stream(jobs, streams_per_connection=50)) as updates:
+            await until_connected(updates, names, seconds=10)
+        # One refused combined handshake per product at most, then one per account.
+        assert len(names) < ex.stats.ws_attempts <= len(names) + 2
+        assert ex.stats.ws_refused == ex.stats.ws_banned == 0
+
+
+async def test_streams_per_connection_is_checked() -> None:
+    async with Session(base_url="http://127.0.0.1:1") as session:
+        client = session.client(HMAC_API_KEY, secret=HMAC_SECRET)
+        with pytest.raises(ValueError, match="1 to 1024"):
+            session.stream([client], streams_per_connection=0)
+        with pytest.raises(TypeError, match="must be an int"):
+            session.stream([client], streams_per_connection=2.0)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from decimal import Decimal
 import anyio
 import pytest
 
-import binance_pm._streams
+import binance_pm._stream_lines
 from binance_pm import (
     AccountStatus,
     ListenKeyExpired,
@@ -497,7 +497,7 @@ async def test_each_drop_after_a_good_connection_reconnects_as_fast_as_the_first
     exchange: SimulatedExchange, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A connection that lived this long and carried a message is good: the backoff ends.
-    monkeypatch.setattr(binance_pm._streams, "GOOD_LIFE", 0.1)
+    monkeypatch.setattr(binance_pm._stream_lines, "GOOD_LIFE", 0.1)
     name = of(exchange, "PM_1")
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
