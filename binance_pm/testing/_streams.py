@@ -36,8 +36,8 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .._models import AccountStatus
 from ._book import amount, status_for
-from ._limits import Counter, retry_after_text
-from ._messages import Answer, ban_text, error_body
+from ._doorman import Doorman
+from ._messages import Answer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -56,9 +56,6 @@ WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
 COMBINED_PATH = {"pm": "/pm/stream", "pm_pro": "/pm-classic/stream"}
 KEY_PATH = {"/papi/v1/listenKey": "pm", "/fapi/v1/listenKey": "pm_pro"}
 RISK_EVENT = {"pm": "riskLevelChange", "pm_pro": "RISK_LEVEL_CHANGE"}
-#: A ban of any of these, by the REST families' warden, refuses handshakes; a ban earned by
-#: handshakes bans them all (the IP).
-BANNED_WITH = ("api", "sapi", "papi", "fapi", "ws")
 #: A listen key is 64 letters and digits, as the exchange's are.
 KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -129,7 +126,7 @@ class StreamDesk:
         self.pushed: dict[str, int] = {}
         self.risk_events: list[tuple[int, str, str]] = []
         self._changed = anyio.Event()
-        self._attempts: dict[str, Counter] = {}  # per client IP
+        self.doorman = Doorman(exchange)
         #: Accounts whose streams carry nothing for now (the connections stay open).
         self.quiet: set[int] = set()
         #: When set, every stream is closed with this code right after its handshake.
@@ -232,43 +229,6 @@ class StreamDesk:
                     sent += 1
         return sent
 
-    # -- connection attempts -----------------------------------------------------------------
-
-    def admit(self, ip: str) -> tuple[int, str, bytes] | None:
-        """Count a connection attempt from ``ip``: ``None`` to let it on, or the refusal's
-        status, ``Retry-After`` and body."""
-        exchange = self.exchange
-        stats, warden = exchange.stats, exchange._warden
-        now = exchange.server_ms()
-        stats.ws_attempts += 1
-        stats.charge("ws_connect", 1, now, exchange.window)
-        banned = [warden.banned_until(f, now) for f in BANNED_WITH]
-        until = max((b for b in banned if b is not None), default=None)
-        if until is not None:
-            stats.ws_banned += 1
-            return 418, retry_after_text((until - now) / 1000.0), error_body(-1003, ban_text(until))
-        counter = self._attempts.get(ip)
-        if counter is None:
-            limits = exchange.limits
-            counter = self._attempts[ip] = Counter(
-                limits.ws_connect, limits.ws_window * 1000.0, "sliding"
-            )
-        fits = counter.fits(1, now)
-        counter.charge(1, now)
-        if fits:
-            return None
-        key = f"ws_connect:{ip}"
-        if warden.in_cooldown(key, now):
-            until = warden.ban_all(BANNED_WITH, now)
-            stats.bans += 1
-            stats.ws_banned += 1
-            return 418, retry_after_text((until - now) / 1000.0), error_body(-1003, ban_text(until))
-        wait = counter.seconds_until_fits(1, now)
-        warden.refused(key, now, wait)
-        stats.ws_refused += 1
-        message = f"Too many connection attempts; the limit is {counter.limit}."
-        return 429, retry_after_text(wait), error_body(-1003, message)
-
     def push_raw(self, account: int, message: bytes) -> int:
         """Send ``message`` as it is, a text frame, on every open stream of the account."""
         sent = 0
@@ -359,7 +319,7 @@ class StreamDesk:
         if (await receive())["type"] != "websocket.connect":
             return
         client = scope.get("client")
-        refusal = self.admit(str(client[0]) if client else "?")
+        refusal = self.doorman.admit(str(client[0]) if client else "?")
         if refusal is not None:
             await _refuse(send, *refusal)
             return
