@@ -23,7 +23,7 @@ exchange's own time.
   an account, p50 and p99, which bounds how late a risk change is seen.
 
 Each connecting run is made twice: one connection per listen key (what the PM pages
-document), and combined streams of up to 200 keys a connection (``streams_per_connection``).
+document), and combined streams of up to 100 keys a connection (``streams_per_connection``).
 
 Run: ``python benchmarks/streams.py`` (about 8 minutes); ``--accounts N`` for the streaming
 desk, ``--connect 1000,10000`` for the connecting runs, ``--seconds S``.
@@ -52,7 +52,7 @@ WINDOW = 60 / SCALE
 PUSH_EVERY = 5 / SCALE
 RECONCILE = 900 / SCALE  # fifteen minutes of the exchange's time
 CONNECT_SCALE = 100  # and of the connecting runs
-COMBINED = 200  # keys a combined connection carries (the futures hosts allow 200 to 1,024)
+COMBINED = 100  # keys a combined connection carries (the most whose URL stays under 8 KiB)
 PUBLISHED = Limits()
 
 

@@ -274,10 +274,11 @@ class Session(Engine):
             uni_mmr: what the desk last knew of each account's uniMMR: the lowest connect
                 first (later, the figures the streams push rank their reconnections).
             streams_per_connection: accounts of one product carried on one connection, as a
-                combined stream (``/pm-classic/stream?streams=<key1>/<key2>/…``, up to 1,024):
-                fewer connection attempts for a large desk. The PM pages document only one
-                key a connection (``1``, the default); a host that answers a combined
-                handshake 400 or 404 is followed one connection per account from then on.
+                combined stream (``/pm-classic/stream?streams=<key1>/<key2>/…``, up to 100, so
+                that the URL stays under 8 KiB): fewer connection attempts for a large desk.
+                The PM pages document only one key a connection (``1``, the default); a host
+                that answers a combined handshake 400, 404 or 414 is followed one connection
+                per account from then on.
 
         Connections are paced by the governor's budget of connection attempts
         (``Limits.ws_connect`` per ``Limits.ws_window`` from this IP: 300 per 5 minutes), so a

@@ -3,8 +3,8 @@
 Accounts are followed in *lines* (:mod:`binance_pm._stream_lines`): one account a connection
 at the ``/ws/<listenKey>`` the exchange documents, or, with ``streams_per_connection`` above 1,
 up to that many accounts of one product on a combined stream (a reading the PM pages do not
-document: when the host answers a combined handshake 400 or 404, the line falls back to one
-connection per account, as do all later lines of that product).
+document: when the host answers a combined handshake 400, 404 or 414, the line falls back to
+one connection per account, as do all later lines of that product).
 
 Per line, one task: it waits for a connection attempt from the governor's budget
 (:mod:`binance_pm._attempts`: riskiest last-known uniMMR first, at the pace the exchange
@@ -60,7 +60,7 @@ CLOSE_WITHIN = 10.0  # the listen keys are closed within this when the loop ends
 OPEN_WITHIN = 60.0  # a key's open may wait this long for REST budget
 KEEPALIVE_WITHIN = 30.0  # and a keepalive this long (the key lives an hour)
 RETRY_BASE, RETRY_CEILING = 0.5, 30.0
-MAX_STREAMS = 1024  # the most keys one combined connection may carry (the futures hosts')
+MAX_STREAMS = 100  # keys in one combined URL: its request line stays under 8 KiB
 NO_KEY = -1125  # "This listenKey does not exist."
 
 

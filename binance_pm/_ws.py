@@ -57,8 +57,9 @@ def stream_url(host: str, product: str, keys: list[str], *, combined: bool) -> s
     return f"{host}{WS_PATH[product]}{key}"
 
 
-#: A combined stream's handshake answered one of these: the host has no combined streams.
-NOT_SERVED = (400, 404)
+#: A combined stream's handshake answered one of these: the host has no combined streams, or
+#: none of that length (414: the URL is too long for it).
+NOT_SERVED = (400, 404, 414)
 
 
 class CombinedRefused(TransportError):

@@ -561,7 +561,7 @@ async def test_a_host_without_combined_streams_is_followed_one_connection_per_ac
 async def test_streams_per_connection_is_checked() -> None:
     async with Session(base_url="http://127.0.0.1:1") as session:
         client = session.client(HMAC_API_KEY, secret=HMAC_SECRET)
-        with pytest.raises(ValueError, match="1 to 1024"):
+        with pytest.raises(ValueError, match="1 to 100"):
             session.stream([client], streams_per_connection=0)
         with pytest.raises(TypeError, match="must be an int"):
             session.stream([client], streams_per_connection=2.0)  # type: ignore[arg-type]
