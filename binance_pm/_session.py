@@ -139,6 +139,7 @@ class Session(Engine):
         asset: str | None = None,
         stream: bool = False,
         reconcile_every: float = 60.0,
+        streams_per_connection: int = 1,
     ) -> AsyncGenerator[Update, None]:
         """Poll many accounts for as long as the ``async for`` runs; yields each :class:`Update`.
 
@@ -170,6 +171,8 @@ class Session(Engine):
                 ``classic_pm_account`` has no stream. Under asyncio.
             reconcile_every: with ``stream=True``, seconds between two REST polls of an
                 account's endpoint.
+            streams_per_connection: with ``stream=True``, accounts carried on one combined
+                stream connection (see :meth:`stream`).
 
         One account's failure never stops the others: an authentication error ends that
         account's polling with one error update (``final`` set); other errors (any other 4xx
@@ -204,6 +207,7 @@ class Session(Engine):
             streams_url(self.hosts["fapi"]),
             self._connection_budget(),
             close_keys=self._keeps_keys(None),
+            streams_per_connection=_per_connection(streams_per_connection),
         )
         merger = Merger(
             jobs,
