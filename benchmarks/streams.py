@@ -120,7 +120,7 @@ async def connect(
         "refused": stats["ws_refused"],
         "banned": stats["ws_banned"],
         "rest_share": {k: v / (PUBLISHED[f"{k}_ip"] * windows) for k, v in rest.items()},
-        "cpu_per_connection": cpu / max(len(jobs), 1) * 1e6,
+        "cpu_per_account": cpu / max(len(jobs), 1) * 1e6,
         "errors": dict(errors),
     }
 
@@ -323,7 +323,7 @@ def print_connect(result: dict[str, Any]) -> None:
     )
     shares = ", ".join(f"{k}_ip {v:.1%}" for k, v in sorted(result["rest_share"].items()))
     print(f"REST budget used while connecting: {shares}")
-    print(f"CPU per connection (key open, handshake): {result['cpu_per_connection']:.0f} µs")
+    print(f"CPU per account (its key's open, its handshake): {result['cpu_per_account']:.0f} µs")
     for text, n in sorted(result["errors"].items()):
         print(f"error updates: {n} × {text}")
     print()
