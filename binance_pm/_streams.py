@@ -201,13 +201,15 @@ class Streamer(Background[StreamUpdate]):
             try:
                 await self._connect(line)
                 continue  # the keys must be renewed: at once
-            except CombinedRefused:
-                self._not_combined.add(line.product)
-                log.warning(
-                    "%s: the host does not serve combined streams; one connection per "
-                    "account from now on",
-                    self.what,
-                )
+            except CombinedRefused as exc:
+                if line.product not in self._not_combined:  # said once, not once a line
+                    self._not_combined.add(line.product)
+                    log.warning(
+                        "%s: %s; one connection per %s account from now on",
+                        self.what,
+                        exc.message,
+                        line.product,
+                    )
                 continue
             except SessionError as exc:  # the Session closed
                 await self._tell_all(line, exc, final=True)
