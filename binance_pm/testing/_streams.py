@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import secrets
 import string
@@ -121,6 +122,7 @@ class StreamDesk:
         self.risk_every = risk_every
         self.max_connection_seconds = max_connection_seconds
         self.keys: dict[str, ListenKeyState] = {}
+        self._expiries: list[tuple[float, str]] = []  # a heap: no scan of every key a request
         self._of_account: dict[tuple[int, str], str] = {}
         #: Events pushed, by name; and every risk event as (exchange ms, account name, level).
         self.pushed: dict[str, int] = {}
@@ -157,6 +159,7 @@ class StreamDesk:
                 key = "".join(secrets.choice(KEY_ALPHABET) for _ in range(64))
                 self.keys[key] = ListenKeyState(account, product, now + self.ttl)
                 self._of_account[account, product] = key
+                heapq.heappush(self._expiries, (now + self.ttl, key))
             self.keys[key].expires_at = now + self.ttl
             return msgspec.json.encode({"listenKey": key})
         if key is None:
@@ -168,9 +171,18 @@ class StreamDesk:
         return b"{}"
 
     def _expire(self, now: float) -> None:
-        for key, state in list(self.keys.items()):
+        """Drop the keys whose time has come: a heap of (expiry, key), each entry checked
+        against the key's expiry now (a keepalive moved it later: pushed again)."""
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            state = self.keys.get(key)
+            if state is None:
+                continue
             if state.expires_at <= now:
                 self._drop_key(key, expired=True)
+            else:
+                heapq.heappush(heap, (state.expires_at, key))
 
     def _drop_key(self, key: str, *, expired: bool) -> None:
         state = self.keys.pop(key, None)
