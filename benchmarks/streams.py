@@ -28,9 +28,9 @@ document), and combined streams of up to 100 keys a connection (``streams_per_co
 - **the large desk**: 10,000 accounts streaming on combined connections, the same figures
   (its PM Pro accounts push a tenth as often: at this clock one core could not read them).
 
-Run: ``python benchmarks/streams.py`` (about 12 minutes); ``--accounts N`` for the streaming
-desk, ``--large N`` for the large one, ``--connect 1000,10000`` for the connecting runs,
-``--seconds S``.
+Run: ``python benchmarks/streams.py`` (about 15 minutes); ``--accounts N`` for the streaming
+desk, ``--large N`` for the large one, ``--connect 1000,10000`` for the connecting runs (0 for
+none of each), ``--seconds S``.
 """
 
 from __future__ import annotations
@@ -261,21 +261,27 @@ def main() -> None:
                 wanted = [a for a in accounts if a["key_type"] != "RSA"][:count]
                 result = asyncio.run(connect(base_url, wanted, per_connection))
             print_connect(result)
-    options = ["--accounts", str(args.accounts), "--window", str(WINDOW), "--seed", "3"]
+    if args.accounts:
+        desks(args.accounts, args.seconds)
+    if args.large:
+        large(args.large, args.seconds)
+
+
+def desks(count: int, seconds: float) -> None:
+    """The desk of ``count`` accounts with streams, then polling alone."""
+    options = ["--accounts", str(count), "--window", str(WINDOW), "--seed", "3"]
     options += ["--push-every", str(PUSH_EVERY), "--ws-window", str(300 / SCALE)]
     results = {}
     for name, stream in (("streams", True), ("polling alone", False)):
         with serve(*options, core=0) as (base_url, accounts):
-            seconds = args.seconds if stream else min(args.seconds, 45.0)
-            results[name] = asyncio.run(desk(base_url, accounts, stream=stream, seconds=seconds))
+            run_for = seconds if stream else min(seconds, 45.0)
+            results[name] = asyncio.run(desk(base_url, accounts, stream=stream, seconds=run_for))
     print(
-        f"\n{args.accounts} accounts; the exchange's clock runs {SCALE}× (windows of {WINDOW:g} s "
+        f"\n{count} accounts; the exchange's clock runs {SCALE}× (windows of {WINDOW:g} s "
         "with the published limits); figures in the exchange's time"
     )
     for name, result in results.items():
         print_desk(name, result)
-    if args.large:
-        large(args.large, args.seconds)
 
 
 def large(count: int, seconds: float) -> None:
