@@ -34,6 +34,7 @@ WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
 COMBINED_PATH = {"pm": "/pm/stream", "pm_pro": "/pm-classic/stream"}
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 0.5
+SETTLE_WITHIN = 1.0
 MAX_MESSAGE = 1 << 20
 #: What a listen key may be: the exchange's are 60-odd letters and digits.
 _KEY = re.compile(r"[A-Za-z0-9]{16,128}", re.ASCII)
@@ -140,8 +141,10 @@ async def handshake(
         )
     finally:
         attempt.sent(status, retry_after)  # no-op once sent; a cancelled handshake counts too
-        with anyio.CancelScope(shield=True):
-            await attempt.settle()  # with a shared store: every process learns of it
+        # With a shared store every process learns of it; a store that hangs costs a stop
+        # no more than this (the attempt then lapses there by itself).
+        with anyio.move_on_after(SETTLE_WITHIN, shield=True):
+            await attempt.settle()
     raise failure  # outside the handler: aiohttp's text holds the URL, and so the key
 
 
