@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_cli_commands import keyless_env, run
+from .commands import keyless_env, run
 
 GOOD = '[[account]]\nname = "desk-1"\napi_key = "k1"\nsecret = "s3cr3t-value"\n'
 

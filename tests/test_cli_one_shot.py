@@ -13,8 +13,8 @@ import pytest
 from binance_pm._cli.one_shot import exchange_json
 from binance_pm._endpoints import ACCOUNT_ENDPOINTS
 
+from .commands import key_env, keyless_env, run
 from .served import serve
-from .test_cli_commands import key_env, keyless_env, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = {

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from binance_pm import AccountStatus
 
+from .commands import keyless_env, run, secrets_of, toml_for
 from .served import serve, stats
-from .test_cli_commands import keyless_env, run, secrets_of, toml_for
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from binance_pm import Session
 from binance_pm._deadlines import Deadlines
 from binance_pm._endpoints import PAPI_PING
 
-from .test_hardening import serve
+from .scripted import serve
 
 # Sessions keep deadlines this way only where Task.uncancel exists; elsewhere a cancel scope.
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel is 3.11+")

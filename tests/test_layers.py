@@ -67,3 +67,18 @@ def test_the_command_line_uses_only_the_public_testing_api() -> None:
     for name, path in paths.items():
         if name.startswith("binance_pm._cli"):
             assert not imports(path, name, set(paths)) & private, name
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in modules of their own (``served``, ``commands``, ``scripted`` …),
+    so that a test module can change without breaking another."""
+    tests = Path(__file__).parent
+    modules = {p.stem for p in tests.glob("test_*.py")}
+    offenders = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                name = node.module.rpartition(".")[2]
+                if name in modules and name != path.stem:
+                    offenders.append(f"{path.name} imports {node.module}")
+    assert offenders == []

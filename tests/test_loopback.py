@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
@@ -19,7 +16,8 @@ from binance_pm._endpoints import Endpoint
 from binance_pm._http import AiohttpSender, HttpxSender
 from binance_pm.testing import LoopbackServer
 
-from .conftest import DOCUMENTED, Account, fixture_bytes
+from .conftest import DOCUMENTED, Account
+from .recording import RecordingApp
 
 #: Each test runs on the default sending layer and on a caller's httpx client.
 pytestmark = pytest.mark.usefixtures("http_stack")
@@ -33,41 +31,6 @@ SLOW: Endpoint[dict[str, str]] = Endpoint(
 PAGE: Endpoint[dict[str, str]] = Endpoint(
     "page", "api", "/html502", 1, signed=False, response=dict[str, str]
 )
-
-
-class RecordingApp:
-    """An ASGI app that keeps the raw request bytes and answers like the exchange's examples."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        path = scope["path"]
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.seen.append({"path": path, "query": scope["query_string"], "headers": headers})
-        status, body, extra = 200, b"", []
-        if path == "/api/v3/time":
-            body = json.dumps({"serverTime": int(time.time() * 1000)}).encode()
-        elif path in DOCUMENTED:
-            body = fixture_bytes(DOCUMENTED[path])
-        elif path == "/truncated":
-            extra = [(b"content-length", b"500")]
-            body = b'{"uniMMR": "1'
-        elif path == "/slow":  # an answer in a second, unless the client has gone by then
-            with anyio.move_on_after(1.0):
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-        elif path == "/html502":
-            status, body = 502, b"<html><title>502 Bad Gateway</title></html>"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 @pytest.fixture

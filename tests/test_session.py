@@ -11,7 +11,7 @@ import pytest
 from binance_pm import AsyncClient, Session, SessionError
 
 from .conftest import Account, ScriptedExchange, fixture_bytes
-from .test_hardening import answering, serve
+from .scripted import answering, serve
 
 
 def test_production_hosts_by_default() -> None:

@@ -16,7 +16,7 @@ from binance_pm._http import HttpxSender
 from binance_pm.testing import LoopbackServer
 
 from .conftest import Account
-from .test_loopback import RecordingApp
+from .recording import RecordingApp
 
 
 @pytest.fixture

@@ -1,0 +1,75 @@
+"""Running the ``binance-pm`` commands as a user does, for the CLI tests: a subprocess, an
+environment without keys (or with one account's), and an accounts file for ``watch``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ENDPOINT = {"PM_1": "pm-pro-account", "PM_2": "pm-balance", "PM_3": "pm-pro-span-account"}
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "binance_pm", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def keyless_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith("BINANCE_"):
+            del env[name]
+    env["COLUMNS"] = "100"
+    return env
+
+
+def key_env(account: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    env = keyless_env()
+    env["BINANCE_API_KEY"] = account["api_key"]
+    if "secret" in account:
+        env["BINANCE_API_SECRET"] = account["secret"]
+    else:
+        pem = tmp_path / f"{account['name']}.pem"
+        pem.write_text(account["private_key"])
+        env["BINANCE_PRIVATE_KEY_FILE"] = str(pem)
+    return env
+
+
+def secrets_of(accounts: list[dict[str, str]]) -> list[str]:
+    found = []
+    for account in accounts:
+        found.append(account["api_key"])
+        if "secret" in account:
+            found.append(account["secret"])
+        else:
+            found.append(account["private_key"].splitlines()[1])
+    return found
+
+
+def toml_for(accounts: list[dict[str, str]], tmp_path: Path) -> Path:
+    parts = []
+    for account in accounts:
+        endpoint = ENDPOINT[account["account_type"]].replace("-", "_")
+        parts.append(
+            f'[[account]]\nname = "{account["name"]}"\napi_key = "{account["api_key"]}"\n'
+            f'endpoint = "{endpoint}"'
+        )
+        if "secret" in account:
+            parts.append(f'secret = "{account["secret"]}"')
+        else:
+            pem = tmp_path / f"{account['name']}.pem"
+            pem.write_text(account["private_key"])
+            parts.append(f'private_key_file = "{pem.name}"')
+    path = tmp_path / "accounts.toml"
+    path.write_text("\n".join(parts) + "\n")
+    return path
