@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any
 
 from .._endpoints import Limits
@@ -58,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from .board import Board, Row
     from .views import make_console, run_board
 
-    # The published per-minute rates, over the demo's window.
+    # The published per-minute rates, over the demo's window; stream connection attempts at
+    # the published 300 per (scaled) window, so that --stream connects every account at once.
     limits = PUBLISHED_LIMITS.scaled(args.window / 60, least=20)
+    limits = dataclasses.replace(limits, ws_connect=PUBLISHED_LIMITS.ws_connect)
     console = make_console(stderr=args.format == "jsonl")
     exchange = SimulatedExchange(
         window=args.window,
