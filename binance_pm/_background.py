@@ -1,6 +1,7 @@
 """A loop's background task under asyncio: what ``Session.stream`` and ``Session.poll(...,
 stream=True)`` share. The task runs :meth:`Background._main` inside a cancel scope, puts what it
-makes into a memory stream the loop reads, and ends within a bound when stopped."""
+makes into a memory stream the loop reads; stopping it is a join (every wait inside is
+bounded)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 T = TypeVar("T")
-STOP_WITHIN = 1.0  # sockets and calls end within this after a stop
 
 
 class Background(Generic[T]):
@@ -44,8 +44,8 @@ class Background(Generic[T]):
 
     async def stop(self) -> None:
         """Cancel everything it does and wait for it to end: a join, whatever cancels the
-        caller meanwhile (every wait inside is bounded: sockets close within
-        ``STOP_WITHIN``, listen keys within the stream's ``close_within``)."""
+        caller meanwhile (every wait inside is bounded: a socket closes within half a second,
+        listen keys within the stream's ``close_within``)."""
         self.scope.cancel()
         if self._task is None:
             return  # never began: nothing to wait for
