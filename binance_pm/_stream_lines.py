@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
@@ -90,6 +91,14 @@ class Account:
     product: str
     rank: float = math.inf  # its last-known uniMMR: the lowest connects first
     opened: bool = False  # a key may exist: closed at the end
+
+    def know(self, uni_mmr: Decimal | float | None) -> None:
+        """Its latest uniMMR (pushed, or from a REST answer) ranks its next connection."""
+        if uni_mmr is None:
+            return
+        finite = uni_mmr.is_finite() if isinstance(uni_mmr, Decimal) else math.isfinite(uni_mmr)
+        if finite:
+            self.rank = float(uni_mmr)
 
 
 @dataclass(eq=False)
@@ -225,7 +234,6 @@ class Live:
         )
 
     def _event(self, text: str) -> StreamUpdate:
-        update = StreamUpdate
         line = self.line
         if line.combined:
             try:
@@ -237,7 +245,7 @@ class Live:
                     endpoint=line.endpoint,
                     path="$",
                 )
-                return update(first.client, line.product, None, error, time.time())
+                return StreamUpdate(first.client, line.product, None, error, time.time())
             account = self.keys.get(wrapped.stream)
             if account is None:
                 error = DecodeError(
@@ -245,21 +253,19 @@ class Live:
                     endpoint=line.endpoint,
                     path="$.stream",
                 )
-                return update(line.accounts[0].client, line.product, None, error, time.time())
+                return StreamUpdate(line.accounts[0].client, line.product, None, error, time.time())
             body: bytes | str = bytes(wrapped.data)
         else:
             account, body = line.accounts[0], text
         try:
             event = decode_event(body)
         except BinancePMError as exc:  # this message's problem only: the stream goes on
-            return update(account.client, line.product, None, exc, time.time())
+            return StreamUpdate(account.client, line.product, None, exc, time.time())
         if isinstance(event, ListenKeyExpired):
             self.expired = True
         else:
-            uni_mmr = getattr(event, "uni_mmr", None)
-            if uni_mmr is not None and uni_mmr.is_finite():
-                account.rank = float(uni_mmr)
-        return update(account.client, line.product, event, None, time.time())
+            account.know(getattr(event, "uni_mmr", None))
+        return StreamUpdate(account.client, line.product, event, None, time.time())
 
     async def _swap(self) -> None:
         """Read what the old connection still brings (until quiet, two seconds at most),

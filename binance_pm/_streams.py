@@ -21,7 +21,6 @@ the measurement behind that choice).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
@@ -136,8 +135,8 @@ class Streamer(Background[StreamUpdate]):
         """The account's latest uniMMR (from a REST answer, say): it ranks its next
         connection attempt among the others', lowest first."""
         account = self._of.get(client)
-        if account is not None and uni_mmr is not None and math.isfinite(uni_mmr):
-            account.rank = float(uni_mmr)
+        if account is not None:
+            account.know(uni_mmr)
 
     def lines(self) -> list[Line]:
         """The accounts in lines, riskiest first: one each, or up to ``per_connection`` of one
