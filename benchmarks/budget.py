@@ -22,7 +22,6 @@ import asyncio
 import statistics
 import time
 from collections import defaultdict
-from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlencode
 
@@ -109,7 +108,7 @@ async def ours(base_url: str, accounts: list[dict[str, Any]]) -> None:
             jobs[client] = ENDPOINT[a["account_type"]]
             names[client] = a["name"]
         started = time.time()
-        async with aclosing(session.poll(jobs, every=0.01)) as updates:
+        async with session.poll(jobs, every=0.01) as updates:
             async for update in updates:
                 if update.ok:
                     answers[names[update.client]].append(update.at)

@@ -37,7 +37,7 @@ import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from _serve import keys, pin, serve
@@ -184,7 +184,7 @@ async def polled(
             cpu = time.process_time()
             if profiler is not None:
                 profiler.enable()
-            async with aclosing(session.poll(jobs, every=every)) as stream:
+            async with session.poll(jobs, every=every) as stream:
                 ends = time.monotonic() + seconds
                 async for update in stream:
                     updates += 1
@@ -207,7 +207,7 @@ async def memory(base_url: str, accounts: list[dict[str, Any]], every: float) ->
     async with Session(base_url=base_url, governor=governor(), timeout=60) as session:
         jobs = make_clients(session, accounts)
         seen: set[AsyncClient] = set()
-        async with aclosing(session.poll(jobs, every=every)) as stream:
+        async with session.poll(jobs, every=every) as stream:
             ends = time.monotonic() + 4 * every + 10
             async for update in stream:
                 seen.add(update.client)

@@ -19,7 +19,6 @@ import asyncio
 import os
 import time
 from collections import Counter
-from contextlib import aclosing
 
 from _serve import keys, serve
 
@@ -57,7 +56,7 @@ async def soak(
             session.client(a["api_key"], **keys(a)): STATE_ENDPOINT[str(a["account_type"])]  # type: ignore[arg-type]
             for a in accounts
         }
-        async with aclosing(session.poll(jobs, every=1.0)) as updates:
+        async with session.poll(jobs, every=1.0) as updates:
             async for update in updates:
                 if update.error is None:
                     answers += 1

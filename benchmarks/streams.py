@@ -41,7 +41,6 @@ import itertools
 import statistics
 import time
 from collections import defaultdict
-from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -92,7 +91,7 @@ async def connect(
         stream = session.stream(
             jobs, close_keys=False, silent_after=86_400, streams_per_connection=per_connection
         )
-        async with aclosing(stream) as updates:
+        async with stream as updates:
             async for update in updates:
                 if update.error is not None:
                     errors[str(update.error).split(" [account")[0]] += 1
@@ -172,15 +171,15 @@ async def desk(
         started = time.time()
         cpu = time.process_time()
         if stream:
-            updates = session.poll(
+            running = session.poll(
                 jobs,
                 stream=True,
                 reconcile_every=reconcile,
                 streams_per_connection=per_connection,
             )
         else:
-            updates = session.poll(jobs, every=0.05)  # as often as the budget allows
-        async with aclosing(updates):
+            running = session.poll(jobs, every=0.05)  # as often as the budget allows
+        async with running as updates:
             async for update in updates:
                 now = time.time()
                 if now - started > seconds:

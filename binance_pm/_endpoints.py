@@ -102,7 +102,11 @@ class Endpoint(Generic[T]):
     """One REST endpoint, what calling it costs, and what it answers (``T``).
 
     ``params`` are the optional parameters it takes (only ``asset`` here), ``required`` those it
-    must have; ``shape``, if any, tidies a decoded answer for the asset asked for.
+    must have; ``shape``, if any, tidies a decoded answer for the asset asked for. An account
+    endpoint also says what it is: ``product``, the product it belongs to as people name it
+    (``"PM Pro"``); ``serves``, the account types it answers for (``"PM_1"``…); ``stream``,
+    the user data stream that pushes its figures (``"pm"``, ``"pm_pro"``, or ``None``); and
+    ``title``, what it tells, in a few words.
     """
 
     name: str
@@ -117,6 +121,10 @@ class Endpoint(Generic[T]):
     shape: Callable[[T, str | None], T] | None = field(default=None, repr=False, compare=False)
     method: str = "GET"
     keyed: bool = False  # unsigned, but sent with the account's API key (listen keys)
+    product: str = ""
+    serves: tuple[str, ...] = ()
+    stream: str | None = None
+    title: str = ""
     decoder: ResponseDecoder[T] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,12 +138,7 @@ class Endpoint(Generic[T]):
             return []
         if "asset" not in self.params:
             raise ValueError(f"{self.name} takes no asset")
-        if not isinstance(asset, str):
-            raise TypeError(f"asset must be a str such as 'USDT', not {type(asset).__name__}")
-        name = asset.strip().upper()
-        if not name or not name.isascii() or not name.isalnum():
-            raise ValueError(f"asset must be an asset's name such as 'USDT', not {asset!r}")
-        return [("asset", name)]
+        return [("asset", asset_name(asset))]
 
     @property
     def label(self) -> str:
@@ -146,6 +149,18 @@ class Endpoint(Generic[T]):
     def bucket_name(self) -> str:
         """The budget the weight is charged to: ``"papi_ip"``, ``"sapi_uid"`` …"""
         return f"{self.family}_{self.bucket}"
+
+
+def asset_name(asset: str) -> str:
+    """The asset as the exchange names it (``" usdt"`` → ``"USDT"``): letters and digits,
+    upper case; ``ValueError`` for what cannot be an asset's name, ``TypeError`` for a
+    non-str."""
+    if not isinstance(asset, str):
+        raise TypeError(f"asset must be a str such as 'USDT', not {type(asset).__name__}")
+    name = asset.strip().upper()
+    if not name or not name.isascii() or not name.isalnum():
+        raise ValueError(f"asset must be an asset's name such as 'USDT', not {asset!r}")
+    return name
 
 
 class ServerTime(msgspec.Struct, frozen=True):
@@ -163,7 +178,7 @@ def _one_or_all(
         return result if isinstance(result, list) else [result]
     if isinstance(result, PMBalance):
         return result
-    wanted = asset.strip().upper()
+    wanted = asset_name(asset)
     matches = [b for b in result if b.asset.upper() == wanted]
     if len(matches) != 1:
         raise DecodeError(
@@ -182,6 +197,10 @@ PM_BALANCE: Endpoint[list[PMBalance] | PMBalance] = Endpoint(
     response=list[PMBalance] | PMBalance,
     params=("asset",),
     shape=_one_or_all,
+    product="PM",
+    serves=("PM_2",),
+    stream="pm",
+    title="Portfolio Margin balances",
 )
 PM_PRO_BALANCE: Endpoint[list[PMProBalance]] = Endpoint(
     "pm_pro_balance",
@@ -190,6 +209,10 @@ PM_PRO_BALANCE: Endpoint[list[PMProBalance]] = Endpoint(
     20,
     response=list[PMProBalance],
     params=("asset",),
+    product="PM Pro",
+    serves=("PM_1", "PM_3"),
+    stream="pm_pro",
+    title="PM Pro balances",
 )
 PM_PRO_ACCOUNT: Endpoint[PMProAccount] = Endpoint(
     "pm_pro_account",
@@ -198,6 +221,10 @@ PM_PRO_ACCOUNT: Endpoint[PMProAccount] = Endpoint(
     5,
     bucket="uid",
     response=PMProAccount,
+    product="PM Pro",
+    serves=("PM_1", "PM_3"),
+    stream="pm_pro",
+    title="PM Pro account",
 )
 PM_PRO_SPAN_ACCOUNT: Endpoint[PMProSpanAccount] = Endpoint(
     "pm_pro_span_account",
@@ -205,6 +232,10 @@ PM_PRO_SPAN_ACCOUNT: Endpoint[PMProSpanAccount] = Endpoint(
     "/sapi/v2/portfolio/account",
     5,
     response=PMProSpanAccount,
+    product="PM Pro SPAN",
+    serves=("PM_3",),
+    stream="pm_pro",
+    title="PM Pro SPAN account",
 )
 CLASSIC_PM_ACCOUNT: Endpoint[ClassicPMAccount] = Endpoint(
     "classic_pm_account",
@@ -214,6 +245,9 @@ CLASSIC_PM_ACCOUNT: Endpoint[ClassicPMAccount] = Endpoint(
     response=ClassicPMAccount,
     params=("asset",),
     required=("asset",),
+    product="Classic PM",
+    serves=("PM_1", "PM_3"),
+    title="Classic PM account for one asset",
 )
 
 API_TIME: Endpoint[ServerTime] = Endpoint(
@@ -257,12 +291,40 @@ def _listen_key_endpoints(product: str, family: Family, path: str) -> dict[str, 
     return made
 
 
-#: The user data streams' listen-key endpoints, by product (``"pm"``, ``"pm_pro"``) and
-#: action (``"open"``, ``"keepalive"``, ``"close"``): weight 1 each, sent with the API key.
-LISTEN_KEY: dict[str, dict[str, Endpoint[Any]]] = {
-    "pm": _listen_key_endpoints("pm", "papi", "/papi/v1/listenKey"),
-    "pm_pro": _listen_key_endpoints("pm_pro", "fapi", "/fapi/v1/listenKey"),
+@dataclass(frozen=True, slots=True)
+class UserStream:
+    """One product's user data stream: how its listen key is kept, where it is read, and the
+    account types it serves."""
+
+    product: str  # "pm" or "pm_pro", as ``Session.stream`` takes it
+    listen_key: dict[str, Endpoint[Any]]  # by action: "open", "keepalive", "close"
+    ws_path: str  # + the listen key: one account a connection
+    combined_path: str  # + "?streams=<key1>/<key2>/…": several on one
+    serves: tuple[str, ...]  # account types
+
+
+#: The stream host of the production exchange.
+PRODUCTION_STREAMS = "wss://fstream.binance.com"
+
+#: The user data streams, by product; listen-key calls weigh 1 each, sent with the API key.
+STREAMS: dict[str, UserStream] = {
+    "pm": UserStream(
+        "pm",
+        _listen_key_endpoints("pm", "papi", "/papi/v1/listenKey"),
+        "/pm/ws/",
+        "/pm/stream",
+        ("PM_2",),
+    ),
+    "pm_pro": UserStream(
+        "pm_pro",
+        _listen_key_endpoints("pm_pro", "fapi", "/fapi/v1/listenKey"),
+        "/pm-classic/ws/",
+        "/pm-classic/stream",
+        ("PM_1", "PM_3"),
+    ),
 }
+#: The listen-key endpoints, by product and action.
+LISTEN_KEY: dict[str, dict[str, Endpoint[Any]]] = {p: s.listen_key for p, s in STREAMS.items()}
 
 #: The five account endpoints, by method name.
 ACCOUNT_ENDPOINTS: dict[str, Endpoint[Any]] = {

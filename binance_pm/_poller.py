@@ -23,12 +23,11 @@ that account's polling with one error update; every other error (another 4xx, wh
 a redirect can give as well as the exchange, 5xx, transport, decode, the rate limit, even a bug)
 backs the job off with jitter, doubling up to a ceiling, with an error update each time.
 
-The turns run in a task group of their own (under asyncio, in bare tasks, which cost less, that
-the poller cancels and awaits as it ends), in one task the poll starts and owns (an asyncio
-task, or a trio system task), so that leaving the ``async for`` cancels them however the
-generator is closed: by the loop's own ``break`` or exception, by cancellation, by
-``aclose()``, or by the event loop's finalizer in another task. The generator then waits, at
-most a second, for every job and every call in flight to end.
+The turns run in a task group of the poller's own (under asyncio, in bare tasks, which cost
+less, that the poller cancels and awaits as it ends), inside the ``async with`` that
+``Session.poll`` returns (:class:`Polling`): leaving it cancels every turn and call in flight
+and waits for them to end. A merged poll (``poll(stream=True)``) brings a job's next turn
+forward with :meth:`Poller.hurry` to fill a stream's gap: through the same gate as any turn.
 """
 
 from __future__ import annotations
@@ -39,28 +38,22 @@ import itertools
 import logging
 import math
 import random
-import sys
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
 from ._exceptions import AuthError, BinancePMError, SessionError
 from ._fairness import GATE_DEPTH, Gate, Ranks
-from ._models import AccountStatus
 from ._retry import backoff
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
+from ._running import Background, Owner, Sink
+from ._updates import Update
 
 if TYPE_CHECKING:
     from ._client import AccountResult, AsyncClient
-    from ._events import StreamEvent
 
 #: The endpoints ``Session.poll`` knows, by the client method's name.
 POLLABLE = tuple(ACCOUNT_ENDPOINTS)
@@ -70,77 +63,25 @@ MAX_BACKOFF = 60.0
 START_RATE = 1000.0
 #: Jobs due within one tick (or a tenth of ``every``, if shorter) go together, at its end.
 TICK = 0.01
-#: Seconds ``Session.poll`` waits for its jobs to end once it is left or cancelled.
-STOP_WITHIN = 1.0
 
 log = logging.getLogger("binance_pm")
 #: A job's call: ``on_grant`` is called when the governor lets the request out.
 JobCall = Callable[..., Awaitable["AccountResult"]]
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
-    """One poll's outcome: ``result`` when the call succeeded, else ``error``.
-
-    Attributes:
-        client: the account's client.
-        endpoint: the endpoint's name, as in ``Session.poll`` (``"pm_pro_account"``…).
-        result: what the client method returned, or ``None`` on error.
-        error: the :class:`~binance_pm.BinancePMError` the call ended in, or ``None``.
-        at: when the answer (or the failure) came, in seconds since the epoch.
-        final: this job polls no more (its key was refused, or the request is bad).
-        source: where it came from: ``"rest"`` (a call), or ``"stream"`` (pushed, with
-            ``poll(..., stream=True)``: then ``event`` holds the pushed event and ``result``
-            is ``None``; an ``error`` is the stream's, which reconnects by itself).
-        event: the pushed :class:`~binance_pm.StreamEvent`, for ``source="stream"``.
-    """
-
-    client: AsyncClient
-    endpoint: str
-    result: AccountResult | None
-    error: BinancePMError | None
-    at: float
-    final: bool = False
-    source: str = "rest"
-    event: StreamEvent | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def name(self) -> str:
-        """The account's name (:attr:`AsyncClient.name`)."""
-        return self.client.name
-
-
-def default_priority(update: Update) -> float:
-    """Accounts in trouble first: a status other than NORMAL, then the lowest ``uni_mmr``.
-
-    Results without either (balances) rank last.
-    """
-    result = update.result
-    status = getattr(result, "account_status", None)
-    if status is not None and status != AccountStatus.NORMAL:
-        return -math.inf
-    uni_mmr = getattr(result, "uni_mmr", None)
-    try:
-        ratio = float(uni_mmr) if uni_mmr is not None else math.inf
-    except (TypeError, ValueError, ArithmeticError):
-        return math.inf
-    return math.inf if math.isnan(ratio) else ratio
-
-
 class _Job:
     __slots__ = (
         "call",
         "client",
+        "due",
         "endpoint",
+        "entry",
         "failures",
         "gate",
         "go",
         "inside",
         "key",
+        "soon",
         "tag",
         "weight",
     )
@@ -162,6 +103,9 @@ class _Job:
         self.go: anyio.Event | None = None
         self.inside = False  # through its gate, and not yet let out by the governor
         self.failures = 0  # in a row
+        self.entry: int | None = None  # its live entry in the schedule; None while in flight
+        self.due = math.inf  # when that entry is due
+        self.soon = math.inf  # in flight and hurried: its next turn comes no later than this
 
     def granted(self) -> None:
         """The governor let the call out (or it ended first): the gate may let another in."""
@@ -224,7 +168,7 @@ class Poller:
         *,
         every: float,
         priority: Callable[[Update], float],
-        send: MemoryObjectSendStream[Update],
+        sink: Sink[Update],
         depth: int = GATE_DEPTH,
         rand: random.Random | None = None,
     ) -> None:
@@ -233,7 +177,7 @@ class Poller:
         self.priority = priority
         for job in jobs:
             job.gate.depth = depth
-        self._send = send
+        self._sink = sink
         self._rand = rand or random.Random()
         self._seq = itertools.count()
         self._ended: set[AsyncClient] = set()
@@ -244,48 +188,49 @@ class Poller:
         self._sleeps_until = math.inf
         self._tick = min(TICK, every / 10)
         self._now: Callable[[], float] = anyio.current_time
-        self.scope = anyio.CancelScope()
-        self.stopped = anyio.Event()
-        self.failure: BaseException | None = None  # the priority callable's, if it raised
-        self._task: asyncio.Task[None] | None = None
+        self._scope = anyio.CancelScope()
+        self._failure: BaseException | None = None  # the priority callable's, if it raised
         self._loop: asyncio.AbstractEventLoop | None = None  # under asyncio
         self._turns: set[asyncio.Task[None]] = set()  # under asyncio, the turns in flight
 
-    def start(self) -> None:
-        """Run the jobs in a task of their own (kept here, so it is not collected)."""
+    async def run(self) -> None:
+        """Run the jobs until none is left or this is cancelled; every turn and call in flight
+        has ended when it returns. Raises what the ``priority`` callable raised, if it did."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            import trio  # not asyncio: anyio's other backend
-
-            self._now = trio.current_time
-            trio.lowlevel.spawn_system_task(self._run, name="binance_pm poll")
+            pass  # trio: anyio's clock is its own
         else:
             self._now = loop.time
             self._loop = loop
-            self._task = loop.create_task(self._run(), name="binance_pm poll")
+        with self._scope:
+            async with anyio.create_task_group() as group:
+                try:
+                    await self._schedule(group)
+                finally:
+                    await self._end_turns()
+        if self._failure is not None:
+            raise self._failure
 
-    async def _run(self) -> None:
-        try:
-            with self.scope:
-                async with anyio.create_task_group() as group:
-                    try:
-                        await self._schedule(group)
-                    finally:
-                        await self._end_turns()
-        except Exception as exc:  # a bug, not an account's failure: the caller sees it
-            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                exc = exc.exceptions[0]  # the first is raised to the caller
-            self.failure = exc
-        finally:
-            self._send.close()
-            self.stopped.set()
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self._scope.cancel()
 
-    async def stop(self) -> None:
-        """Cancel every job and call in flight; wait, at most a second, for them to end."""
-        self.scope.cancel()
-        with anyio.move_on_after(STOP_WITHIN, shield=True):
-            await self.stopped.wait()
+    def hurry(self, job: _Job, at: float) -> None:
+        """Bring ``job``'s next turn forward to ``at`` (on this poll's clock), if it is due
+        later: it waits at its gate like any other turn. A job in flight goes again at ``at``
+        once its answer is in (that answer may be older than whatever asked for this)."""
+        if job.client in self._ended:
+            return
+        if job.entry is None:
+            job.soon = min(job.soon, at)
+        elif job.due > at:
+            self._next(job, at)
+
+    def now(self) -> float:
+        """This poll's clock (the event loop's)."""
+        return self._now()
 
     # -- the schedule -------------------------------------------------------------------------
 
@@ -298,11 +243,16 @@ class Poller:
         """
         now, count = self._now(), len(self.jobs)
         spread = min(self.every, count / START_RATE) / count
-        self._due = [(now + i * spread, next(self._seq), job) for i, job in enumerate(self.jobs)]
+        for i, job in enumerate(self.jobs):
+            job.entry, job.due = next(self._seq), now + i * spread
+            self._due.append((job.due, job.entry, job))
         due = self._due
         while due or self._busy:
             if due and due[0][0] <= (now := self._now()):
-                job = heapq.heappop(due)[2]
+                _, entry, job = heapq.heappop(due)
+                if entry != job.entry:
+                    continue  # hurried: its newer entry stands
+                job.entry = None
                 if job.client not in self._ended:
                     self._busy += 1
                     if self._loop is not None:  # a bare task costs a third of a group's
@@ -325,9 +275,7 @@ class Poller:
     def _turn_done(self, turn: asyncio.Task[None]) -> None:
         self._turns.discard(turn)
         if not turn.cancelled() and (exc := turn.exception()) is not None:
-            if self.failure is None:  # a bug, not an account's failure: the caller sees it
-                self.failure = exc
-            self.scope.cancel()
+            self._fail(exc)  # a bug, not an account's failure: the caller sees it
 
     async def _end_turns(self) -> None:
         """Cancel the turns in bare tasks (the task group ends its own), and wait for them."""
@@ -343,7 +291,8 @@ class Poller:
         return max(at, math.ceil(at / self._tick) * self._tick)
 
     def _next(self, job: _Job, at: float) -> None:
-        heapq.heappush(self._due, (at, next(self._seq), job))
+        job.entry, job.due = next(self._seq), at
+        heapq.heappush(self._due, (at, job.entry, job))
         if self._on_grid(at) < self._sleeps_until:
             self._wake.set()
 
@@ -371,22 +320,20 @@ class Poller:
             if final:
                 self._ended.add(job.client)
             update = Update(job.client, job.endpoint.name, result, error, time.time(), final)
-            try:
-                self._send.send_nowait(update)
-            except anyio.WouldBlock:  # the consumer is behind: wait for it
-                await self._send.send(update)
+            if not self._sink.offer(update):  # the consumer is behind: wait for it
+                await self._sink.put(update)
             if final:
                 return
+            soon, job.soon = job.soon, math.inf
             if error is None:
                 job.failures = 0
                 try:
                     key = self.priority(update)
                 except Exception as exc:  # the caller's code: it ends the poll, to the caller
-                    self.failure = exc
-                    self.scope.cancel()
+                    self._fail(exc)
                     return
                 self._rekey(job, key)
-                self._next(job, started + self.every)
+                self._next(job, min(started + self.every, max(soon, self._now())))
             else:
                 job.failures += 1
                 wait = backoff(
@@ -438,36 +385,24 @@ class Poller:
             raise
 
 
-async def poll(
-    jobs: list[_Job],
-    running: set[Poller],
-    *,
-    every: float,
-    priority: Callable[[Update], float],
-) -> AsyncGenerator[Update, None]:
-    """The updates of ``jobs``, as they come; see ``Session.poll``. ``running`` is the
-    Session's set of polls, which it stops when it closes."""
-    send, receive = anyio.create_memory_object_stream[Update](max_buffer_size=len(jobs))
-    poller = Poller(jobs, every=every, priority=priority, send=send)
-    running.add(poller)
-    try:
-        poller.start()
-        async with receive:
-            while True:
-                # What is waiting goes out at once; only an empty stream is waited on (its
-                # receive() passes through the event loop even when an update is ready).
-                try:
-                    update = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        update = await receive.receive()
-                    except anyio.EndOfStream:
-                        break
-                except anyio.EndOfStream:
-                    break
-                yield update
-        if poller.failure is not None:
-            raise poller.failure
-    finally:
-        running.discard(poller)
-        await poller.stop()
+class Polling(Background[Update]):
+    """What :meth:`Session.poll` returns: ``async with session.poll(...) as updates``."""
+
+    what = "Session.poll"
+
+    def __init__(
+        self,
+        owner: Owner,
+        check_open: Callable[[], None],
+        jobs: list[_Job],
+        *,
+        every: float,
+        priority: Callable[[Update], float],
+    ) -> None:
+        super().__init__(owner, check_open, len(jobs))
+        self._jobs = jobs
+        self._every = every
+        self._priority = priority
+
+    async def _main(self) -> None:
+        await Poller(self._jobs, every=self._every, priority=self._priority, sink=self).run()

@@ -7,7 +7,7 @@ many accounts (:meth:`Session.client`) and polling them (:meth:`Session.poll`).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from ._attempts import ConnectionBudget
@@ -16,8 +16,9 @@ from ._config import check_seconds
 from ._credentials import Credentials
 from ._endpoints import PUBLISHED_LIMITS
 from ._engine import Engine
-from ._merge import PRODUCT_OF, Merger, merged
-from ._poller import Poller, Update, default_priority, plan_jobs, poll
+from ._merge import Merged
+from ._poller import Polling, plan_jobs
+from ._running import Background, Owner
 from ._streams import (
     CLOSE_WITHIN,
     HEARTBEAT,
@@ -26,11 +27,11 @@ from ._streams import (
     ROTATE_AFTER,
     SILENT_AFTER,
     Streamer,
-    StreamUpdate,
+    Streaming,
     plan_streams,
-    stream,
     streams_url,
 )
+from ._updates import StreamUpdate, Update, default_priority
 
 
 class Session(Engine):
@@ -62,27 +63,22 @@ class Session(Engine):
             :class:`TransportError`.
     """
 
-    _pollers: set[Poller] | None = None  # running polls, stopped by aclose
-    _streamers: set[Streamer] | None = None  # running streams, stopped by aclose
-    _mergers: set[Merger] | None = None  # running polls with streams, stopped by aclose
+    _running: Owner | None = None  # its polls and streams, stopped by aclose
     _connections: ConnectionBudget | None = None  # when the governor is a hook without one
 
     async def aclose(self) -> None:
-        """Stop every poll and stream, and close the connection pool unless the caller owns
-        it. Calls still in flight end with a :class:`~binance_pm.TransportError`; later ones
-        raise :class:`~binance_pm.SessionError`. Safe to call twice."""
-        # Polls are told to stop first, so that closing the streams' listen keys has the
-        # budget to itself; then the streams, while the Session can still send.
-        for poller in list(self._pollers or ()):
-            poller.scope.cancel()
-        for merger in list(self._mergers or ()):
-            await merger.stop()
-        for streamer in list(self._streamers or ()):
-            await streamer.stop()
-        self._closed = True
-        for poller in list(self._pollers or ()):
-            await poller.stop()
+        """Stop every poll and stream and wait for them to end (their listen keys closed,
+        within each stream's ``close_within``), then close the connection pool unless the
+        caller owns it. Calls still in flight end with a :class:`~binance_pm.TransportError`;
+        later ones raise :class:`~binance_pm.SessionError`. Safe to call twice."""
+        if self._running is not None:
+            await self._running.close()
         await super().aclose()
+
+    def _owner(self) -> Owner:
+        if self._running is None:
+            self._running = Owner()
+        return self._running
 
     def _connection_budget(self) -> ConnectionBudget:
         """The governor's stream connection attempts, or this Session's own (with the
@@ -140,15 +136,17 @@ class Session(Engine):
         stream: bool = False,
         reconcile_every: float = 60.0,
         streams_per_connection: int = 1,
-    ) -> AsyncGenerator[Update, None]:
-        """Poll many accounts for as long as the ``async for`` runs; yields each :class:`Update`.
+    ) -> Background[Update]:
+        """Poll many accounts for as long as the ``async with`` is open; its :class:`Feed`
+        gives each :class:`Update`.
 
         ::
 
             async with Session() as s:
                 clients = [s.client(key, secret=secret) for key, secret in keys]
-                async for update in s.poll(clients, "pm_pro_account", every=5.0):
-                    update.client, update.endpoint, update.result, update.error, update.at
+                async with s.poll(clients, "pm_pro_account", every=5.0) as updates:
+                    async for update in updates:
+                        update.client, update.endpoint, update.result, update.error, update.at
 
         Args:
             clients: the accounts' clients (of this Session), with ``endpoints`` for all; or a
@@ -177,10 +175,10 @@ class Session(Engine):
         One account's failure never stops the others: an authentication error ends that
         account's polling with one error update (``final`` set); other errors (any other 4xx
         included) back it off with jitter, with an error update each time.
-        Leaving the loop (``break``, an exception, cancellation) or closing the Session
-        cancels every call in flight and ends the polling within a second. To end it at a
-        known point rather than when the generator is collected, close it:
-        ``async with contextlib.aclosing(s.poll(...)) as updates: async for u in updates``.
+        The polling runs in a task group the ``async with`` owns, in the caller's task: leaving
+        it (at its end, by an exception, by cancellation) cancels every call in flight and
+        waits for them to end; closing the Session ends the feed the same way. A bug (the
+        ``priority`` callable raising, say) ends the feed and is raised to the caller.
         """
         every = check_seconds("every", every)
         jobs = plan_jobs(clients, endpoints, asset)
@@ -188,20 +186,16 @@ class Session(Engine):
             if job.client.session is not self:
                 raise ValueError(f"{job.client!r} sends through another Session")
         self._check_open()
-        if self._pollers is None:
-            self._pollers = set()
         if not stream:
-            return poll(jobs, self._pollers, every=every, priority=priority)
+            return Polling(self._owner(), self._check_open, jobs, every=every, priority=priority)
         reconcile_every = check_seconds("reconcile_every", reconcile_every)
         products: dict[AsyncClient, str] = {}
         for job in jobs:
-            product = PRODUCT_OF.get(job.endpoint.name)
+            product = job.endpoint.stream
             if product is None:
                 raise ValueError(f"{job.endpoint.name} has no user data stream; poll it alone")
             if products.setdefault(job.client, product) != product:
                 raise ValueError(f"{job.client!r} polls endpoints of both PM and PM Pro")
-        if self._streamers is None:
-            self._streamers = set()
         streamer = Streamer(
             list(products.items()),
             streams_url(self.hosts["fapi"]),
@@ -209,18 +203,14 @@ class Session(Engine):
             close_keys=self._keeps_keys(None),
             streams_per_connection=_per_connection(streams_per_connection),
         )
-        merger = Merger(
+        return Merged(
+            self._owner(),
+            self._check_open,
             jobs,
             streamer,
-            self._pollers,
-            self._streamers,
             reconcile_every=reconcile_every,
             priority=priority,
         )
-        if self._mergers is None:
-            self._mergers = set()
-        self._mergers.add(merger)  # now: a close before the first iteration stops it too
-        return merged(merger, self._mergers)
 
     # -- streams -------------------------------------------------------------------------------
 
@@ -238,17 +228,19 @@ class Session(Engine):
         close_within: float = CLOSE_WITHIN,
         uni_mmr: Mapping[AsyncClient, Decimal | float] | None = None,
         streams_per_connection: int = 1,
-    ) -> AsyncGenerator[StreamUpdate, None]:
-        """Follow the accounts' user data streams for as long as the ``async for`` runs;
-        yields each :class:`StreamUpdate` (an event, a (re)connection, or a failure).
+    ) -> Background[StreamUpdate]:
+        """Follow the accounts' user data streams for as long as the ``async with`` is open;
+        its :class:`Feed` gives each :class:`StreamUpdate` (an event, a (re)connection, or a
+        failure).
 
         ::
 
             async with Session() as s:
                 clients = [s.client(key, secret=secret) for key, secret in keys]
-                async for update in s.stream(clients, "pm_pro"):
-                    if isinstance(update.event, RiskLevelChange):
-                        alert(update.name, update.event.level, update.event.uni_mmr)
+                async with s.stream(clients, "pm_pro") as updates:
+                    async for update in updates:
+                        if isinstance(update.event, RiskLevelChange):
+                            alert(update.name, update.event.level, update.event.uni_mmr)
 
         Args:
             clients: the accounts' clients (of this Session), with ``product`` for all; or a
@@ -294,17 +286,15 @@ class Session(Engine):
         decoded, never stops the others. A drop reconnects (an error update, then a
         ``connected`` one); connections that die young back the account off, longer each
         time; an expired key is replaced; a refused key ends that account with a ``final``
-        update. Listen-key calls go through the governor. Leaving the loop or closing the
-        Session closes every socket within a second, then the keys within
-        ``close_within``. Runs under asyncio (aiohttp's WebSockets).
+        update. Listen-key calls go through the governor. Leaving the ``async with`` or
+        closing the Session closes every socket within a second, then the keys within
+        ``close_within``, and waits for both. Runs under asyncio (aiohttp's WebSockets).
         """
         jobs = plan_streams(clients, product)
         for client, _ in jobs:
             if client.session is not self:
                 raise ValueError(f"{client!r} sends through another Session")
         self._check_open()
-        if self._streamers is None:
-            self._streamers = set()
         target = url if url is not None else streams_url(self.hosts["fapi"])
         streamer = Streamer(
             jobs,
@@ -319,8 +309,7 @@ class Session(Engine):
             uni_mmr=uni_mmr,
             streams_per_connection=_per_connection(streams_per_connection),
         )
-        self._streamers.add(streamer)  # now: a close before the first iteration stops it too
-        return stream(streamer, self._streamers)
+        return Streaming(self._owner(), self._check_open, streamer)
 
     def _keeps_keys(self, close_keys: bool | None) -> bool:
         """Whether the streams close their listen keys at the end: as asked, or by default

@@ -30,8 +30,9 @@ import aiohttp
 import anyio
 import msgspec
 
-from ._events import ListenKeyExpired, StreamEvent, decode_event
+from ._events import ListenKeyExpired, decode_event
 from ._exceptions import BinancePMError, DecodeError, TransportError
+from ._updates import StreamUpdate
 from ._ws import COMBINED_PATH, WS_PATH, close
 
 if TYPE_CHECKING:
@@ -49,38 +50,6 @@ DRAIN_QUIET = 0.25  # an old connection being replaced is read until quiet this 
 DRAIN_MOST = 2.0  # and no longer than this
 OVERLAP_KEPT = 10.0  # the new connection's copies of the old one's last messages come by then
 ROTATE_RETRY = 60.0  # a replacement connection that failed is tried again after this
-
-
-@dataclass(frozen=True, slots=True)
-class StreamUpdate:
-    """One thing a stream told: an ``event``, a (re)connection, or a failure.
-
-    Attributes:
-        client: the account's client.
-        product: ``"pm"`` or ``"pm_pro"``.
-        event: the typed event (:class:`~binance_pm.RiskLevelChange`,
-            :class:`~binance_pm.PMProAccountUpdate` …), or ``None``.
-        error: why the stream broke (it reconnects by itself), or ``None``; a message that
-            could not be decoded is an error update too, and the stream goes on.
-        at: when it came, in seconds since the epoch.
-        connected: the stream has just (re)connected: events pushed while it was down are not
-            sent again, so this is the time to read the account over REST (``Session.poll``
-            with ``stream=True`` does).
-        final: this account's stream ends here (its key was refused).
-    """
-
-    client: AsyncClient
-    product: str
-    event: StreamEvent | None
-    error: BinancePMError | None
-    at: float
-    connected: bool = False
-    final: bool = False
-
-    @property
-    def name(self) -> str:
-        """The account's name (:attr:`AsyncClient.name`)."""
-        return self.client.name
 
 
 @dataclass(eq=False)
@@ -136,13 +105,13 @@ class Owner(Protocol):
     rotate_after: float
     silent_after: float
 
-    def _handed(self, update: StreamUpdate) -> bool: ...
+    def hand(self, update: StreamUpdate) -> bool: ...
 
-    async def _tell(self, update: StreamUpdate) -> None: ...
+    async def tell(self, update: StreamUpdate) -> None: ...
 
-    def _handshake(self, line: Line, url: str, attempt: Attempt) -> Awaitable[Socket]: ...
+    def handshake(self, line: Line, url: str, attempt: Attempt) -> Awaitable[Socket]: ...
 
-    async def _keep_alive(self, account: Account) -> bool: ...
+    async def keep_alive(self, account: Account) -> bool: ...
 
 
 class Live:
@@ -202,14 +171,14 @@ class Live:
                 receive = self.socket.receive
                 while True:
                     update = self._update(await receive())
-                    if update is not None and not owner._handed(update):
+                    if update is not None and not owner.hand(update):
                         waiting = update
                         break
                     if self.expired:
                         break
             self.reading = None
             if waiting is not None:
-                await owner._tell(waiting)  # outside the scope: a swap never cuts it
+                await owner.tell(waiting)  # outside the scope: a swap never cuts it
 
     def _update(self, message: Message) -> StreamUpdate | None:
         """The update one message makes (``None`` for a copy already passed on); raises
@@ -285,7 +254,7 @@ class Live:
                 texts[_text(message)] += 1
                 update = self._update(message)
                 if update is not None:
-                    await self.owner._tell(update)
+                    await self.owner.tell(update)
         old, self.socket, self.fresh = self.socket, fresh, None
         await close(old)
         self.overlap = texts
@@ -334,7 +303,7 @@ class Live:
         kept = [True]
 
         async def keep(account: Account) -> None:
-            if not await self.owner._keep_alive(account):
+            if not await self.owner.keep_alive(account):
                 kept[0] = False
 
         async with anyio.create_task_group() as group:
@@ -347,10 +316,10 @@ class Live:
         owner, line = self.owner, self.line
         try:
             attempt = await owner.connections.acquire(line.rank)
-            fresh = await owner._handshake(line, self.url, attempt)
+            fresh = await owner.handshake(line, self.url, attempt)
         except BinancePMError as exc:  # the old connection still works: keep it, try again
             for account in line.accounts:
-                await owner._tell(
+                await owner.tell(
                     StreamUpdate(account.client, line.product, None, exc, time.time())
                 )
             return anyio.current_time() + min(ROTATE_RETRY, owner.rotate_after)

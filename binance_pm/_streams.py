@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterable, Mapping
-from contextlib import aclosing
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -31,10 +30,12 @@ import aiohttp
 import anyio
 
 from ._attempts import Attempt, ConnectionBudget
-from ._background import Background, drain
+from ._endpoints import PRODUCTION_HOSTS, PRODUCTION_STREAMS, STREAMS
 from ._exceptions import APIError, AuthError, BinancePMError, SessionError
 from ._retry import backoff
-from ._stream_lines import Account, Line, Live, StreamUpdate
+from ._running import Background, Owner, Sink
+from ._stream_lines import Account, Line, Live
+from ._updates import StreamUpdate
 from ._ws import CombinedRefused, handshake, stream_url, ws_session
 
 if TYPE_CHECKING:
@@ -46,11 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("binance_pm.streams")
 
-__all__ = ["StreamUpdate", "Streamer", "plan_streams", "stream", "streams_url"]
+__all__ = ["Streamer", "Streaming", "plan_streams", "streams_url"]
 
-PRODUCTS = ("pm", "pm_pro")
-PRODUCTION_STREAMS = "wss://fstream.binance.com"
-PRODUCTION_FAPI = "https://fapi.binance.com"
+PRODUCTS = tuple(STREAMS)
 KEEPALIVE = 30 * 60.0  # the key lives 60 minutes after its last keepalive
 ROTATE_AFTER = 23 * 3600.0  # the exchange closes a connection at 24 hours
 HEARTBEAT = 20.0  # a ping this often; no pong within half of it and the connection is dead
@@ -84,7 +83,7 @@ def plan_streams(
 def streams_url(fapi_host: str) -> str:
     """The stream host for a Session whose fapi requests go to ``fapi_host``: the exchange's
     own, or the same host over ``ws://`` / ``wss://`` (a simulated exchange, a proxy)."""
-    if fapi_host.rstrip("/") == PRODUCTION_FAPI:
+    if fapi_host.rstrip("/") == PRODUCTION_HOSTS["fapi"]:
         return PRODUCTION_STREAMS
     if fapi_host.startswith("https://"):
         return "wss://" + fapi_host[len("https://") :].rstrip("/")
@@ -93,8 +92,8 @@ def streams_url(fapi_host: str) -> str:
     return fapi_host.rstrip("/")
 
 
-class Streamer(Background[StreamUpdate]):
-    """The task that follows every account's stream for one ``Session.stream`` loop."""
+class Streamer:
+    """Follows every account's stream for one ``Session.stream`` (or a merged poll's)."""
 
     what = "Session.stream"
 
@@ -113,7 +112,6 @@ class Streamer(Background[StreamUpdate]):
         uni_mmr: Mapping[AsyncClient, Decimal | float] | None = None,
         streams_per_connection: int = 1,
     ) -> None:
-        super().__init__(max(1000, 4 * len(jobs)))
         self.accounts = [Account(client, product) for client, product in jobs]
         self._of = {account.client: account for account in self.accounts}
         self.url = url
@@ -125,6 +123,7 @@ class Streamer(Background[StreamUpdate]):
         self.silent_after = silent_after
         self.close_within = close_within
         self.per_connection = streams_per_connection
+        self._sink: Sink[StreamUpdate] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._not_combined: set[str] = set()  # products whose host refused combined streams
@@ -151,7 +150,10 @@ class Streamer(Background[StreamUpdate]):
                 lines.append(Line(mine[start : start + self.per_connection], product, True))
         return sorted(lines, key=lambda line: line.rank)
 
-    async def _main(self) -> None:
+    async def run(self, sink: Sink[StreamUpdate]) -> None:
+        """Follow every account, handing each update to ``sink``, until every account's
+        stream has ended or this is cancelled; then close the keys (if it closes them)."""
+        self._sink = sink
         budget, lines = self.connections, self.lines()
         log.info(
             "%s: %d accounts on %d connections; all connected in about %.0f s (%d connection "
@@ -172,21 +174,20 @@ class Streamer(Background[StreamUpdate]):
             if self.close_keys:
                 await self._close_keys()
 
-    def _handed(self, update: StreamUpdate) -> bool:
-        """Hand ``update`` on without a checkpoint, if the buffer has room."""
-        try:
-            self.send.send_nowait(update)
-        except anyio.WouldBlock:
-            return False
-        return True
+    def hand(self, update: StreamUpdate) -> bool:
+        """Hand ``update`` on without a checkpoint, if the caller's buffer has room."""
+        assert self._sink is not None
+        return self._sink.offer(update)
 
-    async def _tell(self, update: StreamUpdate) -> None:
-        if not self._handed(update):
-            await self.send.send(update)
+    async def tell(self, update: StreamUpdate) -> None:
+        """Hand ``update`` on, waiting for the caller if its buffer is full."""
+        assert self._sink is not None
+        if not self._sink.offer(update):
+            await self._sink.put(update)
 
     async def _tell_all(self, line: Line, exc: BinancePMError, *, final: bool = False) -> None:
         for account in line.accounts:
-            await self._tell(
+            await self.tell(
                 StreamUpdate(account.client, line.product, None, exc, time.time(), final=final)
             )
 
@@ -238,11 +239,11 @@ class Streamer(Background[StreamUpdate]):
         except BaseException:
             attempt.cancel()
             raise
-        socket = await self._handshake(line, url, attempt)
+        socket = await self.handshake(line, url, attempt)
         live = Live(self, line, url, keys, socket)
         try:
             for account in line.accounts:
-                await self._tell(
+                await self.tell(
                     StreamUpdate(account.client, line.product, None, None, time.time(), True)
                 )
             await live.run()
@@ -262,7 +263,7 @@ class Streamer(Background[StreamUpdate]):
                 key = await account.client.listen_key(line.product, "open", deadline=OPEN_WITHIN)
             except AuthError as exc:
                 line.accounts.remove(account)
-                await self._tell(
+                await self.tell(
                     StreamUpdate(account.client, line.product, None, exc, time.time(), final=True)
                 )
                 return
@@ -280,7 +281,7 @@ class Streamer(Background[StreamUpdate]):
             raise (closed or failures)[0]
         return keys
 
-    def _handshake(self, line: Line, url: str, attempt: Attempt) -> Awaitable[Socket]:
+    def handshake(self, line: Line, url: str, attempt: Attempt) -> Awaitable[Socket]:
         http = self._http
         assert http is not None
         return handshake(
@@ -293,16 +294,16 @@ class Streamer(Background[StreamUpdate]):
             combined=line.combined,
         )
 
-    async def _keep_alive(self, account: Account) -> bool:
+    async def keep_alive(self, account: Account) -> bool:
         """Keep the key alive; ``False`` when the exchange no longer has it."""
         try:
             await account.client.listen_key(account.product, "keepalive", deadline=KEEPALIVE_WITHIN)
         except APIError as exc:
             if exc.code == NO_KEY:
                 return False
-            await self._tell(StreamUpdate(account.client, account.product, None, exc, time.time()))
+            await self.tell(StreamUpdate(account.client, account.product, None, exc, time.time()))
         except BinancePMError as exc:  # tried again at the next keepalive; the key lives 60 min
-            await self._tell(StreamUpdate(account.client, account.product, None, exc, time.time()))
+            await self.tell(StreamUpdate(account.client, account.product, None, exc, time.time()))
         return True
 
     # -- the end -------------------------------------------------------------------------------
@@ -348,13 +349,15 @@ class Streamer(Background[StreamUpdate]):
         )
 
 
-async def stream(streamer: Streamer, running: set[Streamer]) -> AsyncGenerator[StreamUpdate, None]:
-    """The updates of ``streamer``, as they come; see ``Session.stream``. ``streamer`` is in
-    ``running`` (the Session's, which it stops when it closes) from before the first
-    iteration until the loop ends."""
-    try:
-        async with aclosing(drain(streamer)) as updates:
-            async for update in updates:
-                yield update
-    finally:
-        running.discard(streamer)
+class Streaming(Background[StreamUpdate]):
+    """What :meth:`Session.stream` returns: ``async with session.stream(...) as updates``."""
+
+    what = "Session.stream"
+    needs_asyncio = True
+
+    def __init__(self, owner: Owner, check_open: Callable[[], None], streamer: Streamer) -> None:
+        super().__init__(owner, check_open, max(1000, 4 * len(streamer.accounts)))
+        self._streamer = streamer
+
+    async def _main(self) -> None:
+        await self._streamer.run(self)

@@ -19,6 +19,7 @@ import anyio
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
 from ._attempts import Attempt
+from ._endpoints import STREAMS
 from ._exceptions import (
     BinancePMError,
     DecodeError,
@@ -30,8 +31,8 @@ from ._headers import retry_after_seconds
 
 #: The stream path of each product, and of its combined streams (several keys on one
 #: connection: a reading the PM pages do not document, behind ``streams_per_connection``).
-WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
-COMBINED_PATH = {"pm": "/pm/stream", "pm_pro": "/pm-classic/stream"}
+WS_PATH = {product: stream.ws_path for product, stream in STREAMS.items()}
+COMBINED_PATH = {product: stream.combined_path for product, stream in STREAMS.items()}
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 0.5
 SETTLE_WITHIN = 1.0

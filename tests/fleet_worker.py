@@ -12,7 +12,6 @@ import json
 import sys
 import time
 from collections import Counter
-from contextlib import aclosing
 from typing import Any
 
 from binance_pm import Governor, Limits, Session
@@ -35,7 +34,7 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
         print("ready", flush=True)
         sys.stdin.readline()  # all processes start together
         stop = time.monotonic() + job["seconds"]
-        async with aclosing(session.poll(jobs, every=0.01)) as stream:
+        async with session.poll(jobs, every=0.01) as stream:
             async for update in stream:
                 updates += 1
                 if update.error is not None:

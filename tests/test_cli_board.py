@@ -11,7 +11,7 @@ import pytest
 from binance_pm import AuthError, TransportError
 from binance_pm._cli.board import Board, Row, reason
 from binance_pm._models import AccountStatus, AccountType, PMBalance, PMProAccount
-from binance_pm._poller import Update
+from binance_pm._updates import Update
 
 
 class Client:

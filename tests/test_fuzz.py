@@ -565,41 +565,43 @@ async def _poll_example(
     return run.problems
 
 
-async def _watch_poll(run: Run, updates: Any, jobs: dict[AsyncClient, list[str]]) -> None:
+async def _watch_poll(run: Run, running: Any, jobs: dict[AsyncClient, list[str]]) -> None:
     """Read the poll until it has shown that it goes on, then close it, checking every update.
 
     It has once ``AFTER`` updates came after the script was used up, or while no request had
     reached the server for ``HELD`` seconds (every budget held shut, as a 31-year
     ``Retry-After`` does); or, failing both, after ``POLL_CAP`` seconds.
     """
-    started = last = seen_at = time.monotonic()
+    started = last = seen_at = closing = time.monotonic()
     seen = after = 0
     ended = False
     finals: set[tuple[AsyncClient, str]] = set()
-    with anyio.move_on_after(POLL_CAP):
+    with anyio.move_on_after(POLL_CAP + HUNG) as bounded:
         try:
-            async for update in updates:
-                last = time.monotonic()
-                _check_update(run, update)
-                if update.final:  # a refused key ends all of that account's jobs
-                    names = jobs[update.client] if isinstance(update.error, AuthError) else []
-                    finals.update((update.client, name) for name in [update.endpoint, *names])
-                if len(run.server.requests) != seen:
-                    seen, seen_at = len(run.server.requests), last
-                if run.server.used_up.is_set() or last - seen_at >= HELD:
-                    after += 1
-                    if after >= AFTER:
-                        break
-            else:
-                ended = True
+            async with running as updates:
+                with anyio.move_on_after(POLL_CAP):
+                    async for update in updates:
+                        last = time.monotonic()
+                        _check_update(run, update)
+                        if update.final:  # a refused key ends all of that account's jobs
+                            names = (
+                                jobs[update.client] if isinstance(update.error, AuthError) else []
+                            )
+                            finals.update((update.client, n) for n in [update.endpoint, *names])
+                        if len(run.server.requests) != seen:
+                            seen, seen_at = len(run.server.requests), last
+                        if run.server.used_up.is_set() or last - seen_at >= HELD:
+                            after += 1
+                            if after >= AFTER:
+                                break
+                    else:
+                        ended = True
+                closing = time.monotonic()
         except Exception as exc:
             run.add(f"the poll ended with {_kind(exc)}", f"the poll ended with {_described(exc)}")
             run.check_error(exc, "the poll", typed=False)
-    closing = time.monotonic()
-    with anyio.move_on_after(HUNG):
-        await updates.aclose()
     took = time.monotonic() - closing
-    if took > 1.0 + SLACK:
+    if bounded.cancelled_caught or took > 1.0 + SLACK:
         run.add("closing the poll was slow", f"closing the poll took {took:.2f} s")
     every_job = {(client, name) for client, names in jobs.items() for name in names}
     # Only a refused key (AuthError) ends an account's polling, with a final update saying so;

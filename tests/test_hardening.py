@@ -34,7 +34,7 @@ from binance_pm import (
 from binance_pm._clock import ExchangeClock
 from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT
 from binance_pm._headers import LONGEST_BAN, retry_after_seconds, used_weights
-from binance_pm._poller import default_priority
+from binance_pm._updates import default_priority
 
 from .conftest import Account, fixture_bytes
 from .scripted import answering, serve

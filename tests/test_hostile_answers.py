@@ -199,9 +199,8 @@ async def test_a_snan_uni_mmr_does_not_end_the_poll(server: HostileServer) -> No
     updates = []
 
     async with _session(server, timeout=1.0) as session:
-        poll = session.poll([_client(session)], "pm_pro_account", every=0.01)
         with anyio.fail_after(10):
-            async with contextlib.aclosing(poll):
+            async with session.poll([_client(session)], "pm_pro_account", every=0.01) as poll:
                 async for update in poll:
                     updates.append(update)
                     if len(updates) == 2:

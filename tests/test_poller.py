@@ -13,7 +13,6 @@ import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -53,8 +52,8 @@ def poll_tasks() -> list[Any]:
             task = pending.pop()
             tasks.append(task)
             pending += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
-        return [t for t in tasks if t.name == "binance_pm poll"]
-    return [t for t in asyncio.all_tasks() if t.get_name() == "binance_pm poll"]
+        return [t for t in tasks if t.name.startswith("binance_pm")]
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
 
 
 async def collect(
@@ -122,7 +121,7 @@ def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None:
             stranger = session.client("k" * 64, secret="s" * 64)
             jobs[stranger] = "pm_pro_account"
             started = virtual_wall()
-            async with aclosing(session.poll(jobs, every=0.05)) as updates:
+            async with session.poll(jobs, every=0.05) as updates:
                 seen = await collect(updates, SECONDS)
             # Left: nothing runs or is in flight any more.
             assert poll_tasks() == []
@@ -201,9 +200,7 @@ async def span_intervals(
         span = [a for a in ex.accounts if a.account_type.value == "PM_3"]
         clients = [session.client(a.api_key, **a.credentials()) for a in span]
         options: dict[str, Any] = {} if priority is None else {"priority": priority}
-        async with aclosing(
-            session.poll(clients, "pm_pro_span_account", every=0.01, **options)
-        ) as u:
+        async with session.poll(clients, "pm_pro_span_account", every=0.01, **options) as u:
             seen = await collect(u, seconds)
     last = {
         u.client: float(u.result.uni_mmr)
@@ -246,7 +243,7 @@ def test_a_refused_key_ends_that_account_with_one_update_and_the_rest_go_on() ->
                 c: ENDPOINT[a.account_type.value] for c, a in zip(good, ex.accounts, strict=False)
             }
             jobs[bad] = "pm_balance"
-            async with aclosing(session.poll(jobs, every=0.1)) as updates:
+            async with session.poll(jobs, every=0.1) as updates:
                 seen = await collect(updates, 2.0)
         return seen, good, bad
 
@@ -272,7 +269,7 @@ def test_an_account_that_keeps_failing_backs_off_and_the_rest_go_on() -> None:
                 c: ENDPOINT[a.account_type.value]
                 for c, a in zip(clients, ex.accounts, strict=False)
             }
-            async with aclosing(session.poll(jobs, every=0.05)) as updates:
+            async with session.poll(jobs, every=0.05) as updates:
                 seen = await collect(updates, 3.0)
         return seen, jobs, clients[1]
 
@@ -317,7 +314,7 @@ async def measure_clock(session: Session, ex: SimulatedExchange) -> None:
     await getattr(session.client(a.api_key, **a.credentials()), ENDPOINT[a.account_type.value])()
 
 
-async def test_leaving_the_loop_cancels_every_call_in_flight_within_a_second() -> None:
+async def test_leaving_the_poll_cancels_every_call_in_flight_and_waits_for_them() -> None:
     async with SimulatedExchange(accounts=20, slow_seconds=30) as ex:
         governor = Governor()
         async with Session(base_url=ex.base_url, governor=governor, timeout=60) as session:
@@ -327,13 +324,11 @@ async def test_leaving_the_loop_cancels_every_call_in_flight_within_a_second() -
             }
             await measure_clock(session, ex)
             ex.faults = {"slow": 0.5}
-            updates = session.poll(jobs, every=0.05)
-            async for _ in updates:
-                break  # some calls are still waiting for a slow answer
-            left = time.monotonic()
-            del updates  # as when the loop's frame moves on: the generator is collected
-            while poll_tasks() and time.monotonic() - left < 1.0:  # noqa: ASYNC110 (no event to wait on: tasks ending)
-                await anyio.sleep(0.01)
+            async with session.poll(jobs, every=0.05) as updates:
+                async for _ in updates:
+                    break  # some calls are still waiting for a slow answer
+                left = time.monotonic()
+            # Left: a join, so nothing of it runs any more.
             assert poll_tasks() == []
             assert time.monotonic() - left < 1.0
             # Every permit was given back or completed: nothing is in flight any more.
@@ -355,8 +350,9 @@ async def test_cancelling_the_consumer_stops_the_polling_within_a_second() -> No
             ex.faults = {"slow": 1.0}
 
             async def consume() -> None:
-                async for _ in session.poll(jobs, every=0.05):
-                    pass
+                async with session.poll(jobs, every=0.05) as updates:
+                    async for _ in updates:
+                        pass
 
             async with anyio.create_task_group() as group:
                 group.start_soon(consume)
@@ -376,14 +372,13 @@ async def test_closing_the_session_stops_its_polls() -> None:
         jobs = {
             c: ENDPOINT[a.account_type.value] for c, a in zip(clients, ex.accounts, strict=True)
         }
-        updates = session.poll(jobs, every=0.05)
-        first = await updates.__anext__()
-        assert first.ok
-        await session.aclose()
-        assert poll_tasks() == []
-        rest = [u async for u in updates]  # what was already answered, then the end
+        async with session.poll(jobs, every=0.05) as updates:
+            first = await updates.__anext__()
+            assert first.ok
+            await session.aclose()
+            assert poll_tasks() == []  # the close waited for the poll's work to end
+            rest = [u async for u in updates]  # what was already answered, then the end
         assert len(rest) <= len(jobs)
-        await updates.aclose()
 
 
 async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) -> None:
@@ -412,10 +407,11 @@ async def test_an_error_in_the_priority_function_ends_the_poll_with_it(
         a = exchange.accounts[0]
         client = session.client(a.api_key, **a.credentials())
         with pytest.raises(ZeroDivisionError, match="priority bug"):
-            async for _ in session.poll(
+            async with session.poll(
                 [client], ENDPOINT[a.account_type.value], priority=broken_priority
-            ):
-                pass
+            ) as updates:
+                async for _ in updates:
+                    pass
         assert poll_tasks() == []
 
 
@@ -429,7 +425,7 @@ def test_polling_runs_on_trio_too() -> None:
                     for a in accounts
                 }
                 seen: list[Update] = []
-                async with aclosing(session.poll(jobs, every=0.1)) as updates:
+                async with session.poll(jobs, every=0.1) as updates:
                     async for update in updates:
                         seen.append(update)
                         if len(seen) == 18:

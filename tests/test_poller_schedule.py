@@ -9,7 +9,6 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import aclosing
 from typing import Any, cast
 
 import anyio
@@ -17,7 +16,9 @@ import pytest
 
 from binance_pm import AsyncClient, Governor, Session
 from binance_pm._fairness import Ranks
-from binance_pm._poller import START_RATE, TICK, default_priority, plan_jobs, poll
+from binance_pm._poller import START_RATE, TICK, Polling, plan_jobs
+from binance_pm._running import Owner
+from binance_pm._updates import default_priority
 
 from .conftest import run_virtual
 
@@ -48,10 +49,11 @@ class PublicOnly:
 async def run_poll(count: int, every: float, seconds: float, latency: float = 0.02) -> list[Any]:
     clients = [PublicOnly(i, latency) for i in range(count)]
     jobs = plan_jobs(cast(list[AsyncClient], clients), "pm_pro_account", None)
-    updates = poll(jobs, set(), every=every, priority=default_priority)
     with anyio.move_on_after(seconds):
-        async with aclosing(updates) as stream:
-            async for _ in stream:
+        async with Polling(
+            Owner(), lambda: None, jobs, every=every, priority=default_priority
+        ) as u:
+            async for _ in u:
                 pass
     return clients
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +321,7 @@ async def test_redis_stopped_mid_run_no_blind_send_and_the_run_goes_on(
             seen: list[Update] = []
 
             async def consume() -> None:
-                async with aclosing(session.poll(jobs, every=0.02)) as updates:
+                async with session.poll(jobs, every=0.02) as updates:
                     async for update in updates:
                         seen.append(update)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing
 from decimal import Decimal
 
 import anyio
@@ -90,7 +89,7 @@ async def test_two_hundred_streams_dropped_at_once_three_times_come_back_at_the_
     ):
         jobs = clients_of(session, ex)
         names = {c.name for c in jobs}
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             await until_connected(updates, names, seconds=30)
             for _ in range(3):
                 history = attempt_times(ex)
@@ -130,7 +129,7 @@ async def test_a_thousand_accounts_cold_started_connect_at_the_limits_pace_riski
             known = {c: Decimal(11 - (i * 7919 % 1000) / 100) for i, c in enumerate(jobs)}
             order: list[str] = []
             started = time.monotonic()
-            async with aclosing(session.stream(jobs, uni_mmr=known)) as updates:
+            async with session.stream(jobs, uni_mmr=known) as updates:
                 with anyio.fail_after(30):
                     async for update in updates:
                         assert update.error is None, update.error
@@ -162,7 +161,7 @@ async def test_quiet_streams_keep_their_keys_alive_and_rotate_on_schedule() -> N
         for account in ex.accounts:
             ex.quiet_streams(account.name)  # nothing on the wire but pings and pongs
         options = {"keepalive": 0.3, "rotate_after": 0.8, "heartbeat": 0.1}
-        async with aclosing(session.stream(jobs, **options)) as updates:  # type: ignore[arg-type]
+        async with session.stream(jobs, **options) as updates:  # type: ignore[arg-type]
             with anyio.move_on_after(2.6):
                 async for update in updates:
                     assert update.error is None, update.error
@@ -190,7 +189,7 @@ async def test_a_silently_expired_key_is_replaced_and_loses_nothing_after(
     ):
         client = next(c for c, p in clients_of(session, ex).items() if p == product)
         stream = session.stream({client: product}, **options)  # type: ignore[arg-type]
-        async with aclosing(stream) as updates:
+        async with stream as updates:
             await until_connected(updates, {client.name}, seconds=5)
             expired = time.monotonic()
             assert ex.expire_listen_keys(client.name, notify=False) == 1
@@ -206,7 +205,7 @@ async def test_a_pm_pro_stream_that_goes_quiet_with_its_key_alive_is_replaced() 
     ):
         jobs = {c: p for c, p in clients_of(session, ex).items() if c.name == "acct-0001"}
         (client,) = jobs
-        async with aclosing(session.stream(jobs, silent_after=0.3)) as updates:
+        async with session.stream(jobs, silent_after=0.3) as updates:
             await until_connected(updates, {client.name}, seconds=5)
             ex.quiet_streams(client.name)
             seen: list[StreamUpdate] = []
@@ -247,7 +246,7 @@ async def test_one_accounts_pathological_message_leaves_every_stream_going() -> 
     ):
         jobs = clients_of(session, ex)
         names = {c.name for c in jobs}
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             await until_connected(updates, names, seconds=5)
             nested = b'{"e":"balanceUpdate","d":' + b"[" * 1_000 + b"]" * 1_000 + b"}"
             assert ex.push_raw("acct-0000", nested) == 1
@@ -280,7 +279,7 @@ async def test_a_host_that_accepts_then_closes_costs_few_connections_and_rest_ca
         clients = [c for c, p in clients_of(session, ex).items() if p == "pm_pro"]
         ex.hang_up_streams(1011)
         polled = session.poll(clients, "pm_pro_account", stream=True, reconcile_every=60)
-        async with aclosing(polled) as updates:
+        async with polled as updates:
             with anyio.move_on_after(4.0):
                 async for _ in updates:
                     pass
@@ -299,7 +298,7 @@ async def test_a_refused_handshake_is_waited_out_for_its_retry_after() -> None:
     ):
         jobs = clients_of(session, ex)
         errors: list[StreamUpdate] = []
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             with anyio.move_on_after(1.5):
                 async for update in updates:
                     if update.error is not None:
@@ -320,7 +319,7 @@ async def test_a_thousand_keys_are_closed_on_an_ordinary_exit() -> None:
         async with Session(base_url=ex.base_url, governor=ex.governor()) as session:
             jobs = {c: p for c, p in clients_of(session, ex, skip_rsa=True).items()}
             jobs = dict(list(jobs.items())[:1_000])
-            async with aclosing(session.stream(jobs)) as updates:
+            async with session.stream(jobs) as updates:
                 await until_connected(updates, {c.name for c in jobs}, seconds=30)
                 assert len(ex.streams.keys) == 1_000
         left = len(ex.streams.keys)
@@ -336,8 +335,8 @@ async def test_keys_are_closed_on_exit_while_a_poll_keeps_their_budget_full() ->
             assert len(pm) == 500
             polled = session.poll(pm, "pm_balance", every=0.01)
             async with (
-                aclosing(polled) as polls,
-                aclosing(session.stream(dict.fromkeys(pm, "pm"))) as updates,
+                polled as polls,
+                session.stream(dict.fromkeys(pm, "pm")) as updates,
             ):
                 await until_connected(updates, {c.name for c in pm}, seconds=30)
                 full = 0
@@ -374,11 +373,11 @@ async def test_two_processes_on_the_same_accounts_one_exits_the_others_streams_g
         async with desk() as staying:
             jobs = clients_of(staying, ex)
             names = {c.name for c in jobs}
-            async with aclosing(staying.stream(jobs)) as updates:
+            async with staying.stream(jobs) as updates:
                 await until_connected(updates, names, seconds=10)
                 async with desk() as leaving:
                     others = clients_of(leaving, ex)
-                    async with aclosing(leaving.stream(others)) as theirs:
+                    async with leaving.stream(others) as theirs:
                         await until_connected(theirs, names, seconds=10)
                     # It left: its keys, which are the same as this one's, live on.
                     assert len(ex.streams.keys) == len(names)
@@ -432,7 +431,7 @@ KEY = b"A" * 64
 async def first_update(server: HostileServer) -> StreamUpdate:
     async with Session(base_url=server.url, timeout=2.0) as session:
         client = session.client(HMAC_API_KEY, secret=HMAC_SECRET)
-        async with aclosing(session.stream([client], close_keys=False)) as updates:
+        async with session.stream([client], close_keys=False) as updates:
             with anyio.fail_after(5):
                 return await updates.__anext__()
 
@@ -505,7 +504,7 @@ async def test_combined_streams_carry_many_accounts_on_few_connections() -> None
         jobs = clients_of(session, ex, skip_rsa=True)
         names = {c.name for c in jobs}
         stream = session.stream(jobs, streams_per_connection=8)
-        async with aclosing(stream) as updates:
+        async with stream as updates:
             await until_connected(updates, names, seconds=10)
             pm = sum(1 for p in jobs.values() if p == "pm")
             assert ex.stats.ws_attempts == -(-pm // 8) + -(-(len(jobs) - pm) // 8)
@@ -534,7 +533,7 @@ async def test_a_key_that_expires_on_a_combined_stream_renews_its_line_and_loses
     ):
         jobs = {c: p for c, p in clients_of(session, ex).items() if p == "pm_pro"}
         names = {c.name for c in jobs}
-        async with aclosing(session.stream(jobs, streams_per_connection=10)) as updates:
+        async with session.stream(jobs, streams_per_connection=10) as updates:
             await until_connected(updates, names, seconds=10)
             first = sorted(names)[0]
             assert ex.expire_listen_keys(first) == 1
@@ -551,7 +550,7 @@ async def test_a_host_without_combined_streams_is_followed_one_connection_per_ac
     ):
         jobs = clients_of(session, ex, skip_rsa=True)
         names = {c.name for c in jobs}
-        async with aclosing(session.stream(jobs, streams_per_connection=50)) as updates:
+        async with session.stream(jobs, streams_per_connection=50) as updates:
             await until_connected(updates, names, seconds=10)
         # One refused combined handshake per product at most, then one per account.
         assert len(names) < ex.stats.ws_attempts <= len(names) + 2

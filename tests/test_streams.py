@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
 from decimal import Decimal
 
 import anyio
@@ -21,6 +20,7 @@ from binance_pm import (
     PMProAccountUpdate,
     RiskLevelChange,
     Session,
+    SessionError,
     StreamUpdate,
     Update,
 )
@@ -63,7 +63,7 @@ async def test_events_of_both_products_decode_to_exact_values(exchange: Simulate
     pm, pro = of(exchange, "PM_2"), of(exchange, "PM_1")
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = clients_of(session, exchange)
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             connected: set[str] = set()
 
             def all_connected(update: StreamUpdate) -> bool:
@@ -135,7 +135,7 @@ async def test_the_exchanges_own_pushes_match_its_rest_answers(exchange: Simulat
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == pro}
         (client,) = jobs
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             seen = await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
             rest = await client.pm_pro_account()
     pushed = seen[-1].event
@@ -153,7 +153,7 @@ async def test_a_risk_level_change_reaches_the_caller_within_a_second(
     name = of(exchange, kind)
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             emitted = time.monotonic()
             exchange.set_uni_mmr(name, 1.07)  # REDUCE_ONLY, whatever it was
@@ -180,7 +180,7 @@ async def test_an_expired_key_and_a_dropped_connection_are_recovered(
     name = of(exchange, "PM_1")
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             first_key = next(iter(exchange.streams.keys))
             assert exchange.expire_listen_keys(name) == 1
@@ -205,7 +205,7 @@ async def test_rotation_replaces_the_connection_with_no_gap_and_no_duplicate(
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
         events: list[StreamUpdate] = []
-        async with aclosing(session.stream(jobs, rotate_after=0.5)) as updates:
+        async with session.stream(jobs, rotate_after=0.5) as updates:
             started = time.monotonic()
             async for update in updates:
                 events.append(update)
@@ -225,7 +225,7 @@ async def test_keepalives_keep_a_short_lived_key(exchange: SimulatedExchange) ->
         async with Session(base_url=ex.base_url, governor=ex.governor()) as session:
             jobs = {c: p for c, p in clients_of(session, ex).items() if c.name == name}
             events: list[StreamUpdate] = []
-            async with aclosing(session.stream(jobs, keepalive=0.2)) as updates:
+            async with session.stream(jobs, keepalive=0.2) as updates:
                 started = time.monotonic()
                 async for update in updates:
                     events.append(update)
@@ -241,7 +241,7 @@ async def test_leaving_the_loop_closes_every_socket_and_key_within_a_second(
 ) -> None:
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = clients_of(session, exchange)
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             count = 0
             async for update in updates:
                 count += update.connected
@@ -260,15 +260,16 @@ async def test_leaving_the_loop_closes_every_socket_and_key_within_a_second(
 async def test_closing_the_session_ends_the_stream(exchange: SimulatedExchange) -> None:
     session = Session(base_url=exchange.base_url, governor=exchange.governor())
     jobs = clients_of(session, exchange)
-    updates = session.stream(jobs)
-    first = await updates.__anext__()
-    assert first.connected
-    started = time.monotonic()
-    await session.aclose()
-    rest = [u async for u in updates]
+    async with session.stream(jobs) as updates:
+        first = await updates.__anext__()
+        assert first.connected
+        started = time.monotonic()
+        await session.aclose()  # from inside: the close joins the stream's work
+        assert exchange.streams.keys == {}  # the listen keys closed before it returned
+        rest = [u async for u in updates]
     assert time.monotonic() - started < 1.5
     assert all(u.error is None for u in rest)
-    assert exchange.streams.keys == {}  # the listen keys closed too
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
 
 
@@ -279,7 +280,7 @@ async def test_a_refused_key_ends_that_account_only(exchange: SimulatedExchange)
         wrong = session.client("Z" * 64, secret="0" * 64, name="wrong")
         jobs[wrong] = "pm_pro"
         pm_for_pro = next(c for c in jobs if c.name == pro)
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             seen = await until(updates, lambda u: u.final)
             assert seen[-1].name == "wrong"
             assert "-2015" in str(seen[-1].error)
@@ -311,7 +312,7 @@ async def test_poll_with_streams_fills_a_gap_once_per_period_and_loses_nothing_a
         account = next(a for a in exchange.accounts if a.name == name)
         client = session.client(account.api_key, name=name, **account.credentials())
         polled = session.poll([client], "pm_pro_account", stream=True, reconcile_every=60)
-        async with aclosing(polled) as updates:
+        async with polled as updates:
             first = await until_update(updates, lambda u: u.source == "rest")
             assert first.result is not None  # the first REST poll
             pushed = await until_update(updates, lambda u: u.source == "stream")
@@ -355,7 +356,7 @@ async def test_poll_with_streams_passes_a_risk_change_within_a_second(
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         client = session.client(account.api_key, name=name, **account.credentials())
         polled = session.poll([client], "pm_balance", stream=True, reconcile_every=60)
-        async with aclosing(polled) as updates:
+        async with polled as updates:
             await until_update(updates, lambda u: u.source == "rest")
             for _ in range(100):  # the stream is connected when its socket is there
                 if any(s.sockets for s in exchange.streams.keys.values()):
@@ -416,7 +417,7 @@ async def test_more_accounts_than_a_connection_pool_holds_all_connect() -> None:
     ):
         jobs = clients_of(session, ex)
         connected: set[str] = set()
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             with anyio.fail_after(8):
                 async for update in updates:
                     assert update.error is None, update.error
@@ -433,7 +434,7 @@ async def test_a_keepalive_refused_for_a_silently_expired_key_opens_a_new_one(
     name = of(exchange, "PM_1")
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
-        async with aclosing(session.stream(jobs, keepalive=0.3)) as updates:
+        async with session.stream(jobs, keepalive=0.3) as updates:
             await until(updates, lambda u: u.connected)
             first_key = next(iter(exchange.streams.keys))
             assert exchange.expire_listen_keys(name, notify=False) == 1
@@ -451,7 +452,7 @@ async def test_an_event_in_a_binary_frame_is_read_as_in_a_text_one(
     name = of(exchange, "PM_1")
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             event = {"e": "balanceUpdate", "a": "BTC", "d": "0.5"}
             assert exchange.push_event(name, event, binary=True) == 1
@@ -468,7 +469,7 @@ async def test_an_expiry_whose_time_is_a_string_still_renews_the_key(
     name = of(exchange, "PM_1")
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             # As the futures exchange has sent it: "E" as a string.
             exchange.push_event(name, {"e": "listenKeyExpired", "E": "1693427319838"})
@@ -486,7 +487,7 @@ async def test_keepalives_and_rotations_due_together_both_go_on(
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
         # The rotation falls due while the first keepalive is out, and then both are late.
         stream = session.stream(jobs, keepalive=1.1, rotate_after=1.0)
-        async with aclosing(stream) as updates:
+        async with stream as updates:
             with anyio.move_on_after(3.6):
                 async for update in updates:
                     assert update.error is None, update.error
@@ -502,7 +503,7 @@ async def test_each_drop_after_a_good_connection_reconnects_as_fast_as_the_first
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
         delays = []
-        async with aclosing(session.stream(jobs)) as updates:
+        async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             for _ in range(5):
                 await until(updates, lambda u: u.event is not None)  # it carried a message
@@ -520,13 +521,11 @@ async def test_a_stream_closed_with_its_session_before_it_began_ends_at_once(
 ) -> None:
     session = Session(base_url=exchange.base_url, governor=exchange.governor())
     jobs = clients_of(session, exchange)
-    updates = session.stream(jobs)
+    running = session.stream(jobs)
     await session.aclose()
-    started = time.monotonic()
-    with anyio.fail_after(3):
-        rest = [u async for u in updates]
-    assert time.monotonic() - started < 1.0
-    assert all(u.final or u.error is None for u in rest)
+    with pytest.raises(SessionError, match="closed"):
+        async with running:
+            pass
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
 
 
@@ -537,10 +536,10 @@ async def test_poll_with_streams_ends_when_the_session_closes_just_after_it_bega
     name = of(exchange, "PM_1")
     jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
     (client,) = jobs
-    updates = session.poll([client], "pm_pro_account", stream=True)
-    await updates.__anext__()
-    await session.aclose()
-    with anyio.fail_after(3):
-        rest = [u async for u in updates]
+    async with session.poll([client], "pm_pro_account", stream=True) as updates:
+        await updates.__anext__()
+        await session.aclose()
+        with anyio.fail_after(3):
+            rest = [u async for u in updates]
     assert len(rest) < 5, rest
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]

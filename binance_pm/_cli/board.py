@@ -15,22 +15,15 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._endpoints import ENDPOINTS
 from .._events import PMProAccountUpdate, RiskLevelChange, StreamEvent
 from .._exceptions import APIError, BinancePMError
 from .._models import AccountStatus, PMBalance
-from .._poller import Update
+from .._updates import Update
 
 if TYPE_CHECKING:
     from .._client import AsyncClient
 
-#: The product an endpoint's account belongs to: the "type" column everywhere.
-PRODUCT = {
-    "pm_balance": "PM",
-    "pm_pro_balance": "PM Pro",
-    "pm_pro_account": "PM Pro",
-    "pm_pro_span_account": "PM Pro SPAN",
-    "classic_pm_account": "Classic PM",
-}
 #: Data older than this many polling periods is marked stale.
 STALE_PERIODS = 3
 NORMAL = AccountStatus.NORMAL.value
@@ -70,7 +63,7 @@ class Row:
 
     name: str
     endpoint: str
-    kind: str = ""  # "PM", "PM Pro", "PM Pro SPAN" (from PRODUCT)
+    kind: str = ""  # "PM", "PM Pro", "PM Pro SPAN" (the endpoint's product)
     uni_mmr: Decimal | None = None
     status: str = ""  # the account's status; "" for balances
     equity: Decimal | None = None
@@ -86,7 +79,9 @@ class Row:
     stream_error: BinancePMError | None = None  # the stream's last failure, until it is back
 
     def __post_init__(self) -> None:
-        self.kind = self.kind or PRODUCT.get(self.endpoint, self.endpoint)
+        if not self.kind:
+            endpoint = ENDPOINTS.get(self.endpoint)
+            self.kind = endpoint.product if endpoint is not None else self.endpoint
 
     @property
     def failing(self) -> bool:

@@ -16,15 +16,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from .._endpoints import ACCOUNT_ENDPOINTS
+from .._endpoints import asset_name as exchange_asset
 from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, positive
 
-ONE_SHOT = {
-    "pm_balance": "Portfolio Margin balances (GET /papi/v1/balance)",
-    "pm_pro_balance": "PM Pro balances (GET /sapi/v1/portfolio/balance)",
-    "pm_pro_account": "PM Pro account (GET /sapi/v1/portfolio/account)",
-    "pm_pro_span_account": "PM Pro SPAN account (GET /sapi/v2/portfolio/account)",
-    "classic_pm_account": "Classic PM account for one asset (GET /fapi/v1/pmAccountInfo)",
-}
+#: A command per account endpoint: its help, from the endpoint table.
+ONE_SHOT = {e.name: f"{e.title} ({e.label})" for e in ACCOUNT_ENDPOINTS.values()}
 #: The balance table's columns: (field, heading). Amounts are rounded for the screen (the
 #: digits that matter at their size); ``--json`` has them all.
 BALANCE_COLUMNS = (
@@ -52,8 +49,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             description=f"{help_text}. Keys come from BINANCE_API_KEY, and BINANCE_API_SECRET "
             "or BINANCE_PRIVATE_KEY_FILE (with BINANCE_PRIVATE_KEY_PASSWORD if encrypted).",
         )
-        if name in ("pm_balance", "pm_pro_balance", "classic_pm_account"):
-            required = name == "classic_pm_account"
+        endpoint = ACCOUNT_ENDPOINTS[name]
+        if "asset" in endpoint.params:
+            required = "asset" in endpoint.required
             one.add_argument(
                 "--asset",
                 required=required,
@@ -76,10 +74,11 @@ def asset_name(text: str | None) -> str | None:
     that cannot be an asset's name."""
     if text is None:
         return None
-    name = text.strip().upper()
-    if not name or not name.isascii() or not name.isalnum():
-        raise ValueError(f"--asset {text!r}: an asset is letters and digits, such as USDT")
-    return name
+    try:
+        return exchange_asset(text)
+    except ValueError:
+        told = f"--asset {text!r}: an asset is letters and digits, such as USDT"
+        raise ValueError(told) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,7 +161,7 @@ def _table(endpoint: str, result: Any) -> None:
     from rich.table import Table
 
     console = Console()
-    title = ONE_SHOT[endpoint].split(" (")[0]
+    title = ACCOUNT_ENDPOINTS[endpoint].title
     items = result if isinstance(result, list) else [result]
     if endpoint in ("pm_balance", "pm_pro_balance"):
         if not items:

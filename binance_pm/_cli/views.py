@@ -215,8 +215,6 @@ async def run_board(
     """Poll ``jobs`` into ``board`` for ``seconds`` (or until cancelled), showing it as it
     goes: live on a terminal, a plain line a second, or a JSON line per update (to ``out``,
     standard output by default). ``BrokenPipeError`` when the output's reader has gone."""
-    from contextlib import aclosing
-
     if form == "auto":
         form = "table" if console.is_terminal else "plain"
     output = out if out is not None else sys.stdout
@@ -230,14 +228,14 @@ async def run_board(
         scope.cancel()
 
     async def consume(scope: anyio.CancelScope) -> None:
-        updates = session.poll(
+        polling = session.poll(
             jobs,
             every=board.every,
             asset=asset,
             stream=stream,
             reconcile_every=reconcile_every,
         )
-        async with aclosing(updates):
+        async with polling as updates:
             try:
                 if form == "jsonl":
                     async for update in updates:
