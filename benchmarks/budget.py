@@ -30,7 +30,7 @@ from _serve import keys, pin, serve
 from httpx_aiohttp import AiohttpTransport
 
 from binance_pm import Governor, Limits, Session
-from binance_pm._endpoints import STATE_ENDPOINT
+from binance_pm._endpoints import ENDPOINTS, STATE_ENDPOINT
 from binance_pm.testing import budget_use
 
 ACCOUNTS = 1_000
@@ -38,10 +38,10 @@ WINDOW = 1.0
 LIMITS = {"papi_ip": 2000, "sapi_ip": 1000, "sapi_uid": 5}
 SECONDS = 7.0
 ENDPOINT = STATE_ENDPOINT
+#: Per account type: the path, weight and budget a peer's plain request of its endpoint takes.
 PATH = {
-    "PM_1": ("/sapi/v1/portfolio/account", 5, "uid"),
-    "PM_2": ("/papi/v1/balance", 20, "papi"),
-    "PM_3": ("/sapi/v2/portfolio/account", 5, "sapi"),
+    kind: (e.path, e.weight, "uid" if e.bucket == "uid" else e.family)
+    for kind, e in ((kind, ENDPOINTS[name]) for kind, name in STATE_ENDPOINT.items())
 }
 
 

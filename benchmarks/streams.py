@@ -47,7 +47,7 @@ import httpx
 from _serve import keys, pin, serve
 
 from binance_pm import Governor, Limits, RiskLevelChange, Session, Update
-from binance_pm._endpoints import STATE_ENDPOINT
+from binance_pm._endpoints import ENDPOINTS, STATE_ENDPOINT, STREAM_OF
 from binance_pm.testing import budget_use, most_in_any_window
 
 SCALE = 10  # the exchange's seconds per second of the streaming runs
@@ -79,9 +79,7 @@ async def connect(
     governor = Governor(window=60 / CONNECT_SCALE, limits=limits)
     async with Session(base_url=base_url, governor=governor, timeout=60) as session:
         jobs = {
-            session.client(a["api_key"], name=a["name"], **keys(a)): (
-                "pm" if a["account_type"] == "PM_2" else "pm_pro"
-            )
+            session.client(a["api_key"], name=a["name"], **keys(a)): (STREAM_OF[a["account_type"]])
             for a in accounts
         }
         connected: set[str] = set()
@@ -203,7 +201,7 @@ async def desk(
         stopped = time.time()
     uid_accounts = sum(1 for a in accounts if a["account_type"] == "PM_1")
     since = first_round_done if first_round_done is not None else started
-    product = {a["name"]: "PM" if a["account_type"] == "PM_2" else "PM Pro" for a in accounts}
+    product = {a["name"]: ENDPOINTS[STATE_ENDPOINT[a["account_type"]]].product for a in accounts}
     intervals: dict[str, list[float]] = defaultdict(list)
     for name, times in refreshed.items():
         intervals[product[name]] += [(b - a) * SCALE for a, b in itertools.pairwise(times)]

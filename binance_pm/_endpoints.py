@@ -323,6 +323,8 @@ STREAMS: dict[str, UserStream] = {
         ("PM_1", "PM_3"),
     ),
 }
+#: The user data stream an account of each type follows (``"PM_2"`` → ``"pm"``).
+STREAM_OF: dict[str, str] = {kind: p for p, stream in STREAMS.items() for kind in stream.serves}
 #: The listen-key endpoints, by product and action.
 LISTEN_KEY: dict[str, dict[str, Endpoint[Any]]] = {p: s.listen_key for p, s in STREAMS.items()}
 

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ENDPOINT = {"PM_1": "pm-pro-account", "PM_2": "pm-balance", "PM_3": "pm-pro-span-account"}
+from binance_pm._endpoints import STATE_ENDPOINT
+
+#: The command that reads an account of each type.
+ENDPOINT = {kind: name.replace("_", "-") for kind, name in STATE_ENDPOINT.items()}
 
 
 def run(

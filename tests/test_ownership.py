@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from binance_pm import AsyncClient, Session, SessionError, Update
+from binance_pm._endpoints import STATE_ENDPOINT, STREAM_OF
 from binance_pm._poller import Poller, plan_jobs
 from binance_pm._updates import default_priority
 from binance_pm.testing import SimulatedExchange
@@ -23,7 +24,7 @@ from binance_pm.testing import SimulatedExchange
 from .conftest import run_virtual
 from .served import credentials, serve
 
-ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+ENDPOINT = STATE_ENDPOINT
 
 
 def sockets() -> int:
@@ -61,9 +62,7 @@ def ours() -> set[asyncio.Task[Any]]:
 
 def clients_of(session: Session, ex: SimulatedExchange) -> dict[AsyncClient, str]:
     return {
-        session.client(a.api_key, name=a.name, **a.credentials()): (
-            "pm" if a.account_type.value == "PM_2" else "pm_pro"
-        )
+        session.client(a.api_key, name=a.name, **a.credentials()): (STREAM_OF[a.account_type.value])
         for a in ex.accounts
     }
 

@@ -24,6 +24,7 @@ from binance_pm import (
     TransportError,
 )
 from binance_pm._client import AsyncClient
+from binance_pm._endpoints import STREAM_OF
 from binance_pm.redis import RedisStore
 from binance_pm.testing import SimulatedExchange
 
@@ -43,7 +44,7 @@ def clients_of(
         if skip_rsa and account.key_type == "RSA":
             continue
         client = session.client(account.api_key, name=account.name, **account.credentials())
-        jobs[client] = "pm" if account.account_type.value == "PM_2" else "pm_pro"
+        jobs[client] = STREAM_OF[account.account_type.value]
     return jobs
 
 
@@ -121,7 +122,7 @@ async def test_a_thousand_accounts_cold_started_connect_at_the_limits_pace_riski
             accounts = [a for a in served if a["key_type"] != "RSA"][:1_000]
             jobs = {
                 session.client(a["api_key"], name=a["name"], **credentials(a)): (
-                    "pm" if a["account_type"] == "PM_2" else "pm_pro"
+                    STREAM_OF[a["account_type"]]
                 )
                 for a in accounts
             }

@@ -25,6 +25,7 @@ from binance_pm import (
     Update,
 )
 from binance_pm._client import AsyncClient
+from binance_pm._endpoints import STREAM_OF
 from binance_pm.testing import SimulatedExchange
 
 
@@ -38,7 +39,7 @@ def clients_of(session: Session, ex: SimulatedExchange) -> dict[AsyncClient, str
     jobs = {}
     for account in ex.accounts:
         client = session.client(account.api_key, name=account.name, **account.credentials())
-        jobs[client] = "pm" if account.account_type.value == "PM_2" else "pm_pro"
+        jobs[client] = STREAM_OF[account.account_type.value]
     return jobs
 
 
