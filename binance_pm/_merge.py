@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._poller import Poller, _Job
+from ._jobs import Job
+from ._poller import Poller
 from ._running import Background, Owner, Sink
 from ._streams import Streamer
 from ._updates import StreamUpdate, Update
@@ -40,7 +41,7 @@ class Merged(Background[Update]):
         self,
         owner: Owner,
         check_open: Callable[[], None],
-        jobs: list[_Job],
+        jobs: list[Job],
         streamer: Streamer,
         *,
         reconcile_every: float,
@@ -67,7 +68,7 @@ class _Sides:
     after an answer brings the account's next poll forward."""
 
     def __init__(
-        self, out: Sink[Update], jobs: list[_Job], streamer: Streamer, reconcile_every: float
+        self, out: Sink[Update], jobs: list[Job], streamer: Streamer, reconcile_every: float
     ) -> None:
         self.out = out
         self.streamer = streamer
@@ -75,7 +76,7 @@ class _Sides:
         self.poller: Poller | None = None
         self.answered: set[AsyncClient] = set()  # accounts the REST side has answered for
         self.fill_at: dict[AsyncClient, float] = {}  # each account's last (or coming) fill
-        self.endpoints: dict[AsyncClient, list[_Job]] = {}
+        self.endpoints: dict[AsyncClient, list[Job]] = {}
         for job in jobs:
             self.endpoints.setdefault(job.client, []).append(job)
         self.rest = _Rest(self)

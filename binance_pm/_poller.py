@@ -39,24 +39,21 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 
-from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
 from ._exceptions import AuthError, BinancePMError, SessionError
-from ._fairness import GATE_DEPTH, Gate, Ranks
+from ._fairness import GATE_DEPTH, Ranks
+from ._jobs import Job
 from ._retry import backoff
 from ._running import Background, Owner, Sink
 from ._updates import Update
 
 if TYPE_CHECKING:
-    from ._client import AccountResult, AsyncClient
+    from ._client import AsyncClient
 
-#: The endpoints ``Session.poll`` knows, by the client method's name.
-POLLABLE = tuple(ACCOUNT_ENDPOINTS)
 #: A failing job backs off at most this long (or ``every``, if longer).
 MAX_BACKOFF = 60.0
 #: At most this many jobs a second make their first call (over one period at most).
@@ -65,98 +62,6 @@ START_RATE = 1000.0
 TICK = 0.01
 
 log = logging.getLogger("binance_pm")
-#: A job's call: ``on_grant`` is called when the governor lets the request out.
-JobCall = Callable[..., Awaitable["AccountResult"]]
-
-
-class _Job:
-    __slots__ = (
-        "call",
-        "client",
-        "due",
-        "endpoint",
-        "entry",
-        "failures",
-        "gate",
-        "go",
-        "inside",
-        "key",
-        "soon",
-        "tag",
-        "weight",
-    )
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        endpoint: Endpoint[Any],
-        call: JobCall,
-        gate: Gate,
-    ) -> None:
-        self.client = client
-        self.endpoint = endpoint
-        self.call = call
-        self.gate = gate
-        self.tag = 0.0
-        self.key: float | None = None  # the priority of its last result, if a number
-        self.weight = 1.0  # its share at its gate, from the rank of its key when last set
-        self.go: anyio.Event | None = None
-        self.inside = False  # through its gate, and not yet let out by the governor
-        self.failures = 0  # in a row
-        self.entry: int | None = None  # its live entry in the schedule; None while in flight
-        self.due = math.inf  # when that entry is due
-        self.soon = math.inf  # in flight and hurried: its next turn comes no later than this
-
-    def granted(self) -> None:
-        """The governor let the call out (or it ended first): the gate may let another in."""
-        if self.inside:
-            self.inside = False
-            self.gate.leave()
-
-
-def plan_jobs(
-    clients: Iterable[AsyncClient] | Mapping[AsyncClient, str | Sequence[str]],
-    endpoints: str | Sequence[str] | None,
-    asset: str | None,
-) -> list[_Job]:
-    """The jobs to run, checked: every name known, ``asset`` where one is needed."""
-    if isinstance(clients, Mapping):
-        if endpoints is not None:
-            raise TypeError("give endpoints per client in the mapping, or for all, not both")
-        pairs = [(client, _names(names)) for client, names in clients.items()]
-    else:
-        if endpoints is None:
-            raise TypeError("poll needs endpoints: a name, a list of names, or a mapping")
-        names = _names(endpoints)
-        pairs = [(client, names) for client in clients]
-    gates: dict[object, Gate] = {}
-    jobs = []
-    for client, names in pairs:
-        for name in names:
-            endpoint = ACCOUNT_ENDPOINTS[name]
-            if endpoint.bucket == "uid":
-                gate_key: object = ("uid", client.api_key)
-            else:
-                gate_key = endpoint.family
-            gate = gates.setdefault(gate_key, Gate())
-            jobs.append(_Job(client, endpoint, _caller(client, endpoint, asset), gate))
-    return jobs
-
-
-def _names(endpoints: str | Sequence[str]) -> tuple[str, ...]:
-    names = (endpoints,) if isinstance(endpoints, str) else tuple(endpoints)
-    if not names:
-        raise ValueError("poll needs at least one endpoint")
-    for name in names:
-        if name not in POLLABLE:
-            raise ValueError(f"unknown endpoint {name!r}; known: {', '.join(POLLABLE)}")
-    return names
-
-
-def _caller(client: AsyncClient, endpoint: Endpoint[Any], asset: str | None) -> JobCall:
-    wanted = asset if "asset" in endpoint.params else None
-    endpoint.query(wanted)  # checked now: a missing asset is the caller's mistake
-    return partial(client.call, endpoint.name, asset=wanted)
 
 
 class Poller:
@@ -164,7 +69,7 @@ class Poller:
 
     def __init__(
         self,
-        jobs: list[_Job],
+        jobs: list[Job],
         *,
         every: float,
         priority: Callable[[Update], float],
@@ -182,7 +87,7 @@ class Poller:
         self._seq = itertools.count()
         self._ended: set[AsyncClient] = set()
         self._ranks = Ranks()
-        self._due: list[tuple[float, int, _Job]] = []  # when each job not in flight goes next
+        self._due: list[tuple[float, int, Job]] = []  # when each job not in flight goes next
         self._busy = 0  # jobs in flight
         self._wake = anyio.Event()  # the scheduler's: a job is due sooner than it thought
         self._sleeps_until = math.inf
@@ -217,7 +122,7 @@ class Poller:
             self._failure = exc
         self._scope.cancel()
 
-    def hurry(self, job: _Job, at: float) -> None:
+    def hurry(self, job: Job, at: float) -> None:
         """Bring ``job``'s next turn forward to ``at`` (on this poll's clock), if it is due
         later: it waits at its gate like any other turn. A job in flight goes again at ``at``
         once its answer is in (that answer may be older than whatever asked for this)."""
@@ -290,7 +195,7 @@ class Poller:
         """The first tick at or after ``at`` (``at`` itself, if rounding put it before)."""
         return max(at, math.ceil(at / self._tick) * self._tick)
 
-    def _next(self, job: _Job, at: float) -> None:
+    def _next(self, job: Job, at: float) -> None:
         job.entry, job.due = next(self._seq), at
         heapq.heappush(self._due, (at, job.entry, job))
         if self._on_grid(at) < self._sleeps_until:
@@ -298,7 +203,7 @@ class Poller:
 
     # -- one turn of a job --------------------------------------------------------------------
 
-    async def _turn(self, job: _Job) -> None:
+    async def _turn(self, job: Job) -> None:
         try:
             await self._enter(job)
             job.inside = True
@@ -348,7 +253,7 @@ class Poller:
             if not self._busy and not self._due:
                 self._wake.set()  # the last job has ended
 
-    def _rekey(self, job: _Job, key: float) -> None:
+    def _rekey(self, job: Job, key: float) -> None:
         """Keep the ranks in step with the job's new priority (NaN: no rank), and its weight
         with its rank then (the others' moves shift it a little until its own next change)."""
         if key == job.key:
@@ -366,7 +271,7 @@ class Poller:
 
     # -- the gates ----------------------------------------------------------------------------
 
-    async def _enter(self, job: _Job) -> None:
+    async def _enter(self, job: Job) -> None:
         gate = job.gate
         job.tag = max(job.tag, gate.tag) + 1.0 / job.weight  # its finish tag
         if gate.inside < gate.depth and not gate.heap:
@@ -394,7 +299,7 @@ class Polling(Background[Update]):
         self,
         owner: Owner,
         check_open: Callable[[], None],
-        jobs: list[_Job],
+        jobs: list[Job],
         *,
         every: float,
         priority: Callable[[Update], float],

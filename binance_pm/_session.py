@@ -16,8 +16,9 @@ from ._config import check_seconds
 from ._credentials import Credentials
 from ._endpoints import PUBLISHED_LIMITS
 from ._engine import Engine
+from ._jobs import plan_jobs
 from ._merge import Merged
-from ._poller import Polling, plan_jobs
+from ._poller import Polling
 from ._running import Background, Owner
 from ._streams import (
     CLOSE_WITHIN,

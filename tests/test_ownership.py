@@ -17,7 +17,8 @@ import trio
 
 from binance_pm import AsyncClient, Session, SessionError, Update
 from binance_pm._endpoints import STATE_ENDPOINT, STREAM_OF
-from binance_pm._poller import Poller, plan_jobs
+from binance_pm._jobs import plan_jobs
+from binance_pm._poller import Poller
 from binance_pm._updates import default_priority
 from binance_pm.testing import SimulatedExchange
 

@@ -16,7 +16,8 @@ import pytest
 
 from binance_pm import AsyncClient, Governor, Session
 from binance_pm._fairness import Ranks
-from binance_pm._poller import START_RATE, TICK, Polling, plan_jobs
+from binance_pm._jobs import plan_jobs
+from binance_pm._poller import START_RATE, TICK, Polling
 from binance_pm._running import Owner
 from binance_pm._updates import default_priority
 

@@ -61,7 +61,7 @@ def read_accounts(path: str) -> list[dict[str, Any]]:
 
 
 def _account(path: str, base: str, number: int, entry: Any) -> dict[str, Any]:
-    from .._poller import POLLABLE
+    from .._jobs import POLLABLE
 
     if not isinstance(entry, dict):
         raise ValueError(f"{path}: account {number} is not a table")
