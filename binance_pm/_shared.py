@@ -6,12 +6,14 @@ order, held while the head call asks the store again; they wake when the store s
 come, or when one of this process's requests is settled. A request's answer is told to the
 store after the call (:meth:`StorePermit.settle`), so that every process learns from it.
 
-A circuit breaker keeps a store that fails from costing every call its timeout: after a
-failure (an error, or no answer in time) the store is taken for down, and no call asks it until
-the next probe, which is one call's own charge, at most one at a time, at a rate that falls with
-what a failure costs. Meanwhile calls count in this process (``on_store_error="local"``), or
-wait for the store and end in :class:`GovernorUnavailable` just before their deadline (the
-default): nothing is sent unless a store counted it. No task of its own: nothing to leak.
+A circuit breaker (:class:`~binance_pm._breaker.Breaker`, a state machine with no I/O) keeps a
+store that fails from costing every call its timeout: after a failure (an error, or no answer in
+time) the store is taken for down, and no call asks it until the next probe, which is one call's
+own charge, at most one at a time, at a rate that falls with what a failure costs. Meanwhile
+calls count in this process (``on_store_error="local"``), or wait for the store and end in
+:class:`GovernorUnavailable` just before their deadline (the default): nothing is sent unless a
+store counted it. This module does the waiting, the waking and the logging the breaker calls
+for. No task of its own: nothing to leak.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from ._breaker import FAIR_TRY, SHORT, Breaker, Probe, Step
 from ._buckets import Bucket, BucketState
 from ._endpoints import Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
@@ -36,18 +39,6 @@ log = logging.getLogger("binance_pm")
 
 class FallBack(Exception):
     """The store failed and the governor counts in this process instead."""
-
-
-#: GovernorUnavailable is raised this long before a call's deadline, so that the error, and not
-#: the deadline's own (which blames the budget), ends the call.
-SHORT = 0.05
-#: After a failure the store is tried again in ``PROBE_FIRST`` s, doubled with each failure in
-#: a row up to ``PROBE_DOUBLED_TO``; or in ``PROBE_SHARE`` times what the failure cost, if that
-#: is longer (a timeout), so that probes cost a small share of the calls' time; never later
-#: than ``PROBE_LAST``.
-PROBE_FIRST, PROBE_DOUBLED_TO, PROBE_SHARE, PROBE_LAST = 0.1, 3.0, 4.0, 30.0
-#: A store call cut short by a call's deadline counts as a failure only if it had this long.
-FAIR_TRY = 0.1
 
 
 class StorePermit:
@@ -146,7 +137,7 @@ class StorePermit:
 class SharedBudgets:
     """The store, and what this process keeps about it: a lock per budget, the event its
     waiters sleep on, and the circuit breaker (whether the store is taken for down, and when
-    it is tried again)."""
+    it is tried again), on anyio's clock."""
 
     def __init__(
         self, store: Store, window: float, *, fall_back: bool, sapi_scope: str = "family"
@@ -154,23 +145,22 @@ class SharedBudgets:
         self.sapi_scope = sapi_scope  # which IP budget a UID call's answer reports on
         self.store = store
         self.window = window
-        self.fall_back = fall_back  # on a store failure, count in process (with a warning)
         self.rejections: Counter[str] = Counter()  # 429s this process saw, by store name
         self._locks: dict[str, anyio.Lock] = {}
         self._changed: anyio.Event | None = None
-        # The breaker: the failure that opened it (None: closed), when a call may try the
-        # store again, whether one is trying now, failures in a row, and the event that
-        # wakes those who wait for it.
-        self._down: StoreError | None = None
-        self._probe_at = 0.0
-        self._prober: object | None = None
-        self._failures = 0
-        self._news: anyio.Event | None = None
+        # On a store failure, count in process (with a warning), or wait for it and fail closed.
+        self.breaker = Breaker(anyio.current_time, fall_back=fall_back)
+        self._news: anyio.Event | None = None  # wakes those who wait for the breaker to change
+
+    @property
+    def fall_back(self) -> bool:
+        """Whether calls count in this process while the store is down."""
+        return self.breaker.fall_back
 
     @property
     def down(self) -> bool:
         """Whether the store is taken for down (the breaker is open)."""
-        return self._down is not None
+        return self.breaker.down
 
     async def acquire(
         self,
@@ -188,42 +178,37 @@ class SharedBudgets:
             for b, w in zip(buckets, weights, strict=True)
         ]
         while True:
-            if self._down is not None:
-                await self._while_down(endpoint, account, deadline)
-            probe = object() if self._down is not None else None  # it tries if the store is back
-            if probe is not None:
-                self._prober = probe
+            probe = await self._turn(endpoint, account, deadline)
             try:
-                permit = await self._in_turn(endpoint, account, deadline, shared, probe is not None)
+                permit = await self._in_turn(endpoint, account, deadline, shared, probe)
             except StoreError:
                 if self.fall_back:
                     raise FallBack from None
                 continue  # wait for the store, as the breaker says
             finally:
-                if probe is not None and self._prober is probe:
-                    self._prober = None
+                if probe is not None and self.breaker.release(probe):
                     self._tell()
             if permit is not None:
                 return permit
 
-    async def _while_down(self, endpoint: Endpoint[Any], account: str, deadline: float) -> None:
-        """While the breaker is open: return when this call may try the store (its turn to
-        probe, or the store is back), fall back, or raise at the deadline."""
-        while self._down is not None:
-            now = anyio.current_time()
-            if self._prober is None and now >= self._probe_at:
-                return
-            if self.fall_back:
+    async def _turn(self, endpoint: Endpoint[Any], account: str, deadline: float) -> Probe | None:
+        """Wait until this call may ask the store, as the breaker says: ``None`` when it is up,
+        a :class:`Probe` when this call tries whether it is back. Raises :class:`FallBack`, or
+        :class:`GovernorUnavailable` just before the deadline."""
+        while True:
+            step, until = self.breaker.step(deadline - SHORT)
+            if step is Step.ASK:
+                return None
+            if step is Step.PROBE:
+                return self.breaker.claim()  # released by the caller, in a finally
+            if step is Step.FALL_BACK:
                 raise FallBack
-            until = deadline - SHORT
-            if now >= until:
-                raise self._unavailable(endpoint, account, self._down)
-            if self._prober is None:
-                until = min(until, self._probe_at)
+            if step is Step.FAIL:
+                raise self._unavailable(endpoint, account, self.breaker.error)
             if self._news is None:
                 self._news = anyio.Event()
             news = self._news
-            with anyio.move_on_after(until - now):
+            with anyio.move_on_after(until - anyio.current_time()):
                 await news.wait()
 
     async def _in_turn(
@@ -232,7 +217,7 @@ class SharedBudgets:
         account: str,
         deadline: float,
         shared: list[tuple[str, int, int]],
-        probe: bool,
+        probe: Probe | None,
     ) -> StorePermit | None:
         """In this process's line for the budgets, ask the store until it charges them.
         ``None`` when the breaker opened while this call waited in line."""
@@ -247,21 +232,19 @@ class SharedBudgets:
                     await held.enter_async_context(lock)
                     entered += 1
             if entered < len(ordered):  # the deadline came first
-                if self._down is None:
+                if not self.breaker.down:
                     raise self._no_room(endpoint, account, shared, None)
-                if self.fall_back:
+                if self.breaker.give_up() is Step.FALL_BACK:
                     raise FallBack
-                raise self._unavailable(endpoint, account, self._down)
+                raise self._unavailable(endpoint, account, self.breaker.error)
             while True:
-                if self._down is not None and not probe:
+                if self.breaker.down and probe is None:
                     return None
                 now = anyio.current_time()
-                # The round trip must end in time for this call to fall back, or to raise
-                # GovernorUnavailable before its deadline does.
-                allowed = (deadline - now) / 2 if self.fall_back else deadline - SHORT - now
+                allowed = self.breaker.allowed(deadline)
                 hold = max(deadline - now, 0.0) + self.window
                 answered = False
-                with anyio.move_on_after(max(allowed, 0.0)):
+                with anyio.move_on_after(allowed):
                     try:
                         wait = await store.charge(
                             shared,
@@ -282,7 +265,7 @@ class SharedBudgets:
                         raise self._unavailable(endpoint, account, cut)
                     raise cut
                 self._up()
-                probe = False
+                probe = None  # the store is back: this call is one like the others
                 if wait == 0.0:
                     return StorePermit(self, endpoint, account, shared, member, deadline)
                 if now + wait >= deadline:
@@ -293,18 +276,10 @@ class SharedBudgets:
                 with anyio.move_on_after(wait):
                     await changed.wait()
 
-    def failed(self, exc: StoreError, *, cost: float, probe: bool = False) -> None:
-        """The store failed, after ``cost`` seconds: open the breaker (with a warning, once
-        per opening), or keep it open, and say when to try it again. Only the failure that
-        opens it and those of probes count: not the many calls that were on their way."""
-        opening = self._down is None
-        if not (opening or probe):
-            return
-        self._down = exc
-        self._failures += 1
-        pause = min(PROBE_FIRST * 2.0 ** min(self._failures - 1, 16), PROBE_DOUBLED_TO)
-        self._probe_at = anyio.current_time() + min(PROBE_LAST, max(pause, PROBE_SHARE * cost))
-        if opening:
+    def failed(self, exc: StoreError, *, cost: float, probe: Probe | None = None) -> None:
+        """The store failed, after ``cost`` seconds: the breaker opens (with a warning, once
+        per opening), or stays open and says when to try it again."""
+        if self.breaker.failed(exc, cost=cost, probe=probe):
             if self.fall_back:
                 then = "this process counts its own weight alone until it is back"
             else:
@@ -312,11 +287,8 @@ class SharedBudgets:
             log.warning("the rate-limit store failed (%s): %s", exc, then)
 
     def _up(self) -> None:
-        """The store answered: close the breaker."""
-        self._failures = 0
-        if self._down is not None:
-            self._down = None
-            self._prober = None
+        """The store answered: the breaker closes."""
+        if self.breaker.answered():
             log.info("the rate-limit store answers again")
             self._tell()
 
@@ -340,8 +312,8 @@ class SharedBudgets:
         store_names = [f"sapi_uid:{names[id(b)]}" if id(b) in names else b.name for b in buckets]
         families = sorted({b.family for b in buckets})
         try:
-            if self._down is not None:
-                raise self._down
+            if self.breaker.error is not None:
+                raise self.breaker.error
             counts, bans = await self.store.read(store_names, families=families)
         except StoreError as exc:
             raise GovernorUnavailable(
@@ -359,11 +331,12 @@ class SharedBudgets:
             )
         return states
 
+    @staticmethod
     def _unavailable(
-        self, endpoint: Endpoint[Any], account: str, exc: StoreError
+        endpoint: Endpoint[Any], account: str, exc: StoreError | None
     ) -> GovernorUnavailable:
         return GovernorUnavailable(
-            f"the rate-limit store could not be reached ({exc}); nothing was sent",
+            f"the rate-limit store could not be reached ({exc or 'down'}); nothing was sent",
             endpoint=endpoint.label,
             api_key=mask_key(account) if account else None,
         )
