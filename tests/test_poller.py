@@ -406,12 +406,15 @@ async def test_an_error_in_the_priority_function_ends_the_poll_with_it(
     async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
         a = exchange.accounts[0]
         client = session.client(a.api_key, **a.credentials())
-        with pytest.raises(ZeroDivisionError, match="priority bug"):
-            async with session.poll(
-                [client], ENDPOINT[a.account_type.value], priority=broken_priority
-            ) as updates:
+        running = session.poll([client], ENDPOINT[a.account_type.value], priority=broken_priority)
+
+        async def read_all() -> None:
+            async with running as updates:
                 async for _ in updates:
                     pass
+
+        with pytest.raises(ZeroDivisionError, match="priority bug"):
+            await read_all()
         assert poll_tasks() == []
 
 
