@@ -4,56 +4,33 @@ It behaves as ``BINANCE_FACTS.md`` says the exchange does: weights counted per f
 account, the real used-weight headers on every answer, 429 then 418 for clients that do not back
 off, signatures checked over the raw query string, timestamps checked against a server clock
 that may be skewed, and the exchange's JSON error shapes. Faults can be injected at seeded rates.
+
+The class here is a façade over a module per concern, each reading one frozen ExchangeOptions:
+the HTTP side and its faults (``_framing``), rate accounting (``_rates``), who may call what
+(``_auth``), what each endpoint answers (``_bodies``), the streams (``_streams``, ``_websocket``).
 """
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl
 
-import anyio
-import anyio.lowlevel
-import httpx
-import msgspec
-
-from .._endpoints import ENDPOINTS, LISTEN_KEY, PUBLISHED_LIMITS, Endpoint, Limits
+from .._endpoints import PUBLISHED_LIMITS, Endpoint, Limits
 from .._governor import Governor
-from .._models import AccountType
-from ._book import Book, SimAccount, make_accounts
-from ._limits import Counter, SapiScope, Warden, WindowMode, retry_after_text
-from ._messages import HTML_500, HTML_502, MSG, Answer, ban_text, error_body, server_time_body
+from ._auth import authenticate, authorize
+from ._bodies import account_body, public_body
+from ._book import make_accounts
+from ._doorman import Doorman
+from ._framing import ASGIReceive, ASGISend, Framing, Scope
+from ._limits import Counter, SapiScope, WindowMode
+from ._options import ExchangeOptions
+from ._rates import Rates
 from ._server import LoopbackServer
 from ._stats import ExchangeStats
-from ._streams import StreamDesk, stream_options_valid
-from ._verify import signature_valid
-
-Scope = MutableMapping[str, Any]
-ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-FAULT_KINDS = ("503", "reset", "slow", "garbage", "html")
-#: ``GET`` this path for :attr:`SimulatedExchange.stats` as JSON (not weighed, never faulty);
-#: ``?arrivals=1`` adds every charge as ``[server ms, budget, weight]``.
-STATS_PATH = "/_sim/stats"
-BY_PATH: dict[str, Endpoint[Any]] = {e.path: e for e in ENDPOINTS.values()}
-LISTEN_BY: dict[tuple[str, str], Endpoint[Any]] = {
-    (e.method, e.path): e for actions in LISTEN_KEY.values() for e in actions.values()
-}
-# Which products may call which endpoint; the others get -2015.
-SERVES: dict[str, frozenset[AccountType]] = {
-    "pm_balance": frozenset({AccountType.PM_2}),
-    "pm_pro_balance": frozenset({AccountType.PM_1, AccountType.PM_3}),
-    "pm_pro_account": frozenset({AccountType.PM_1, AccountType.PM_3}),
-    "pm_pro_span_account": frozenset({AccountType.PM_3}),
-    "classic_pm_account": frozenset({AccountType.PM_1, AccountType.PM_3}),
-}
-HEADER_IP = {"sapi": "X-SAPI-USED-IP-WEIGHT-1M"}
-HEADER_UID = "X-SAPI-USED-UID-WEIGHT-1M"
-HEADER_MBX = "X-MBX-USED-WEIGHT-1M"
+from ._streams import StreamDesk
+from ._websocket import StreamEndpoint
 
 
 class SimulatedExchange:
@@ -150,86 +127,124 @@ class SimulatedExchange:
         combined_streams: bool = True,
         max_streams: int = 1024,
     ) -> None:
-        if window <= 0:
-            raise ValueError("window must be positive seconds")
-        if window_mode not in ("fixed", "sliding"):
-            raise ValueError("window_mode must be 'fixed' or 'sliding'")
-        if sapi_scope not in ("family", "endpoint"):
-            raise ValueError(f"sapi_scope must be 'family' or 'endpoint', not {sapi_scope!r}")
-        if not isinstance(uid_costs_ip, int) or uid_costs_ip < 0:
-            raise ValueError(f"uid_costs_ip must be True, False or a weight, not {uid_costs_ip!r}")
-        if isinstance(grace_requests, bool) or not isinstance(grace_requests, int):
-            raise TypeError(f"grace_requests must be an int, not {grace_requests!r}")
-        if grace_requests < 0:
-            raise ValueError(f"grace_requests must be >= 0, not {grace_requests}")
-        if not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
-        self.faults = dict(faults or {})
-        for kind, p in self.faults.items():
-            if kind not in FAULT_KINDS or not 0 <= p <= 1:
-                raise ValueError(f"faults take {', '.join(FAULT_KINDS)} with probabilities 0..1")
-        if sum(self.faults.values()) > 1:
-            raise ValueError("fault probabilities add up to more than 1")
-        self.external = dict(external or {})
-        for family, share in self.external.items():
-            if family not in ("api", "sapi", "papi", "fapi") or not 0 <= share < 1:
-                raise ValueError("external takes families (api, sapi, papi, fapi) with shares 0..1")
-        self.window = float(window)
-        self.window_mode: WindowMode = window_mode
-        self.sapi_scope: SapiScope = sapi_scope
-        self.uid_costs_ip = uid_costs_ip
-        self.limits = limits
-        self.skew_ms = skew_ms
-        self.slow_seconds = slow_seconds
-        self.clock = clock
-        self.stats = ExchangeStats()
-        #: API keys whose every request fails with a 500, as an account stuck on a broken
-        #: shard might: add and remove keys at any time.
-        self.broken: set[str] = set()
-        self._port = port
-        self._rng = random.Random(seed)
-        self.accounts, self._books = make_accounts(accounts, seed, clock())
-        self._by_key = {a.api_key: i for i, a in enumerate(self.accounts)}
-        window_ms = self.window * 1000.0
-        started = self.server_ms()
-        self._ip = {
-            family: Counter(
-                limits[f"{family}_ip"],
-                window_ms,
-                window_mode,
-                external=self.external.get(family, 0.0),
-                started_ms=started,
-            )
-            for family in ("api", "sapi", "papi", "fapi")
-        }
-        self._by_endpoint: dict[str, Counter] = {}  # sapi_scope="endpoint"
-        self._started_ms = started
-        self._uid: dict[str, Counter] = {}
-        self._warden = Warden(
-            ban_seconds if ban_seconds is not None else 2 * self.window,
-            ban_grace if ban_grace is not None else min(1.0, self.window / 10),
-            grace_requests,
-        )
-        self._server: LoopbackServer | None = None
-        stream_options_valid(
+        self._options = options = ExchangeOptions(
+            window=window,
+            limits=limits,
+            accounts=accounts,
+            seed=seed,
+            skew_ms=skew_ms,
+            window_mode=window_mode,
+            faults=faults or {},
+            external=external or {},
+            slow_seconds=slow_seconds,
+            ban_seconds=ban_seconds,
+            ban_grace=ban_grace,
+            grace_requests=grace_requests,
+            uid_costs_ip=uid_costs_ip,
+            sapi_scope=sapi_scope,
+            port=port,
+            clock=clock,
             listen_key_ttl=listen_key_ttl,
             push_every=push_every,
             risk_every=risk_every,
             max_connection_seconds=max_connection_seconds,
             ping_every=ping_every,
             pong_within=pong_within,
-        )
-        self.ping_every, self.pong_within = ping_every, pong_within
-        #: The user data streams: listen keys, open connections, what was pushed.
-        self.streams = StreamDesk(
-            self,
-            listen_key_ttl=listen_key_ttl,
-            push_every=push_every,
-            risk_every=risk_every,
-            max_connection_seconds=max_connection_seconds,
-            combined=combined_streams,
+            combined_streams=combined_streams,
             max_streams=max_streams,
         )
+        #: How far the server's clock is ahead of this machine's, in ms: move it at any time.
+        self.skew_ms = skew_ms
+        self.stats = ExchangeStats()
+        self.accounts, self._books = make_accounts(accounts, seed, clock())
+        self._by_key = {a.api_key: i for i, a in enumerate(self.accounts)}
+        self._server: LoopbackServer | None = None
+        self._framing = Framing(options, self.stats, self._respond)
+        self._rates = Rates(options, self.stats, self.server_ms)
+        #: The user data streams: listen keys, open connections, what was pushed.
+        self.streams = StreamDesk(self, options)
+        self._stream_endpoint = StreamEndpoint(self.streams, Doorman(self._rates), options)
+
+    # -- settings ----------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> dict[str, float]:
+        """The per-request probability of each fault: replace it (or change it) at any time."""
+        return self._framing.faults
+
+    @faults.setter
+    def faults(self, faults: dict[str, float]) -> None:
+        self._framing.faults = faults
+
+    @property
+    def broken(self) -> set[str]:
+        """API keys whose every request fails with a 500, as an account stuck on a broken
+        shard might: add and remove keys at any time."""
+        return self._framing.broken
+
+    @broken.setter
+    def broken(self, keys: set[str]) -> None:
+        self._framing.broken = keys
+
+    @property
+    def window(self) -> float:
+        """Seconds per rate-limit window."""
+        return self._options.window
+
+    @property
+    def window_mode(self) -> WindowMode:
+        """``"fixed"`` or ``"sliding"`` windows."""
+        return self._options.window_mode
+
+    @property
+    def limits(self) -> Limits:
+        """The weight per window of each budget."""
+        return self._options.limits
+
+    @property
+    def sapi_scope(self) -> SapiScope:
+        """One sapi IP limit (``"family"``) or one per endpoint (``"endpoint"``)."""
+        return self._options.sapi_scope
+
+    @property
+    def uid_costs_ip(self) -> bool | int:
+        """What UID-weighted calls also cost the sapi IP limit."""
+        return self._options.uid_costs_ip
+
+    @property
+    def external(self) -> Mapping[str, float]:
+        """The share of each family's IP limit another process spends."""
+        return self._options.external
+
+    @property
+    def slow_seconds(self) -> float:
+        """How long a ``"slow"`` fault holds its answer."""
+        return self._options.slow_seconds
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The local wall clock, in seconds."""
+        return self._options.clock
+
+    @property
+    def ping_every(self) -> float:
+        """Seconds between the pings of a stream connection."""
+        return self._options.ping_every
+
+    @property
+    def pong_within(self) -> float:
+        """Seconds a stream connection's pong may take."""
+        return self._options.pong_within
+
+    @property
+    def _ip(self) -> dict[str, Counter]:
+        """Each family's IP counter, for a test that lifts a limit by hand."""
+        return self._rates.ip
+
+    @property
+    def _uid(self) -> dict[str, Counter]:
+        """Each account's UID counter, by API key."""
+        return self._rates.uid
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -243,7 +258,7 @@ class SimulatedExchange:
     async def __aenter__(self) -> SimulatedExchange:
         self._server = LoopbackServer(
             self,
-            port=self._port,
+            port=self._options.port,
             log_level="critical",
             ping_every=self.ping_every,
             pong_within=self.pong_within,
@@ -346,283 +361,33 @@ class SimulatedExchange:
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "websocket":
-            await self.streams.serve(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        stats = self.stats
-        stats.in_flight += 1
-        stats.max_concurrency = max(stats.max_concurrency, stats.in_flight)
-        client = scope.get("client")
-        if client is not None:
-            stats.clients.add(tuple(client))
-        try:
-            # Yield once, so that requests that arrived together are in handling together.
-            await anyio.lowlevel.checkpoint()
-            await self._handle(scope, receive, send)
-        finally:
-            stats.in_flight -= 1
-
-    async def _handle(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["path"] == STATS_PATH:
-            arrivals = b"arrivals=1" in scope["query_string"]
-            body = msgspec.json.encode(self.stats.to_dict(arrivals=arrivals))
-            await self._send(send, 200, body, {})
-            return
-        endpoint = BY_PATH.get(scope["path"])
-        if scope["method"] != "GET":
-            endpoint = LISTEN_BY.get((scope["method"], scope["path"]))
-        if endpoint is None:
-            await self._send(send, 404, b'{"code":-1000,"msg":"Not found."}', {})
-            return
-        if self.broken and _api_key(scope) in self.broken:
-            self._count(endpoint, 500, None, "broken")
-            await self._send(send, 500, HTML_500, {}, content_type=b"text/html")
-            return
-        fault = self._draw_fault()
-        if fault == "503":
-            self._count(endpoint, 503, -1008, fault)
-            await self._send(send, 503, error_body(-1008, MSG[-1008]), {})
-            return
-        if fault == "html":
-            self._count(endpoint, 502, None, fault)
-            await self._send(send, 502, HTML_502, {}, content_type=b"text/html")
-            return
-        headers: dict[str, str] = {}
-        try:
-            body = self._respond(endpoint, scope, headers)
-        except Answer as answer:
-            headers.update(answer.headers)
-            self._count(endpoint, answer.status, answer.code, None)
-            await self._send(send, answer.status, error_body(answer.code, answer.msg), headers)
-            return
-        self._count(endpoint, 200, None, fault)
-        if fault == "slow":
-            await self._stall(receive)
-        elif fault == "garbage":
-            body = body[: max(1, len(body) // 2)]
-        elif fault == "reset":
-            # Promise more body than is sent, then stop: the connection is dropped mid-answer.
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body) + 100).encode()),
-                        *((k.encode(), v.encode()) for k, v in headers.items()),
-                    ],
-                }
-            )
-            await send(
-                {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
-            )
-            # Over TCP, uvicorn drops the connection when the app fails mid-answer; in process
-            # (httpx.ASGITransport) this error reaches the client as the transport error a
-            # reset is.
-            raise httpx.ReadError("connection reset by the simulated exchange")
-        await self._send(send, 200, body, headers)
-
-    async def _stall(self, receive: ASGIReceive) -> None:
-        """Wait ``slow_seconds``, or until the client has gone: the answer then has nobody to
-        go to, and a server that stops needs no longer than its clients to wind down."""
-        with anyio.move_on_after(self.slow_seconds):
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-    def _draw_fault(self) -> str | None:
-        if not self.faults:
-            return None
-        draw = self._rng.random()
-        for kind, p in self.faults.items():
-            if draw < p:
-                return kind
-            draw -= p
-        return None
-
-    def _count(
-        self, endpoint: Endpoint[Any], status: int, code: int | None, fault: str | None
-    ) -> None:
-        self.stats.record(endpoint.name, status, code, fault)
-
-    @staticmethod
-    async def _send(
-        send: ASGISend,
-        status: int,
-        body: bytes,
-        headers: dict[str, str],
-        content_type: bytes = b"application/json",
-    ) -> None:
-        raw = [
-            (b"content-type", content_type),
-            *((k.encode(), v.encode()) for k, v in headers.items()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body})
-
-    # -- the exchange's rules ----------------------------------------------------------------
+            await self._stream_endpoint.serve(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._framing.serve(scope, receive, send)
 
     def _respond(self, endpoint: Endpoint[Any], scope: Scope, headers: dict[str, str]) -> bytes:
+        """The exchange's rules for one request, in its order: a ban of the family; the
+        weight, counted whatever the answer; who asks; then the answer."""
         now = self.server_ms()
-        family = endpoint.family
-        until = self._warden.banned_until(family, now)
-        if until is not None:
-            raise Answer(
-                418,
-                -1003,
-                ban_text(until),
-                {"Retry-After": retry_after_text((until - now) / 1000.0)},
-            )
-        query: bytes = scope["query_string"]
+        self._rates.refuse_if_banned(endpoint.family, now)
         request_headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
         }
-        account_index = self._by_key.get(request_headers.get("x-mbx-apikey", ""))
-        self._charge(endpoint, account_index, now, headers)
-        if endpoint.keyed:
-            return self.streams.answer(scope["method"], endpoint.path, account_index, self.clock())
-        if not endpoint.signed:
-            return server_time_body(now) if endpoint.path.endswith("/time") else b"{}"
-        return self._signed(endpoint, query, request_headers, account_index, now)
-
-    def _charge(
-        self,
-        endpoint: Endpoint[Any],
-        account_index: int | None,
-        now: float,
-        headers: dict[str, str],
-    ) -> None:
-        """Count the request's weight on arrival; 429 (or a ban) if it does not fit."""
-        family = endpoint.family
-        weight = endpoint.weight
-        counters: list[tuple[str, Counter, str, int]] = []
-        if endpoint.bucket == "uid" and account_index is not None:
-            account = self.accounts[account_index]
-            api_key = account.api_key
-            uid = self._uid.get(api_key)
-            if uid is None:
-                uid = self._uid[api_key] = Counter(
-                    self.limits["sapi_uid"], self.window * 1000.0, self.window_mode
-                )
-            counters.append((f"uid:{account.name}", uid, HEADER_UID, weight))
-            if self.uid_costs_ip:
-                ip_weight = weight if self.uid_costs_ip is True else int(self.uid_costs_ip)
-                key, ip = self._ip_counter(endpoint)
-                counters.append((key, ip, HEADER_IP["sapi"], ip_weight))
-        elif endpoint.bucket == "ip":
-            key, ip = self._ip_counter(endpoint)
-            counters.append((key, ip, HEADER_IP.get(family, HEADER_MBX), weight))
-        if family == "sapi":
-            # Every sapi answer also reports the IP weight, UID endpoints included.
-            headers[HEADER_IP["sapi"]] = str(self._ip_counter(endpoint)[1].used(now))
-        refused: tuple[str, Counter, int] | None = None
-        for key, counter, _, cost in counters:
-            if refused is None and not counter.fits(cost, now):
-                refused = (key, counter, cost)
-        for key, counter, header, cost in counters:
-            headers[header] = str(counter.charge(cost, now))
-            self.stats.charge(key, cost, now, self.window)
-        if refused is None:
-            return
-        key, counter, weight = refused
-        if self._warden.in_cooldown(key, now):
-            until = self._warden.ban(family, now)
-            self.stats.bans += 1
-            raise Answer(
-                418,
-                -1003,
-                ban_text(until),
-                {"Retry-After": retry_after_text((until - now) / 1000.0)},
-            )
-        wait = counter.seconds_until_fits(weight, now)
-        self._warden.refused(key, now, wait)
-        self.stats.refused_by_window[key][int(now // (self.window * 1000))] += 1
-        raise Answer(
-            429,
-            -1003,
-            MSG[-1003].format(limit=counter.limit),
-            {"Retry-After": retry_after_text(wait)},
-        )
-
-    def _ip_counter(self, endpoint: Endpoint[Any]) -> tuple[str, Counter]:
-        """The IP limit ``endpoint`` is counted against, and its name in :attr:`stats`."""
-        family = endpoint.family
-        if family != "sapi" or self.sapi_scope == "family":
-            return f"{family}_ip", self._ip[family]
-        counter = self._by_endpoint.get(endpoint.name)
-        if counter is None:
-            counter = self._by_endpoint[endpoint.name] = Counter(
-                self.limits["sapi_ip"],
-                self.window * 1000.0,
-                self.window_mode,
-                external=self.external.get("sapi", 0.0),
-                started_ms=self._started_ms,
-            )
-        return f"sapi_ip:{endpoint.name}", counter
-
-    def _signed(
-        self,
-        endpoint: Endpoint[Any],
-        query: bytes,
-        request_headers: dict[str, str],
-        account_index: int | None,
-        now: float,
-    ) -> bytes:
         api_key = request_headers.get("x-mbx-apikey")
-        if not api_key or not api_key.isascii() or len(api_key) > 128:
-            raise Answer(401, -2014, MSG[-2014])
-        if account_index is None:
-            raise Answer(401, -2015, MSG[-2015])
-        account = self.accounts[account_index]
-        payload, sep, signature = query.rpartition(b"&signature=")
-        params = dict(parse_qsl(payload.decode("latin-1"), keep_blank_values=True))
-        for name in ("timestamp", *endpoint.required):
-            if not params.get(name):
-                raise Answer(400, -1102, MSG[-1102].format(name=name))
-        if not sep or not params.get("timestamp", "").isdigit():
-            raise Answer(
-                400, -1102, MSG[-1102].format(name="signature" if not sep else "timestamp")
+        index = self._by_key.get(api_key or "")
+        asking = None if index is None else self.accounts[index]
+        self._rates.charge(endpoint, asking, now, headers)
+        if endpoint.keyed:
+            account = authorize(endpoint, asking)
+            return self.streams.answer(
+                scope["method"], endpoint.path, self._by_key[account.api_key], self.clock()
             )
-        recv_window = int(params.get("recvWindow", "5000") or 5000)
-        if recv_window > 60_000:
-            raise Answer(400, -1131, MSG[-1131])
-        if not signature_valid(account, payload, signature):
-            raise Answer(400, -1022, MSG[-1022])
-        timestamp = int(params["timestamp"])
-        if timestamp >= now + 1000 or now - timestamp > recv_window:
-            raise Answer(400, -1021, MSG[-1021])
-        if account.account_type not in SERVES[endpoint.name]:
-            raise Answer(401, -2015, MSG[-2015])
-        book = self._books[account_index]
+        if not endpoint.signed:
+            return public_body(endpoint, now)
+        account, params = authenticate(endpoint, asking, api_key, scope["query_string"], now)
+        book = self._books[self._by_key[account.api_key]]
         book.advance(self.clock())
-        return self._body(endpoint, account, book, params, int(now))
-
-    @staticmethod
-    def _body(
-        endpoint: Endpoint[Any],
-        account: SimAccount,
-        book: Book,
-        params: dict[str, str],
-        now_ms: int,
-    ) -> bytes:
-        asset = params.get("asset", "").upper()
-        name = endpoint.name
-        if name in ("pm_balance", "pm_pro_balance"):
-            options = name == "pm_pro_balance"
-            if asset:
-                if asset not in book.balances:
-                    raise Answer(400, -1102, MSG[-1102].format(name="asset"))
-                if name == "pm_balance":
-                    return msgspec.json.encode(book.balance(asset, now_ms, single=True))
-                return msgspec.json.encode([book.balance(asset, now_ms, options=True)])
-            return msgspec.json.encode(
-                [book.balance(a, now_ms, options=options) for a in book.balances]
-            )
-        if name == "classic_pm_account":
-            return msgspec.json.encode(book.max_withdraw(asset))
-        return msgspec.json.encode(
-            book.account(account.account_type, span=name == "pm_pro_span_account")
-        )
+        return account_body(endpoint, account, book, params, now)
 
     def __repr__(self) -> str:
         where = self._server.base_url if self._server is not None else "not served"
@@ -630,10 +395,3 @@ class SimulatedExchange:
             f"SimulatedExchange({where}, {len(self.accounts)} accounts, window={self.window:g}s,"
             f" {self.window_mode})"
         )
-
-
-def _api_key(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name.lower() == b"x-mbx-apikey":
-            return str(value.decode("latin-1"))
-    return None

@@ -1,62 +1,52 @@
-"""The simulated exchange's user data streams: listen keys and the WebSocket pushes.
+"""The simulated exchange's user data streams: listen keys, and what their streams carry.
 
 - ``POST/PUT/DELETE /papi/v1/listenKey`` (PM accounts) and ``/fapi/v1/listenKey`` (PM Pro and
   PM Pro SPAN): open (the account's key, the same one while it lives), keep alive, close;
   weight 1 each, charged like any request. A key lives ``listen_key_ttl`` seconds from its last
   keepalive; an unknown or expired key's keepalive is ``-1125``.
-- ``/pm/ws/<listenKey>`` (PM) and ``/pm-classic/ws/<listenKey>`` (PM Pro): the pushes;
-  ``/pm/stream?streams=<key1>/<key2>/…`` and ``/pm-classic/stream?…``: several keys on one
-  connection, each message wrapped as ``{"stream": <key>, "data": <event>}`` (a key that
-  expires or is closed leaves the others' stream going).
-  Every handshake is a connection attempt, counted per client IP over a sliding
-  ``Limits.ws_window``: past ``Limits.ws_connect`` the upgrade is refused with 429 and a
-  ``Retry-After``; an IP that tries again before that time (past a few attempts already on
-  their way) is banned, 418, every API family with it, as the exchange bans an IP; no
-  handshake from a banned IP is accepted, whichever family earned the ban.
-  PM Pro connections get ``PM_PRO_ACCOUNT_UPDATE`` every ``push_every`` seconds; both get
-  ``riskLevelChange`` / ``RISK_LEVEL_CHANGE`` when the account's drifting uniMMR moves it to
-  another level (checked every ``risk_every`` seconds, and at once on
-  :meth:`SimulatedExchange.set_uni_mmr`). A connection is closed after
-  ``max_connection_seconds``, as the exchange does at 24 hours.
+- Each open connection carries one key, or several on a combined stream, each message then
+  wrapped as ``{"stream": <key>, "data": <event>}`` (a key that expires or is closed leaves the
+  others' stream going). PM Pro connections get ``PM_PRO_ACCOUNT_UPDATE`` every ``push_every``
+  seconds; both get ``riskLevelChange`` / ``RISK_LEVEL_CHANGE`` when the account's drifting
+  uniMMR moves it to another level (checked every ``risk_every`` seconds, and at once on
+  :meth:`SimulatedExchange.set_uni_mmr`).
+
+The WebSocket side, handshakes and the connection's life, is ``_websocket``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-import math
 import secrets
 import string
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qs
 
 import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .._endpoints import STREAMS
 from .._models import AccountStatus
 from ._book import amount, status_for
-from ._doorman import Doorman
 from ._messages import Answer
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, MutableMapping
+    from collections.abc import Callable, Iterable
 
-    from .._endpoints import Limits
     from ._book import Book, SimAccount
-    from ._limits import Warden
+    from ._options import ExchangeOptions
     from ._stats import ExchangeStats
 
-    Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-    Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-#: The stream path of each product, and the REST family its listen key comes from.
-WS_PATH = {"pm": "/pm/ws/", "pm_pro": "/pm-classic/ws/"}
-#: Combined streams: ``<path>?streams=<key1>/<key2>/…``.
-COMBINED_PATH = {"pm": "/pm/stream", "pm_pro": "/pm-classic/stream"}
-KEY_PATH = {"/papi/v1/listenKey": "pm", "/fapi/v1/listenKey": "pm_pro"}
+#: What the exchange pushes on each product's streams, by the names of the package's stream
+#: table: the name of its risk event; and whether ``PM_PRO_ACCOUNT_UPDATE`` comes every
+#: ``push_every`` seconds. Where the streams are read, and who may open them, is the table's.
 RISK_EVENT = {"pm": "riskLevelChange", "pm_pro": "RISK_LEVEL_CHANGE"}
+ACCOUNT_UPDATES = frozenset({"pm_pro"})
+#: The product of each listen-key path, from the package's stream table.
+KEY_PATH = {e.path: p for p, stream in STREAMS.items() for e in stream.listen_key.values()}
 #: A listen key is 64 letters and digits, as the exchange's are.
 KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -90,11 +80,10 @@ class Exchange(Protocol):
 
     accounts: list[SimAccount]
     _books: list[Book]
-    _warden: Warden
-    clock: Callable[[], float]
-    limits: Limits
     stats: ExchangeStats
-    window: float
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
     def server_ms(self) -> int: ...
 
@@ -102,25 +91,9 @@ class Exchange(Protocol):
 class StreamDesk:
     """Listen keys and open streams of one simulated exchange."""
 
-    def __init__(
-        self,
-        exchange: Exchange,
-        *,
-        listen_key_ttl: float,
-        push_every: float,
-        risk_every: float,
-        max_connection_seconds: float,
-        combined: bool = True,
-        max_streams: int = 1024,
-    ) -> None:
+    def __init__(self, exchange: Exchange, options: ExchangeOptions) -> None:
         self.exchange = exchange
-        #: Whether combined streams are served, and how many keys one connection may carry.
-        self.combined = combined
-        self.max_streams = max_streams
-        self.ttl = listen_key_ttl
-        self.push_every = push_every
-        self.risk_every = risk_every
-        self.max_connection_seconds = max_connection_seconds
+        self.options = options
         self.keys: dict[str, ListenKeyState] = {}
         self._expiries: list[tuple[float, str]] = []  # a heap: no scan of every key a request
         self._of_account: dict[tuple[int, str], str] = {}
@@ -128,7 +101,6 @@ class StreamDesk:
         self.pushed: dict[str, int] = {}
         self.risk_events: list[tuple[int, str, str]] = []
         self._changed = anyio.Event()
-        self.doorman = Doorman(exchange)
         #: Accounts whose streams carry nothing for now (the connections stay open).
         self.quiet: set[int] = set()
         #: When set, every stream is closed with this code right after its handshake.
@@ -142,35 +114,44 @@ class StreamDesk:
         self._changed.set()
         self._changed = anyio.Event()
 
+    def attach(self, connection: Connection, states: Iterable[ListenKeyState]) -> None:
+        """``connection`` now carries the keys of ``states``."""
+        for state in states:
+            state.sockets.add(connection)
+        self._change()
+
+    def detach(self, connection: Connection, states: Iterable[ListenKeyState]) -> None:
+        """``connection`` has closed."""
+        for state in states:
+            state.sockets.discard(connection)
+        self._change()
+
     # -- REST --------------------------------------------------------------------------------
 
-    def answer(self, method: str, path: str, account: int | None, now: float) -> bytes:
-        """The answer of a listen-key request (its weight already charged)."""
-        if account is None:
-            raise Answer(401, -2015, "Invalid API-key, IP, or permissions for action.")
+    def answer(self, method: str, path: str, account: int, now: float) -> bytes:
+        """The answer of a listen-key request of ``account`` (its weight already charged, the
+        account one of the product's)."""
         product = KEY_PATH[path]
-        kind = self.exchange.accounts[account].account_type.value
-        if (product == "pm") != (kind == "PM_2"):
-            raise Answer(401, -2015, "Invalid API-key, IP, or permissions for action.")
-        self._expire(now)
+        ttl = self.options.listen_key_ttl
+        self.expire_due(now)
         key = self._of_account.get((account, product))
         if method == "POST":
             if key is None:
                 key = "".join(secrets.choice(KEY_ALPHABET) for _ in range(64))
-                self.keys[key] = ListenKeyState(account, product, now + self.ttl)
+                self.keys[key] = ListenKeyState(account, product, now + ttl)
                 self._of_account[account, product] = key
-                heapq.heappush(self._expiries, (now + self.ttl, key))
-            self.keys[key].expires_at = now + self.ttl
+                heapq.heappush(self._expiries, (now + ttl, key))
+            self.keys[key].expires_at = now + ttl
             return msgspec.json.encode({"listenKey": key})
         if key is None:
             raise Answer(400, -1125, "This listenKey does not exist.")
         if method == "PUT":
-            self.keys[key].expires_at = now + self.ttl
+            self.keys[key].expires_at = now + ttl
         else:  # DELETE
             self._drop_key(key, expired=False)
         return b"{}"
 
-    def _expire(self, now: float) -> None:
+    def expire_due(self, now: float) -> None:
         """Drop the keys whose time has come: a heap of (expiry, key), each entry checked
         against the key's expiry now (a keepalive moved it later: pushed again)."""
         heap = self._expiries
@@ -228,7 +209,7 @@ class StreamDesk:
         for key, state in self.keys.items():
             if state.account == account:
                 for connection in list(state.sockets):
-                    self._risk(key, state, connection)
+                    self.risk(key, state, connection)
 
     def push(self, account: int, event: dict[str, Any], *, binary: bool = False) -> int:
         """Push ``event`` (its ``E`` filled in) on every open stream of the account, in a
@@ -267,13 +248,16 @@ class StreamDesk:
         # A reader that has fallen that far behind, or gone, loses the event.
         _put(connection, Binary(body) if binary else body)
 
-    def _figures(self, account: int) -> tuple[float, float, float]:
+    def figures(self, account: int) -> tuple[float, float, float]:
+        """The account's uniMMR, equity and maintenance margin, now."""
         book = self.exchange._books[account]
         book.advance(self.exchange.clock())
         return book.uni_mmr, book.equity, book.maint_margin
 
-    def _risk(self, key: str, state: ListenKeyState, connection: Connection) -> None:
-        uni_mmr, equity, maint = self._figures(state.account)
+    def risk(self, key: str, state: ListenKeyState, connection: Connection) -> None:
+        """Push the product's risk event for ``key`` on ``connection`` if the account's level
+        is not the one last pushed there."""
+        uni_mmr, equity, maint = self.figures(state.account)
         level = status_for(uni_mmr)
         if level == connection.levels.get(key, level):
             return
@@ -293,8 +277,9 @@ class StreamDesk:
             },
         )
 
-    def _account_update(self, key: str, state: ListenKeyState, connection: Connection) -> None:
-        uni_mmr, equity, maint = self._figures(state.account)
+    def account_update(self, key: str, state: ListenKeyState, connection: Connection) -> None:
+        """Push ``PM_PRO_ACCOUNT_UPDATE`` for ``key`` on ``connection``."""
+        uni_mmr, equity, maint = self.figures(state.account)
         self._send(
             connection,
             key,
@@ -310,115 +295,6 @@ class StreamDesk:
             },
         )
 
-    # -- the WebSocket -----------------------------------------------------------------------
-
-    def _wanted(self, scope: MutableMapping[str, Any]) -> tuple[str, list[str], bool] | None:
-        """The product, the listen keys and whether combined, of a stream's path (``None``
-        for a path that is not a stream's)."""
-        path: str = scope["path"]
-        for product, prefix in WS_PATH.items():
-            if path.startswith(prefix):
-                return product, [path[len(prefix) :]], False
-        for product, combined in COMBINED_PATH.items():
-            if path == combined and self.combined:
-                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-                names = query.get("streams", [""])[0].split("/")
-                return product, names[: self.max_streams + 1], True
-        return None
-
-    async def serve(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        """One stream connection, from the handshake to its close."""
-        if (await receive())["type"] != "websocket.connect":
-            return
-        client = scope.get("client")
-        refusal = self.doorman.admit(str(client[0]) if client else "?")
-        if refusal is not None:
-            await _refuse(send, *refusal)
-            return
-        wanted = self._wanted(scope)
-        if wanted is None:
-            await _refuse(send, 404, "0", b'{"code":-1000,"msg":"Not found."}')
-            return
-        product, names, combined = wanted
-        clock = self.exchange.clock
-        self._expire(clock())
-        states = [self.keys.get(name) for name in names]
-        if (
-            not names
-            or len(names) > self.max_streams
-            or len(set(names)) != len(names)
-            or any(state is None or state.product != product for state in states)
-        ):
-            await send({"type": "websocket.close", "code": 1008})  # the handshake is refused
-            return
-        carried = {name: state for name, state in zip(names, states, strict=True) if state}
-        await send({"type": "websocket.accept"})
-        for state in carried.values():
-            self.exchange.stats.connections[self.exchange.accounts[state.account].name] += 1
-        if self.hang_up is not None:
-            await send({"type": "websocket.close", "code": self.hang_up})
-            return
-        outbox, inbox = anyio.create_memory_object_stream[bytes | None](max_buffer_size=1000)
-        levels = {k: status_for(self._figures(s.account)[0]) for k, s in carried.items()}
-        connection = Connection(levels, combined, outbox, clock())
-        for state in carried.values():
-            state.sockets.add(connection)
-        self._change()
-        try:
-            async with anyio.create_task_group() as group:
-
-                async def until_gone() -> None:
-                    while (await receive())["type"] != "websocket.disconnect":
-                        pass
-                    group.cancel_scope.cancel()
-
-                async def ticks() -> None:
-                    pushes = product == "pm_pro"
-                    next_push = clock() + self.push_every if pushes else math.inf
-                    while True:
-                        await anyio.sleep(min(self.risk_every, max(next_push - clock(), 0.0)))
-                        push = pushes and clock() >= next_push
-                        if push:
-                            next_push += self.push_every
-                        for key in list(connection.levels):
-                            state = self.keys.get(key)
-                            if state is None:
-                                continue
-                            self._risk(key, state, connection)
-                            if push:
-                                self._account_update(key, state, connection)
-                        if clock() - connection.opened >= self.max_connection_seconds:
-                            outbox.send_nowait(None)
-                            return
-
-                group.start_soon(until_gone)
-                group.start_soon(ticks)
-                async with inbox:
-                    async for message in inbox:
-                        if message is None:
-                            break
-                        if isinstance(message, Binary):
-                            await send({"type": "websocket.send", "bytes": bytes(message)})
-                        else:
-                            await send({"type": "websocket.send", "text": message.decode()})
-                group.cancel_scope.cancel()
-            with anyio.move_on_after(1, shield=True):
-                await send({"type": "websocket.close", "code": 1000})
-        except OSError:
-            pass  # the client went away mid-send
-        finally:
-            for state in carried.values():
-                state.sockets.discard(connection)
-            outbox.close()
-            self._change()
-
-
-async def _refuse(send: Send, status: int, retry_after: str, body: bytes) -> None:
-    """Answer the handshake with ``status`` instead of upgrading."""
-    headers = [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode())]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
-
 
 def _put(connection: Connection, message: bytes | None) -> None:
     """Queue ``message`` (``None``: close) for the connection, unless it is gone or full."""
@@ -426,10 +302,3 @@ def _put(connection: Connection, message: bytes | None) -> None:
         anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
     ):
         connection.outbox.send_nowait(message)
-
-
-def stream_options_valid(**seconds: float) -> None:
-    """``ValueError`` naming the first option that is not positive, finite seconds."""
-    for name, value in seconds.items():
-        if not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise ValueError(f"{name} must be positive seconds, not {value!r}")
