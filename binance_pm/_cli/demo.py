@@ -129,10 +129,7 @@ def _demo_summary(
 
     stats = exchange.stats
     uid_accounts = sum(1 for a in exchange.accounts if a.account_type.value == "PM_1")
-    weight: dict[str, int] = {}
-    for _, budget, charged in stats.arrivals:
-        name = "sapi_uid" if budget.startswith("uid:") else budget
-        weight[name] = weight.get(name, 0) + charged
+    weight = dict(stats.weight)  # per limit: every account's UID budget as "sapi_uid"
     used, windows = budget_use(
         stats.arrivals,
         {name: limits[name] for name in weight},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from .._endpoints import FAMILIES
 from ._limits import Counter, retry_after_text
 from ._messages import ban_text, error_body
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 #: A ban of any of these, by the REST families' warden, refuses handshakes; a ban earned by
 #: handshakes bans them all (the IP).
-BANNED_WITH = ("api", "sapi", "papi", "fapi", "ws")
+BANNED_WITH = (*FAMILIES, "ws")
 
 
 class Exchange(Protocol):

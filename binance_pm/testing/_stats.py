@@ -72,7 +72,7 @@ class ExchangeStats:
 
     def charge(self, budget: str, weight: int, now_ms: float, window: float) -> None:
         """Count ``weight`` against ``budget`` (``"papi_ip"``, ``"uid:acct-0001"`` …)."""
-        self.weight["sapi_uid" if budget.startswith("uid:") else budget] += weight
+        self.weight[limit_of(budget)] += weight
         self.weight_by_window[budget][int(now_ms // (window * 1000))] += weight
         self.arrivals.append((now_ms, budget, weight))
 
@@ -107,6 +107,12 @@ class ExchangeStats:
     def most_in_any_window(self, window: float) -> dict[str, int]:
         """Per budget, the most weight counted in any interval of ``window`` seconds."""
         return most_in_any_window(self.arrivals, window)
+
+
+def limit_of(budget: str) -> str:
+    """The :class:`~binance_pm.Limits` field a budget of the exchange's counts against: its
+    own name, or ``"sapi_uid"`` for an account's UID budget (``"uid:<account>"``)."""
+    return "sapi_uid" if budget.startswith("uid:") else budget
 
 
 def most_in_any_window(arrivals: Iterable[Sequence[Any]], window: float) -> dict[str, int]:
@@ -157,7 +163,7 @@ def budget_use(
     counted: dict[str, int] = {}
     for at, budget, weight in arrivals:
         if since <= at < until:
-            name = "sapi_uid" if budget.startswith("uid:") else budget
+            name = limit_of(budget)
             counted[name] = counted.get(name, 0) + weight
     shares = {
         name: counted.get(name, 0) / (limit * (uid_accounts if name == "sapi_uid" else 1) * windows)

@@ -227,10 +227,9 @@ class StreamDesk:
         sent = 0
         for key, state in self.keys.items():
             if state.account == account:
+                wrapped = b'{"stream":"' + key.encode() + b'","data":' + message + b"}"
                 for connection in list(state.sockets):
-                    if connection.combined:
-                        message = b'{"stream":"' + key.encode() + b'","data":' + message + b"}"
-                    _put(connection, message)
+                    _put(connection, wrapped if connection.combined else message)
                     sent += 1
         return sent
 
