@@ -8,14 +8,17 @@
         for balance in await client.pm_balance():
             print(balance.asset, balance.total_wallet_balance)
 
-See :class:`Session` for many accounts sharing one connection pool, budget and clock.
+See :class:`Session` for many accounts sharing one connection pool, budget and clock. The
+contracts a caller may implement are public too: a rate-limit hook (:class:`RateLimitHook`,
+:class:`Permit`) in place of :class:`Governor`, a :class:`Store` that governors in many processes
+share, and a :class:`Sender` to send with.
 """
 
 from __future__ import annotations
 
 from ._buckets import BucketState
-from ._client import AsyncClient
-from ._endpoints import Limits
+from ._client import AccountResult, AsyncClient
+from ._endpoints import Endpoint, Limits
 from ._events import ListenKeyExpired, OtherEvent, PMProAccountUpdate, RiskLevelChange, StreamEvent
 from ._exceptions import (
     APIError,
@@ -33,6 +36,8 @@ from ._exceptions import (
     TransportError,
 )
 from ._governor import Governor
+from ._hook import Permit, RateLimitHook, SharedCount, Store, StoreError
+from ._http import Answer, Sender
 from ._models import (
     AccountStatus,
     AccountType,
@@ -50,8 +55,10 @@ from ._version import __version__
 
 __all__ = [
     "APIError",
+    "AccountResult",
     "AccountStatus",
     "AccountType",
+    "Answer",
     "AsyncClient",
     "AuthError",
     "BadRequestError",
@@ -59,6 +66,7 @@ __all__ = [
     "BucketState",
     "ClassicPMAccount",
     "DecodeError",
+    "Endpoint",
     "Governor",
     "GovernorTimeout",
     "GovernorUnavailable",
@@ -71,12 +79,18 @@ __all__ = [
     "PMProAccountUpdate",
     "PMProBalance",
     "PMProSpanAccount",
+    "Permit",
     "RateLimitError",
+    "RateLimitHook",
     "RiskLevelChange",
     "RiskUnitMM",
+    "Sender",
     "ServerError",
     "Session",
     "SessionError",
+    "SharedCount",
+    "Store",
+    "StoreError",
     "StreamEvent",
     "StreamUpdate",
     "TimestampError",

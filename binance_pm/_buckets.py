@@ -13,6 +13,11 @@ fixed windows or sliding ones:
 
 Finished requests are kept as (expiry, weight) in the order they finished, so expiries only grow
 and expiring them is a pop from the front: O(1) per request, whatever the window holds.
+
+A :class:`Bucket` changes only through its own methods: a grant (:meth:`Bucket.take`), a request
+given back or finished, what an answer's count teaches it (:meth:`Bucket.learn`), a refusal
+(:meth:`Bucket.shut`), and its queue of waiters. Whether a weight may go is one rule,
+:meth:`Bucket.needed`, which :meth:`Bucket.can_take` applies.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import anyio
+
+from ._learning import SHARED_WINDOWS, Marks
 
 
 class Bucket:
@@ -115,36 +122,24 @@ class Bucket:
             self.external = 0
         return self.held + self.inflight + self.external
 
-    def fits(self, weight: int, now: float) -> bool:
-        """Whether ``weight`` more stays within the limit now (waiters and 429s aside)."""
+    def can_take(self, weight: int, now: float, waiter: Waiter | None = None) -> bool:
+        """Whether ``weight`` may go now as far as this budget's count says (a 429's or 418's
+        shut aside): nobody ahead of ``waiter`` in its queue, an answer come if anything is in
+        flight (the first answer tells what others spend), and the room :meth:`needed` says it
+        takes free on top of what is held, in flight and reported from outside."""
+        waiters = self.waiters
+        if waiters and waiters[0] is not waiter:
+            return False
+        if self.inflight and not self.answered:
+            return False
         expiries = self._expiries
         if self._head < len(expiries) and expiries[self._head] <= now:
             self.expire(now)
         external = self.external
         if external and now >= self.external_until:
             self.external = external = 0
-        inflight, limit = self.inflight, self.limit
-        ours = self.held + inflight + external + weight
-        if ours > limit:
-            return False
-        if now >= self.confirmed_until:
-            # No count to go by. Others spent lately: one request goes to ask for one first.
-            return not inflight or now >= self.shared_until
-        if now >= self.shared_until:  # the common case, inlined: this runs for every request
-            return not inflight or self.confirmed + inflight + self.finished_total + weight <= limit
         room = self.needed(weight, now)
-        return room is not None and ours - weight + room <= limit
-
-    def can_take(self, weight: int, now: float, waiter: Waiter | None = None) -> bool:
-        """Whether ``weight`` may go now as far as this budget's count says (a 429's or 418's
-        shut aside): nobody ahead of ``waiter`` in its queue, an answer come if anything is in
-        flight (the first answer tells what others spend), and room under the limit."""
-        waiters = self.waiters
-        if waiters and waiters[0] is not waiter:
-            return False
-        if self.inflight and not self.answered:
-            return False
-        return self.fits(weight, now)
+        return room is not None and self.held + self.inflight + external + room <= self.limit
 
     def needed(self, weight: int, now: float) -> int | None:
         """The room ``weight`` more needs in our own count, after the last answer's count has
@@ -175,18 +170,93 @@ class Bucket:
                 return weight
         return None if inflight else weight + spare
 
-    def report(self, external: int, now: float, until: float) -> None:
-        """The exchange counts ``external`` weight beyond ours: hold it until ``until``.
+    def take(self, weight: int) -> None:
+        """A request of ``weight`` is let out: in flight until it finishes or is given back."""
+        self.inflight += weight
 
-        Each answer's estimate replaces the last, except for a window after a 429, when the
-        bucket is at the limit and a low estimate (a request overtaken by a later one) would
-        send it into the next 429: then only a higher estimate replaces a lower one.
+    def give_back(self, weight: int) -> None:
+        """A request let out never left: its weight was not spent."""
+        self.inflight -= weight
+        self.gone_total += weight
+
+    def marks(self, other: Bucket | None = None) -> tuple[int, ...]:
+        """This budget's :class:`~binance_pm._learning.Marks` now, as a plain tuple (this runs
+        for every request); with ``other``, its marks and its count of UID calls follow."""
+        gone = self.gone_total
+        if other is None:
+            return (self.held + self.inflight + gone, self.finished_total, gone)
+        gone2 = other.gone_total
+        return (
+            self.held + self.inflight + gone,
+            self.finished_total,
+            gone,
+            other.held + other.inflight + gone2,
+            other.finished_total,
+            gone2,
+            other.uid_calls,
+        )
+
+    def count_uid_call(self, now: float) -> None:
+        """A UID call that takes none of this (IP) budget's weight is let out: its answer will
+        report this budget's count too."""
+        self.expire(now)
+        self.uid_calls += 1
+
+    def learn(self, used: int, weight: int, marks: Marks, now: float) -> None:
+        """The exchange counted ``used`` here when a request of ours (``weight``, sent with
+        ``marks``) arrived: learn what others spend, and what the count allows.
+
+        Outside weight: what it counts beyond ours, taken to be what went out before this
+        request and is still held, is held as ``external`` (a request overtaken by a later one
+        makes the estimate a little high; one overtaking an earlier one, a little low).
+
+        With outside weight that estimate is not enough (others spend between answers, answers
+        arrive out of order, and fixed windows hide outside weight behind our own from before
+        the window's start), so the count itself bounds what follows: it, plus all of ours
+        that may have arrived after this request, stays under the limit, and only an answer,
+        not an expiry, makes room there. Without outside weight our own count is the stricter.
         """
-        external = max(0, external)
+        until = now + self.window
+        self.expire(now)
+        gone_now = self.gone_total
+        # Ours it counted: what went out before this request, less what is gone since.
+        outside = max(0, used - (marks.granted - gone_now))
+        # For a window after a 429 the bucket is at the limit, and a low estimate (a request
+        # overtaken by a later one) would send it into the next 429: only a higher one counts.
         if now < self.cautious_until and now < self.external_until:
-            external = max(external, self.external)
-        self.external = external
+            self.external = max(outside, self.external)
+        else:
+            self.external = outside
         self.external_until = until
+        # Others' most, kept longer than seen: in fixed windows our weight from before the
+        # window's start hides theirs for most of the next.
+        if outside > 0:
+            shared = now < self.shared_until
+            self.outside_peak = max(self.outside_peak, outside) if shared else outside
+        if used > self.held + self.inflight + gone_now - marks.gone:
+            # Others spend: remembered for a while, through quiet windows that teach nothing.
+            self.shared_until = max(self.shared_until, now + SHARED_WINDOWS * self.window)
+        # Ours that may have arrived after it: in flight now, or finished since it went out
+        # (itself aside): ``confirmed + inflight + finished_total`` with this.
+        self.confirmed = used - weight - marks.finished
+        self.confirmed_at = now
+        self.confirmed_until = until
+
+    def shut(self, now: float, wait: float, *, ban: bool = False) -> None:
+        """A 429 (or, ``ban``, a 418) refused a request of this budget: shut it for ``wait``
+        seconds. What the refusal's own headers taught stays for the window, so it does not
+        reopen into the same wall."""
+        window = self.window
+        self.rejections += 1
+        self.bans += ban
+        self.closed_until = max(self.closed_until, now + wait)
+        self.external_until = max(self.external_until, now + window)
+        self.cautious_until = now + window
+        self.shared_until = max(self.shared_until, now + 2 * window)
+
+    def reopen(self) -> None:
+        """Open it now, whatever a refusal said."""
+        self.closed_until = 0.0
 
     def finish(self, weight: int, now: float, answered: bool) -> None:
         """A request let out has finished: hold its weight one more window."""
@@ -248,23 +318,28 @@ class Bucket:
         waiting = f" ({len(self.waiters)} waiting)" if self.waiters else ""
         return f"{self.name} {self.used(now)}/{self.limit}{waiting}"
 
-    def head(self) -> Waiter | None:
-        return self.waiters[0] if self.waiters else None
+    def enqueue(self, waiter: Waiter) -> None:
+        """``waiter`` waits for this budget, behind those already waiting."""
+        if self.waiters is None:
+            self.waiters = deque()
+        self.waiters.append(waiter)
 
+    def leave(self, waiter: Waiter) -> None:
+        """``waiter`` waits no longer: granted (it was at the head), cancelled or too late."""
+        waiters = self.waiters
+        if waiters:
+            if waiters[0] is waiter:
+                waiters.popleft()
+            elif waiter in waiters:
+                waiters.remove(waiter)
 
-#: The budgets one call takes, and the weight it takes from each.
-Plan = tuple[tuple[Bucket, ...], tuple[int, ...]]
-
-
-def checked(label: str, plan: Plan) -> Plan:
-    """``plan``, if each weight fits its budget's limit at all; else ``ValueError``."""
-    for bucket, weight in zip(*plan, strict=True):
-        if weight > bucket.limit:
-            raise ValueError(
-                f"{label} weighs {weight}, more than the {bucket.name} limit of "
-                f"{bucket.limit} per window: it could never be sent"
-            )
-    return plan
+    def wake(self) -> None:
+        """Wake the waiter at the head of the queue, if it sleeps: it looks again."""
+        waiters = self.waiters
+        if waiters:
+            event = waiters[0].event
+            if event is not None:
+                event.set()
 
 
 class Waiter:
@@ -276,15 +351,6 @@ class Waiter:
         self.buckets = buckets
         self.weights = weights
         self.event: anyio.Event | None = None
-
-    def grantable(self, now: float, banned_until: Mapping[str, float]) -> bool:
-        """Whether this waiter may take its weight now (``banned_until``: each family's 418)."""
-        return all(
-            bucket.closed_until <= now
-            and banned_until[bucket.family] <= now
-            and bucket.can_take(weight, now, self)
-            for bucket, weight in zip(self.buckets, self.weights, strict=True)
-        )
 
     def wake_time(self, now: float, banned_until: Mapping[str, float]) -> float | None:
         """The earliest moment this waiter could go, or ``None`` if only an event can tell

@@ -1,5 +1,5 @@
-"""One call's fixed parts, what it is doing, and what an answer to it means: the error a
-deadline raises, and the error class of an answer that is not a success."""
+"""One call's fixed parts and how far it has gone, and what an answer to it means: the error
+class of an answer that is not a success, and the error the call's timeout raises."""
 
 from __future__ import annotations
 
@@ -23,23 +23,32 @@ from ._exceptions import (
 from ._headers import LONGEST_BAN, retry_after_seconds
 from ._http import Answer, scrub
 
-# What a call was doing, for the error its deadline raises.
+# What a call was doing, for the error its timeout raises.
 CLOCK, BUDGET, SEND, BACKOFF = "clock", "budget", "send", "backoff"
 
 
 class Call:
-    """One call's fixed parts, and what it is doing now (for the error its deadline raises)."""
+    """One call's fixed parts; how far it has gone (what :func:`binance_pm._retry.decide`
+    reads); and what it is doing now, for the error its timeout raises.
+
+    ``ends`` is when the call must be over, on anyio's clock (the event loop's under asyncio).
+    """
 
     __slots__ = (
         "account",
         "credentials",
         "endpoint",
+        "ends",
         "error",
         "masked",
         "on_grant",
         "phase",
         "query",
         "recv_window",
+        "refusals",
+        "refused",
+        "resynced",
+        "retries",
     )
 
     def __init__(
@@ -49,6 +58,7 @@ class Call:
         credentials: Credentials | None,
         recv_window: int,
         on_grant: Callable[[], None] | None,
+        ends: float,
     ) -> None:
         self.endpoint = endpoint
         self.query = query
@@ -57,11 +67,16 @@ class Call:
         self.masked = credentials.masked_key if credentials is not None else None
         self.recv_window = recv_window
         self.on_grant = on_grant
+        self.ends = ends
+        self.retries = 0  # backoffs slept after a 5xx or no answer
+        self.refusals = 0  # 429s and 418s waited out
+        self.resynced = False  # whether a -1021 had the clock measured again
+        self.refused: APIError | None = None  # the exchange's last 429 or 418
         self.phase = BUDGET
         self.error: BinancePMError | None = None
 
     def too_late(self, seconds: float) -> BinancePMError:
-        """The error for a call whose deadline came first."""
+        """The error for a call whose timeout came first (``seconds`` long)."""
         label, masked = self.endpoint.label, self.masked
         if self.phase == BACKOFF and self.error is not None:
             return self.error

@@ -22,13 +22,14 @@ from ._endpoints import (
 )
 from ._engine import Engine
 from ._hook import RateLimitHook
-from ._http import DEFAULT_MAX_BODY
+from ._http import DEFAULT_MAX_BODY, Sender
 from ._models import ClassicPMAccount, PMBalance, PMProAccount, PMProBalance, PMProSpanAccount
 
 ClientT = TypeVar("ClientT", bound="AsyncClient")
 T = TypeVar("T")
 
-#: What an account endpoint answers, decoded: one of the five methods' return types.
+#: What an account endpoint answers, decoded: one of the five methods' return types (what
+#: :meth:`AsyncClient.call` returns, and a poll's ``Update.result``).
 AccountResult: TypeAlias = (
     list[PMBalance]
     | PMBalance
@@ -69,7 +70,7 @@ class AsyncClient:
     keywords are :class:`Session`'s. ``name`` (``"desk-1"``) names the account in its ``repr``,
     in poll updates and in the command line's output; by default the masked API key does.
 
-    Every endpoint method also takes ``recv_window=`` (ms) and ``deadline=`` (the seconds that
+    Every endpoint method also takes ``recv_window=`` (ms) and ``timeout=`` (the seconds that
     call may take, waiting for budget and retries included, instead of the Session's
     ``timeout``).
     """
@@ -87,6 +88,7 @@ class AsyncClient:
         hosts: Mapping[str, str] | None = None,
         governor: RateLimitHook | None = None,
         http: httpx.AsyncClient | None = None,
+        sender: Sender | None = None,
         recv_window: int = 5000,
         timeout: float = 10.0,
         max_retries: int = 2,
@@ -106,6 +108,7 @@ class AsyncClient:
             hosts=hosts,
             governor=governor,
             http=http,
+            sender=sender,
             recv_window=recv_window,
             timeout=timeout,
             max_retries=max_retries,
@@ -176,7 +179,7 @@ class AsyncClient:
         asset: str | None = None,
         *,
         recv_window: int | None = None,
-        deadline: float | None = None,
+        timeout: float | None = None,
         on_grant: Callable[[], None] | None = None,
     ) -> Awaitable[T]:
         """One call of ``endpoint`` for this account (what every method here and a poll do):
@@ -186,7 +189,7 @@ class AsyncClient:
             endpoint.query(asset),
             credentials=self._credentials,
             recv_window=recv_window,
-            deadline=deadline,
+            timeout=timeout,
             on_grant=on_grant,
         )
         if endpoint.shape is None:
@@ -199,7 +202,7 @@ class AsyncClient:
         *,
         asset: str | None = None,
         recv_window: int | None = None,
-        deadline: float | None = None,
+        timeout: float | None = None,
         on_grant: Callable[[], None] | None = None,
     ) -> Awaitable[AccountResult]:
         """One call of an account endpoint named as its method is (``"pm_pro_account"``), as
@@ -213,10 +216,14 @@ class AsyncClient:
         if spec is None:
             known = ", ".join(ACCOUNT_ENDPOINTS)
             raise ValueError(f"unknown endpoint {endpoint!r}; known: {known}")
-        return self._get(spec, asset, recv_window=recv_window, deadline=deadline, on_grant=on_grant)
+        return self._get(spec, asset, recv_window=recv_window, timeout=timeout, on_grant=on_grant)
 
     async def listen_key(
-        self, product: str = "pm_pro", action: str = "open", *, deadline: float | None = None
+        self,
+        product: str = "pm_pro",
+        action: str = "open",
+        *,
+        timeout: float | None = None,
     ) -> str | None:
         """The account's user data stream key: ``action`` ``"open"`` (creates it, or returns
         the one that lives, extending its life; the key), ``"keepalive"`` or ``"close"``
@@ -231,17 +238,25 @@ class AsyncClient:
         endpoint = actions.get(action)
         if endpoint is None:
             raise ValueError(f"action must be 'open', 'keepalive' or 'close', not {action!r}")
-        answer = await self._get(endpoint, deadline=deadline)
+        answer = await self._get(endpoint, timeout=timeout)
         return answer.listen_key if isinstance(answer, ListenKey) else None
 
     @overload
     async def pm_balance(
-        self, *, asset: None = None, recv_window: int | None = None, deadline: float | None = None
+        self,
+        *,
+        asset: None = None,
+        recv_window: int | None = None,
+        timeout: float | None = None,
     ) -> list[PMBalance]: ...
 
     @overload
     async def pm_balance(
-        self, *, asset: str, recv_window: int | None = None, deadline: float | None = None
+        self,
+        *,
+        asset: str,
+        recv_window: int | None = None,
+        timeout: float | None = None,
     ) -> PMBalance: ...
 
     async def pm_balance(
@@ -249,50 +264,58 @@ class AsyncClient:
         *,
         asset: str | None = None,
         recv_window: int | None = None,
-        deadline: float | None = None,
+        timeout: float | None = None,
     ) -> list[PMBalance] | PMBalance:
         """Portfolio Margin balances, ``GET /papi/v1/balance`` (weight 20, papi IP budget).
 
         Without ``asset``, a list of every asset; with it, that asset's :class:`PMBalance`.
         """
-        return await self._get(PM_BALANCE, asset, recv_window=recv_window, deadline=deadline)
+        return await self._get(PM_BALANCE, asset, recv_window=recv_window, timeout=timeout)
 
     async def pm_pro_balance(
         self,
         *,
         asset: str | None = None,
         recv_window: int | None = None,
-        deadline: float | None = None,
+        timeout: float | None = None,
     ) -> list[PMProBalance]:
         """PM Pro balances, ``GET /sapi/v1/portfolio/balance`` (weight 20, sapi IP budget).
 
         Always a list; with ``asset``, the list holds that asset only.
         """
-        return await self._get(PM_PRO_BALANCE, asset, recv_window=recv_window, deadline=deadline)
+        return await self._get(PM_PRO_BALANCE, asset, recv_window=recv_window, timeout=timeout)
 
     async def pm_pro_account(
-        self, *, recv_window: int | None = None, deadline: float | None = None
+        self,
+        *,
+        recv_window: int | None = None,
+        timeout: float | None = None,
     ) -> PMProAccount:
         """PM Pro account state, ``GET /sapi/v1/portfolio/account`` (weight 5, sapi UID budget)."""
-        return await self._get(PM_PRO_ACCOUNT, recv_window=recv_window, deadline=deadline)
+        return await self._get(PM_PRO_ACCOUNT, recv_window=recv_window, timeout=timeout)
 
     async def pm_pro_span_account(
-        self, *, recv_window: int | None = None, deadline: float | None = None
+        self,
+        *,
+        recv_window: int | None = None,
+        timeout: float | None = None,
     ) -> PMProSpanAccount:
         """PM Pro SPAN account state, ``GET /sapi/v2/portfolio/account`` (weight 5, sapi IP).
 
         For PM Pro SPAN accounts only; others get an :class:`~binance_pm.APIError`.
         """
-        return await self._get(PM_PRO_SPAN_ACCOUNT, recv_window=recv_window, deadline=deadline)
+        return await self._get(PM_PRO_SPAN_ACCOUNT, recv_window=recv_window, timeout=timeout)
 
     async def classic_pm_account(
-        self, *, asset: str, recv_window: int | None = None, deadline: float | None = None
+        self,
+        *,
+        asset: str,
+        recv_window: int | None = None,
+        timeout: float | None = None,
     ) -> ClassicPMAccount:
         """What a Classic PM account can move out of ``asset``, ``GET /fapi/v1/pmAccountInfo``
         (weight 5, fapi IP budget). ``asset`` is mandatory."""
-        return await self._get(
-            CLASSIC_PM_ACCOUNT, asset, recv_window=recv_window, deadline=deadline
-        )
+        return await self._get(CLASSIC_PM_ACCOUNT, asset, recv_window=recv_window, timeout=timeout)
 
     def __repr__(self) -> str:
         if self._name is None:

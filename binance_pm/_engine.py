@@ -1,17 +1,20 @@
 """The call path: one exchange clock, one rate-limit governor and one sender, for many accounts.
 
-A call goes the same way every time, in three steps that each have a method here:
+A call reads top to bottom in :meth:`Engine._attempts`, one attempt per turn of its loop:
 
-1. **acquire**: the clock is made sure of (a signed call's timestamp must be the exchange's), and
-   the governor grants a permit for the endpoint's weight;
-2. **send once**: the request is signed (its timestamp read only now) and sent, and the permit is
-   told what became of it, answer or not;
-3. **classify**: a 2xx is decoded; anything else becomes the error class for its status and code,
-   and is retried when that is safe and time remains (a ``-1021`` after re-measuring the clock, a
-   5xx or lost answer after a backoff, a 429 or 418 once the governor reopens the budget).
+1. **clock**: a signed call's timestamp must be the exchange's, so the clock is measured first
+   if it never was (or is due again); the time is fetched as a call of its own, unsigned, so it
+   goes this same way, once;
+2. **budget**: the governor grants a permit for the endpoint's weight (its fast path first);
+3. **send once**: the request is signed (its timestamp read only now) and sent, and the permit
+   is told what became of it, answer or not;
+4. **decide**: :func:`binance_pm._retry.decide`, a pure function, names the next step from the
+   outcome: return the decoded result, measure the clock again (``-1021``), wait for the budget
+   (429, 418), back off (5xx, no answer) or raise. The loop does what it says.
 
-The whole call is bounded by its deadline: under asyncio by asyncio's own timeout, elsewhere by
-anyio's. :class:`~binance_pm.Session` adds clients and polling on top.
+The whole call is bounded by its timeout: under asyncio by one timer for every call
+(``_deadlines.py``), elsewhere by anyio's cancel scopes. :class:`~binance_pm.Session` adds
+clients, polling and streams on top.
 """
 
 from __future__ import annotations
@@ -28,27 +31,17 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx
 
-from ._call import BACKOFF, BUDGET, CLOCK, SEND, Call, api_error, ban_headers, misfiled
+from ._call import BACKOFF, BUDGET, CLOCK, SEND, Call, ban_headers
 from ._clock import ExchangeClock
 from ._config import check_recv_window, check_seconds, resolve_hosts
 from ._credentials import Credentials
 from ._deadlines import Deadlines
 from ._endpoints import API_TIME, Endpoint, Family
-from ._exceptions import (
-    APIError,
-    BinancePMError,
-    DecodeError,
-    IPBannedError,
-    RateLimitError,
-    SessionError,
-    TimestampError,
-    TransportError,
-)
+from ._exceptions import APIError, IPBannedError, RateLimitError, SessionError, TransportError
 from ._governor import Governor
 from ._hook import Permit, RateLimitHook
-from ._http import DEFAULT_MAX_BODY, AiohttpSender, Answer, HttpxSender, Sender, scrub
-from ._retry import retry_delay
-from ._version import __version__
+from ._http import DEFAULT_MAX_BODY, Answer, Sender, default_sender, scrub
+from ._retry import RAISE, RESYNC, RETURN, WAIT, decide
 
 log = logging.getLogger("binance_pm")
 
@@ -62,11 +55,8 @@ EngineT = TypeVar("EngineT", bound="Engine[Any]")
 #: The governor's type: a :class:`Governor` unless the caller gave another hook.
 HookT = DefaultTypeVar("HookT", bound=RateLimitHook, default=Governor, covariant=True)
 
-#: Seconds a call waits, at most, to tell a shared rate-limit store of its answer.
+#: Seconds a call waits, at most, for its permit's ``settle``.
 SETTLE_SECONDS = 2.0
-#: A call gives up after this many attempts refused with 429 or 418 (each waited out first).
-MAX_REFUSED_ATTEMPTS = 3
-_HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"}
 _LEAN = sys.version_info >= (3, 11)  # Task.uncancel exists
 
 
@@ -82,6 +72,7 @@ class Engine(Generic[HookT]):
         hosts: Mapping[str, str] | None = None,
         governor: HookT | None = None,
         http: httpx.AsyncClient | None = None,
+        sender: Sender | None = None,
         recv_window: int = 5000,
         timeout: float = 10.0,
         max_retries: int = 2,
@@ -97,6 +88,8 @@ class Engine(Generic[HookT]):
             raise ValueError(f"max_body must be a whole number of bytes >= 1024, not {max_body!r}")
         if http is not None and not isinstance(http, httpx.AsyncClient):
             raise TypeError(f"http must be an httpx.AsyncClient, not {type(http).__name__}")
+        if http is not None and sender is not None:
+            raise ValueError("give http= or sender=, not both: each is a way to send")
         if proxy is not None and (
             not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https")
         ):
@@ -110,9 +103,13 @@ class Engine(Generic[HookT]):
         self._http = http
         self._proxy = proxy
         self._max_body = max_body
+        self._given = sender  # the caller's: used as it is, never closed here
         self._sender: Sender | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop an owned sender is bound to
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the sender is bound to
         self._deadlines: Deadlines | None = None  # under asyncio (3.11+), every call's deadline
+        # Whether permits are settled after each request: not those of a Governor counting in
+        # this process alone, which have nothing to tell (chosen with the sender).
+        self._settles = True
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -130,12 +127,12 @@ class Engine(Generic[HookT]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (a caller's ``http`` client stays open). Calls still in
-        flight end with a :class:`~binance_pm.TransportError`; later ones raise
+        """Close the connection pool (a caller's ``http`` client or ``sender`` stays open).
+        Calls still in flight end with a :class:`~binance_pm.TransportError`; later ones raise
         :class:`~binance_pm.SessionError`. Safe to call twice."""
         self._closed = True
         sender, self._sender = self._sender, None
-        if sender is not None:
+        if sender is not None and sender is not self._given:
             await sender.aclose()
 
     @property
@@ -153,7 +150,8 @@ class Engine(Generic[HookT]):
             raise SessionError("this Session is closed")
 
     def _sender_here(self) -> Sender:
-        """The sender, made on first use; a typed error when closed or on another loop."""
+        """The sender, chosen on first use (aiohttp binds to the running loop); a typed error
+        when closed or on another loop."""
         self._check_open()
         sender = self._sender
         try:
@@ -167,21 +165,21 @@ class Engine(Generic[HookT]):
                 )
             return sender
         self._loop = loop
-        governor_store = getattr(self.governor, "store", None)
-        if _LEAN and loop is not None and governor_store is None:
+        governor = self._governor
+        self._settles = not isinstance(governor, Governor) or governor.store is not None
+        # One timer for every call's deadline cancels a task outright, which would cut short
+        # a permit's shielded settle: so only when permits are not settled.
+        if _LEAN and loop is not None and not self._settles:
             self._deadlines = Deadlines(loop)
-        if self._http is not None:
-            sender = HttpxSender(self._http, owned=False, max_body=self._max_body)
-        elif loop is not None:
-            sender = AiohttpSender(headers=_HEADERS, proxy=self._proxy, max_body=self._max_body)
+        if self._given is not None:
+            sender = self._given
         else:
-            client = httpx.AsyncClient(
-                headers=_HEADERS,
+            sender = default_sender(
+                http=self._http,
                 proxy=self._proxy,
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+                max_body=self._max_body,
+                under_asyncio=loop is not None,
             )
-            sender = HttpxSender(client, owned=True, max_body=self._max_body)
         self._sender = sender
         return sender
 
@@ -194,30 +192,30 @@ class Engine(Generic[HookT]):
         *,
         credentials: Credentials | None,
         recv_window: int | None = None,
-        deadline: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
         on_grant: Callable[[], None] | None = None,
     ) -> T:
         """Send ``endpoint`` (signed with ``credentials`` if it is signed) and decode its answer.
 
         Retries, clock resynchronisation and rate limiting happen here; every failure is a
-        :class:`BinancePMError`. ``deadline`` is the seconds this call may take, instead of the
-        Session's ``timeout``; ``on_grant`` is called when the governor lets the request out.
+        :class:`BinancePMError`. ``timeout`` is the seconds this call may take, instead of the
+        Session's; ``on_grant`` is called when the governor lets the request out.
         """
         window = self.recv_window if recv_window is None else check_recv_window(recv_window)
-        seconds = self.timeout if deadline is None else check_seconds("deadline", deadline)
+        seconds = self.timeout if timeout is None else check_seconds("timeout", timeout)
         if endpoint.signed and credentials is None:
             raise ValueError(f"{endpoint.label} is signed and needs an account's credentials")
         sender = self._sender_here()
         query = "&".join([f"{name}={quote(value, safe='')}" for name, value in params])
-        call = Call(endpoint, query, credentials, window, on_grant)
         deadlines, loop = self._deadlines, self._loop
         task = asyncio.current_task() if deadlines is not None else None
         if task is not None and deadlines is not None and loop is not None:
             ends = loop.time() + seconds
+            call = Call(endpoint, query, credentials, window, on_grant, ends)
             cancelling = task.cancelling()  # type: ignore[attr-defined,unused-ignore]
             watch = deadlines.add(ends, task)
             try:
-                result: T = await self._attempts(sender, call, ends)
+                result: T = await self._attempts(sender, call)
                 return result
             except asyncio.CancelledError:
                 # Ours, unless someone else cancelled the task too (as asyncio.timeout tells).
@@ -227,80 +225,57 @@ class Engine(Generic[HookT]):
                 deadlines.done(watch)
         else:
             with anyio.move_on_after(seconds):
-                result = await self._attempts(sender, call, anyio.current_time() + seconds)
+                call = Call(endpoint, query, credentials, window, on_grant, 0.0)
+                call.ends = anyio.current_time() + seconds
+                result = await self._attempts(sender, call)
                 return result
         raise call.too_late(seconds)
 
-    async def _attempts(self, sender: Sender, call: Call, ends: float) -> Any:
-        endpoint = call.endpoint
-        clock = self.clock
-        attempt = refusals = 0
-        resynced = False
-        refused: APIError | None = None  # the exchange's last 429 or 418 for this call
-
+    async def _attempts(self, sender: Sender, call: Call) -> Any:
+        """The call, one attempt per turn, until :func:`decide` says to return or raise."""
+        endpoint, clock, governor = call.endpoint, self.clock, self._governor
         while True:
             if endpoint.signed and clock.stale():
                 call.phase = CLOCK
-                await clock.ensure(partial(self._server_time, sender, ends, call))
+                await clock.ensure(partial(self._server_time, sender, call))
             seen = clock.generation
-            # The budget's fast path first: no coroutine when it has room.
-            permit = self.governor.try_acquire(endpoint, account=call.account)
+            permit = governor.try_acquire(endpoint, account=call.account)  # no coroutine
             if permit is None:
-                permit = await self._acquire(call, ends, refused)
+                permit = await self._acquire(call)
             elif call.on_grant is not None:
                 call.on_grant()
-            answer = await self._send_once(sender, call, permit)
+            outcome = await self._send_once(sender, call, permit)
 
-            error: BinancePMError
-            if isinstance(answer, Answer):
-                if 200 <= answer.status < 300:
-                    try:
-                        return endpoint.decoder.decode(answer.body)
-                    except DecodeError as exc:
-                        error = misfiled(call, answer) or exc
-                        if error is exc:
-                            raise
-                else:
-                    error = api_error(call, answer)
-            else:
-                error = answer
-            log.debug("%s %s -> %s (try %d)", endpoint.label, call.masked or "", error, attempt + 1)
-
-            if isinstance(error, TimestampError) and endpoint.signed and not resynced:
-                resynced = True
-                call.phase = CLOCK
-                await clock.resync(partial(self._server_time, sender, ends, call), seen=seen)
-                continue
-            if isinstance(error, (RateLimitError, IPBannedError)):
-                # The governor holds the budget shut until Retry-After (at least a second);
-                # the next acquire waits for that, or raises if the deadline comes first.
-                refusals += 1
-                if refusals >= MAX_REFUSED_ATTEMPTS:
-                    raise error
-                refused = error
-                continue
-            api = error if isinstance(error, APIError) else None
-            delay = retry_delay(
-                api.status if api else None,
-                api.code if api else None,
-                attempt,
-                max_retries=self.max_retries,
-                retry_after=api.retry_after if api else None,
-            )
-            if delay is None or anyio.current_time() + delay >= ends:
+            decision = decide(call, outcome, max_retries=self.max_retries, clock=anyio.current_time)
+            step, error = decision.step, decision.error
+            if step == RETURN:
+                return decision.value
+            log.debug("%s %s -> %s (%s)", endpoint.label, call.masked or "", error, step)
+            if step == RAISE:
+                assert error is not None
                 raise error
-            call.phase, call.error = BACKOFF, error
-            await anyio.sleep(delay)
-            attempt += 1
+            if step == RESYNC:
+                call.resynced = True
+                call.phase = CLOCK
+                await clock.resync(partial(self._server_time, sender, call), seen=seen)
+            elif step == WAIT:  # the next acquire waits until the governor reopens the budget
+                assert isinstance(error, APIError)
+                call.refusals += 1
+                call.refused = error
+            else:
+                call.retries += 1
+                call.phase, call.error = BACKOFF, error
+                await anyio.sleep(decision.delay)
 
-    async def _server_time(self, sender: Sender, ends: float, call: Call) -> int:
-        """The exchange's time, for the clock: a call of its own, within the call's deadline.
+    async def _server_time(self, sender: Sender, call: Call) -> int:
+        """The exchange's time, for the clock: a call of its own (unsigned: it never needs the
+        clock itself), within ``call``'s timeout.
 
         No answer at all is told as the failure of ``call``, the one the user made, with the
         clock check named as the step that failed."""
-        timing = Call(API_TIME, "", None, self.recv_window, None)
+        timing = Call(API_TIME, "", None, self.recv_window, None, call.ends)
         try:
-            answer: int = (await self._attempts(sender, timing, ends)).server_time
+            answer: int = (await self._attempts(sender, timing)).server_time
         except TransportError as exc:
             message = f"{exc.message} (while checking the exchange clock, {API_TIME.label})"
             raise TransportError(
@@ -308,17 +283,18 @@ class Engine(Generic[HookT]):
             ) from None
         return answer
 
-    async def _acquire(self, call: Call, ends: float, refused: APIError | None) -> Permit:
+    async def _acquire(self, call: Call) -> Permit:
         """A permit for the call's weight, once the budget has room (its fast path, tried
         first by the caller, found none)."""
         call.phase = BUDGET
-        governor, endpoint, account = self.governor, call.endpoint, call.account
         try:
-            permit = await governor.acquire(endpoint, account=account, deadline=ends)
+            permit = await self._governor.acquire(
+                call.endpoint, account=call.account, deadline=call.ends
+            )
         except (RateLimitError, IPBannedError):
             # Still shut when the deadline comes: the exchange's own refusal says it best.
-            if refused is not None:
-                raise refused from None
+            if call.refused is not None:
+                raise call.refused from None
             raise
         if call.on_grant is not None:
             call.on_grant()  # a poll's gate lets the next call of this budget in
@@ -335,7 +311,8 @@ class Engine(Generic[HookT]):
             url, headers = self._prepare(call)
         except BaseException:
             permit.cancel()
-            await _settle(permit)
+            if self._settles:
+                await _settle(permit)
             raise
         status: int | None = None
         answer_headers: Mapping[str, str] | None = None
@@ -357,7 +334,7 @@ class Engine(Generic[HookT]):
         finally:
             # Answer or not, the request may have reached the exchange: it counts.
             permit.complete(status, answer_headers)
-            if hasattr(permit, "settle"):
+            if self._settles:
                 await _settle(permit)
 
     def _prepare(self, call: Call) -> tuple[str, Mapping[str, str]]:
@@ -381,10 +358,8 @@ class Engine(Generic[HookT]):
         )
 
 
-async def _settle(permit: object) -> None:
-    """Tell a shared store what became of a request (a local permit has nothing to settle):
-    shielded, since it runs while the call unwinds, and bounded, since the store may be down."""
-    settle = getattr(permit, "settle", None)
-    if settle is not None:
-        with anyio.move_on_after(SETTLE_SECONDS, shield=True):
-            await settle()
+async def _settle(permit: Permit) -> None:
+    """Tell a permit's hook what became of its request: shielded, since it runs while the call
+    unwinds, and for ``SETTLE_SECONDS`` at most, since a shared store may be down."""
+    with anyio.move_on_after(SETTLE_SECONDS, shield=True):
+        await permit.settle()

@@ -31,11 +31,14 @@ import httpx
 import yarl
 
 from ._exceptions import TransportError
+from ._version import __version__
 
 #: Answers longer than this are refused (these endpoints answer a few KB).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 DEFAULT_CONNECTIONS = 100  # aiohttp's own default
 KEEPALIVE_SECONDS = 30.0
+#: The headers of every request a Session's own sender makes.
+HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"}
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SIGNATURE = re.compile(r"(signature=)[^&\s'\"<>]*", re.IGNORECASE)
@@ -52,7 +55,13 @@ def scrub(text: str) -> str:
 
 
 class Answer(NamedTuple):
-    """One answer: its status, its headers (case-blind: aiohttp's or httpx's) and whole body."""
+    """One answer, as a :class:`Sender` returns it.
+
+    Attributes:
+        status: the HTTP status.
+        headers: the answer's headers, looked up case-blind (aiohttp's and httpx's are).
+        body: the whole body.
+    """
 
     status: int
     headers: Mapping[str, str]
@@ -60,18 +69,43 @@ class Answer(NamedTuple):
 
 
 class Sender(Protocol):
-    """What a Session needs to send a request."""
+    """The sending layer of a Session: one request out, its whole answer back.
+
+    A Session chooses its own (aiohttp under asyncio, an ``httpx.AsyncClient`` under trio or
+    when given ``http=``), or uses the one given as ``Session(sender=...)``, which stays the
+    caller's to close. A sender given in sends exactly the URL and headers it is handed (the
+    query is signed as it stands: never re-quote it), never follows a redirect, and turns
+    every failure into :class:`~binance_pm.TransportError`.
+    """
 
     async def get(
         self, url: str, headers: Mapping[str, str], *, endpoint: str, method: str = "GET"
     ) -> Answer:
-        """Send ``method url`` (``GET`` unless told); the answer, or :class:`TransportError`
-        (never another error)."""
+        """Send ``method url`` (``GET`` unless told) with ``headers``; the answer, or
+        :class:`~binance_pm.TransportError` naming ``endpoint`` (never another error)."""
         ...
 
     async def aclose(self) -> None:
         """Close what this sender owns."""
         ...
+
+
+def default_sender(
+    *, http: httpx.AsyncClient | None, proxy: str | None, max_body: int, under_asyncio: bool
+) -> Sender:
+    """The sender a Session makes for itself: through the caller's ``http`` client if there is
+    one, else straight through aiohttp under asyncio, else through an httpx client of its own."""
+    if http is not None:
+        return HttpxSender(http, owned=False, max_body=max_body)
+    if under_asyncio:
+        return AiohttpSender(headers=HEADERS, proxy=proxy, max_body=max_body)
+    client = httpx.AsyncClient(
+        headers=HEADERS,
+        proxy=proxy,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+    )
+    return HttpxSender(client, owned=True, max_body=max_body)
 
 
 def _proxy_for(url: str, proxy: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""What an answer teaches a governor, in process or through a shared store.
+"""What an answer teaches a governor, in process or through a shared store: the rules a
+:class:`~binance_pm._buckets.Bucket` (which applies them to itself) and a shared store share.
 
 - Which budgets an answer reports on: its request's own, and for a UID-weighted call the
   family's IP budget too (the exchange reports both in the headers of a UID call's answer).
@@ -8,19 +9,18 @@
 - How long a refusal shuts a budget: ``Retry-After``, at least :data:`MIN_SHUT` (a tenth of the
   window if shorter) so that a refusal never becomes a loop, and at most the longest ban the
   exchange documents; one window when the answer does not say.
-- What the count an answer reports says of a budget (:func:`learn`): outside weight, and the
+- What the count an answer reports says of a budget (``Bucket.learn``): outside weight, and the
   bound the count itself puts on what goes out before the next answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from ._headers import LONGEST_BAN, retry_after_seconds
 
 if TYPE_CHECKING:
-    from ._buckets import Bucket
     from ._endpoints import Endpoint
 
 #: The least a 429 or 418 shuts a budget for (or a tenth of the window, if shorter), whatever
@@ -42,26 +42,6 @@ class Marks(NamedTuple):
     granted: int
     finished: int
     gone: int
-
-
-def marks_of(bucket: Bucket) -> tuple[int, int, int]:
-    """``bucket``'s :class:`Marks` now, as a plain tuple (this runs for every request)."""
-    gone = bucket.gone_total
-    return (bucket.held + bucket.inflight + gone, bucket.finished_total, gone)
-
-
-def marks_of_two(first: Bucket, second: Bucket) -> tuple[int, ...]:
-    """Two budgets' :class:`Marks` now, flat (see ``Permit``), and the second's UID calls."""
-    gone, gone2 = first.gone_total, second.gone_total
-    return (
-        first.held + first.inflight + gone,
-        first.finished_total,
-        gone,
-        second.held + second.inflight + gone2,
-        second.finished_total,
-        gone2,
-        second.uid_calls,
-    )
 
 
 def kind_of(budget: str) -> Kind:
@@ -90,57 +70,14 @@ def shut_seconds(headers: Mapping[str, str] | None, window: float) -> float:
     return min(max(wait, min(MIN_SHUT, window / 10)), LONGEST_BAN)
 
 
-def learn(bucket: Bucket, used: int, weight: int, marks: Marks, now: float) -> None:
-    """The exchange counted ``used`` on ``bucket`` when a request of ours (``weight``, sent with
-    ``marks``) arrived; learn from it in two ways.
-
-    Outside weight: what it counts beyond ours is held as ``external``. Ours, as the exchange
-    saw it when this request arrived, is taken to be what went out before it and is still
-    held. A request that went out later but overtook this one makes the estimate a little
-    high; one that went out earlier but arrived later, a little low.
-
-    With outside weight, the estimate is not enough: the other party's spending grows between
-    answers, requests sent together arrive in any order, and when the exchange counts in fixed
-    windows, our held weight from before its window's start hides outside weight until it
-    expires. So the count itself bounds what may follow: the reported weight, plus all of ours
-    that may have arrived after this request (whatever was in flight when it went out, or went
-    out since), stays under the limit; there, only an answer, not an expiry, makes room. With
-    nothing in flight, one request goes to ask. Without outside weight our own count is the
-    stricter of the two, so this costs no budget.
-    """
-    window = bucket.window
-    until = now + window
-    bucket.expire(now)
-    gone_now = bucket.gone_total
-    # Ours it counted: what went out before this request, less what is gone since.
-    outside = used - (marks.granted - gone_now)
-    bucket.report(outside, now, until)
-    # All ours it could have counted: what was held when this request went out, and all let
-    # out since. Beyond that, others spend too; kept a window longer than seen, since in fixed
-    # windows our weight from before the window's start hides theirs for most of the next.
-    if outside > 0:
-        shared = now < bucket.shared_until
-        bucket.outside_peak = max(bucket.outside_peak, outside) if shared else outside
-    if used > bucket.held + bucket.inflight + gone_now - marks.gone:
-        # Others spend: remembered for a while, through quiet windows that teach nothing.
-        bucket.shared_until = max(bucket.shared_until, now + SHARED_WINDOWS * window)
-    # Ours that may have arrived after it: in flight now, or finished since it went out (itself
-    # aside): ``confirmed + inflight + finished_total`` with this.
-    bucket.confirmed = used - weight - marks.finished
-    bucket.confirmed_at = now
-    bucket.confirmed_until = until
+class _Shuts(Protocol):
+    def shut(self, now: float, wait: float) -> None: ...
 
 
-def shut(bucket: Bucket, now: float, wait: float) -> None:
-    """A 429 or 418 refused a request of ``bucket``: shut it for ``wait`` seconds. What the
-    refusal's own headers taught stays for the window, so it does not reopen into the same
-    wall."""
-    window = bucket.window
-    bucket.rejections += 1
-    bucket.closed_until = max(bucket.closed_until, now + wait)
-    bucket.external_until = max(bucket.external_until, now + window)
-    bucket.cautious_until = now + window
-    bucket.shared_until = max(bucket.shared_until, now + 2 * window)
+def shut(bucket: _Shuts, now: float, wait: float) -> None:
+    """``bucket.shut(now, wait)``, for the connection budget (``_attempts.py``), which calls
+    it so until it calls the bucket's own method."""
+    bucket.shut(now, wait)
 
 
 class UidCost:

@@ -1,5 +1,5 @@
-"""What a call gets from the governor: a :class:`Permit` to go, or the error that says why it
-cannot go before its deadline."""
+"""What a call gets from the governor: a :class:`LocalPermit` to go, or the error that says why
+it cannot go before its deadline."""
 
 from __future__ import annotations
 
@@ -13,45 +13,35 @@ from ._exceptions import BinancePMError, GovernorTimeout, IPBannedError, RateLim
 from ._learning import Marks, reports_ip_too
 
 
-class Ledger(Protocol):
-    """What a permit tells of its request: the governor's side of it."""
+class Books(Protocol):
+    """What a permit needs of its governor's ledger (``_ledger.Ledger``): public methods only."""
 
-    _clock: Callable[[], float]
+    clock: Callable[[], float]
 
-    def _ip_of(self, endpoint: Endpoint[Any]) -> Bucket: ...
+    def ip_of(self, endpoint: Endpoint[Any]) -> Bucket: ...
 
-    def _wake(self, buckets: tuple[Bucket, ...]) -> None: ...
+    def learn(self, permit: LocalPermit, headers: Mapping[str, str], now: float) -> None: ...
 
-    def _learn(self, permit: Permit, headers: Mapping[str, str], now: float) -> None: ...
-
-    def _close(
-        self, permit: Permit, status: int, headers: Mapping[str, str] | None, now: float
+    def refused(
+        self, permit: LocalPermit, status: int, headers: Mapping[str, str] | None, now: float
     ) -> None: ...
 
 
-class Permit:
-    """Weight reserved for one request; see :class:`binance_pm._hook.Permit`."""
+class LocalPermit:
+    """Weight reserved in this process for one request (a :class:`~binance_pm.Permit`)."""
 
-    __slots__ = (
-        "_done",
-        "_governor",
-        "_marks",
-        "account",
-        "buckets",
-        "endpoint",
-        "weights",
-    )
+    __slots__ = ("_done", "_ledger", "_marks", "account", "buckets", "endpoint", "weights")
 
     def __init__(
         self,
-        governor: Ledger,
+        ledger: Books,
         endpoint: Endpoint[Any],
         account: str,
         buckets: tuple[Bucket, ...],
         weights: tuple[int, ...],
         marks: tuple[int, ...],
     ) -> None:
-        self._governor = governor
+        self._ledger = ledger
         self.endpoint = endpoint
         self.account = account
         self.buckets = buckets
@@ -68,34 +58,40 @@ class Permit:
             return
         self._done = True
         for bucket, weight in zip(self.buckets, self.weights, strict=True):
-            bucket.inflight -= weight  # it never left: its weight was not spent
-            bucket.gone_total += weight
-        self._governor._wake(self.buckets)
+            bucket.give_back(weight)
+        for bucket in self.buckets:
+            bucket.wake()
 
     def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
         if self._done:
             return
         self._done = True
-        governor = self._governor
-        now = governor._clock()
+        ledger = self._ledger
+        now = ledger.clock()
         buckets = self.buckets
         answered = status is not None
         for bucket, weight in zip(buckets, self.weights, strict=False):  # pairs by making
             bucket.finish(weight, now, answered)
         if headers is not None:
-            governor._learn(self, headers, now)
+            ledger.learn(self, headers, now)
         if status == 429 or status == 418:
-            governor._close(self, status, headers, now)
+            ledger.refused(self, status, headers, now)
         for bucket in buckets:
-            if bucket.waiters:
-                governor._wake(buckets)
-                break
+            bucket.wake()
 
-    def _reported(self) -> list[tuple[Bucket, int, Marks]]:
+    async def settle(self) -> None:
+        """Nothing to tell: this process alone counts it."""
+
+    @property
+    def uid_calls(self) -> int:
+        """For a UID call that took no IP weight: the IP budget's UID calls let out by then."""
+        return self._marks[-1]
+
+    def reported(self) -> list[tuple[Bucket, int, Marks]]:
         """The budgets the answer reports on, each with the weight it took and its marks."""
         buckets, weights, flat = self.buckets, self.weights, self._marks
         if reports_ip_too(self.endpoint, len(buckets)):
-            buckets, weights = (*buckets, self._governor._ip_of(self.endpoint)), (*weights, 0)
+            buckets, weights = (*buckets, self._ledger.ip_of(self.endpoint)), (*weights, 0)
         first = (buckets[0], weights[0], Marks(flat[0], flat[1], flat[2]))
         if len(buckets) == 1:
             return [first]

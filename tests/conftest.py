@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import anyio
 import httpx
@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from binance_pm import AsyncClient, Session
-from binance_pm._engine import Engine
 from binance_pm.testing import SimulatedExchange
 from binance_pm.testing._verify import signature_valid
 
@@ -205,30 +204,22 @@ def client(session: Session, account: Account) -> AsyncClient:
     return session.client(account.api_key, **account.credentials())
 
 
+class Stack(TypedDict, total=False):
+    """The keywords that choose a Session's (or a standalone client's) sending layer."""
+
+    http: httpx.AsyncClient
+
+
 @pytest.fixture(params=["aiohttp", "httpx"])
-async def http_stack(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[str]:
-    """Runs a test on each sending layer: the default (aiohttp under asyncio), and a caller's
-    ``httpx.AsyncClient`` given as ``http=`` to every Session made without one (set to follow
+async def http_stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    """Each sending layer, as keywords to make a Session or client with: none, for the default
+    (aiohttp under asyncio); or ``http=``, a caller's ``httpx.AsyncClient`` (set to follow
     redirects, as callers' clients may be: the Session must not)."""
-    stack: str = request.param
-    made: list[httpx.AsyncClient] = []
-    if stack == "httpx":
-        original = Engine.__init__
-
-        def with_callers_client(
-            self: Engine, *, http: httpx.AsyncClient | None = None, **kw: Any
-        ) -> None:
-            if http is None:
-                http = httpx.AsyncClient(follow_redirects=True)
-                made.append(http)
-            original(self, http=http, **kw)
-
-        monkeypatch.setattr(Engine, "__init__", with_callers_client)
-    yield stack
-    for http in made:
-        await http.aclose()
+    if request.param == "aiohttp":
+        yield {}
+        return
+    async with httpx.AsyncClient(follow_redirects=True) as http:
+        yield {"http": http}
 
 
 # -- virtual time ------------------------------------------------------------------------------

@@ -35,8 +35,7 @@ from binance_pm import (
 from binance_pm._endpoints import API_TIME, CLASSIC_PM_ACCOUNT
 from binance_pm.testing import SimAccount, SimulatedExchange
 
-#: Each test runs on the default sending layer and on a caller's httpx client.
-pytestmark = pytest.mark.usefixtures("http_stack")
+from .conftest import Stack
 
 
 @pytest.fixture(autouse=True)
@@ -61,9 +60,9 @@ def client_for(session: Session, account: SimAccount) -> AsyncClient:
 
 @pytest.mark.parametrize("key_type", ["HMAC", "ED25519", "RSA"])
 async def test_every_endpoint_with_every_key_type(
-    exchange: SimulatedExchange, key_type: str
+    exchange: SimulatedExchange, key_type: str, http_stack: Stack
 ) -> None:
-    async with Session(base_url=exchange.base_url) as session:
+    async with Session(base_url=exchange.base_url, **http_stack) as session:
         pm = client_for(session, pick(exchange, AccountType.PM_2, key_type))
         pro = client_for(session, pick(exchange, AccountType.PM_1, key_type))
         span = client_for(session, pick(exchange, AccountType.PM_3, key_type))
@@ -97,8 +96,9 @@ async def test_every_endpoint_with_every_key_type(
 
 async def test_concurrent_calls_of_many_accounts_share_one_session(
     exchange: SimulatedExchange,
+    http_stack: Stack,
 ) -> None:
-    async with Session(base_url=exchange.base_url) as session:
+    async with Session(base_url=exchange.base_url, **http_stack) as session:
         clients = [
             client_for(session, a) for a in exchange.accounts if a.account_type is AccountType.PM_1
         ]
@@ -109,10 +109,10 @@ async def test_concurrent_calls_of_many_accounts_share_one_session(
     assert exchange.stats.by_endpoint["api_time"] == session.clock.samples  # one clock for all
 
 
-async def test_skewed_exchange_clock_is_measured_before_signing() -> None:
+async def test_skewed_exchange_clock_is_measured_before_signing(http_stack: Stack) -> None:
     async with (
         SimulatedExchange(accounts=3, skew_ms=-45_000) as ex,
-        Session(base_url=ex.base_url) as session,
+        Session(base_url=ex.base_url, **http_stack) as session,
     ):
         info = await client_for(session, pick(ex, AccountType.PM_1)).pm_pro_account()
 
@@ -120,8 +120,10 @@ async def test_skewed_exchange_clock_is_measured_before_signing() -> None:
     assert ex.stats.by_code[-1021] == 0
 
 
-async def test_clock_that_jumps_mid_session_costs_one_resync(exchange: SimulatedExchange) -> None:
-    async with Session(base_url=exchange.base_url) as session:
+async def test_clock_that_jumps_mid_session_costs_one_resync(
+    exchange: SimulatedExchange, http_stack: Stack
+) -> None:
+    async with Session(base_url=exchange.base_url, **http_stack) as session:
         client = client_for(session, pick(exchange, AccountType.PM_1))
         await client.pm_pro_account()
         exchange.skew_ms = 20_000  # the exchange's clock jumps ahead
@@ -135,28 +137,36 @@ async def test_clock_that_jumps_mid_session_costs_one_resync(exchange: Simulated
 # -- every error class -------------------------------------------------------------------------
 
 
-async def test_unknown_key_is_auth_error(exchange: SimulatedExchange) -> None:
-    async with AsyncClient("k" * 64, secret="s" * 64, base_url=exchange.base_url) as client:
+async def test_unknown_key_is_auth_error(exchange: SimulatedExchange, http_stack: Stack) -> None:
+    async with AsyncClient(
+        "k" * 64, secret="s" * 64, base_url=exchange.base_url, **http_stack
+    ) as client:
         with pytest.raises(AuthError) as caught:
             await client.pm_pro_account()
 
     assert (caught.value.status, caught.value.code) == (401, -2015)
 
 
-async def test_wrong_secret_is_auth_error_1022(exchange: SimulatedExchange) -> None:
+async def test_wrong_secret_is_auth_error_1022(
+    exchange: SimulatedExchange, http_stack: Stack
+) -> None:
     account = pick(exchange, AccountType.PM_1)
-    async with AsyncClient(account.api_key, secret="wrong", base_url=exchange.base_url) as client:
+    async with AsyncClient(
+        account.api_key, secret="wrong", base_url=exchange.base_url, **http_stack
+    ) as client:
         with pytest.raises(AuthError) as caught:
             await client.pm_pro_account()
 
     assert caught.value.code == -1022
 
 
-async def test_wrong_private_key_is_auth_error_1022(exchange: SimulatedExchange) -> None:
+async def test_wrong_private_key_is_auth_error_1022(
+    exchange: SimulatedExchange, http_stack: Stack
+) -> None:
     account = pick(exchange, AccountType.PM_1, "ED25519")
     other = pick(exchange, AccountType.PM_3, "ED25519")
     async with AsyncClient(
-        account.api_key, private_key=other.private_key, base_url=exchange.base_url
+        account.api_key, private_key=other.private_key, base_url=exchange.base_url, **http_stack
     ) as client:
         with pytest.raises(AuthError, match="-1022"):
             await client.pm_pro_account()
@@ -164,15 +174,18 @@ async def test_wrong_private_key_is_auth_error_1022(exchange: SimulatedExchange)
 
 async def test_span_endpoint_for_a_pm_pro_account_is_auth_error(
     exchange: SimulatedExchange,
+    http_stack: Stack,
 ) -> None:
-    async with Session(base_url=exchange.base_url) as session:
+    async with Session(base_url=exchange.base_url, **http_stack) as session:
         with pytest.raises(AuthError, match="-2015"):
             await client_for(session, pick(exchange, AccountType.PM_1)).pm_pro_span_account()
 
 
-async def test_missing_mandatory_parameter_is_bad_request(exchange: SimulatedExchange) -> None:
+async def test_missing_mandatory_parameter_is_bad_request(
+    exchange: SimulatedExchange, http_stack: Stack
+) -> None:
     account = pick(exchange, AccountType.PM_1)
-    async with Session(base_url=exchange.base_url) as session:
+    async with Session(base_url=exchange.base_url, **http_stack) as session:
         client = client_for(session, account)
         with pytest.raises(BadRequestError) as caught:
             await session._call(CLASSIC_PM_ACCOUNT, [], credentials=client._credentials)
@@ -180,7 +193,7 @@ async def test_missing_mandatory_parameter_is_bad_request(exchange: SimulatedExc
     assert (caught.value.status, caught.value.code) == (400, -1102)
 
 
-async def test_clock_the_client_cannot_follow_is_timestamp_error() -> None:
+async def test_clock_the_client_cannot_follow_is_timestamp_error(http_stack: Stack) -> None:
     jumps = [0.0]
 
     def runaway() -> float:  # every reading of the server's clock is 20 s later than the last
@@ -189,7 +202,7 @@ async def test_clock_the_client_cannot_follow_is_timestamp_error() -> None:
 
     async with (
         SimulatedExchange(accounts=3, clock=runaway) as ex,
-        Session(base_url=ex.base_url) as session,
+        Session(base_url=ex.base_url, **http_stack) as session,
     ):
         with pytest.raises(TimestampError) as caught:
             await client_for(session, pick(ex, AccountType.PM_1)).pm_pro_account()
@@ -198,11 +211,11 @@ async def test_clock_the_client_cannot_follow_is_timestamp_error() -> None:
     assert ex.stats.by_code[-1021] == 2  # refused, re-measured, refused again
 
 
-async def test_429_waits_out_retry_after_when_the_deadline_allows() -> None:
+async def test_429_waits_out_retry_after_when_the_deadline_allows(http_stack: Stack) -> None:
     # The governor believes the published 6,000; this exchange allows 40: it learns by a 429.
     async with (
         SimulatedExchange(accounts=3, limits=Limits(papi_ip=40), window=0.5) as ex,
-        Session(base_url=ex.base_url) as session,
+        Session(base_url=ex.base_url, **http_stack) as session,
     ):
         client = client_for(session, pick(ex, AccountType.PM_2))
         for _ in range(4):
@@ -212,20 +225,20 @@ async def test_429_waits_out_retry_after_when_the_deadline_allows() -> None:
     assert ex.stats.bans == 0
 
 
-async def test_429_is_rate_limit_error_when_the_deadline_comes_first() -> None:
+async def test_429_is_rate_limit_error_when_the_deadline_comes_first(http_stack: Stack) -> None:
     async with (
         SimulatedExchange(
             accounts=3, limits=Limits(papi_ip=40), window=5.0, window_mode="sliding"
         ) as ex,
-        Session(base_url=ex.base_url) as session,
+        Session(base_url=ex.base_url, **http_stack) as session,
     ):
         client = client_for(session, pick(ex, AccountType.PM_2))
         await client.pm_balance()
         await client.pm_balance()
         with pytest.raises(RateLimitError) as limited:
-            await client.pm_balance(deadline=1.0)
+            await client.pm_balance(timeout=1.0)
         with pytest.raises(RateLimitError):  # shut for everyone: refused without sending
-            await client.pm_balance(deadline=1.0)
+            await client.pm_balance(timeout=1.0)
 
     assert limited.value.status == 429
     assert limited.value.retry_after is not None
@@ -234,22 +247,24 @@ async def test_429_is_rate_limit_error_when_the_deadline_comes_first() -> None:
     assert ex.stats.bans == 0
 
 
-async def test_two_processes_without_a_shared_governor_earn_an_ip_ban() -> None:
+async def test_two_processes_without_a_shared_governor_earn_an_ip_ban(http_stack: Stack) -> None:
     async with (
         SimulatedExchange(
             accounts=3, limits=Limits(papi_ip=40), window=5.0, window_mode="sliding"
         ) as ex,
-        Session(base_url=ex.base_url) as first,
-        Session(base_url=ex.base_url) as second,  # its own governor: it knows nothing of first
+        Session(base_url=ex.base_url, **http_stack) as first,
+        Session(
+            base_url=ex.base_url, **http_stack
+        ) as second,  # its own governor: it knows nothing of first
     ):
         account = pick(ex, AccountType.PM_2)
         await client_for(first, account).pm_balance()
         await client_for(first, account).pm_balance()
         with pytest.raises(RateLimitError):
-            await client_for(first, account).pm_balance(deadline=1.0)
+            await client_for(first, account).pm_balance(timeout=1.0)
         await anyio.sleep(0.6)  # past the grace the exchange gives requests already on their way
         with pytest.raises(IPBannedError) as banned:
-            await client_for(second, account).pm_balance(deadline=1.0)
+            await client_for(second, account).pm_balance(timeout=1.0)
 
     assert banned.value.retry_after == pytest.approx(10.0, abs=0.1)
     assert banned.value.banned_until is not None
@@ -258,10 +273,10 @@ async def test_two_processes_without_a_shared_governor_earn_an_ip_ban() -> None:
 
 
 @pytest.mark.parametrize("fault", ["503", "html"])
-async def test_server_faults_are_retried_then_server_error(fault: str) -> None:
+async def test_server_faults_are_retried_then_server_error(fault: str, http_stack: Stack) -> None:
     async with (
         SimulatedExchange(accounts=3, faults={fault: 1.0}) as ex,
-        Session(base_url=ex.base_url, max_retries=2) as session,
+        Session(base_url=ex.base_url, max_retries=2, **http_stack) as session,
     ):
         with pytest.raises(ServerError) as caught:
             await session._call(API_TIME, [], credentials=None)
@@ -270,8 +285,11 @@ async def test_server_faults_are_retried_then_server_error(fault: str) -> None:
     assert ex.stats.faults[fault] == 3  # the first try and two retries
 
 
-async def test_dropped_connection_is_transport_error() -> None:
-    async with SimulatedExchange(accounts=3) as ex, Session(base_url=ex.base_url) as session:
+async def test_dropped_connection_is_transport_error(http_stack: Stack) -> None:
+    async with (
+        SimulatedExchange(accounts=3) as ex,
+        Session(base_url=ex.base_url, **http_stack) as session,
+    ):
         client = client_for(session, pick(ex, AccountType.PM_1))
         await client.pm_pro_account()  # clock measured while the exchange is well
         ex.faults = {"reset": 1.0}
@@ -281,10 +299,10 @@ async def test_dropped_connection_is_transport_error() -> None:
     assert ex.stats.faults["reset"] == 1 + session.max_retries
 
 
-async def test_slow_answer_is_transport_error_at_the_deadline() -> None:
+async def test_slow_answer_is_transport_error_at_the_deadline(http_stack: Stack) -> None:
     async with (
         SimulatedExchange(accounts=3, slow_seconds=1.0) as ex,
-        Session(base_url=ex.base_url, timeout=0.3) as session,
+        Session(base_url=ex.base_url, timeout=0.3, **http_stack) as session,
     ):
         client = client_for(session, pick(ex, AccountType.PM_1))
         await client.pm_pro_account()
@@ -297,8 +315,11 @@ async def test_slow_answer_is_transport_error_at_the_deadline() -> None:
     assert elapsed < 1.0  # the call ended at its 0.3 s deadline, not with the 1 s answer
 
 
-async def test_truncated_body_is_decode_error() -> None:
-    async with SimulatedExchange(accounts=3) as ex, Session(base_url=ex.base_url) as session:
+async def test_truncated_body_is_decode_error(http_stack: Stack) -> None:
+    async with (
+        SimulatedExchange(accounts=3) as ex,
+        Session(base_url=ex.base_url, **http_stack) as session,
+    ):
         client = client_for(session, pick(ex, AccountType.PM_1))
         await client.pm_pro_account()
         ex.faults = {"garbage": 1.0}
@@ -308,12 +329,12 @@ async def test_truncated_body_is_decode_error() -> None:
     assert caught.value.endpoint == "GET /sapi/v1/portfolio/account"
 
 
-async def test_faults_at_a_modest_rate_are_absorbed_by_retries() -> None:
+async def test_faults_at_a_modest_rate_are_absorbed_by_retries(http_stack: Stack) -> None:
     faults = {"503": 0.05, "reset": 0.05, "html": 0.05}
     async with (
         SimulatedExchange(accounts=30, seed=4, faults=faults) as ex,
         # 15 % of requests fail; with 7 tries a call fails with odds 0.15**7 (2e-6 a call).
-        Session(base_url=ex.base_url, max_retries=6) as session,
+        Session(base_url=ex.base_url, max_retries=6, **http_stack) as session,
     ):
         clients = [
             client_for(session, a) for a in ex.accounts if a.account_type is AccountType.PM_1

@@ -16,11 +16,8 @@ from binance_pm._endpoints import Endpoint
 from binance_pm._http import AiohttpSender, HttpxSender
 from binance_pm.testing import LoopbackServer
 
-from .conftest import DOCUMENTED, Account
+from .conftest import DOCUMENTED, Account, Stack
 from .recording import RecordingApp
-
-#: Each test runs on the default sending layer and on a caller's httpx client.
-pytestmark = pytest.mark.usefixtures("http_stack")
 
 CUT: Endpoint[dict[str, str]] = Endpoint(
     "cut", "api", "/truncated", 1, signed=False, response=dict[str, str]
@@ -45,17 +42,21 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(binance_pm._retry, "BASE_DELAY", 0.001)
 
 
-async def test_default_stack_is_aiohttp_under_asyncio(http_stack: str) -> None:
-    async with Session() as session:
-        expected = AiohttpSender if http_stack == "aiohttp" else HttpxSender
+async def test_default_stack_is_aiohttp_under_asyncio_and_httpx_when_given(
+    http_stack: Stack,
+) -> None:
+    async with Session(**http_stack) as session:
+        expected = HttpxSender if "http" in http_stack else AiohttpSender
         assert isinstance(session._sender_here(), expected)
 
 
 async def test_all_endpoints_over_loopback_with_signatures_verified_by_the_server(
-    server: tuple[LoopbackServer, RecordingApp], account: Account
+    server: tuple[LoopbackServer, RecordingApp], account: Account, http_stack: Stack
 ) -> None:
     srv, app = server
-    async with AsyncClient(account.api_key, **account.credentials(), base_url=srv.base_url) as c:
+    async with AsyncClient(
+        account.api_key, **account.credentials(), base_url=srv.base_url, **http_stack
+    ) as c:
         await c.pm_balance()
         await c.pm_pro_balance(asset="BTC")
         await c.pm_pro_account()
@@ -71,13 +72,19 @@ async def test_all_endpoints_over_loopback_with_signatures_verified_by_the_serve
         assert request["headers"]["x-mbx-apikey"] == account.api_key
 
 
-async def test_connection_refused_is_a_transport_error_after_retries(account: Account) -> None:
+async def test_connection_refused_is_a_transport_error_after_retries(
+    account: Account, http_stack: Stack
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again before the call: nothing listens
 
     async with AsyncClient(
-        account.api_key, **account.credentials(), base_url=f"http://127.0.0.1:{port}", max_retries=1
+        account.api_key,
+        **account.credentials(),
+        base_url=f"http://127.0.0.1:{port}",
+        max_retries=1,
+        **http_stack,
     ) as client:
         with pytest.raises(TransportError, match=r"cannot connect to 127\.0\.0\.1"):
             await client.pm_pro_account()
@@ -85,9 +92,10 @@ async def test_connection_refused_is_a_transport_error_after_retries(account: Ac
 
 async def test_body_cut_short_is_a_transport_error(
     server: tuple[LoopbackServer, RecordingApp],
+    http_stack: Stack,
 ) -> None:
     srv, app = server
-    async with Session(base_url=srv.base_url, max_retries=1) as session:
+    async with Session(base_url=srv.base_url, max_retries=1, **http_stack) as session:
         with pytest.raises(TransportError, match=r"cut short|closed the connection"):
             await session._call(CUT, [], credentials=None)
     assert sum(1 for r in app.seen if r["path"] == "/truncated") == 2  # tried, then retried once
@@ -95,9 +103,10 @@ async def test_body_cut_short_is_a_transport_error(
 
 async def test_slow_answer_ends_at_the_call_timeout(
     server: tuple[LoopbackServer, RecordingApp],
+    http_stack: Stack,
 ) -> None:
     srv, _ = server
-    async with Session(base_url=srv.base_url, timeout=0.3) as session:
+    async with Session(base_url=srv.base_url, timeout=0.3, **http_stack) as session:
         started = asyncio.get_running_loop().time()
         with pytest.raises(TransportError, match=r"deadline|timed out"):
             await session._call(SLOW, [], credentials=None)
@@ -106,19 +115,20 @@ async def test_slow_answer_ends_at_the_call_timeout(
 
 async def test_html_error_page_over_the_wire_is_a_server_error(
     server: tuple[LoopbackServer, RecordingApp],
+    http_stack: Stack,
 ) -> None:
     srv, _ = server
-    async with Session(base_url=srv.base_url, max_retries=0) as session:
+    async with Session(base_url=srv.base_url, max_retries=0, **http_stack) as session:
         with pytest.raises(ServerError, match="502 Bad Gateway"):
             await session._call(PAGE, [], credentials=None)
 
 
 async def test_many_concurrent_calls_share_one_session(
-    server: tuple[LoopbackServer, RecordingApp], accounts: dict[str, Account]
+    server: tuple[LoopbackServer, RecordingApp], accounts: dict[str, Account], http_stack: Stack
 ) -> None:
     srv, _ = server
     account = accounts["HMAC"]
-    async with Session(base_url=srv.base_url) as session:
+    async with Session(base_url=srv.base_url, **http_stack) as session:
         client = session.client(account.api_key, **account.credentials())
         results = await asyncio.gather(*(client.pm_pro_account() for _ in range(200)))
 

@@ -8,6 +8,15 @@ import binance_pm
 
 PUBLIC = {
     "APIError",
+    "AccountResult",
+    "Answer",
+    "Endpoint",
+    "Permit",
+    "RateLimitHook",
+    "Sender",
+    "SharedCount",
+    "Store",
+    "StoreError",
     "AccountStatus",
     "AccountType",
     "AsyncClient",
