@@ -260,7 +260,7 @@ class Streamer:
         async def open_key(account: Account) -> None:
             account.opened = True  # set first: cancelled while the open is out, it may exist
             try:
-                key = await account.client.listen_key(line.product, "open", deadline=OPEN_WITHIN)
+                key = await account.client.listen_key(line.product, "open", timeout=OPEN_WITHIN)
             except AuthError as exc:
                 line.accounts.remove(account)
                 await self.tell(
@@ -297,7 +297,7 @@ class Streamer:
     async def keep_alive(self, account: Account) -> bool:
         """Keep the key alive; ``False`` when the exchange no longer has it."""
         try:
-            await account.client.listen_key(account.product, "keepalive", deadline=KEEPALIVE_WITHIN)
+            await account.client.listen_key(account.product, "keepalive", timeout=KEEPALIVE_WITHIN)
         except APIError as exc:
             if exc.code == NO_KEY:
                 return False
@@ -320,7 +320,7 @@ class Streamer:
         async def close_key(account: Account) -> None:
             try:
                 await account.client.listen_key(
-                    account.product, "close", deadline=self.close_within
+                    account.product, "close", timeout=self.close_within
                 )
             except APIError as exc:
                 if exc.code != NO_KEY:  # gone already: nothing to close
