@@ -75,7 +75,7 @@ class Bucket:
         self.gone_total = 0  # all weight ever expired or given back
         self.finished_total = 0  # all weight ever let out whose request has finished
         # The last answer's count, plus all of ours that may have arrived after it, must
-        # leave room too: ``confirmed + inflight + finished_total`` (see ``Governor._learn``),
+        # leave room too: ``confirmed + inflight + finished_total`` (see :meth:`learn`),
         # until ``confirmed_until``. Expiries the exchange has not confirmed free nothing.
         self.confirmed = 0
         self.confirmed_at = 0.0
@@ -180,8 +180,9 @@ class Bucket:
         self.gone_total += weight
 
     def marks(self, other: Bucket | None = None) -> tuple[int, ...]:
-        """This budget's :class:`~binance_pm._learning.Marks` now, as a plain tuple (this runs
-        for every request); with ``other``, its marks and its count of UID calls follow."""
+        """This budget's :class:`~binance_pm._learning.Marks` now, flat; with ``other``, its
+        marks and UID calls follow in the same tuple (one object a request: one per budget
+        costs the acquire a third more in garbage collection alone)."""
         gone = self.gone_total
         if other is None:
             return (self.held + self.inflight + gone, self.finished_total, gone)
@@ -293,11 +294,6 @@ class Bucket:
             return self.external_until
         return None
 
-    def resets_at(self, now: float) -> float:
-        """When everything held now will have expired (in-flight weight aside)."""
-        self.expire(now)
-        return self._expiries[-1] if self._head < len(self._expiries) else now
-
     def state(self, now: float, banned_until: float) -> BucketState:
         """This budget as :meth:`Governor.snapshot` shows it (``banned_until``: its family's
         418, if any)."""
@@ -308,7 +304,7 @@ class Bucket:
             external=self.external,
             waiters=len(self.waiters or ()),
             rejections=self.rejections,
-            resets_in=max(0.0, self.resets_at(now) - now),
+            resets_in=self._expiries[-1] - now if self._head < len(self._expiries) else 0.0,
             closed_for=max(0.0, max(self.closed_until, banned_until) - now),
             bans=self.bans,
         )

@@ -152,7 +152,8 @@ class Engine(Generic[HookT]):
     def _sender_here(self) -> Sender:
         """The sender, chosen on first use (aiohttp binds to the running loop); a typed error
         when closed or on another loop."""
-        self._check_open()
+        if self._closed:
+            raise SessionError("this Session is closed")
         sender = self._sender
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -206,7 +207,11 @@ class Engine(Generic[HookT]):
         if endpoint.signed and credentials is None:
             raise ValueError(f"{endpoint.label} is signed and needs an account's credentials")
         sender = self._sender_here()
-        query = "&".join([f"{name}={quote(value, safe='')}" for name, value in params])
+        query = (
+            "&".join([f"{name}={quote(value, safe='')}" for name, value in params])
+            if params
+            else ""
+        )
         deadlines, loop = self._deadlines, self._loop
         task = asyncio.current_task() if deadlines is not None else None
         if task is not None and deadlines is not None and loop is not None:

@@ -141,9 +141,6 @@ class Governor:
         """
         if self.store is not None:
             return None
-        return self._try_local(endpoint, account)
-
-    def _try_local(self, endpoint: Endpoint[Any], account: str) -> LocalPermit | None:
         ledger = self._ledger
         buckets, weights = ledger.plan(endpoint, account)
         now = self._clock()
@@ -164,10 +161,9 @@ class Governor:
                 return await self._shared.acquire(endpoint, account, deadline, buckets, weights)
             except FallBack:
                 pass  # the store failed, and on_store_error="local": this process counts alone
-        permit = self._try_local(endpoint, account)
-        if permit is not None:
-            return permit
         now = self._clock()
+        if self._ledger.grantable(buckets, weights, now):  # no one waits, and it has room
+            return self._ledger.grant(endpoint, account, buckets, weights, now)
         local_deadline = now + (deadline - anyio.current_time())
         return await self._wait(endpoint, account, Waiter(buckets, weights), local_deadline)
 

@@ -47,9 +47,8 @@ class LocalPermit:
         self.buckets = buckets
         self.weights = weights
         # The marks of each budget the answer reports on (the permit's own, and the IP budget
-        # of a UID call that took none), three ints each, flat: one object per request, since a
-        # tuple per budget costs the acquire a third more in garbage collection alone. The
-        # second budget's are followed by its count of UID calls let out.
+        # of a UID call that took none), three ints each, flat (``Bucket.marks``); the second
+        # budget's are followed by its count of UID calls let out.
         self._marks = marks
         self._done = False
 
@@ -77,7 +76,8 @@ class LocalPermit:
         if status == 429 or status == 418:
             ledger.refused(self, status, headers, now)
         for bucket in buckets:
-            bucket.wake()
+            if bucket.waiters:  # the next in line looks again
+                bucket.wake()
 
     async def settle(self) -> None:
         """Nothing to tell: this process alone counts it."""
