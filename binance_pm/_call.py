@@ -82,7 +82,7 @@ class Call:
             return self.error
         if self.phase == BUDGET:
             return GovernorTimeout(
-                f"no room in the rate-limit budget within the call's deadline of {seconds:g} s; "
+                f"no room in the rate-limit budget within the call's timeout of {seconds:g} s; "
                 "nothing was sent",
                 endpoint=label,
                 api_key=masked,
@@ -90,12 +90,12 @@ class Call:
         if self.phase == CLOCK:
             return TransportError(
                 f"no answer from the exchange clock ({API_TIME.label}) within the call's "
-                f"deadline of {seconds:g} s",
+                f"timeout of {seconds:g} s",
                 endpoint=label,
                 api_key=masked,
             )
         return TransportError(
-            f"no answer within the call's deadline of {seconds:g} s",
+            f"no answer within the call's timeout of {seconds:g} s",
             endpoint=label,
             api_key=masked,
         )

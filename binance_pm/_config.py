@@ -9,7 +9,7 @@ from ._endpoints import FAMILIES, PRODUCTION_HOSTS, Family
 from ._http import scrub
 
 MAX_RECV_WINDOW = 60_000
-#: The longest ``timeout``, ``deadline`` or ``every`` accepted: a day.
+#: The longest ``timeout`` or ``every`` accepted: a day.
 MAX_SECONDS = 86_400.0
 
 

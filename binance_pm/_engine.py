@@ -229,9 +229,8 @@ class Engine(Generic[HookT]):
             finally:
                 deadlines.done(watch)
         else:
-            with anyio.move_on_after(seconds):
-                call = Call(endpoint, query, credentials, window, on_grant, 0.0)
-                call.ends = anyio.current_time() + seconds
+            with anyio.move_on_after(seconds) as scope:
+                call = Call(endpoint, query, credentials, window, on_grant, scope.deadline)
                 result = await self._attempts(sender, call)
                 return result
         raise call.too_late(seconds)

@@ -14,7 +14,7 @@ own (another process on the same IP, a cost above the documented one) is held as
 until the next answer says otherwise, and the reported count itself bounds what goes out before
 the next answer. A 429 closes its bucket, a 418 its whole family, until ``Retry-After``, for
 every account. ``try_acquire`` is the fast path: a synchronous grant when the budget has room,
-about a microsecond and a half, with no coroutine; it and the waiters apply one rule
+a microsecond or two, with no coroutine; it and the waiters apply one rule
 (``Ledger.grantable``).
 """
 
