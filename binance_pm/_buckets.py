@@ -14,10 +14,8 @@ fixed windows or sliding ones:
 Finished requests are kept as (expiry, weight) in the order they finished, so expiries only grow
 and expiring them is a pop from the front: O(1) per request, whatever the window holds.
 
-A :class:`Bucket` changes only through its own methods: a grant (:meth:`Bucket.take`), a request
-given back or finished, what an answer's count teaches it (:meth:`Bucket.learn`), a refusal
-(:meth:`Bucket.shut`), and its queue of waiters. Whether a weight may go is one rule,
-:meth:`Bucket.needed`, which :meth:`Bucket.can_take` applies.
+A :class:`Bucket` changes only through its own methods (a grant, an answer, what the answer's
+count teaches, a refusal, its queue); whether a weight may go is one rule, :meth:`Bucket.needed`.
 """
 
 from __future__ import annotations
@@ -74,9 +72,8 @@ class Bucket:
         self.external_until = 0.0  # unless an answer says it again, external weight lapses then
         self.gone_total = 0  # all weight ever expired or given back
         self.finished_total = 0  # all weight ever let out whose request has finished
-        # The last answer's count, plus all of ours that may have arrived after it, must
-        # leave room too: ``confirmed + inflight + finished_total`` (see :meth:`learn`),
-        # until ``confirmed_until``. Expiries the exchange has not confirmed free nothing.
+        # The last answer's count and all of ours that may have arrived after it must leave
+        # room too (:meth:`learn`), until ``confirmed_until``.
         self.confirmed = 0
         self.confirmed_at = 0.0
         self.confirmed_until = 0.0
@@ -130,7 +127,8 @@ class Bucket:
         waiters = self.waiters
         if waiters and waiters[0] is not waiter:
             return False
-        if self.inflight and not self.answered:
+        inflight = self.inflight
+        if inflight and not self.answered:
             return False
         expiries = self._expiries
         if self._head < len(expiries) and expiries[self._head] <= now:
@@ -138,21 +136,25 @@ class Bucket:
         external = self.external
         if external and now >= self.external_until:
             self.external = external = 0
+        limit = self.limit
+        ours = self.held + inflight + external
+        if ours + weight > limit:
+            return False
+        # needed()'s two common cases, inline (tests/test_bucket_rule.py holds them to it).
+        if now >= self.confirmed_until:
+            return not inflight or now >= self.shared_until
+        if now >= self.shared_until:
+            return not inflight or self.confirmed + inflight + self.finished_total + weight <= limit
         room = self.needed(weight, now)
-        return room is not None and self.held + self.inflight + external + room <= self.limit
+        return room is not None and ours + room <= limit
 
     def needed(self, weight: int, now: float) -> int | None:
-        """The room ``weight`` more needs in our own count, after the last answer's count has
-        had its say: ``weight``; with others spending too, twice that (at most the limit) when
-        that count has no room and nothing is in flight, so the request that goes to ask for a
-        new count does not fall short by an error in the estimate of outside weight; ``None``
-        when it has no room and a request in flight will bring a new count. With others
-        spending, a count older than ``fresh_for`` has no room, unless a whole window of the
-        most they were seen to spend fits on top of it.
-
-        With others spending, the count's room keeps as much again to spare for what they
-        spend before the next answer.
-        """
+        """The room ``weight`` more needs in our own count once the last answer's count has
+        had its say: ``weight``; ``None`` when that count has no room and a request in flight
+        will bring a new one. With others spending, a count older than ``fresh_for`` has no
+        room unless a window of the most they spend fits on it, and with nothing in flight the
+        request that goes to ask takes as much again to spare (at most the limit): an error in
+        the estimate of outside weight does not make it fall short."""
         if now >= self.confirmed_until:
             return weight if not self.inflight or now >= self.shared_until else None
         inflight, limit = self.inflight, self.limit
@@ -170,22 +172,19 @@ class Bucket:
                 return weight
         return None if inflight else weight + spare
 
-    def take(self, weight: int) -> None:
-        """A request of ``weight`` is let out: in flight until it finishes or is given back."""
+    def take(
+        self, weight: int, other: Bucket | None = None, other_weight: int = 0
+    ) -> tuple[int, ...]:
+        """A request is let out with ``weight`` of this budget and ``other_weight`` of
+        ``other``, the other budget its answer reports on: in flight until it finishes or is
+        given back. Returns the :class:`~binance_pm._learning.Marks` of each as it goes, flat,
+        then ``other``'s UID calls (one object a request: one per budget costs the acquire a
+        third more in garbage collection alone)."""
         self.inflight += weight
-
-    def give_back(self, weight: int) -> None:
-        """A request let out never left: its weight was not spent."""
-        self.inflight -= weight
-        self.gone_total += weight
-
-    def marks(self, other: Bucket | None = None) -> tuple[int, ...]:
-        """This budget's :class:`~binance_pm._learning.Marks` now, flat; with ``other``, its
-        marks and UID calls follow in the same tuple (one object a request: one per budget
-        costs the acquire a third more in garbage collection alone)."""
         gone = self.gone_total
         if other is None:
             return (self.held + self.inflight + gone, self.finished_total, gone)
+        other.inflight += other_weight
         gone2 = other.gone_total
         return (
             self.held + self.inflight + gone,
@@ -196,6 +195,11 @@ class Bucket:
             gone2,
             other.uid_calls,
         )
+
+    def give_back(self, weight: int) -> None:
+        """A request let out never left: its weight was not spent."""
+        self.inflight -= weight
+        self.gone_total += weight
 
     def count_uid_call(self, now: float) -> None:
         """A UID call that takes none of this (IP) budget's weight is let out: its answer will

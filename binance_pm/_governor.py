@@ -31,7 +31,7 @@ from ._buckets import BucketState, Waiter
 from ._endpoints import PUBLISHED_LIMITS, Endpoint, Limits
 from ._hook import Permit, Store
 from ._learning import kind_of
-from ._ledger import Ledger
+from ._ledger import Ledger, checked
 from ._permit import LocalPermit, too_late
 from ._shared import FallBack, SharedBudgets
 
@@ -155,7 +155,8 @@ class Governor:
         once, without waiting in vain: :class:`RateLimitError` or :class:`IPBannedError` while a
         429 or 418 holds the budget shut, :class:`GovernorTimeout` otherwise.
         """
-        buckets, weights = self._ledger.plan(endpoint, account)  # a new account's budget too
+        plan = checked(endpoint.label, self._ledger.plan(endpoint, account))
+        buckets, weights = plan
         if self._shared is not None:
             try:
                 return await self._shared.acquire(endpoint, account, deadline, buckets, weights)

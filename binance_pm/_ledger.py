@@ -109,7 +109,8 @@ class Ledger:
 
     def plan(self, endpoint: Endpoint[Any], account: str) -> Plan:
         """The buckets and weights one call of ``endpoint`` for ``account`` takes (a new
-        account's UID budget is made); ``ValueError`` for a weight that can never fit."""
+        account's UID budget is made). A weight that can never fit its budget never passes
+        the rule; :func:`checked` tells why."""
         if endpoint.bucket == "ip":
             plan = self._ip_plans.get(endpoint.name)
             if plan is None:
@@ -124,12 +125,8 @@ class Ledger:
         # Not cached: a plan per account would cost more memory than making it costs time.
         ip_weight = self.sapi_uid_ip_weight
         if ip_weight:
-            uid_plan: Plan = ((uid, self.ip_of(endpoint)), (endpoint.weight, ip_weight))
-        else:
-            uid_plan = ((uid,), (endpoint.weight,))
-        if endpoint.weight > uid.limit or ip_weight > self.ip["sapi"].limit:
-            checked(endpoint.label, uid_plan)
-        return uid_plan
+            return (uid, self.ip_of(endpoint)), (endpoint.weight, ip_weight)
+        return (uid,), (endpoint.weight,)
 
     def _uid_name(self, account: str) -> str:
         """``sapi_uid:`` and the masked key; two keys that mask alike get ``#2``, ``#3``…"""
@@ -166,16 +163,15 @@ class Ledger:
     ) -> LocalPermit:
         """Take ``weights`` of ``buckets`` (the rule said yes) for one request."""
         first = buckets[0]
-        first.take(weights[0])
         if len(buckets) == 2:
-            second = buckets[1]
-            second.take(weights[1])
-        elif endpoint.bucket == "uid":
-            second = self.ip_of(endpoint)  # a UID call's answer reports the IP weight too
-            second.count_uid_call(now)
+            marks = first.take(weights[0], buckets[1], weights[1])
+        elif endpoint.bucket == "uid":  # its answer reports the IP budget's count too
+            ip = self.ip_of(endpoint)
+            ip.count_uid_call(now)
+            marks = first.take(weights[0], ip)
         else:
-            return LocalPermit(self, endpoint, account, buckets, weights, first.marks())
-        return LocalPermit(self, endpoint, account, buckets, weights, first.marks(second))
+            marks = first.take(weights[0])
+        return LocalPermit(self, endpoint, account, buckets, weights, marks)
 
     # -- what answers tell ---------------------------------------------------------------------
 

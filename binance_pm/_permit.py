@@ -47,7 +47,7 @@ class LocalPermit:
         self.buckets = buckets
         self.weights = weights
         # The marks of each budget the answer reports on (the permit's own, and the IP budget
-        # of a UID call that took none), three ints each, flat (``Bucket.marks``); the second
+        # of a UID call that took none), three ints each, flat (``Bucket.take``); the second
         # budget's are followed by its count of UID calls let out.
         self._marks = marks
         self._done = False

@@ -1,0 +1,64 @@
+"""A bucket's one rule over random histories (hypothesis): ``Bucket.can_take`` runs the two
+common cases of ``Bucket.needed`` inline, for speed; whatever the bucket has seen (requests let
+out, answered or lost, given back, counts reported with others spending, refusals, time), it
+must decide as the rule itself does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from binance_pm._buckets import Bucket
+from binance_pm._learning import Marks
+
+LIMIT, WINDOW = 40, 1.0
+WEIGHTS = (1, 5, 20, 39, 40)
+
+take = st.tuples(st.just("take"), st.sampled_from(WEIGHTS[:4]))
+finish = st.tuples(
+    st.just("finish"),
+    st.integers(0, 10),  # which request still out
+    st.booleans(),  # an answer came (else: no answer, the request failed)
+    st.one_of(st.none(), st.integers(0, 60)),  # the count the answer reported, if any
+)
+give_back = st.tuples(st.just("give_back"), st.integers(0, 10))
+shut = st.tuples(st.just("shut"), st.floats(0.1, 2.0, allow_nan=False))
+wait = st.tuples(st.just("wait"), st.floats(0.0, 3.0 * WINDOW, allow_nan=False))
+operation = st.one_of(take, take, finish, finish, give_back, shut, wait, wait)
+
+
+def by_the_rule(bucket: Bucket, weight: int, now: float) -> bool:
+    """``can_take`` as the rule itself says it: an answer first if anything is in flight, and
+    the room ``needed`` says on top of everything counted."""
+    if bucket.inflight and not bucket.answered:
+        return False
+    room = bucket.needed(weight, now)
+    return room is not None and bucket.used(now) + room <= bucket.limit
+
+
+@settings(max_examples=400, deadline=None)
+@given(history=st.lists(operation, min_size=1, max_size=80))
+def test_can_take_decides_as_the_rule_does(history: list[tuple[Any, ...]]) -> None:
+    bucket = Bucket("papi_ip", "papi", LIMIT, WINDOW)
+    now = 0.0
+    out: list[tuple[int, tuple[int, ...]]] = []
+    for step in history:
+        kind = step[0]
+        if kind == "take":
+            out.append((step[1], bucket.take(step[1])))
+        elif kind == "finish" and out:
+            weight, marks = out.pop(step[1] % len(out))
+            answered, used = step[2], step[3]
+            bucket.finish(weight, now, answered)
+            if answered and used is not None:
+                bucket.learn(used, weight, Marks(*marks[:3]), now)
+        elif kind == "give_back" and out:
+            bucket.give_back(out.pop(step[1] % len(out))[0])
+        elif kind == "shut":
+            bucket.shut(now, step[1])
+        elif kind == "wait":
+            now += step[1]
+        for weight in WEIGHTS:
+            assert bucket.can_take(weight, now) == by_the_rule(bucket, weight, now), (weight, now)
