@@ -43,20 +43,12 @@ class Permit(Protocol):
 
 
 class RateLimitHook(Protocol):
-    """What a Session needs of a governor: :class:`~binance_pm.Governor`, or your own.
+    """What a Session needs of a governor: :class:`~binance_pm.Governor`, or your own, given
+    as ``AsyncClient(governor=...)`` or ``Session(governor=...)``.
 
-    ::
-
-        class Unlimited:
-            def try_acquire(self, endpoint: Endpoint[Any], *, account: str) -> Permit | None:
-                return NOTHING_TO_COUNT
-
-            async def acquire(
-                self, endpoint: Endpoint[Any], *, account: str, deadline: float
-            ) -> Permit:
-                return NOTHING_TO_COUNT
-
-    ``examples/custom_governor.py`` has one that counts.
+    Two methods, both handing out a :class:`Permit` for an :class:`~binance_pm.Endpoint`'s
+    weight: ``examples/custom_governor.py`` writes one, a sliding log per API family, with
+    nothing but names that ``binance_pm`` exports.
     """
 
     def try_acquire(self, endpoint: Endpoint[Any], *, account: str) -> Permit | None:
