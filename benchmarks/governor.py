@@ -226,7 +226,7 @@ async def redis_cost() -> tuple[float, float] | None:
                 await asyncio.sleep(0.05)
                 continue
             permit.complete(200, ANSWER_HEADERS)
-            await permit.settle()  # type: ignore[union-attr]
+            await permit.settle()
         acquires, settles = [], []
         for _ in range(ROUNDS):
             spent_acquiring = spent_settling = 0.0
@@ -236,7 +236,7 @@ async def redis_cost() -> tuple[float, float] | None:
                 permit = await gov.acquire(PM_PRO_ACCOUNT, account="A" * 64, deadline=FAR)
                 acquired = time.perf_counter()
                 permit.complete(200, ANSWER_HEADERS)
-                await permit.settle()  # type: ignore[union-attr]
+                await permit.settle()
                 spent_acquiring += acquired - started
                 spent_settling += time.perf_counter() - acquired
             acquires.append(spent_acquiring / calls)

@@ -48,9 +48,9 @@ from ._models import (
     PMProSpanAccount,
     RiskUnitMM,
 )
-from ._poller import Update
+from ._running import Background, Feed
 from ._session import Session
-from ._streams import StreamUpdate
+from ._updates import StreamUpdate, Update, default_priority
 from ._version import __version__
 
 __all__ = [
@@ -61,12 +61,14 @@ __all__ = [
     "Answer",
     "AsyncClient",
     "AuthError",
+    "Background",
     "BadRequestError",
     "BinancePMError",
     "BucketState",
     "ClassicPMAccount",
     "DecodeError",
     "Endpoint",
+    "Feed",
     "Governor",
     "GovernorTimeout",
     "GovernorUnavailable",
@@ -97,4 +99,5 @@ __all__ = [
     "TransportError",
     "Update",
     "__version__",
+    "default_priority",
 ]

@@ -31,7 +31,6 @@ import anyio
 from ._buckets import Bucket, BucketState
 from ._endpoints import Endpoint, Family
 from ._exceptions import GovernorTimeout
-from ._learning import shut
 from ._shared import FallBack
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ class ConnectionBudget:
                         if self._shared is not None:
                             return await self._charged(ticket, deadline)
                         ticket.gone = True  # granted; the next in line may go too
-                        self.bucket.inflight += 1
+                        self.bucket.take(1)
                         return Attempt(self)
                     elif self.bucket.answered or not self.bucket.inflight:
                         wake_at = self.bucket.time_until_room(1, now)
@@ -205,12 +204,11 @@ class ConnectionBudget:
                 continue  # other processes hold the room: ask again
             break
         ticket.gone = True
-        self.bucket.inflight += 1
+        self.bucket.take(1)
         return Attempt(self, permit)
 
     def _give_back(self) -> None:
-        self.bucket.inflight -= 1
-        self.bucket.gone_total += 1
+        self.bucket.give_back(1)
         self._wake_head()
 
     def _finished(self, status: int | None, retry_after: float | None) -> None:
@@ -219,9 +217,8 @@ class ConnectionBudget:
         if status in (418, 429):
             wait = retry_after if retry_after is not None else self.window
             if status == 418:
-                self.bucket.bans += 1
                 self._ban(wait)
-            shut(self.bucket, now, wait)
+            self.bucket.shut(now, wait, ban=status == 418)
         self._wake_head()
 
     def waiting(self) -> int:

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ._headers import LONGEST_BAN, retry_after_seconds
 
@@ -68,16 +68,6 @@ def shut_seconds(headers: Mapping[str, str] | None, window: float) -> float:
     retry_after = retry_after_seconds(headers)
     wait = retry_after if retry_after is not None else window
     return min(max(wait, min(MIN_SHUT, window / 10)), LONGEST_BAN)
-
-
-class _Shuts(Protocol):
-    def shut(self, now: float, wait: float) -> None: ...
-
-
-def shut(bucket: _Shuts, now: float, wait: float) -> None:
-    """``bucket.shut(now, wait)``, for the connection budget (``_attempts.py``), which calls
-    it so until it calls the bucket's own method."""
-    bucket.shut(now, wait)
 
 
 class UidCost:

@@ -15,7 +15,7 @@ from ._client import AsyncClient
 from ._config import check_seconds
 from ._credentials import Credentials
 from ._endpoints import PUBLISHED_LIMITS
-from ._engine import Engine
+from ._engine import Engine, HookT
 from ._jobs import plan_jobs
 from ._merge import Merged
 from ._poller import Polling
@@ -35,7 +35,7 @@ from ._streams import (
 from ._updates import StreamUpdate, Update, default_priority
 
 
-class Session(Engine):
+class Session(Engine[HookT]):
     """Shares one HTTP connection pool, one rate-limit governor and one exchange clock among many
     accounts' clients.
 
@@ -55,6 +55,8 @@ class Session(Engine):
         http: a caller-owned ``httpx.AsyncClient`` to send with (its transports, mounts,
             hooks, respx); the Session never closes it. By default, under asyncio, requests
             go straight through an ``aiohttp.ClientSession`` the Session owns.
+        sender: a caller-owned :class:`Sender` (one request out, its whole answer back),
+            instead of ``http``; the Session never closes it.
         recv_window: the ``recvWindow`` of signed requests, 1 to 60,000 ms.
         timeout: seconds one call may take in all: waiting for budget, the clock, retries.
         max_retries: retries of a call that got a 5xx or no answer.

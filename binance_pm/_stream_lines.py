@@ -319,9 +319,7 @@ class Live:
             fresh = await owner.handshake(line, self.url, attempt)
         except BinancePMError as exc:  # the old connection still works: keep it, try again
             for account in line.accounts:
-                await owner.tell(
-                    StreamUpdate(account.client, line.product, None, exc, time.time())
-                )
+                await owner.tell(StreamUpdate(account.client, line.product, None, exc, time.time()))
             return anyio.current_time() + min(ROTATE_RETRY, owner.rotate_after)
         self.fresh = fresh
         if self.reading is not None:

@@ -319,9 +319,7 @@ class Streamer:
 
         async def close_key(account: Account) -> None:
             try:
-                await account.client.listen_key(
-                    account.product, "close", timeout=self.close_within
-                )
+                await account.client.listen_key(account.product, "close", timeout=self.close_within)
             except APIError as exc:
                 if exc.code != NO_KEY:  # gone already: nothing to close
                     failures.append(exc)

@@ -25,7 +25,8 @@ from binance_pm._endpoints import (
     PM_PRO_SPAN_ACCOUNT,
     STATE_ENDPOINT,
 )
-from binance_pm.redis import MARKER_LIFE, RedisStore
+from binance_pm._redis_loss import MARKER_LIFE
+from binance_pm.redis import RedisStore
 from binance_pm.testing import SimulatedExchange, budget_use
 
 from .redis_server import RedisServer, running_server
@@ -82,7 +83,7 @@ async def test_two_governors_on_one_store_share_one_budget(
     for _ in range(3):  # 60 of 100 from "process" a
         permit = await a.acquire(PM_BALANCE, account="x", deadline=deadline())
         permit.complete(200, {})
-        await permit.settle()  # type: ignore[union-attr]
+        await permit.settle()
     granted = [await b.acquire(PM_BALANCE, account="y", deadline=deadline()) for _ in range(2)]
     started = time.monotonic()
     with pytest.raises(GovernorTimeout):  # the sixth does not fit before a short deadline
@@ -92,7 +93,7 @@ async def test_two_governors_on_one_store_share_one_budget(
     assert 0.5 < time.monotonic() - started < 1.5
     for permit in [*granted, sixth]:
         permit.cancel()
-        await permit.settle()  # type: ignore[union-attr]
+        await permit.settle()
 
 
 async def test_ip_and_uid_are_charged_together_or_not_at_all(
@@ -106,7 +107,7 @@ async def test_ip_and_uid_are_charged_together_or_not_at_all(
     ip_total = await client.get(f"{prefix}:sapi_ip:s") or b"0"
     assert int(ip_total) == 5  # ...so the IP weight of the refused one was not taken either
     first.cancel()
-    await first.settle()  # type: ignore[union-attr]
+    await first.settle()
     assert int(await client.get(f"{prefix}:sapi_ip:s") or b"0") == 0
     # No API key is written to Redis: UID budgets go by a hash of it.
     names = [key async for key in client.scan_iter(f"{prefix}:*")]
@@ -121,12 +122,12 @@ async def test_a_429_in_one_process_shuts_the_budget_for_all(
     b = governor(papi_ip=1000)
     refused = await a.acquire(PM_BALANCE, account="x", deadline=deadline())
     refused.complete(429, {"Retry-After": "0.6", "X-MBX-USED-WEIGHT-1M": "1020"})
-    await refused.settle()  # type: ignore[union-attr]
+    await refused.settle()
     started = time.monotonic()
     permit = await b.acquire(PM_BALANCE, account="y", deadline=deadline())
     assert time.monotonic() - started >= 0.5
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
 
 
 async def test_a_heavy_call_is_not_starved_by_another_process_s_light_ones(
@@ -141,7 +142,7 @@ async def test_a_heavy_call_is_not_starved_by_another_process_s_light_ones(
             permit = await light.acquire(PM_PRO_SPAN_ACCOUNT, account="", deadline=deadline())
             await anyio.sleep(pace)  # answers take different times: expiries spread out
             permit.complete(200, {})
-            await permit.settle()  # type: ignore[union-attr]
+            await permit.settle()
 
     async with anyio.create_task_group() as group:
         for i in range(8):
@@ -152,7 +153,7 @@ async def test_a_heavy_call_is_not_starved_by_another_process_s_light_ones(
         waited = time.monotonic() - started
         stop.set()
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
     assert waited < 3.0  # room for 20 came within a few windows: its claim held it (without
     # a claim the light calls take every 5 that frees, and it waits out its deadline)
 
@@ -164,11 +165,11 @@ async def test_every_key_expires_by_itself(
     for account in ("a", "b"):
         permit = await gov.acquire(PM_PRO_ACCOUNT, account=account * 64, deadline=deadline(5))
         permit.complete(200, {"X-SAPI-USED-UID-WEIGHT-1M": "5", "X-SAPI-USED-IP-WEIGHT-1M": "9"})
-        await permit.settle()  # type: ignore[union-attr]
+        await permit.settle()
     for _ in range(3):  # the third waits: a claim key is written
         permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
         permit.complete(429 if _ == 2 else 200, {"Retry-After": "0.1"})
-        await permit.settle()  # type: ignore[union-attr]
+        await permit.settle()
     client = aioredis.Redis.from_url(server.url)
     keys = [key async for key in client.scan_iter(f"{prefix}:*")]
     assert keys
@@ -185,7 +186,7 @@ async def test_with_redis_down_calls_wait_then_fail_closed_and_go_on_when_it_is_
     gov = governor(papi_ip=1000)
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline())
     permit.complete(200, {})
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
     server.stop()
     try:
         started = time.monotonic()
@@ -196,7 +197,7 @@ async def test_with_redis_down_calls_wait_then_fail_closed_and_go_on_when_it_is_
         server.start()
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))  # reconnected
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
 
 
 async def test_on_store_error_local_counts_alone_with_a_warning(

@@ -69,7 +69,7 @@ async def test_a_flush_pauses_every_process_that_saw_the_counts_for_a_window(
     for gov in (a, b):  # each has charged once: each knows the marker
         permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
         permit.complete(200, {})
-        await permit.settle()  # type: ignore[union-attr]
+        await permit.settle()
     with redis.Redis.from_url(server.url) as client:
         client.flushall()
     started = time.monotonic()
@@ -81,7 +81,7 @@ async def test_a_flush_pauses_every_process_that_saw_the_counts_for_a_window(
     assert "lost its counts" in caplog.text
     for permit in (first, second):
         permit.cancel()
-        await permit.settle()  # type: ignore[union-attr]
+        await permit.settle()
 
 
 async def test_after_a_flush_a_ban_known_here_outlasts_the_window(
@@ -91,14 +91,14 @@ async def test_after_a_flush_a_ban_known_here_outlasts_the_window(
     gov = Governor(window=WINDOW, store=stores[0])
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
     permit.complete(418, {"Retry-After": "2.5"})
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
     with redis.Redis.from_url(server.url) as client:
         client.flushall()  # the ban key goes with the counts
     started = time.monotonic()
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(6))
     assert time.monotonic() - started >= 2.0  # the ban's end, not one window
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
 
 
 def test_twenty_flushalls_under_two_polling_processes_draw_no_429(server: RedisServer) -> None:
@@ -259,7 +259,7 @@ async def test_calls_in_line_behind_a_frozen_store_all_end_in_governor_unavailab
     gov = Governor(window=WINDOW, store=stores[0])
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
     server.pause()
     errors: list[BaseException] = []
 
@@ -287,7 +287,7 @@ async def test_telling_a_frozen_store_of_an_answer_ends_before_the_call_s_deadli
     server.pause()
     permit.complete(200, {})
     started = time.monotonic()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
     assert time.monotonic() - started < 0.6  # the answer is not held past its deadline
 
 
@@ -298,7 +298,7 @@ async def test_the_breaker_closes_when_the_frozen_server_answers_again(
     gov = Governor(window=WINDOW, store=stores[0])
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
     server.pause()
     try:
         with pytest.raises(GovernorUnavailable):
@@ -314,7 +314,7 @@ async def test_the_breaker_closes_when_the_frozen_server_answers_again(
     assert shared["papi_ip"].used in (PM_BALANCE.weight, 2 * PM_BALANCE.weight)
     assert gov.snapshot()["papi_ip"].used == 0
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
 
 
 async def test_a_call_cancelled_while_the_store_hangs_is_cancelled(
@@ -324,7 +324,7 @@ async def test_a_call_cancelled_while_the_store_hangs_is_cancelled(
     gov = Governor(window=WINDOW, store=stores[0])
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
     server.pause()
     try:
         for _ in range(2):  # mid round trip, then while waiting for the store to come back
@@ -336,7 +336,7 @@ async def test_a_call_cancelled_while_the_store_hangs_is_cancelled(
     # The cancelled probe gave its turn back: the next call finds the store.
     permit = await gov.acquire(PM_BALANCE, account="", deadline=deadline(5))
     permit.cancel()
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
 
 
 # -- the shared counts ----------------------------------------------------------------------
@@ -349,7 +349,7 @@ async def test_asnapshot_shows_what_every_process_holds_and_snapshot_only_this_o
     a, b = (Governor(window=WINDOW, store=store) for store in stores)
     permit = await a.acquire(PM_BALANCE, account="", deadline=deadline(5))
     permit.complete(429, {"Retry-After": "0.5", "X-MBX-USED-WEIGHT-1M": "6020"})
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
 
     shared = (await b.asnapshot())["papi_ip"]
 
@@ -369,10 +369,10 @@ async def test_per_endpoint_sapi_budgets_are_shared_and_a_uid_answer_reports_its
     for endpoint, reported in ((PM_PRO_BALANCE, "20"), (PM_PRO_SPAN_ACCOUNT, "5")):
         permit = await a.acquire(endpoint, account="k", deadline=deadline(5))
         permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": reported})
-        await permit.settle()  # type: ignore[union-attr]
+        await permit.settle()
     permit = await a.acquire(PM_PRO_ACCOUNT, account="k", deadline=deadline(5))
     permit.complete(200, {"X-SAPI-USED-IP-WEIGHT-1M": "7", "X-SAPI-USED-UID-WEIGHT-1M": "5"})
-    await permit.settle()  # type: ignore[union-attr]
+    await permit.settle()
 
     shared = await b.asnapshot()
 
