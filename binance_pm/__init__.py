@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ._buckets import BucketState
 from ._client import AccountResult, AsyncClient
-from ._endpoints import Endpoint, Limits
+from ._endpoints import Budget, Endpoint, Limits
 from ._events import ListenKeyExpired, OtherEvent, PMProAccountUpdate, RiskLevelChange, StreamEvent
 from ._exceptions import (
     APIError,
@@ -65,6 +65,7 @@ __all__ = [
     "BadRequestError",
     "BinancePMError",
     "BucketState",
+    "Budget",
     "ClassicPMAccount",
     "DecodeError",
     "Endpoint",

@@ -29,15 +29,16 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 
 from ._buckets import Bucket, BucketState
-from ._endpoints import Endpoint, Family
+from ._endpoints import Budget, Endpoint, Family
 from ._exceptions import GovernorTimeout
 from ._shared import FallBack
 
 if TYPE_CHECKING:
     from ._shared import SharedBudgets, StorePermit
 
-#: The budget's name in snapshots, metrics, errors and a shared store.
-NAME = "ws_connect"
+#: The budget: its name (``"ws_connect"``) in snapshots, metrics, errors and a shared store.
+CONNECT = Budget("ws", "connect")
+NAME = CONNECT.store_name
 #: Seconds one request to a shared store for an attempt may wait there.
 STORE_TRY = 30.0
 #: What a connection attempt is charged as in a shared store (its family, "ws", names its ban).
@@ -118,7 +119,7 @@ class ConnectionBudget:
         ban: Callable[[float], None],
         shared: SharedBudgets | None = None,
     ) -> None:
-        self.bucket = Bucket(NAME, "ws", limit, window)
+        self.bucket = Bucket(CONNECT, limit, window)
         self._shared = shared
         self._clock = clock
         self._banned_until = banned_until
@@ -237,6 +238,7 @@ class ConnectionBudget:
             resets_in=state.resets_in,
             closed_for=state.closed_for,
             bans=state.bans,
+            kind=state.kind,
         )
 
     def seconds_to_connect(self, accounts: int) -> float:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from ._endpoints import Budget
 from ._learning import SHARED_WINDOWS, Marks
 
 
@@ -51,6 +52,7 @@ class Bucket:
         "gone_total",
         "held",
         "inflight",
+        "key",
         "limit",
         "name",
         "outside_peak",
@@ -61,9 +63,10 @@ class Bucket:
         "window",
     )
 
-    def __init__(self, name: str, family: str, limit: int, window: float) -> None:
-        self.name = name
-        self.family = family
+    def __init__(self, key: Budget, limit: int, window: float, name: str | None = None) -> None:
+        self.key = key
+        self.name = key.store_name if name is None else name  # as snapshots show it
+        self.family = key.family
         self.limit = limit
         self.window = window
         self.held = 0  # weight of finished requests not yet expired
@@ -311,6 +314,7 @@ class Bucket:
             resets_in=self._expiries[-1] - now if self._head < len(self._expiries) else 0.0,
             closed_for=max(0.0, max(self.closed_until, banned_until) - now),
             bans=self.bans,
+            kind=self.key.kind,
         )
 
     def describe(self, now: float) -> str:
@@ -385,6 +389,8 @@ class BucketState:
         resets_in: seconds until all weight held now has expired (in-flight weight aside).
         closed_for: seconds until a 429 or 418 stops holding this budget shut (0 when open).
         bans: of the ``rejections``, the 418s (IP bans) this process was answered.
+        kind: what it counts: ``"ip"`` (an API family's, or one endpoint's, weight per IP),
+            ``"uid"`` (one account's weight) or ``"connect"`` (stream connection attempts).
     """
 
     limit: int
@@ -395,3 +401,4 @@ class BucketState:
     resets_in: float
     closed_for: float
     bans: int = 0
+    kind: str = "ip"

@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 Family = Literal["api", "sapi", "papi", "fapi"]
 BucketKind = Literal["ip", "uid"]
+#: What a budget counts: REST weight per IP or per account, or stream connection attempts.
+BudgetKind = Literal["ip", "uid", "connect"]
 
 FAMILIES: tuple[Family, ...] = ("api", "sapi", "papi", "fapi")
 
@@ -30,6 +32,30 @@ PRODUCTION_HOSTS: dict[Family, str] = {
     "papi": "https://papi.binance.com",
     "fapi": "https://fapi.binance.com",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Which rate-limit budget a weight counts against: an API family's IP budget (``kind``
+    ``"ip"``), one sapi endpoint's own IP budget (``scope`` its name, with
+    ``Governor(sapi_scope="endpoint")``), one account's UID budget (``kind`` ``"uid"``,
+    ``scope`` its API key, never shown), or the stream connection attempts of the IP
+    (``Budget("ws", "connect")``)."""
+
+    family: Family | Literal["ws"]
+    kind: BudgetKind
+    scope: str = field(default="", repr=False)
+
+    @property
+    def limit(self) -> str:
+        """The :class:`Limits` field that limits it: ``"papi_ip"``, ``"sapi_uid"`` …"""
+        return f"{self.family}_{self.kind}"
+
+    @property
+    def store_name(self) -> str:
+        """Its name in a shared store: ``"papi_ip"``, ``"sapi_ip:<endpoint>"``,
+        ``"sapi_uid:<API key>"`` (a store keeps the key only hashed)."""
+        return f"{self.limit}:{self.scope}" if self.scope else self.limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +172,10 @@ class Endpoint(Generic[T]):
         return f"{self.method} {self.path}"
 
     @property
-    def bucket_name(self) -> str:
-        """The budget the weight is charged to: ``"papi_ip"``, ``"sapi_uid"`` …"""
-        return f"{self.family}_{self.bucket}"
+    def budget(self) -> Budget:
+        """The budget the weight is charged to (an account's, for ``"uid"``: see
+        :meth:`Budget` ``scope``)."""
+        return Budget(self.family, self.bucket)
 
 
 def asset_name(asset: str) -> str:

@@ -30,7 +30,6 @@ from ._attempts import ConnectionBudget
 from ._buckets import BucketState, Waiter
 from ._endpoints import PUBLISHED_LIMITS, Endpoint, Limits
 from ._hook import Permit, Store
-from ._learning import kind_of
 from ._ledger import Ledger, checked
 from ._permit import LocalPermit, too_late
 from ._shared import FallBack, SharedBudgets
@@ -232,14 +231,14 @@ class Governor:
         (one round trip; :class:`~binance_pm.GovernorUnavailable` if the store fails)."""
         if self._shared is None:
             return self.snapshot()
-        states = await self._shared.snapshot(self._ledger.budgets(), self._ledger.uid)
+        states = await self._shared.snapshot(self._ledger.budgets())
         states[self.connections.bucket.name] = self.connections.state(self._clock())
         return states
 
     def __repr__(self) -> str:
         now = self._clock()
         ledger = self._ledger
-        parts = [b.describe(now) for b in ledger.budgets() if kind_of(b.name) == "ip"]
+        parts = [b.describe(now) for b in ledger.budgets() if b.key.kind == "ip"]
         return (
             f"Governor(window={self.window:g}s, {', '.join(parts)}, {len(ledger.uid)} UID buckets)"
         )

@@ -44,11 +44,6 @@ class Marks(NamedTuple):
     gone: int
 
 
-def kind_of(budget: str) -> Kind:
-    """Which used-weight header reports on a budget: ``"uid"`` for ``sapi_uid…``, else ``"ip"``."""
-    return "uid" if budget.startswith("sapi_uid") else "ip"
-
-
 def reports_ip_too(endpoint: Endpoint[Any], budgets: int) -> bool:
     """Whether an answer reports the family's IP weight beside the budgets its call took: a UID
     call that took no IP weight."""

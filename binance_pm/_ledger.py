@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._buckets import Bucket, Waiter
-from ._endpoints import ENDPOINTS, FAMILIES, Endpoint, Limits
+from ._endpoints import ENDPOINTS, FAMILIES, Budget, Endpoint, Limits
 from ._exceptions import mask_key
 from ._headers import used_weights
-from ._learning import UidCost, kind_of, refused_kind, shut_seconds
+from ._learning import UidCost, refused_kind, shut_seconds
 from ._permit import LocalPermit
 
 #: The budgets one call takes, and the weight it takes from each.
@@ -69,9 +69,10 @@ class Ledger:
         #: IP weight charged for each UID-weighted SAPI call: given, or learned.
         self.sapi_uid_ip_weight = sapi_uid_ip_weight
         self.uid_limit = self.effective(limits.sapi_uid)
-        self.ip: dict[str, Bucket] = {
-            f: Bucket(f"{f}_ip", f, self.effective(limits[f"{f}_ip"]), window) for f in FAMILIES
-        }
+        self.ip: dict[str, Bucket] = {}
+        for family in FAMILIES:
+            key = Budget(family, "ip")
+            self.ip[family] = Bucket(key, self.effective(limits[key.limit]), window)
         self.by_endpoint: dict[str, Bucket] = {}  # sapi_scope="endpoint": sapi IP budgets
         for endpoint in ENDPOINTS.values():
             self.ip_of(endpoint)  # made now, so that snapshots show each
@@ -95,9 +96,8 @@ class Ledger:
         bucket = self.by_endpoint.get(endpoint.name)
         if bucket is None:
             family = self.ip["sapi"]
-            bucket = self.by_endpoint[endpoint.name] = Bucket(
-                f"sapi_ip:{endpoint.name}", "sapi", family.limit, self.window
-            )
+            key = Budget("sapi", "ip", endpoint.name)
+            bucket = self.by_endpoint[endpoint.name] = Bucket(key, family.limit, self.window)
         return bucket
 
     def budgets(self) -> list[Bucket]:
@@ -119,8 +119,9 @@ class Ledger:
             return plan
         uid = self.uid.get(account)
         if uid is None:
+            key = Budget("sapi", "uid", account)
             uid = self.uid[account] = Bucket(
-                self._uid_name(account), "sapi", self.uid_limit, self.window
+                key, self.uid_limit, self.window, name=self._uid_name(account)
             )
         # Not cached: a plan per account would cost more memory than making it costs time.
         ip_weight = self.sapi_uid_ip_weight
@@ -182,7 +183,7 @@ class Ledger:
         if not reported:
             return
         for bucket, weight, marks in permit.reported():
-            used = reported.get(kind_of(bucket.name))
+            used = reported.get(bucket.key.kind)
             if used is None:
                 continue
             bucket.learn(used, weight, marks, now)
@@ -214,7 +215,7 @@ class Ledger:
             uid, ip = permit.buckets[0], self.ip_of(endpoint)
             reported = used_weights(headers or {}, endpoint.family)
             bucket = uid if refused_kind(reported, uid.limit, ip.limit) == "uid" else ip
-        if bucket.name.startswith("sapi_ip") and endpoint.bucket == "uid":
+        if bucket.key.kind == "ip" and endpoint.bucket == "uid":
             # Refused for IP weight: the exchange charges UID calls IP weight too.
             self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, endpoint.weight)
         bucket.shut(now, wait, ban=status == 418)
@@ -232,7 +233,7 @@ class Ledger:
         budget, or is ``None``); ``every`` is every bucket there is, to say what stays shut."""
         for bucket in buckets:
             bucket.reopen()
-            if budget in (None, bucket.family, f"{bucket.family}_ip"):
+            if budget in (None, bucket.family, Budget(bucket.family, "ip").limit):
                 self.banned_until[bucket.family] = 0.0
                 self.banned_until["ws"] = 0.0
         shuts = [*self.banned_until.values(), *(b.closed_until for b in every)]

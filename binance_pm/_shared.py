@@ -28,11 +28,11 @@ import anyio
 
 from ._breaker import FAIR_TRY, SHORT, Breaker, Probe, Step
 from ._buckets import Bucket, BucketState
-from ._endpoints import Endpoint
+from ._endpoints import Budget, Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
 from ._headers import used_weights
 from ._hook import SharedCount, Store, StoreError
-from ._learning import kind_of, refused_kind, reports_ip_too, shut_seconds
+from ._learning import refused_kind, reports_ip_too, shut_seconds
 
 log = logging.getLogger("binance_pm")
 
@@ -50,18 +50,29 @@ class StorePermit:
     or 418), the request's weight lapses there by itself.
     """
 
-    __slots__ = ("_outcome", "_shared", "account", "budgets", "deadline", "endpoint", "member")
+    __slots__ = (
+        "_outcome",
+        "_shared",
+        "account",
+        "budgets",
+        "deadline",
+        "endpoint",
+        "keys",
+        "member",
+    )
 
     def __init__(
         self,
         shared: SharedBudgets,
         endpoint: Endpoint[Any],
         account: str,
+        keys: tuple[Budget, ...],
         budgets: list[tuple[str, int, int]],
         member: str,
         deadline: float,
     ) -> None:
         self._shared = shared
+        self.keys = keys
         self.deadline = deadline  # its call's, on anyio's clock: settling ends before it
         self.endpoint = endpoint
         self.account = account
@@ -112,10 +123,13 @@ class StorePermit:
         status, headers = outcome
         reported = used_weights(headers, self.endpoint.family) if headers else {}
         names = [name for name, _, _ in budgets]
-        report = [(name, weight, reported.get(kind_of(name))) for name, weight, _ in budgets]
+        report = [
+            (name, weight, reported.get(key.kind))
+            for key, (name, weight, _) in zip(self.keys, budgets, strict=True)
+        ]
         if reports_ip_too(self.endpoint, len(names)):
-            ip = "sapi_ip" if shared.sapi_scope == "family" else f"sapi_ip:{self.endpoint.name}"
-            report.append((ip, 0, reported.get("ip")))
+            scope = "" if shared.sapi_scope == "family" else self.endpoint.name
+            report.append((Budget("sapi", "ip", scope).store_name, 0, reported.get("ip")))
         wait = shut_seconds(headers, shared.window)
         shut_name = names[0] if status == 429 else None
         if status == 429 and len(names) == 2:
@@ -173,14 +187,12 @@ class SharedBudgets:
         """Charge the store for ``buckets`` (this process's, for their names and limits),
         waiting first come, first served within this process; ``deadline`` on anyio's clock.
         Raises :class:`FallBack` when the store fails and this process may count alone."""
-        shared = [
-            (f"sapi_uid:{account}" if b.name.startswith("sapi_uid") else b.name, w, b.limit)
-            for b, w in zip(buckets, weights, strict=True)
-        ]
+        keys = tuple(b.key for b in buckets)
+        shared = [(b.key.store_name, w, b.limit) for b, w in zip(buckets, weights, strict=True)]
         while True:
             probe = await self._turn(endpoint, account, deadline)
             try:
-                permit = await self._in_turn(endpoint, account, deadline, shared, probe)
+                permit = await self._in_turn(endpoint, account, deadline, keys, shared, probe)
             except StoreError:
                 if self.fall_back:
                     raise FallBack from None
@@ -216,6 +228,7 @@ class SharedBudgets:
         endpoint: Endpoint[Any],
         account: str,
         deadline: float,
+        keys: tuple[Budget, ...],
         shared: list[tuple[str, int, int]],
         probe: Probe | None,
     ) -> StorePermit | None:
@@ -233,7 +246,7 @@ class SharedBudgets:
                     entered += 1
             if entered < len(ordered):  # the deadline came first
                 if not self.breaker.down:
-                    raise self._no_room(endpoint, account, shared, None)
+                    raise self._no_room(endpoint, account, keys, None)
                 if self.breaker.give_up() is Step.FALL_BACK:
                     raise FallBack
                 raise self._unavailable(endpoint, account, self.breaker.error)
@@ -267,9 +280,9 @@ class SharedBudgets:
                 self._up()
                 probe = None  # the store is back: this call is one like the others
                 if wait == 0.0:
-                    return StorePermit(self, endpoint, account, shared, member, deadline)
+                    return StorePermit(self, endpoint, account, keys, shared, member, deadline)
                 if now + wait >= deadline:
-                    raise self._no_room(endpoint, account, shared, wait)
+                    raise self._no_room(endpoint, account, keys, wait)
                 if self._changed is None:
                     self._changed = anyio.Event()
                 changed = self._changed
@@ -303,13 +316,10 @@ class SharedBudgets:
         if changed is not None:
             changed.set()
 
-    async def snapshot(
-        self, buckets: list[Bucket], accounts: Mapping[str, Bucket]
-    ) -> dict[str, BucketState]:
+    async def snapshot(self, buckets: list[Bucket]) -> dict[str, BucketState]:
         """``buckets`` as the store counts them (the weight of every process), by their names
-        here; ``accounts`` names the API key of each UID bucket."""
-        names = {id(bucket): account for account, bucket in accounts.items()}
-        store_names = [f"sapi_uid:{names[id(b)]}" if id(b) in names else b.name for b in buckets]
+        here."""
+        store_names = [b.key.store_name for b in buckets]
         families = sorted({b.family for b in buckets})
         try:
             if self.breaker.error is not None:
@@ -328,6 +338,7 @@ class SharedBudgets:
                 waiters=lock.statistics().tasks_waiting if lock is not None else 0,
                 rejections=self.rejections[name],
                 banned_for=bans[bucket.family],
+                kind=bucket.key.kind,
             )
         return states
 
@@ -345,12 +356,12 @@ class SharedBudgets:
     def _no_room(
         endpoint: Endpoint[Any],
         account: str,
-        shared: list[tuple[str, int, int]],
+        keys: tuple[Budget, ...],
         wait: float | None,
     ) -> GovernorTimeout:
         return GovernorTimeout(
             "no room in the shared rate-limit budget "
-            f"({', '.join(name.split(':')[0] for name, _, _ in shared)}) "
+            f"({', '.join(key.limit for key in keys)}) "
             "before the call's deadline",
             endpoint=endpoint.label,
             api_key=mask_key(account) if account else None,
@@ -359,7 +370,13 @@ class SharedBudgets:
 
 
 def _state(
-    limit: int, count: SharedCount, *, waiters: int, rejections: int, banned_for: float
+    limit: int,
+    count: SharedCount,
+    *,
+    waiters: int,
+    rejections: int,
+    banned_for: float,
+    kind: str,
 ) -> BucketState:
     return BucketState(
         limit=limit,
@@ -369,4 +386,5 @@ def _state(
         rejections=rejections,
         resets_in=count.resets_in,
         closed_for=max(count.closed_for, banned_for),
+        kind=kind,
     )

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from binance_pm._buckets import Bucket
+from binance_pm._endpoints import Budget
 from binance_pm._learning import Marks
 
 LIMIT, WINDOW = 40, 1.0
@@ -41,7 +42,7 @@ def by_the_rule(bucket: Bucket, weight: int, now: float) -> bool:
 @settings(max_examples=400, deadline=None)
 @given(history=st.lists(operation, min_size=1, max_size=80))
 def test_can_take_decides_as_the_rule_does(history: list[tuple[Any, ...]]) -> None:
-    bucket = Bucket("papi_ip", "papi", LIMIT, WINDOW)
+    bucket = Bucket(Budget("papi", "ip"), LIMIT, WINDOW)
     now = 0.0
     out: list[tuple[int, tuple[int, ...]]] = []
     for step in history:

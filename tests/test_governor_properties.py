@@ -71,7 +71,7 @@ def budgets(call: Call, uid_ip: int) -> list[tuple[str, int]]:
         if uid_ip:
             taken.append(("sapi_ip", uid_ip))
         return taken
-    return [(endpoint.bucket_name, endpoint.weight)]
+    return [(endpoint.budget.limit, endpoint.weight)]
 
 
 def exchange_count(

@@ -24,6 +24,7 @@ PUBLIC = {
     "BadRequestError",
     "BinancePMError",
     "BucketState",
+    "Budget",
     "ClassicPMAccount",
     "DecodeError",
     "Governor",

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from .._endpoints import STATE_ENDPOINT, Limits
+from .._endpoints import STATE_ENDPOINT, WEIGHTS, Limits
 from ._common import positive, share
 from .views import quiet_stdout
 
@@ -172,17 +172,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     limits = {
-        key: getattr(args, key)
-        for key in (
-            "api_ip",
-            "sapi_ip",
-            "sapi_uid",
-            "papi_ip",
-            "fapi_ip",
-            "ws_connect",
-            "ws_window",
-        )
-        if getattr(args, key) is not None
+        key: getattr(args, key) for key in (*WEIGHTS, "ws_window") if getattr(args, key) is not None
     }
     try:
         exchange = SimulatedExchange(

@@ -76,7 +76,7 @@ def budgets(governor: Governor) -> list[tuple[str, int, int, int]]:
     rows = []
     uid_used = uid_limit = uid_refused = uid_count = 0
     for name, state in governor.snapshot().items():
-        if name.startswith("sapi_uid:"):
+        if state.kind == "uid":
             uid_used += state.used
             uid_limit += state.limit
             uid_refused += state.rejections
