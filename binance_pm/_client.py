@@ -8,6 +8,7 @@ from typing import TypeAlias, TypeVar, overload
 
 import httpx
 
+from ._config import MAX_RETRIES, RECV_WINDOW, TIMEOUT
 from ._credentials import Credentials
 from ._endpoints import (
     ACCOUNT_ENDPOINTS,
@@ -89,9 +90,9 @@ class AsyncClient:
         governor: RateLimitHook | None = None,
         http: httpx.AsyncClient | None = None,
         sender: Sender | None = None,
-        recv_window: int = 5000,
-        timeout: float = 10.0,
-        max_retries: int = 2,
+        recv_window: int = RECV_WINDOW,
+        timeout: float = TIMEOUT,
+        max_retries: int = MAX_RETRIES,
         proxy: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         name: str | None = None,

@@ -8,6 +8,11 @@ from urllib.parse import urlsplit
 from ._endpoints import FAMILIES, PRODUCTION_HOSTS, Family
 from ._http import scrub
 
+#: The defaults of every Session and client: ``recvWindow`` (ms), a call's seconds in all, and
+#: the retries of a call that got a 5xx or no answer.
+RECV_WINDOW = 5000
+TIMEOUT = 10.0
+MAX_RETRIES = 2
 MAX_RECV_WINDOW = 60_000
 #: The longest ``timeout`` or ``every`` accepted: a day.
 MAX_SECONDS = 86_400.0

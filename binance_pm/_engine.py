@@ -33,7 +33,14 @@ import httpx
 
 from ._call import BACKOFF, BUDGET, CLOCK, SEND, Call, ban_headers
 from ._clock import ExchangeClock
-from ._config import check_recv_window, check_seconds, resolve_hosts
+from ._config import (
+    MAX_RETRIES,
+    RECV_WINDOW,
+    TIMEOUT,
+    check_recv_window,
+    check_seconds,
+    resolve_hosts,
+)
 from ._credentials import Credentials
 from ._deadlines import Deadlines
 from ._endpoints import API_TIME, Endpoint, Family
@@ -73,9 +80,9 @@ class Engine(Generic[HookT]):
         governor: HookT | None = None,
         http: httpx.AsyncClient | None = None,
         sender: Sender | None = None,
-        recv_window: int = 5000,
-        timeout: float = 10.0,
-        max_retries: int = 2,
+        recv_window: int = RECV_WINDOW,
+        timeout: float = TIMEOUT,
+        max_retries: int = MAX_RETRIES,
         proxy: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
     ) -> None:

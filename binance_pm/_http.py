@@ -35,7 +35,7 @@ from ._version import __version__
 
 #: Answers longer than this are refused (these endpoints answer a few KB).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
-DEFAULT_CONNECTIONS = 100  # aiohttp's own default
+DEFAULT_CONNECTIONS = 100  # aiohttp's own default; an owned httpx client's pool too
 KEEPALIVE_SECONDS = 30.0
 #: The headers of every request a Session's own sender makes.
 HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"}
@@ -103,7 +103,9 @@ def default_sender(
         headers=HEADERS,
         proxy=proxy,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        limits=httpx.Limits(
+            max_connections=DEFAULT_CONNECTIONS, max_keepalive_connections=DEFAULT_CONNECTIONS
+        ),
     )
     return HttpxSender(client, owned=True, max_body=max_body)
 

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from .._config import TIMEOUT
 from .._endpoints import ACCOUNT_ENDPOINTS
 from .._endpoints import asset_name as exchange_asset
 from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, positive
@@ -64,7 +65,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         )
         one.add_argument("--json", action="store_true", help=JSON_HELP)
         one.add_argument(
-            "--timeout", type=positive(float), default=10.0, help="seconds in all (default 10)"
+            "--timeout",
+            type=positive(float),
+            default=TIMEOUT,
+            help=f"seconds in all (default {TIMEOUT:g})",
         )
         one.set_defaults(run=run, endpoint=name)
 
