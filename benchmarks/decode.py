@@ -188,7 +188,7 @@ def main() -> None:
     worst_pydantic = float("inf")
     for label, (name, body) in cases.items():
         endpoint = ACCOUNT_ENDPOINTS[name]
-        ours = per_call(endpoint.decoder.decode, body)
+        ours = per_call(endpoint.decode, body)
         plain = per_call(json.loads, body)
         fast = per_call(orjson_loads, body) if orjson_loads else None
         # pydantic's Decimal refuses "" and grouped numbers: it is measured on tidy bodies only.
@@ -215,7 +215,7 @@ def main() -> None:
         if isinstance(value, str) and key != "asset"
     ]
     each = per_call(lambda _: [Decimal(value) for value in amounts], body) / len(amounts)
-    ours = per_call(ACCOUNT_ENDPOINTS[name].decoder.decode, body)
+    ours = per_call(ACCOUNT_ENDPOINTS[name].decode, body)
     print(
         f"profile: Decimal(str) costs {each * 1e9:.0f} ns per amount; the 10-asset balance "
         f"list has {len(amounts)}, {each * len(amounts) / ours:.0%} of binance_pm's decode time"

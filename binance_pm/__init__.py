@@ -16,9 +16,11 @@ share, and a :class:`Sender` to send with.
 
 from __future__ import annotations
 
+from ._attempts import Attempt, ConnectionBudget
 from ._buckets import BucketState
 from ._client import AccountResult, AsyncClient
 from ._endpoints import Budget, Endpoint, Limits
+from ._engine import Engine
 from ._events import ListenKeyExpired, OtherEvent, PMProAccountUpdate, RiskLevelChange, StreamEvent
 from ._exceptions import (
     APIError,
@@ -60,6 +62,7 @@ __all__ = [
     "AccountType",
     "Answer",
     "AsyncClient",
+    "Attempt",
     "AuthError",
     "Background",
     "BadRequestError",
@@ -67,8 +70,10 @@ __all__ = [
     "BucketState",
     "Budget",
     "ClassicPMAccount",
+    "ConnectionBudget",
     "DecodeError",
     "Endpoint",
+    "Engine",
     "Feed",
     "Governor",
     "GovernorTimeout",

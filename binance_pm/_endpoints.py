@@ -151,10 +151,13 @@ class Endpoint(Generic[T]):
     serves: tuple[str, ...] = ()
     stream: str | None = None
     title: str = ""
-    decoder: ResponseDecoder[T] = field(init=False, repr=False, compare=False)
+    #: Its answer's body, decoded and checked (a :class:`~binance_pm.DecodeError` when it is
+    #: not what the endpoint answers).
+    decode: Callable[[bytes], T] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "decoder", ResponseDecoder(self.response, endpoint=self.label))
+        decoder: ResponseDecoder[T] = ResponseDecoder(self.response, endpoint=self.label)
+        object.__setattr__(self, "decode", decoder.decode)  # no frame of its own
 
     def query(self, asset: str | None) -> list[tuple[str, str]]:
         """The query parameters for ``asset`` (``None``: none), checked against this endpoint."""

@@ -94,7 +94,7 @@ def decide(
         error = outcome
     elif 200 <= outcome.status < 300:
         try:
-            return Decision(RETURN, call.endpoint.decoder.decode(outcome.body))
+            return Decision(RETURN, call.endpoint.decode(outcome.body))
         except DecodeError as exc:
             error = misfiled(call, outcome) or exc
     else:

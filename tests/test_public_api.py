@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+import typing
+from typing import Any
+
 import pytest
 
 import binance_pm
@@ -46,6 +51,9 @@ PUBLIC = {
     "Update",
     "StreamUpdate",
     "Background",
+    "ConnectionBudget",
+    "Engine",
+    "Attempt",
     "Feed",
     "default_priority",
     "StreamEvent",
@@ -67,6 +75,68 @@ def test_every_public_name_exists_and_has_a_docstring() -> None:
         value = getattr(binance_pm, name)
         if name != "__version__":
             assert value.__doc__, name
+
+
+def _types_in(hint: Any, found: set[type]) -> None:
+    origin = typing.get_origin(hint)
+    if origin is not None:
+        if isinstance(origin, type):
+            found.add(origin)
+        for arg in typing.get_args(hint):
+            _types_in(arg, found)
+    elif isinstance(hint, type):
+        found.add(hint)
+
+
+#: Classes whose constructor is the package's own business: their instances are handed out.
+HANDED_OUT = {
+    "Attempt",
+    "Background",
+    "Feed",
+    "ConnectionBudget",
+    "Update",
+    "StreamUpdate",
+    "BucketState",
+}
+
+
+def test_every_public_signature_uses_public_types() -> None:
+    """A hook, a store or a sender can be written, and every result named, from the names
+    ``binance_pm`` exports: no public method takes or returns a private type."""
+    public = {getattr(binance_pm, name) for name in binance_pm.__all__ if name != "__version__"}
+    names = {name: getattr(binance_pm, name) for name in binance_pm.__all__}
+    private: dict[str, set[str]] = {}
+    for owner in [p for p in public if isinstance(p, type) or inspect.isfunction(p)]:
+        members: dict[str, Any]
+        if not isinstance(owner, type):
+            members = {owner.__name__: owner}
+        else:
+            members = {
+                f"{owner.__name__}.{key}": value
+                for key, value in vars(owner).items()
+                if not key.startswith("_")
+                or key in ("__aenter__", "__anext__")
+                or (key == "__init__" and owner.__name__ not in HANDED_OUT)
+            }
+            members[owner.__name__] = owner  # its annotated attributes
+        for where, member in members.items():
+            if isinstance(member, property):
+                member = member.fget
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if not callable(member):
+                continue
+            module = sys.modules[member.__module__]
+            hints = typing.get_type_hints(member, globalns={**vars(module), **names})
+            if isinstance(member, type):  # its attributes: the public ones
+                hints = {key: hint for key, hint in hints.items() if not key.startswith("_")}
+            found: set[type] = set()
+            for hint in hints.values():
+                _types_in(hint, found)
+            for kind in found:
+                if kind.__module__.startswith("binance_pm") and kind not in public:
+                    private.setdefault(where, set()).add(f"{kind.__module__}.{kind.__name__}")
+    assert private == {}
 
 
 def test_package_is_typed() -> None:
