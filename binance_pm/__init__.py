@@ -17,7 +17,6 @@ share, and a :class:`Sender` to send with.
 from __future__ import annotations
 
 from ._attempts import Attempt, ConnectionBudget
-from ._buckets import BucketState
 from ._client import AccountResult, AsyncClient
 from ._endpoints import Budget, Endpoint, Limits
 from ._engine import Engine
@@ -52,6 +51,7 @@ from ._models import (
 )
 from ._running import Background, Feed
 from ._session import Session
+from ._states import BucketState
 from ._updates import StreamUpdate, Update, default_priority
 from ._version import __version__
 

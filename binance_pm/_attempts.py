@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
-from ._buckets import Bucket, BucketState
+from ._buckets import Bucket
 from ._endpoints import Budget, Endpoint, Family
 from ._exceptions import GovernorTimeout
 from ._shared import FallBack
+from ._states import BucketState
 
 if TYPE_CHECKING:
     from ._shared import SharedBudgets, StorePermit

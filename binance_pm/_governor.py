@@ -27,12 +27,13 @@ from typing import Any
 import anyio
 
 from ._attempts import ConnectionBudget
-from ._buckets import BucketState, Waiter
+from ._buckets import Waiter
 from ._endpoints import PUBLISHED_LIMITS, Endpoint, Limits
 from ._hook import Permit, Store
 from ._ledger import Ledger, checked
 from ._permit import LocalPermit, too_late
 from ._shared import FallBack, SharedBudgets
+from ._states import BucketState
 
 
 class Governor:

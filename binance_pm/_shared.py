@@ -27,12 +27,13 @@ from typing import Any
 import anyio
 
 from ._breaker import FAIR_TRY, SHORT, Breaker, Probe, Step
-from ._buckets import Bucket, BucketState
+from ._buckets import Bucket
 from ._endpoints import Budget, Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
 from ._headers import used_weights
 from ._hook import SharedCount, Store, StoreError
 from ._learning import refused_kind, reports_ip_too, shut_seconds
+from ._states import BucketState
 
 log = logging.getLogger("binance_pm")
 
