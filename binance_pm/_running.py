@@ -92,9 +92,9 @@ class Feed(Generic[T]):
         except anyio.WouldBlock:
             try:
                 return await self._receive.receive()
-            except anyio.EndOfStream:
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
                 pass
-        except anyio.EndOfStream:
+        except (anyio.EndOfStream, anyio.ClosedResourceError):  # read after its async with
             pass
         self._owner.raise_failure()
         raise StopAsyncIteration

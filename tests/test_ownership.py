@@ -157,8 +157,9 @@ async def test_misuse_is_told_clearly() -> None:
             with pytest.raises(TypeError, match=r"async with session\.poll"):
                 async for _ in running:
                     pass
-            async with running:
+            async with running as updates:
                 pass
+            assert [u async for u in updates] == []  # its async with has closed: it has ended
             with pytest.raises(RuntimeError, match="entered once"):
                 async with running:
                     pass
