@@ -1,16 +1,31 @@
-"""Shared fixtures: accounts of every key type, documented answers, a scripted exchange, and
-virtual time for running the simulated exchange and a Session together on trio's MockClock."""
+"""Shared fixtures: accounts of every key type, one fixture per kind of exchange, and virtual
+time for running the simulated exchange and a Session together on trio's MockClock.
+
+The kinds of exchange, each a fixture of its own:
+
+- ``simulated``: the package's :class:`~binance_pm.testing.SimulatedExchange` on loopback, made
+  for each test with the options of its nearest ``@pytest.mark.simulated(**options)`` (the
+  class's defaults without one);
+- ``served``: ``binance-pm serve`` in a process of its own, one per module, with the arguments
+  of the module's ``pytestmark = pytest.mark.served(*args)``; a test that stops the process or
+  wants other arguments opens its own with :func:`tests.served.serve`;
+- ``scripted``: :class:`~tests.hostile.HostileServer`, a raw loopback server that answers what
+  the test scripts, byte for byte (the time endpoints answer well unless a test scripts them
+  too), and good answers once the script is used up; ``witness`` a second one that a scripted
+  redirect may point at and that must never be asked anything;
+- ``mocked``: :class:`MockExchange`, no server at all: the handler of an
+  ``httpx.MockTransport`` behind the ``session`` and ``client`` fixtures, for unit tests of the
+  call path through a caller's httpx client, down to the transport's own exceptions.
+"""
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 import anyio
@@ -25,17 +40,15 @@ from binance_pm import AsyncClient, Session
 from binance_pm.testing import SimulatedExchange
 from binance_pm.testing._verify import signature_valid
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from .documented import DOCUMENTED, error_body, fixture_bytes
+from .hostile import HostileServer
+from .served import Served, serve
 
 # The documented HMAC example key pair (BINANCE_FACTS.md, first test vector).
 HMAC_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 HMAC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
 
 TEST_BASE_URL = "https://exchange.test"
-
-
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
 
 
 @dataclass
@@ -103,23 +116,58 @@ def account(request: pytest.FixtureRequest, accounts: dict[str, Account]) -> Acc
     return result
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "simulated(**options): the SimulatedExchange options of the test's `simulated` exchange",
+    )
+    config.addinivalue_line(
+        "markers", "served(*args): the `binance-pm serve` arguments of the module's `served`"
+    )
+
+
+# -- the kinds of exchange -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def simulated(request: pytest.FixtureRequest) -> AsyncIterator[SimulatedExchange]:
+    """The simulated exchange on loopback, with the options of the test's nearest
+    ``@pytest.mark.simulated(**options)``."""
+    marker = request.node.get_closest_marker("simulated")
+    options = marker.kwargs if marker is not None else {}
+    async with SimulatedExchange(**options) as exchange:
+        yield exchange
+
+
+@pytest.fixture(scope="module")
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    """``binance-pm serve`` in its own process for the whole module, with the arguments of the
+    module's ``pytestmark = pytest.mark.served(*args)``."""
+    marker = request.node.get_closest_marker("served")
+    with serve(*(marker.args if marker is not None else ())) as running:
+        yield running
+
+
+@pytest.fixture
+async def witness() -> AsyncIterator[HostileServer]:
+    """A scripted server that must never be asked anything: where a redirect points."""
+    async with HostileServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def scripted(witness: HostileServer) -> AsyncIterator[HostileServer]:
+    """The scripted server: each request but the time endpoints' takes the next answer a test
+    pushed; good answers once they are used up."""
+    async with HostileServer(clock=(), witness=witness.url) as server:
+        yield server
+
+
 Answer = tuple[int, bytes, dict[str, str]]
-
-DOCUMENTED = {
-    "/papi/v1/balance": "papi_balance_list.json",
-    "/sapi/v1/portfolio/balance": "sapi_portfolio_balance.json",
-    "/sapi/v1/portfolio/account": "sapi_v1_portfolio_account.json",
-    "/sapi/v2/portfolio/account": "sapi_v2_portfolio_account.json",
-    "/fapi/v1/pmAccountInfo": "fapi_pm_account_info.json",
-}
-
-
-def error_body(code: int, msg: str) -> bytes:
-    return json.dumps({"code": code, "msg": msg}).encode()
 
 
 @dataclass
-class ScriptedExchange:
+class MockExchange:
     """An ``httpx.MockTransport`` handler that checks requests as the exchange does.
 
     It verifies the API key, the signature over the exact query bytes, and the timestamp
@@ -186,14 +234,15 @@ class ScriptedExchange:
 
 
 @pytest.fixture
-def exchange(accounts: dict[str, Account]) -> ScriptedExchange:
-    return ScriptedExchange(accounts)
+def mocked(accounts: dict[str, Account]) -> MockExchange:
+    """The exchange behind the ``session`` fixture's ``httpx.MockTransport``."""
+    return MockExchange(accounts)
 
 
 @pytest.fixture
-async def session(exchange: ScriptedExchange) -> AsyncIterator[Session]:
+async def session(mocked: MockExchange) -> AsyncIterator[Session]:
     async with (
-        httpx.AsyncClient(transport=httpx.MockTransport(exchange)) as http,
+        httpx.AsyncClient(transport=httpx.MockTransport(mocked)) as http,
         Session(base_url=TEST_BASE_URL, http=http, timeout=5.0) as s,
     ):
         yield s

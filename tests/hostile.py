@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .conftest import DOCUMENTED, fixture_bytes
+from .documented import DOCUMENTED, fixture_bytes
 
 #: How the body is delimited: its true ``Content-Length``; chunked; by closing the connection;
 #: a ``Content-Length`` 100 bytes too long or 3 too short; a chunk size that is not hex; both a

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from .conftest import DOCUMENTED, fixture_bytes
+from .documented import DOCUMENTED, fixture_bytes
 
 
 class RecordingApp:

@@ -8,14 +8,22 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
 
+class Served(NamedTuple):
+    """A running ``binance-pm serve``: its process, its base URL and the accounts it printed."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    accounts: list[dict[str, str]]
+
+
 @contextmanager
-def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], str, list[dict[str, str]]]]:
-    """Start ``binance-pm serve ARGS``; yield the process, its base URL and its accounts."""
+def serve(*args: str) -> Iterator[Served]:
+    """Start ``binance-pm serve ARGS``; yield it once it is ready, and stop it at the end."""
     with subprocess.Popen(
         [sys.executable, "-m", "binance_pm", "serve", *args],
         stdout=subprocess.PIPE,
@@ -32,7 +40,7 @@ def serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], str, list[dict[st
                 if line.strip() == "ready":
                     break
                 accounts.append(json.loads(line))
-            yield process, first[1], accounts
+            yield Served(process, first[1], accounts)
         finally:
             if process.poll() is None:
                 process.kill()

@@ -39,7 +39,7 @@ from binance_pm._retry import (
     decide,
 )
 
-from .conftest import fixture_bytes
+from .documented import fixture_bytes
 
 KEY = "k" * 64
 MAX_RETRIES = 2

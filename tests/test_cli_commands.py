@@ -6,19 +6,14 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .commands import ENDPOINT, key_env, keyless_env, run, secrets_of, toml_for
-from .served import serve
+from .served import Served
 
-
-@pytest.fixture(scope="module")
-def exchange() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    with serve("--accounts", "9", "--seed", "4") as (_, base_url, accounts):
-        yield base_url, accounts
+pytestmark = pytest.mark.served("--accounts", "9", "--seed", "4")
 
 
 def test_demo_runs_and_ends_with_a_summary_of_no_429s() -> None:
@@ -53,10 +48,8 @@ def test_demo_refuses_bad_options() -> None:
 
 
 @pytest.mark.parametrize("kind", ["PM_1", "PM_2", "PM_3"])
-def test_one_shot_commands_print_a_table_or_json(
-    kind: str, exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
-) -> None:
-    base_url, accounts = exchange
+def test_one_shot_commands_print_a_table_or_json(kind: str, served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
     account = next(a for a in accounts if a["account_type"] == kind)
     env = key_env(account, tmp_path)
     command = ENDPOINT[kind]
@@ -79,8 +72,8 @@ def test_one_shot_commands_print_a_table_or_json(
         assert secret not in table.stdout + table.stderr + as_json.stdout + as_json.stderr
 
 
-def test_one_shot_with_an_asset(exchange: tuple[str, list[dict[str, str]]], tmp_path: Path) -> None:
-    base_url, accounts = exchange
+def test_one_shot_with_an_asset(served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
     account = next(a for a in accounts if a["account_type"] == "PM_2")
     done = run(
         "pm-balance",
@@ -98,8 +91,8 @@ def test_one_shot_with_an_asset(exchange: tuple[str, list[dict[str, str]]], tmp_
     assert "--asset" in missing.stderr
 
 
-def test_missing_keys_are_one_line_and_exit_2(exchange: tuple[str, list[dict[str, str]]]) -> None:
-    base_url, _ = exchange
+def test_missing_keys_are_one_line_and_exit_2(served: Served) -> None:
+    base_url = served.base_url
     done = run("pm-pro-account", "--base-url", base_url, env=keyless_env())
     assert done.returncode == 2
     assert done.stdout == ""
@@ -108,8 +101,8 @@ def test_missing_keys_are_one_line_and_exit_2(exchange: tuple[str, list[dict[str
     assert "Traceback" not in done.stderr
 
 
-def test_refused_keys_are_one_line_and_exit_1(exchange: tuple[str, list[dict[str, str]]]) -> None:
-    base_url, _ = exchange
+def test_refused_keys_are_one_line_and_exit_1(served: Served) -> None:
+    base_url = served.base_url
     env = keyless_env()
     env["BINANCE_API_KEY"] = "k" * 64
     env["BINANCE_API_SECRET"] = "s" * 64
@@ -121,10 +114,8 @@ def test_refused_keys_are_one_line_and_exit_1(exchange: tuple[str, list[dict[str
     assert "s" * 64 not in done.stderr
 
 
-def test_unreadable_private_key_file_is_one_line(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
-) -> None:
-    base_url, _ = exchange
+def test_unreadable_private_key_file_is_one_line(served: Served, tmp_path: Path) -> None:
+    base_url = served.base_url
     env = keyless_env()
     env["BINANCE_API_KEY"] = "k" * 64
     env["BINANCE_PRIVATE_KEY_FILE"] = str(tmp_path / "absent.pem")
@@ -134,10 +125,8 @@ def test_unreadable_private_key_file_is_one_line(
     assert "Traceback" not in done.stderr
 
 
-def test_watch_polls_the_accounts_of_a_file(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
-) -> None:
-    base_url, accounts = exchange
+def test_watch_polls_the_accounts_of_a_file(served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
     path = toml_for(accounts, tmp_path)
     done = run(
         "watch",

@@ -14,7 +14,9 @@ from binance_pm._cli.one_shot import exchange_json
 from binance_pm._endpoints import ACCOUNT_ENDPOINTS
 
 from .commands import key_env, keyless_env, run
-from .served import serve
+from .served import Served
+
+pytestmark = pytest.mark.served("--accounts", "3", "--seed", "4")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = {
@@ -47,19 +49,13 @@ def same_as_sent(sent: Any, printed: Any, where: str) -> None:
 @pytest.mark.parametrize("fixture", list(RECORDED))
 def test_json_prints_what_the_exchange_sent_field_by_field(fixture: str) -> None:
     body = (FIXTURES / fixture).read_bytes()
-    decoded = ACCOUNT_ENDPOINTS[RECORDED[fixture]].decoder.decode(body)
+    decoded = ACCOUNT_ENDPOINTS[RECORDED[fixture]].decode(body)
     printed = json.loads(json.dumps(exchange_json(decoded)))
     same_as_sent(json.loads(body), printed, "$")
 
 
-@pytest.fixture(scope="module")
-def exchange() -> Any:
-    with serve("--accounts", "3", "--seed", "4") as (_, base_url, accounts):
-        yield base_url, accounts
-
-
-def test_json_from_the_command_keeps_the_exchanges_digits(exchange: Any, tmp_path: Path) -> None:
-    base_url, accounts = exchange
+def test_json_from_the_command_keeps_the_exchanges_digits(served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
     account = next(a for a in accounts if a["account_type"] == "PM_2")
     done = run("pm-balance", "--json", "--base-url", base_url, env=key_env(account, tmp_path))
     assert done.returncode == 0, done.stderr
@@ -83,9 +79,9 @@ def test_a_bad_asset_is_one_line_and_exit_2(command: str, asset: str) -> None:
 
 
 def test_balances_are_one_table_with_a_row_per_asset_and_readable_times(
-    exchange: Any, tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    base_url, accounts = exchange
+    _, base_url, accounts = served
     account = next(a for a in accounts if a["account_type"] == "PM_2")
     env = key_env(account, tmp_path)
     env["COLUMNS"] = "120"

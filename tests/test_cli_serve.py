@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,18 +15,13 @@ import pytest
 
 from binance_pm import AccountType, Session
 
-from .served import credentials, serve
+from .served import Served, credentials, serve
+
+ARGS = ("--accounts", "6", "--window", "1", "--papi-ip", "60", "--seed", "3")
+pytestmark = pytest.mark.served(*ARGS)
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[subprocess.Popen[str], str, list[dict[str, str]]]]:
-    with serve("--accounts", "6", "--window", "1", "--papi-ip", "60", "--seed", "3") as running:
-        yield running
-
-
-async def test_serve_prints_accounts_and_answers_signed_calls(
-    served: tuple[subprocess.Popen[str], str, list[dict[str, str]]],
-) -> None:
+async def test_serve_prints_accounts_and_answers_signed_calls(served: Served) -> None:
     _, base_url, accounts = served
     pm = next(a for a in accounts if a["account_type"] == AccountType.PM_2.value)
 
@@ -40,14 +34,11 @@ async def test_serve_prints_accounts_and_answers_signed_calls(
     assert balances
 
 
-def test_serve_stops_cleanly_on_sigterm(
-    served: tuple[subprocess.Popen[str], str, list[dict[str, str]]],
-) -> None:
-    process, _, _ = served
+def test_serve_stops_cleanly_on_sigterm() -> None:
+    with serve(*ARGS) as (process, _, _):
+        process.send_signal(signal.SIGTERM)
 
-    process.send_signal(signal.SIGTERM)
-
-    assert process.wait(10) == 0
+        assert process.wait(10) == 0
 
 
 def test_serve_refuses_bad_options_with_one_line() -> None:
@@ -63,9 +54,7 @@ def test_serve_refuses_bad_options_with_one_line() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_each_account_names_the_command_and_endpoint_that_fit_it(
-    served: tuple[subprocess.Popen[str], str, list[dict[str, str]]],
-) -> None:
+def test_each_account_names_the_command_and_endpoint_that_fit_it(served: Served) -> None:
     _, _, accounts = served
     fits = {
         "PM_1": ("pm-pro-account", "pm_pro_account"),

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,13 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from binance_pm import AccountStatus
 
 from .commands import keyless_env, run, secrets_of, toml_for
-from .served import serve, stats
+from .served import Served, serve, stats
 
-
-@pytest.fixture(scope="module")
-def exchange() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    with serve("--accounts", "6", "--seed", "7") as (_, base_url, accounts):
-        yield base_url, accounts
+pytestmark = pytest.mark.served("--accounts", "6", "--seed", "7")
 
 
 def closed_port() -> int:
@@ -62,9 +57,9 @@ def names_of(accounts: list[dict[str, str]]) -> list[str]:
 
 
 def test_no_network_exits_4_naming_every_account_and_the_reason(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    _, accounts = exchange
+    accounts = served.accounts
     port = closed_port()
     done = watch(toml_for(accounts, tmp_path), f"http://127.0.0.1:{port}")
     assert done.returncode == 4, done.stdout + done.stderr
@@ -93,9 +88,9 @@ def test_no_network_exits_4_naming_every_account_and_the_reason(
 
 
 def test_refused_keys_exit_3_and_name_the_accounts_and_the_exchange_codes(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    base_url, accounts = exchange
+    _, base_url, accounts = served
     good = [a for a in accounts if "secret" in a][:2]
     other = next(a for a in accounts if a not in good)
     wrong_secret = {k: v for k, v in other.items() if k != "private_key"}
@@ -115,10 +110,8 @@ def test_refused_keys_exit_3_and_name_the_accounts_and_the_exchange_codes(
         assert secret not in done.stdout + done.stderr
 
 
-def test_piped_lines_name_the_accounts_below_the_threshold(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
-) -> None:
-    base_url, accounts = exchange
+def test_piped_lines_name_the_accounts_below_the_threshold(served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
     risky = [a for a in accounts if a["account_type"] in ("PM_1", "PM_3")]
     assert risky, "the seed should give PM Pro accounts"
     done = watch(toml_for(accounts, tmp_path), base_url, "--alert-mmr", "1000000")
@@ -136,9 +129,9 @@ def test_piped_lines_name_the_accounts_below_the_threshold(
 
 
 def test_jsonl_is_one_object_per_update_with_figures_as_decimal_strings(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    base_url, accounts = exchange
+    _, base_url, accounts = served
     done = watch(toml_for(accounts, tmp_path), base_url, "--format", "jsonl")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
@@ -182,10 +175,8 @@ def test_jsonl_names_the_failure_of_each_update(tmp_path: Path) -> None:
     assert "Connection refused" in first["error"]["message"]
 
 
-def test_a_closed_pipe_ends_watch_quietly(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
-) -> None:
-    base_url, accounts = exchange
+def test_a_closed_pipe_ends_watch_quietly(served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
     path = toml_for(accounts, tmp_path)
     for form in ("jsonl", "plain"):
         with subprocess.Popen(
@@ -221,9 +212,9 @@ def test_a_closed_pipe_ends_watch_quietly(
 
 
 def test_metrics_are_served_and_parse_with_prometheus_clients_own_parser(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    base_url, accounts = exchange
+    _, base_url, accounts = served
     path = toml_for(accounts, tmp_path)
     command = [sys.executable, "-m", "binance_pm", "watch", "--accounts", str(path)]
     command += ["--every", "0.3", "--seconds", "30", "--base-url", base_url]
@@ -284,10 +275,8 @@ def test_metrics_are_served_and_parse_with_prometheus_clients_own_parser(
     assert samples["binance_pm_updates"][()] >= len(accounts)
 
 
-def test_a_metrics_port_in_use_is_one_line_and_exit_2(
-    exchange: tuple[str, list[dict[str, str]]], tmp_path: Path
-) -> None:
-    base_url, accounts = exchange
+def test_a_metrics_port_in_use_is_one_line_and_exit_2(served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -21,12 +21,13 @@ from binance_pm import (
     Session,
 )
 
-from .conftest import TEST_BASE_URL, Account, ScriptedExchange, fixture_bytes
+from .conftest import TEST_BASE_URL, Account, MockExchange
+from .documented import fixture_bytes
 
 
-def signed_request(exchange: ScriptedExchange) -> httpx.Request:
+def signed_request(mocked: MockExchange) -> httpx.Request:
     """The one request of the test that was not a time request."""
-    (request,) = [r for r in exchange.requests if not r.url.path.endswith("/time")]
+    (request,) = [r for r in mocked.requests if not r.url.path.endswith("/time")]
     return request
 
 
@@ -47,11 +48,11 @@ def assert_signed_correctly(request: httpx.Request, account: Account) -> None:
 
 
 async def test_pm_balance_sends_signed_get_to_papi_and_decodes_list(
-    client: AsyncClient, exchange: ScriptedExchange, account: Account
+    client: AsyncClient, mocked: MockExchange, account: Account
 ) -> None:
     balances = await client.pm_balance()
 
-    request = signed_request(exchange)
+    request = signed_request(mocked)
     assert request.method == "GET"
     assert request.url.path == "/papi/v1/balance"
     assert query_names(request) == ["recvWindow", "timestamp", "signature"]
@@ -62,13 +63,13 @@ async def test_pm_balance_sends_signed_get_to_papi_and_decodes_list(
 
 
 async def test_pm_balance_with_asset_sends_asset_first_and_returns_one_balance(
-    client: AsyncClient, exchange: ScriptedExchange, account: Account
+    client: AsyncClient, mocked: MockExchange, account: Account
 ) -> None:
-    exchange.push("/papi/v1/balance", (200, fixture_bytes("papi_balance_one.json"), {}))
+    mocked.push("/papi/v1/balance", (200, fixture_bytes("papi_balance_one.json"), {}))
 
     balance = await client.pm_balance(asset="usdt")
 
-    request = signed_request(exchange)
+    request = signed_request(mocked)
     assert query_names(request) == ["asset", "recvWindow", "timestamp", "signature"]
     assert request.url.query.startswith(b"asset=USDT&recvWindow=5000&timestamp=")
     assert isinstance(balance, PMBalance)
@@ -77,11 +78,11 @@ async def test_pm_balance_with_asset_sends_asset_first_and_returns_one_balance(
 
 
 async def test_pm_pro_balance_sends_signed_get_to_sapi(
-    client: AsyncClient, exchange: ScriptedExchange, account: Account
+    client: AsyncClient, mocked: MockExchange, account: Account
 ) -> None:
     balances = await client.pm_pro_balance()
 
-    request = signed_request(exchange)
+    request = signed_request(mocked)
     assert request.url.path == "/sapi/v1/portfolio/balance"
     assert_signed_correctly(request, account)
     assert isinstance(balances[0], PMProBalance)
@@ -89,11 +90,11 @@ async def test_pm_pro_balance_sends_signed_get_to_sapi(
 
 
 async def test_pm_pro_account_sends_signed_get_and_decodes_thousands_separator(
-    client: AsyncClient, exchange: ScriptedExchange, account: Account
+    client: AsyncClient, mocked: MockExchange, account: Account
 ) -> None:
     info = await client.pm_pro_account()
 
-    request = signed_request(exchange)
+    request = signed_request(mocked)
     assert request.url.path == "/sapi/v1/portfolio/account"
     assert query_names(request) == ["recvWindow", "timestamp", "signature"]
     assert_signed_correctly(request, account)
@@ -103,11 +104,11 @@ async def test_pm_pro_account_sends_signed_get_and_decodes_thousands_separator(
 
 
 async def test_pm_pro_span_account_sends_signed_get_to_sapi_v2(
-    client: AsyncClient, exchange: ScriptedExchange, account: Account
+    client: AsyncClient, mocked: MockExchange, account: Account
 ) -> None:
     span = await client.pm_pro_span_account()
 
-    request = signed_request(exchange)
+    request = signed_request(mocked)
     assert request.url.path == "/sapi/v2/portfolio/account"
     assert_signed_correctly(request, account)
     assert isinstance(span, PMProSpanAccount)
@@ -116,11 +117,11 @@ async def test_pm_pro_span_account_sends_signed_get_to_sapi_v2(
 
 
 async def test_classic_pm_account_sends_asset_to_fapi(
-    client: AsyncClient, exchange: ScriptedExchange, account: Account
+    client: AsyncClient, mocked: MockExchange, account: Account
 ) -> None:
     mx = await client.classic_pm_account(asset="BTC")
 
-    request = signed_request(exchange)
+    request = signed_request(mocked)
     assert request.url.path == "/fapi/v1/pmAccountInfo"
     assert query_names(request) == ["asset", "recvWindow", "timestamp", "signature"]
     assert_signed_correctly(request, account)
@@ -129,38 +130,38 @@ async def test_classic_pm_account_sends_asset_to_fapi(
 
 
 async def test_recv_window_per_call_overrides_the_session(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
     await client.pm_pro_account(recv_window=60000)
 
-    assert b"recvWindow=60000&timestamp=" in signed_request(exchange).url.query
+    assert b"recvWindow=60000&timestamp=" in signed_request(mocked).url.query
 
 
 async def test_timestamp_is_the_exchange_clock_not_the_local_one(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
-    exchange.skew_ms = 30_000  # the exchange runs 30 s ahead of this machine
+    mocked.skew_ms = 30_000  # the exchange runs 30 s ahead of this machine
 
     await client.pm_pro_account()
 
-    sent = dict(p.split(b"=", 1) for p in signed_request(exchange).url.query.split(b"&"))
+    sent = dict(p.split(b"=", 1) for p in signed_request(mocked).url.query.split(b"&"))
     assert abs(int(sent[b"timestamp"]) - (time.time() * 1000 + 30_000)) < 1_000
 
 
 async def test_asset_is_required_and_checked_before_anything_is_sent(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
     with pytest.raises(ValueError, match="asset"):
         await client.classic_pm_account(asset="  ")
 
-    assert exchange.requests == []
+    assert mocked.requests == []
 
 
 async def test_standalone_client_owns_its_session_and_closes_it(
-    exchange: ScriptedExchange, accounts: dict[str, Account]
+    mocked: MockExchange, accounts: dict[str, Account]
 ) -> None:
     account = accounts["HMAC"]
-    async with httpx.AsyncClient(transport=httpx.MockTransport(exchange)) as http:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(mocked)) as http:
         async with AsyncClient(
             account.api_key, **account.credentials(), base_url=TEST_BASE_URL, http=http
         ) as client:
@@ -170,14 +171,14 @@ async def test_standalone_client_owns_its_session_and_closes_it(
 
 
 async def test_clients_of_one_session_share_one_clock_measurement(
-    session: Session, exchange: ScriptedExchange, accounts: dict[str, Account]
+    session: Session, mocked: MockExchange, accounts: dict[str, Account]
 ) -> None:
     clients = [session.client(a.api_key, **a.credentials()) for a in accounts.values()]
 
     for c in clients:
         await c.pm_pro_account()
 
-    assert exchange.time_calls == session.clock.samples
+    assert mocked.time_calls == session.clock.samples
 
 
 def test_exactly_one_of_secret_and_private_key_is_required(accounts: dict[str, Account]) -> None:

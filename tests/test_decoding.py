@@ -19,7 +19,7 @@ from binance_pm._decoding import MAX_EXPONENT
 from binance_pm._endpoints import ACCOUNT_ENDPOINTS, API_TIME, PM_BALANCE, PM_PRO_ACCOUNT
 from binance_pm._events import decode_event
 
-from .conftest import DOCUMENTED, fixture_bytes
+from .documented import DOCUMENTED, fixture_bytes
 
 BODIES = {path: fixture_bytes(name) for path, name in DOCUMENTED.items()}
 ENDPOINTS = [*ACCOUNT_ENDPOINTS.values(), API_TIME]
@@ -34,7 +34,7 @@ def account_body(**changes: Any) -> bytes:
 @given(body=st.binary(max_size=400), index=st.integers(0, len(ENDPOINTS) - 1))
 def test_any_bytes_decode_or_raise_decode_error(body: bytes, index: int) -> None:
     with contextlib.suppress(DecodeError):
-        ENDPOINTS[index].decoder.decode(body)
+        ENDPOINTS[index].decode(body)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -59,7 +59,7 @@ def test_mutated_recorded_answers_decode_or_raise_decode_error(
             body[at:at] = data.draw(st.sampled_from([b'""', b"[", b"\xff", b'"NaN"', b",", b"{"]))
     endpoint = next(e for e in ACCOUNT_ENDPOINTS.values() if e.path == path)
     with contextlib.suppress(DecodeError):
-        endpoint.decoder.decode(bytes(body))
+        endpoint.decode(bytes(body))
 
 
 @pytest.mark.parametrize(
@@ -73,20 +73,20 @@ def test_mutated_recorded_answers_decode_or_raise_decode_error(
 )
 def test_json_nested_thousands_deep_is_a_decode_error(body: bytes) -> None:
     with pytest.raises(DecodeError):
-        PM_PRO_ACCOUNT.decoder.decode(body)
+        PM_PRO_ACCOUNT.decode(body)
 
 
 def test_invalid_utf8_in_a_text_field_is_a_decode_error() -> None:
     body = BODIES["/papi/v1/balance"].replace(b'"USDT"', b'"US\xffDT"', 1)
     with pytest.raises(DecodeError):
-        PM_BALANCE.decoder.decode(body)
+        PM_BALANCE.decode(body)
 
 
 def test_a_truncated_answer_with_an_empty_amount_is_a_decode_error() -> None:
     body = BODIES["/papi/v1/balance"]
     assert b'""' in body
     with pytest.raises(DecodeError):
-        PM_BALANCE.decoder.decode(body[: len(body) // 2])
+        PM_BALANCE.decode(body[: len(body) // 2])
 
 
 @pytest.mark.parametrize(
@@ -96,21 +96,21 @@ def test_an_amount_that_is_not_a_finite_decimal_is_a_decode_error_naming_the_fie
     amount: str,
 ) -> None:
     with pytest.raises(DecodeError) as caught:
-        PM_PRO_ACCOUNT.decoder.decode(account_body(uniMMR=amount))
+        PM_PRO_ACCOUNT.decode(account_body(uniMMR=amount))
     assert caught.value.path == "$.uniMMR"
 
 
 def test_exponents_within_reason_and_assets_named_like_inf_still_decode() -> None:
-    info = PM_PRO_ACCOUNT.decoder.decode(account_body(uniMMR="1.5E+3"))
+    info = PM_PRO_ACCOUNT.decode(account_body(uniMMR="1.5E+3"))
     assert info.uni_mmr == Decimal("1500")
     body = BODIES["/papi/v1/balance"].replace(b'"USDT"', b'"INF"', 1)
-    balances = PM_BALANCE.decoder.decode(body)
+    balances = PM_BALANCE.decode(body)
     assert isinstance(balances, list)
     assert any(b.asset == "INF" for b in balances)
 
 
 def test_empty_and_grouped_amounts_together_decode_exactly() -> None:
-    info = PM_PRO_ACCOUNT.decoder.decode(
+    info = PM_PRO_ACCOUNT.decode(
         account_body(totalAvailableBalance="122,559.90199491", accountEquity="")
     )
     assert info.total_available_balance == Decimal("122559.90199491")
@@ -119,7 +119,7 @@ def test_empty_and_grouped_amounts_together_decode_exactly() -> None:
 
 def test_an_empty_text_field_still_decodes() -> None:
     body = BODIES["/papi/v1/balance"].replace(b'"USDT"', b'""', 1)
-    balances = PM_BALANCE.decoder.decode(body)
+    balances = PM_BALANCE.decode(body)
     assert isinstance(balances, list)
     assert any(b.asset == "" for b in balances)
 
@@ -130,12 +130,12 @@ def test_fields_documented_as_ignored_may_be_absent() -> None:
         for k, v in ACCOUNT.items()
         if k not in ("accountInitialMargin", "totalAvailableBalance")
     }
-    info = PM_PRO_ACCOUNT.decoder.decode(json.dumps(trimmed).encode())
+    info = PM_PRO_ACCOUNT.decode(json.dumps(trimmed).encode())
     assert info.account_initial_margin is None
     assert info.total_available_balance is None
     without_equity = {k: v for k, v in ACCOUNT.items() if k != "accountEquity"}
     with pytest.raises(DecodeError, match="accountEquity"):
-        PM_PRO_ACCOUNT.decoder.decode(json.dumps(without_equity).encode())
+        PM_PRO_ACCOUNT.decode(json.dumps(without_equity).encode())
 
 
 @pytest.mark.parametrize("digits", ["9999999999999999", "99999999999999999999"])

@@ -27,7 +27,8 @@ from binance_pm import (
     TransportError,
 )
 
-from .conftest import Account, fixture_bytes
+from .conftest import Account
+from .documented import fixture_bytes
 
 ACCOUNT = fixture_bytes("sapi_v1_portfolio_account.json")
 PATH = "/sapi/v1/portfolio/account"

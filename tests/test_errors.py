@@ -23,7 +23,8 @@ from binance_pm import (
     TransportError,
 )
 
-from .conftest import ScriptedExchange, error_body
+from .conftest import MockExchange
+from .documented import error_body
 
 PATH = "/sapi/v1/portfolio/account"
 
@@ -39,8 +40,8 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(binance_pm._retry, "OVERLOAD_BASE_DELAY", 0.001)
 
 
-def sent(exchange: ScriptedExchange) -> int:
-    return sum(1 for r in exchange.requests if r.url.path == PATH)
+def sent(mocked: MockExchange) -> int:
+    return sum(1 for r in mocked.requests if r.url.path == PATH)
 
 
 @pytest.mark.parametrize(
@@ -98,14 +99,14 @@ def sent(exchange: ScriptedExchange) -> int:
 )
 async def test_exchange_answers_become_their_error_class(
     client: AsyncClient,
-    exchange: ScriptedExchange,
+    mocked: MockExchange,
     status: int,
     body: bytes,
     headers: dict[str, str],
     cls: type[APIError],
     code: int | None,
 ) -> None:
-    exchange.push(PATH, *[(status, body, headers)] * 3)
+    mocked.push(PATH, *[(status, body, headers)] * 3)
 
     with pytest.raises(cls) as caught:
         await client.pm_pro_account()
@@ -121,9 +122,9 @@ async def test_exchange_answers_become_their_error_class(
 
 
 async def test_html_502_message_is_the_page_text_without_tags(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
-    exchange.push(PATH, *[(502, HTML_502, {})] * 3)
+    mocked.push(PATH, *[(502, HTML_502, {})] * 3)
 
     with pytest.raises(ServerError) as caught:
         await client.pm_pro_account()
@@ -132,8 +133,8 @@ async def test_html_502_message_is_the_page_text_without_tags(
     assert "<" not in str(caught.value)
 
 
-async def test_ip_ban_says_until_when(client: AsyncClient, exchange: ScriptedExchange) -> None:
-    exchange.push(
+async def test_ip_ban_says_until_when(client: AsyncClient, mocked: MockExchange) -> None:
+    mocked.push(
         PATH,
         (
             418,
@@ -155,67 +156,59 @@ async def test_ip_ban_says_until_when(client: AsyncClient, exchange: ScriptedExc
 
 
 async def test_truncated_json_body_is_a_decode_error(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
-    exchange.push(PATH, (200, b'{"uniMMR": "5167.92171923", "accountEq', {}))
+    mocked.push(PATH, (200, b'{"uniMMR": "5167.92171923", "accountEq', {}))
 
     with pytest.raises(DecodeError, match="truncated") as caught:
         await client.pm_pro_account()
 
     assert caught.value.endpoint == f"GET {PATH}"
-    assert sent(exchange) == 1  # a body that came whole but wrong is not retried
+    assert sent(mocked) == 1  # a body that came whole but wrong is not retried
 
 
-async def test_5xx_is_retried_and_then_succeeds(
-    client: AsyncClient, exchange: ScriptedExchange
-) -> None:
-    exchange.push(PATH, (502, HTML_502, {}), (503, error_body(-1001, "Internal error"), {}))
+async def test_5xx_is_retried_and_then_succeeds(client: AsyncClient, mocked: MockExchange) -> None:
+    mocked.push(PATH, (502, HTML_502, {}), (503, error_body(-1001, "Internal error"), {}))
 
     info = await client.pm_pro_account()
 
     assert info.uni_mmr is not None
-    assert sent(exchange) == 3
+    assert sent(mocked) == 3
 
 
-async def test_5xx_gives_up_after_max_retries(
-    client: AsyncClient, exchange: ScriptedExchange
-) -> None:
-    exchange.push(PATH, *[(500, error_body(-1000, "Unknown error"), {})] * 5)
+async def test_5xx_gives_up_after_max_retries(client: AsyncClient, mocked: MockExchange) -> None:
+    mocked.push(PATH, *[(500, error_body(-1000, "Unknown error"), {})] * 5)
 
     with pytest.raises(ServerError):
         await client.pm_pro_account()
 
-    assert sent(exchange) == 1 + client.session.max_retries
+    assert sent(mocked) == 1 + client.session.max_retries
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 429, 418])
-async def test_4xx_is_never_retried(
-    client: AsyncClient, exchange: ScriptedExchange, status: int
-) -> None:
-    exchange.push(PATH, *[(status, error_body(-1100, "Illegal characters"), {})] * 3)
+async def test_4xx_is_never_retried(client: AsyncClient, mocked: MockExchange, status: int) -> None:
+    mocked.push(PATH, *[(status, error_body(-1100, "Illegal characters"), {})] * 3)
 
     with pytest.raises(APIError):
         await client.pm_pro_account()
 
-    assert sent(exchange) == 1
+    assert sent(mocked) == 1
 
 
 async def test_transport_errors_are_retried_then_raised_as_transport_error(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
-    exchange.push(PATH, *[httpx.ConnectError("connection refused")] * 3)
+    mocked.push(PATH, *[httpx.ConnectError("connection refused")] * 3)
 
     with pytest.raises(TransportError, match="ConnectError") as caught:
         await client.pm_pro_account()
 
     assert caught.value.endpoint == f"GET {PATH}"
-    assert sent(exchange) == 3
+    assert sent(mocked) == 3
 
 
-async def test_transport_error_then_success(
-    client: AsyncClient, exchange: ScriptedExchange
-) -> None:
-    exchange.push(PATH, httpx.ReadError("connection reset by peer"))
+async def test_transport_error_then_success(client: AsyncClient, mocked: MockExchange) -> None:
+    mocked.push(PATH, httpx.ReadError("connection reset by peer"))
 
     info = await client.pm_pro_account()
 
@@ -223,29 +216,29 @@ async def test_transport_error_then_success(
 
 
 async def test_clock_skew_gets_one_resync_and_one_retry(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
     await client.pm_pro_account()  # clock measured with no skew
-    exchange.skew_ms = -20_000  # now the exchange is 20 s behind: our timestamps are "ahead"
-    time_calls = exchange.time_calls
+    mocked.skew_ms = -20_000  # now the exchange is 20 s behind: our timestamps are "ahead"
+    time_calls = mocked.time_calls
 
     info = await client.pm_pro_account()
 
     assert info.uni_mmr is not None
-    assert exchange.time_calls == time_calls + client.session.clock.samples
-    assert sent(exchange) == 3  # the first call, the refused try, the retry
+    assert mocked.time_calls == time_calls + client.session.clock.samples
+    assert sent(mocked) == 3  # the first call, the refused try, the retry
 
 
 async def test_persistent_timestamp_error_is_raised_after_one_resync(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
     body = error_body(-1021, "Timestamp for this request is outside of the recvWindow.")
-    exchange.push(PATH, *[(400, body, {})] * 3)
+    mocked.push(PATH, *[(400, body, {})] * 3)
 
     with pytest.raises(TimestampError):
         await client.pm_pro_account()
 
-    assert sent(exchange) == 2
+    assert sent(mocked) == 2
 
 
 def test_every_error_is_a_binance_pm_error() -> None:

@@ -36,7 +36,8 @@ from binance_pm._endpoints import PM_BALANCE, PM_PRO_ACCOUNT
 from binance_pm._headers import LONGEST_BAN, retry_after_seconds, used_weights
 from binance_pm._updates import default_priority
 
-from .conftest import Account, Stack, fixture_bytes
+from .conftest import Account, Stack
+from .documented import fixture_bytes
 from .scripted import answering, serve
 
 FAR = 1e9

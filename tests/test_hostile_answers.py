@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import anyio
 import httpx
@@ -27,7 +26,8 @@ from binance_pm import (
     TransportError,
 )
 
-from .conftest import HMAC_API_KEY, HMAC_SECRET, fixture_bytes
+from .conftest import HMAC_API_KEY, HMAC_SECRET
+from .documented import fixture_bytes
 from .hostile import (
     Answer,
     ErrorJSON,
@@ -50,33 +50,21 @@ MAX_REFUSED_REQUESTS = 5
 LONGEST_BAN = 3 * 24 * 3600.0
 
 
-@pytest.fixture
-async def witness() -> AsyncIterator[HostileServer]:
-    async with HostileServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def server(witness: HostileServer) -> AsyncIterator[HostileServer]:
-    async with HostileServer(clock=(), witness=witness.url) as server:
-        yield server
-
-
-def _session(server: HostileServer, **options: object) -> Session:
+def _session(scripted: HostileServer, **options: object) -> Session:
     options.setdefault("timeout", 2.0)
-    return Session(base_url=server.url, **options)  # type: ignore[arg-type]
+    return Session(base_url=scripted.url, **options)  # type: ignore[arg-type]
 
 
 def _client(session: Session) -> AsyncClient:
     return session.client(HMAC_API_KEY, secret=HMAC_SECRET)
 
 
-def _account_requests(server: HostileServer) -> list[Request]:
-    return [r for r in server.requests if not r.path.endswith("/time")]
+def _account_requests(scripted: HostileServer) -> list[Request]:
+    return [r for r in scripted.requests if not r.path.endswith("/time")]
 
 
-def _secrets(server: HostileServer) -> list[str]:
-    return [HMAC_API_KEY, HMAC_SECRET, *sent_signatures(server.requests)]
+def _secrets(scripted: HostileServer) -> list[str]:
+    return [HMAC_API_KEY, HMAC_SECRET, *sent_signatures(scripted.requests)]
 
 
 # -- redirects --------------------------------------------------------------------------------
@@ -84,12 +72,12 @@ def _secrets(server: HostileServer) -> list[str]:
 
 @pytest.mark.parametrize("follows", [False, True], ids=["default stack", "following client"])
 async def test_a_307_to_another_host_is_not_followed(
-    server: HostileServer, witness: HostileServer, follows: bool
+    scripted: HostileServer, witness: HostileServer, follows: bool
 ) -> None:
-    server.push(Answer(status=307, headers=((b"Location", b"{witness}/stolen"),)))
+    scripted.push(Answer(status=307, headers=((b"Location", b"{witness}/stolen"),)))
     http = httpx.AsyncClient(follow_redirects=True) if follows else None
     try:
-        async with _session(server, http=http) as session:
+        async with _session(scripted, http=http) as session:
             with pytest.raises(BinancePMError):
                 await _client(session).pm_balance()
     finally:
@@ -99,10 +87,10 @@ async def test_a_307_to_another_host_is_not_followed(
     assert witness.requests == []
 
 
-async def test_a_3xx_is_reported_as_a_redirect(server: HostileServer) -> None:
-    server.push(Answer(status=302, body=Raw(b""), headers=((b"Location", b"/x"),)))
+async def test_a_3xx_is_reported_as_a_redirect(scripted: HostileServer) -> None:
+    scripted.push(Answer(status=302, body=Raw(b""), headers=((b"Location", b"/x"),)))
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         with pytest.raises(BinancePMError) as caught:
             await _client(session).pm_balance()
 
@@ -113,12 +101,12 @@ async def test_a_3xx_is_reported_as_a_redirect(server: HostileServer) -> None:
 
 
 async def test_a_200_with_code_and_msg_is_an_api_error_with_that_code(
-    server: HostileServer,
+    scripted: HostileServer,
 ) -> None:
     msg = b"An unknown error occurred while processing the request."
-    server.push(Answer(status=200, body=ErrorJSON(b"-1000", msg)))
+    scripted.push(Answer(status=200, body=ErrorJSON(b"-1000", msg)))
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         with pytest.raises(APIError) as caught:
             await _client(session).pm_pro_account()
 
@@ -129,13 +117,13 @@ async def test_a_200_with_code_and_msg_is_an_api_error_with_that_code(
 
 
 async def test_a_truncated_answer_with_an_empty_amount_is_a_decode_error(
-    server: HostileServer,
+    scripted: HostileServer,
 ) -> None:
     whole = fixture_bytes("papi_balance_list.json")
     assert b'""' in whole[:-20]  # the documented "" amount comes before the cut
-    server.push(Answer(body=Truncated(len(whole) - 20)))
+    scripted.push(Answer(body=Truncated(len(whole) - 20)))
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         with pytest.raises(DecodeError):
             await _client(session).pm_balance()
 
@@ -152,14 +140,14 @@ async def test_a_truncated_answer_with_an_empty_amount_is_a_decode_error(
     ids=["200 list", "200 object", "400 body", "429 body", "time endpoint"],
 )
 async def test_json_nested_5000_deep_is_a_typed_error(
-    server: HostileServer, answer: Answer, from_clock: bool
+    scripted: HostileServer, answer: Answer, from_clock: bool
 ) -> None:
     if from_clock:
-        server.push_clock(answer)
+        scripted.push_clock(answer)
     else:
-        server.push(answer)
+        scripted.push(answer)
 
-    async with _session(server, max_retries=0) as session:
+    async with _session(scripted, max_retries=0) as session:
         with pytest.raises(BinancePMError):
             await _client(session).pm_balance()
 
@@ -173,32 +161,32 @@ async def test_json_nested_5000_deep_is_a_typed_error(
     ],
     ids=["asset of a 200", "msg of a 400", "msg of a 429"],
 )
-async def test_invalid_utf8_is_a_typed_error(server: HostileServer, answer: Answer) -> None:
-    server.push(answer)
+async def test_invalid_utf8_is_a_typed_error(scripted: HostileServer, answer: Answer) -> None:
+    scripted.push(answer)
 
-    async with _session(server, timeout=0.5) as session:
+    async with _session(scripted, timeout=0.5) as session:
         with pytest.raises(BinancePMError):
             await _client(session).pm_balance()
 
 
 @pytest.mark.parametrize("amount", [b'"NaN"', b'"sNaN"', b'"Infinity"', b'"1e999999999"'])
 async def test_a_non_finite_uni_mmr_is_a_decode_error_naming_the_field(
-    server: HostileServer, amount: bytes
+    scripted: HostileServer, amount: bytes
 ) -> None:
-    server.push(Answer(body=Mutated(0, amount)))  # member 0 is uniMMR
+    scripted.push(Answer(body=Mutated(0, amount)))  # member 0 is uniMMR
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         with pytest.raises(DecodeError) as caught:
             await _client(session).pm_pro_account()
 
     assert "uniMMR" in str(caught.value)
 
 
-async def test_a_snan_uni_mmr_does_not_end_the_poll(server: HostileServer) -> None:
-    server.push(Answer(body=Mutated(0, b'"sNaN"')))
+async def test_a_snan_uni_mmr_does_not_end_the_poll(scripted: HostileServer) -> None:
+    scripted.push(Answer(body=Mutated(0, b'"sNaN"')))
     updates = []
 
-    async with _session(server, timeout=1.0) as session:
+    async with _session(scripted, timeout=1.0) as session:
         with anyio.fail_after(10):
             async with session.poll([_client(session)], "pm_pro_account", every=0.01) as poll:
                 async for update in poll:
@@ -217,13 +205,13 @@ async def test_a_snan_uni_mmr_does_not_end_the_poll(server: HostileServer) -> No
     "value", [b"inf", b"1e999", b"9" * 400], ids=["inf", "1e999", "400 digits"]
 )
 async def test_an_infinite_retry_after_on_a_418_does_not_break_later_calls(
-    server: HostileServer, value: bytes
+    scripted: HostileServer, value: bytes
 ) -> None:
-    server.push(
+    scripted.push(
         Answer(status=418, body=ErrorJSON(b"-1003", b"banned"), headers=((b"Retry-After", value),))
     )
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         client = _client(session)
         with pytest.raises(IPBannedError):
             await client.pm_balance()
@@ -236,12 +224,12 @@ async def test_an_infinite_retry_after_on_a_418_does_not_break_later_calls(
     "name", [b"X-MBX-USED-WEIGHT-1M", b"X-SAPI-USED-IP-WEIGHT-1M", b"X-SAPI-USED-UID-WEIGHT-1M"]
 )
 async def test_a_used_weight_header_of_400_digits_does_not_break_calls(
-    server: HostileServer, name: bytes
+    scripted: HostileServer, name: bytes
 ) -> None:
     endpoint = "pm_balance" if name.startswith(b"X-MBX") else "pm_pro_account"
-    server.push(Answer(headers=((name, b"9" * 400),)))
+    scripted.push(Answer(headers=((name, b"9" * 400),)))
 
-    async with _session(server, timeout=0.5) as session:
+    async with _session(scripted, timeout=0.5) as session:
         call = getattr(_client(session), endpoint)
         assert await call() is not None  # the answer itself was good
         with contextlib.suppress(BinancePMError):  # the budget may now be taken as full
@@ -250,31 +238,31 @@ async def test_a_used_weight_header_of_400_digits_does_not_break_calls(
 
 @pytest.mark.parametrize("value", ["²".encode(), "١٢".encode(), "１２".encode()])
 async def test_a_used_weight_header_of_unicode_digits_does_not_break_calls(
-    server: HostileServer, value: bytes
+    scripted: HostileServer, value: bytes
 ) -> None:
-    server.push(Answer(headers=((b"X-MBX-USED-WEIGHT-1M", value),)))
+    scripted.push(Answer(headers=((b"X-MBX-USED-WEIGHT-1M", value),)))
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         assert await _client(session).pm_balance() is not None
 
 
 async def test_a_429_with_an_unreadable_used_weight_still_shuts_its_budget(
-    server: HostileServer,
+    scripted: HostileServer,
 ) -> None:
     refused = Answer(
         status=429,
         body=ErrorJSON(b"-1003", b"Too many"),
         headers=((b"Retry-After", b"30"), (b"X-MBX-USED-WEIGHT-1M", "²".encode())),
     )
-    server.push(*(refused for _ in range(50)))
+    scripted.push(*(refused for _ in range(50)))
 
-    async with _session(server, timeout=1.0) as session:
+    async with _session(scripted, timeout=1.0) as session:
         client = _client(session)
         for _ in range(10):
             with pytest.raises(RateLimitError):
                 await client.pm_balance()
 
-    assert len(_account_requests(server)) == 1
+    assert len(_account_requests(scripted)) == 1
 
 
 @pytest.mark.parametrize(
@@ -283,35 +271,35 @@ async def test_a_429_with_an_unreadable_used_weight_still_shuts_its_budget(
     ids=["400 digits", "10^30", "-10^15", "0"],
 )
 async def test_an_absurd_server_time_is_a_typed_error_and_signs_nothing(
-    server: HostileServer, server_time: bytes
+    scripted: HostileServer, server_time: bytes
 ) -> None:
-    server.push_clock(*(Answer(body=Time(server_time)) for _ in range(30)))
+    scripted.push_clock(*(Answer(body=Time(server_time)) for _ in range(30)))
 
-    async with _session(server, timeout=0.5) as session:
+    async with _session(scripted, timeout=0.5) as session:
         with pytest.raises(BinancePMError):
             await _client(session).pm_balance()
 
-    assert _account_requests(server) == []
+    assert _account_requests(scripted) == []
 
 
-async def test_an_absurd_server_time_keeps_the_last_good_offset(server: HostileServer) -> None:
+async def test_an_absurd_server_time_keeps_the_last_good_offset(scripted: HostileServer) -> None:
     timestamp_error = ErrorJSON(
         b"-1021", b"Timestamp for this request is outside of the recvWindow."
     )
-    server.push(Answer(), Answer(status=400, body=timestamp_error))
+    scripted.push(Answer(), Answer(status=400, body=timestamp_error))
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         client = _client(session)
         await client.pm_balance()
         offset = session.clock.offset_ms
         # The second call hears -1021 and measures again, from nonsense.
-        server.push_clock(*(Answer(body=Time(b"1" + b"0" * 30)) for _ in range(10)))
+        scripted.push_clock(*(Answer(body=Time(b"1" + b"0" * 30)) for _ in range(10)))
         with contextlib.suppress(BinancePMError):
             await client.pm_balance()
 
         assert session.clock.offset_ms == offset
     now_ms = time.time() * 1000
-    for request in _account_requests(server):
+    for request in _account_requests(scripted):
         assert abs(int(request.params["timestamp"]) - now_ms) < 60_000
 
 
@@ -319,15 +307,15 @@ async def test_an_absurd_server_time_keeps_the_last_good_offset(server: HostileS
 
 
 async def test_a_retry_after_of_31_years_shuts_a_budget_for_at_most_3_days(
-    server: HostileServer,
+    scripted: HostileServer,
 ) -> None:
     governor = Governor()
     refused = Answer(
         status=429, body=ErrorJSON(b"-1003", b"Too many"), headers=((b"Retry-After", b"1e9"),)
     )
-    server.push(refused)
+    scripted.push(refused)
 
-    async with _session(server, governor=governor) as session:
+    async with _session(scripted, governor=governor) as session:
         with pytest.raises(RateLimitError):
             await _client(session).pm_balance()
 
@@ -335,14 +323,14 @@ async def test_a_retry_after_of_31_years_shuts_a_budget_for_at_most_3_days(
 
 
 async def test_a_418_without_retry_after_is_shut_until_the_time_its_body_says(
-    server: HostileServer,
+    scripted: HostileServer,
 ) -> None:
     governor = Governor(window=2)
     until_ms = int(time.time() * 1000) + 60_000
     msg = b"Way too much request weight used; IP banned until %d." % until_ms
-    server.push(Answer(status=418, body=ErrorJSON(b"-1003", msg)))
+    scripted.push(Answer(status=418, body=ErrorJSON(b"-1003", msg)))
 
-    async with _session(server, governor=governor) as session:
+    async with _session(scripted, governor=governor) as session:
         with pytest.raises(IPBannedError):
             await _client(session).pm_balance()
 
@@ -350,13 +338,13 @@ async def test_a_418_without_retry_after_is_shut_until_the_time_its_body_says(
 
 
 @pytest.mark.parametrize("until", [b"9999999999999999", b"99999999999999999999", b"0000000000"])
-async def test_banned_until_of_a_418_never_raises(server: HostileServer, until: bytes) -> None:
+async def test_banned_until_of_a_418_never_raises(scripted: HostileServer, until: bytes) -> None:
     msg = b"Way too much request weight used; IP banned until %s." % until
-    server.push(
+    scripted.push(
         Answer(status=418, body=ErrorJSON(b"-1003", msg), headers=((b"Retry-After", b"5"),))
     )
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         with pytest.raises(IPBannedError) as caught:
             await _client(session).pm_balance()
 
@@ -365,18 +353,18 @@ async def test_banned_until_of_a_418_never_raises(server: HostileServer, until: 
 
 @pytest.mark.parametrize("retry_after", [b"0", b"0.01"])
 async def test_a_429_with_a_tiny_retry_after_on_every_request_does_not_hammer(
-    server: HostileServer, retry_after: bytes
+    scripted: HostileServer, retry_after: bytes
 ) -> None:
     refused = Answer(
         status=429, body=ErrorJSON(b"-1003", b"Too many"), headers=((b"Retry-After", retry_after),)
     )
-    server.push(*(refused for _ in range(1_000)))
+    scripted.push(*(refused for _ in range(1_000)))
 
-    async with _session(server, timeout=2.0) as session:
+    async with _session(scripted, timeout=2.0) as session:
         with pytest.raises(BinancePMError):
             await _client(session).pm_balance()
 
-    assert len(_account_requests(server)) <= MAX_REFUSED_REQUESTS
+    assert len(_account_requests(scripted)) <= MAX_REFUSED_REQUESTS
 
 
 # -- signatures in errors and logs ------------------------------------------------------------
@@ -393,52 +381,54 @@ async def test_a_429_with_a_tiny_retry_after_on_every_request_does_not_hammer(
     ],
     ids=["bad status line", "bad header line", "bad chunk", "oversized header", "cut body"],
 )
-async def test_a_transport_error_shows_no_signature(server: HostileServer, answer: Answer) -> None:
-    server.push(answer)
+async def test_a_transport_error_shows_no_signature(
+    scripted: HostileServer, answer: Answer
+) -> None:
+    scripted.push(answer)
 
     with watch_logs() as logs:
-        async with _session(server, max_retries=0) as session:
+        async with _session(scripted, max_retries=0) as session:
             with pytest.raises(TransportError) as caught:
                 await _client(session).pm_balance()
 
-    assert leaks(error_text(caught.value), _secrets(server)) == []
-    assert [text for text in logs.texts if leaks(text, _secrets(server))] == []
+    assert leaks(error_text(caught.value), _secrets(scripted)) == []
+    assert [text for text in logs.texts if leaks(text, _secrets(scripted))] == []
 
 
-async def test_no_log_record_at_debug_shows_a_signature(server: HostileServer) -> None:
+async def test_no_log_record_at_debug_shows_a_signature(scripted: HostileServer) -> None:
     with watch_logs() as logs:
-        async with _session(server) as session:
+        async with _session(scripted) as session:
             await _client(session).pm_balance()
 
-    assert _account_requests(server)  # one signed request went out
-    assert [text for text in logs.texts if leaks(text, _secrets(server))] == []
+    assert _account_requests(scripted)  # one signed request went out
+    assert [text for text in logs.texts if leaks(text, _secrets(scripted))] == []
 
 
 async def test_an_error_page_that_quotes_the_request_shows_no_signature(
-    server: HostileServer,
+    scripted: HostileServer,
 ) -> None:
     echo = b"<html><body>400 Bad Request: GET %s</body></html>"
 
-    async with _session(server) as session:
+    async with _session(scripted) as session:
         client = _client(session)
         await client.pm_balance()  # to learn what a signed request looks like
-        target = server.requests[-1].target.encode()
-        server.push(Answer(status=400, body=Raw(echo % target)))
+        target = scripted.requests[-1].target.encode()
+        scripted.push(Answer(status=400, body=Raw(echo % target)))
         with pytest.raises(APIError) as caught:
             await client.pm_balance()
 
-    assert leaks(error_text(caught.value), _secrets(server)) == []
+    assert leaks(error_text(caught.value), _secrets(scripted)) == []
 
 
 # -- the harness itself -----------------------------------------------------------------------
 
 
 async def test_the_hostile_server_serves_its_script_in_order_then_good_answers(
-    server: HostileServer,
+    scripted: HostileServer,
 ) -> None:
-    server.push(Answer(status=503, body=Raw(b"busy")), Answer(cut=0))
+    scripted.push(Answer(status=503, body=Raw(b"busy")), Answer(cut=0))
 
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with httpx.AsyncClient(base_url=scripted.url) as http:
         first = await http.get("/papi/v1/balance")
         with pytest.raises(httpx.RemoteProtocolError):
             await http.get("/papi/v1/balance")
@@ -446,15 +436,15 @@ async def test_the_hostile_server_serves_its_script_in_order_then_good_answers(
 
     assert (first.status_code, first.content) == (503, b"busy")
     assert third.json()["asset"] == "BTC"
-    assert server.used_up.is_set()
-    assert [r.path for r in server.requests] == ["/papi/v1/balance"] * 3
+    assert scripted.used_up.is_set()
+    assert [r.path for r in scripted.requests] == ["/papi/v1/balance"] * 3
 
 
-async def test_the_hostile_server_notices_when_the_client_leaves(server: HostileServer) -> None:
-    server.push(Answer(end="hang"))
+async def test_the_hostile_server_notices_when_the_client_leaves(scripted: HostileServer) -> None:
+    scripted.push(Answer(end="hang"))
 
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with httpx.AsyncClient(base_url=scripted.url) as http:
         await http.get("/api/v3/time")
-        assert server.open_connections == 1
+        assert scripted.open_connections == 1
 
-    assert await server.wait_all_closed(1.0)
+    assert await scripted.wait_all_closed(1.0)

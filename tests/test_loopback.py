@@ -16,7 +16,8 @@ from binance_pm._endpoints import Endpoint
 from binance_pm._http import AiohttpSender, HttpxSender
 from binance_pm.testing import LoopbackServer
 
-from .conftest import DOCUMENTED, Account, Stack
+from .conftest import Account, Stack
+from .documented import DOCUMENTED
 from .recording import RecordingApp
 
 CUT: Endpoint[dict[str, str]] = Endpoint(

@@ -17,11 +17,11 @@ from binance_pm import (
 )
 from binance_pm._endpoints import ENDPOINTS
 
-from .conftest import fixture_bytes
+from .documented import fixture_bytes
 
 
 def decode(endpoint: str, fixture: str) -> Any:
-    return ENDPOINTS[endpoint].decoder.decode(fixture_bytes(fixture))
+    return ENDPOINTS[endpoint].decode(fixture_bytes(fixture))
 
 
 def test_papi_balance_list_example_decodes_with_empty_pnl_as_none() -> None:
@@ -119,7 +119,7 @@ def account_json(**overrides: object) -> bytes:
 
 
 def test_unknown_enum_values_still_decode_and_keep_their_text() -> None:
-    info = ENDPOINTS["pm_pro_account"].decoder.decode(
+    info = ENDPOINTS["pm_pro_account"].decode(
         account_json(accountStatus="PARTIAL_LIQUIDATION", accountType="PM_9")
     )
 
@@ -129,13 +129,13 @@ def test_unknown_enum_values_still_decode_and_keep_their_text() -> None:
 
 
 def test_fields_the_exchange_adds_are_ignored() -> None:
-    info = ENDPOINTS["pm_pro_account"].decoder.decode(account_json(brandNewField={"x": 1}))
+    info = ENDPOINTS["pm_pro_account"].decode(account_json(brandNewField={"x": 1}))
 
     assert info.uni_mmr == Decimal("1.5")
 
 
 def test_json_numbers_decode_to_exact_decimals() -> None:
-    info = ENDPOINTS["pm_pro_account"].decoder.decode(
+    info = ENDPOINTS["pm_pro_account"].decode(
         b'{"uniMMR": 0.1, "accountEquity": "10", '
         b'"actualEquity": "10", "accountMaintMargin": "1", "accountStatus": "NORMAL", '
         b'"accountType": "PM_1"}'
@@ -145,7 +145,7 @@ def test_json_numbers_decode_to_exact_decimals() -> None:
 
 
 def test_results_are_frozen() -> None:
-    info = ENDPOINTS["pm_pro_account"].decoder.decode(account_json())
+    info = ENDPOINTS["pm_pro_account"].decode(account_json())
 
     with pytest.raises(AttributeError):
         info.uni_mmr = Decimal(0)
@@ -167,7 +167,7 @@ def test_wrong_shapes_raise_decode_error_naming_endpoint_and_field(
     body: bytes, path: str | None, words: str
 ) -> None:
     with pytest.raises(DecodeError) as caught:
-        ENDPOINTS["pm_pro_account"].decoder.decode(body)
+        ENDPOINTS["pm_pro_account"].decode(body)
 
     assert caught.value.endpoint == "GET /sapi/v1/portfolio/account"
     assert caught.value.path == path
@@ -181,7 +181,7 @@ def test_decode_error_in_a_list_names_the_element() -> None:
     )
 
     with pytest.raises(DecodeError) as caught:
-        ENDPOINTS["pm_balance"].decoder.decode(body)
+        ENDPOINTS["pm_balance"].decode(body)
 
     assert caught.value.path == "$[0].updateTime"
 
@@ -194,7 +194,7 @@ def test_empty_text_stays_text_and_empty_amounts_become_none_together() -> None:
         b'"umUnrealizedPNL":"","cmWalletBalance":"2","cmUnrealizedPNL":"3,000.5",'
         b'"updateTime":1}]'
     )
-    (balance,) = ENDPOINTS["pm_balance"].decoder.decode(body)
+    (balance,) = ENDPOINTS["pm_balance"].decode(body)
     assert balance.asset == ""
     assert balance.total_wallet_balance is None
     assert balance.um_unrealized_pnl is None

@@ -295,16 +295,10 @@ def test_an_account_that_keeps_failing_backs_off_and_the_rest_go_on() -> None:
 # -- over loopback: ends and clean-up -------------------------------------------------------------
 
 
-@pytest.fixture
-async def exchange() -> AsyncIterator[SimulatedExchange]:
-    async with SimulatedExchange(
-        accounts=45,
-        window=1.0,
-        window_mode="sliding",
-        limits=Limits(sapi_ip=200, papi_ip=400),
-        seed=11,
-    ) as ex:
-        yield ex
+#: The exchange of the tests that want one but no special options.
+LOOPBACK = pytest.mark.simulated(
+    accounts=45, window=1.0, window_mode="sliding", limits=Limits(sapi_ip=200, papi_ip=400), seed=11
+)
 
 
 async def measure_clock(session: Session, ex: SimulatedExchange) -> None:
@@ -314,76 +308,80 @@ async def measure_clock(session: Session, ex: SimulatedExchange) -> None:
     await getattr(session.client(a.api_key, **a.credentials()), ENDPOINT[a.account_type.value])()
 
 
-async def test_leaving_the_poll_cancels_every_call_in_flight_and_waits_for_them() -> None:
-    async with SimulatedExchange(accounts=20, slow_seconds=30) as ex:
-        governor = Governor()
-        async with Session(base_url=ex.base_url, governor=governor, timeout=60) as session:
-            jobs = {
-                session.client(a.api_key, **a.credentials()): ENDPOINT[a.account_type.value]
-                for a in ex.accounts
-            }
-            await measure_clock(session, ex)
-            ex.faults = {"slow": 0.5}
+@pytest.mark.simulated(accounts=20, slow_seconds=30)
+async def test_leaving_the_poll_cancels_every_call_in_flight_and_waits_for_them(
+    simulated: SimulatedExchange,
+) -> None:
+    governor = Governor()
+    async with Session(base_url=simulated.base_url, governor=governor, timeout=60) as session:
+        jobs = {
+            session.client(a.api_key, **a.credentials()): ENDPOINT[a.account_type.value]
+            for a in simulated.accounts
+        }
+        await measure_clock(session, simulated)
+        simulated.faults = {"slow": 0.5}
+        async with session.poll(jobs, every=0.05) as updates:
+            async for _ in updates:
+                break  # some calls are still waiting for a slow answer
+            left = time.monotonic()
+        # Left: a join, so nothing of it runs any more.
+        assert poll_tasks() == []
+        assert time.monotonic() - left < 1.0
+        # Every permit was given back or completed: nothing is in flight any more.
+        assert all(state.used == 0 or state.waiters == 0 for state in governor.snapshot().values())
+        assert inflight(governor) == 0
+
+
+@pytest.mark.simulated(accounts=10, slow_seconds=30)
+async def test_cancelling_the_consumer_stops_the_polling_within_a_second(
+    simulated: SimulatedExchange,
+) -> None:
+    governor = Governor()
+    async with Session(base_url=simulated.base_url, governor=governor, timeout=60) as session:
+        clients = [session.client(a.api_key, **a.credentials()) for a in simulated.accounts]
+        jobs = {
+            c: ENDPOINT[a.account_type.value]
+            for c, a in zip(clients, simulated.accounts, strict=True)
+        }
+        await measure_clock(session, simulated)
+        simulated.faults = {"slow": 1.0}
+
+        async def consume() -> None:
             async with session.poll(jobs, every=0.05) as updates:
                 async for _ in updates:
-                    break  # some calls are still waiting for a slow answer
-                left = time.monotonic()
-            # Left: a join, so nothing of it runs any more.
-            assert poll_tasks() == []
-            assert time.monotonic() - left < 1.0
-            # Every permit was given back or completed: nothing is in flight any more.
-            assert all(
-                state.used == 0 or state.waiters == 0 for state in governor.snapshot().values()
-            )
-            assert inflight(governor) == 0
+                    pass
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(consume)
+            await anyio.sleep(0.3)  # every call is now waiting for a slow answer
+            assert poll_tasks()
+            cancelled = time.monotonic()
+            group.cancel_scope.cancel()
+        assert time.monotonic() - cancelled < 1.0
+        assert poll_tasks() == []
+        assert inflight(governor) == 0
 
 
-async def test_cancelling_the_consumer_stops_the_polling_within_a_second() -> None:
-    async with SimulatedExchange(accounts=10, slow_seconds=30) as ex:
-        governor = Governor()
-        async with Session(base_url=ex.base_url, governor=governor, timeout=60) as session:
-            clients = [session.client(a.api_key, **a.credentials()) for a in ex.accounts]
-            jobs = {
-                c: ENDPOINT[a.account_type.value] for c, a in zip(clients, ex.accounts, strict=True)
-            }
-            await measure_clock(session, ex)
-            ex.faults = {"slow": 1.0}
-
-            async def consume() -> None:
-                async with session.poll(jobs, every=0.05) as updates:
-                    async for _ in updates:
-                        pass
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(consume)
-                await anyio.sleep(0.3)  # every call is now waiting for a slow answer
-                assert poll_tasks()
-                cancelled = time.monotonic()
-                group.cancel_scope.cancel()
-            assert time.monotonic() - cancelled < 1.0
-            assert poll_tasks() == []
-            assert inflight(governor) == 0
+@pytest.mark.simulated(accounts=4)
+async def test_closing_the_session_stops_its_polls(simulated: SimulatedExchange) -> None:
+    session = Session(base_url=simulated.base_url, governor=simulated.governor())
+    clients = [session.client(a.api_key, **a.credentials()) for a in simulated.accounts]
+    jobs = {
+        c: ENDPOINT[a.account_type.value] for c, a in zip(clients, simulated.accounts, strict=True)
+    }
+    async with session.poll(jobs, every=0.05) as updates:
+        first = await updates.__anext__()
+        assert first.ok
+        await session.aclose()
+        assert poll_tasks() == []  # the close waited for the poll's work to end
+        rest = [u async for u in updates]  # what was already answered, then the end
+    assert len(rest) <= len(jobs)
 
 
-async def test_closing_the_session_stops_its_polls() -> None:
-    async with SimulatedExchange(accounts=4) as ex:
-        session = Session(base_url=ex.base_url, governor=ex.governor())
-        clients = [session.client(a.api_key, **a.credentials()) for a in ex.accounts]
-        jobs = {
-            c: ENDPOINT[a.account_type.value] for c, a in zip(clients, ex.accounts, strict=True)
-        }
-        async with session.poll(jobs, every=0.05) as updates:
-            first = await updates.__anext__()
-            assert first.ok
-            await session.aclose()
-            assert poll_tasks() == []  # the close waited for the poll's work to end
-            rest = [u async for u in updates]  # what was already answered, then the end
-        assert len(rest) <= len(jobs)
-
-
-async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) -> None:
-    async with Session(base_url=exchange.base_url) as session, Session() as other:
-        a = exchange.accounts[0]
+@LOOPBACK
+async def test_bad_arguments_are_refused_at_once(simulated: SimulatedExchange) -> None:
+    async with Session(base_url=simulated.base_url) as session, Session() as other:
+        a = simulated.accounts[0]
         client = session.client(a.api_key, **a.credentials())
         with pytest.raises(ValueError, match="unknown endpoint 'pm_balances'"):
             session.poll([client], "pm_balances")
@@ -397,14 +395,15 @@ async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) ->
             other.poll([client], "pm_balance")
 
 
+@LOOPBACK
 async def test_an_error_in_the_priority_function_ends_the_poll_with_it(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
     def broken_priority(update: Update) -> float:
         raise ZeroDivisionError("priority bug")
 
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        a = exchange.accounts[0]
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        a = simulated.accounts[0]
         client = session.client(a.api_key, **a.credentials())
         running = session.poll([client], ENDPOINT[a.account_type.value], priority=broken_priority)
 

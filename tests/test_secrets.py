@@ -10,7 +10,8 @@ import pytest
 import binance_pm._retry
 from binance_pm import AsyncClient, BinancePMError, Session
 
-from .conftest import Account, ScriptedExchange, error_body
+from .conftest import Account, MockExchange
+from .documented import error_body
 
 
 def secret_texts(account: Account) -> list[str]:
@@ -28,7 +29,7 @@ async def test_no_secret_in_repr_str_logs_or_errors(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     session: Session,
-    exchange: ScriptedExchange,
+    mocked: MockExchange,
     account: Account,
 ) -> None:
     monkeypatch.setattr(binance_pm._retry, "BASE_DELAY", 0.001)
@@ -53,7 +54,7 @@ async def test_no_secret_in_repr_str_logs_or_errors(
         httpx.ConnectError("refused"),
         (200, b"{broken", {}),
     ]
-    exchange.push(path, *answers)
+    mocked.push(path, *answers)
     for _ in range(4):
         with pytest.raises(BinancePMError) as caught:
             await client.pm_pro_account()

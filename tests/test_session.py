@@ -10,7 +10,8 @@ import pytest
 
 from binance_pm import AsyncClient, Session, SessionError
 
-from .conftest import Account, ScriptedExchange, fixture_bytes
+from .conftest import Account, MockExchange
+from .documented import fixture_bytes
 from .scripted import answering, serve
 
 
@@ -62,12 +63,12 @@ def test_recv_window_must_be_an_int() -> None:
 
 
 async def test_bad_per_call_recv_window_is_refused_before_sending(
-    client: AsyncClient, exchange: ScriptedExchange
+    client: AsyncClient, mocked: MockExchange
 ) -> None:
     with pytest.raises(ValueError, match="recv_window"):
         await client.pm_pro_account(recv_window=70_000)
 
-    assert exchange.requests == []
+    assert mocked.requests == []
 
 
 async def test_closed_session_refuses_calls(session: Session, account: Account) -> None:
@@ -88,9 +89,9 @@ async def test_closing_a_bound_client_leaves_the_session_open(
     await client.pm_pro_account()
 
 
-async def test_caller_owned_http_client_is_not_closed(exchange: ScriptedExchange) -> None:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(exchange))
-    async with Session(base_url="https://exchange.test", http=http):
+async def test_caller_owned_http_client_is_not_closed(mocked: MockExchange) -> None:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(mocked))
+    async with Session(base_url="https://mocked.test", http=http):
         pass
 
     assert not http.is_closed
@@ -138,14 +139,14 @@ async def test_respx_mocks_the_calls_of_a_session_given_a_callers_httpx_client(
     import respx
 
     account = accounts["HMAC"]
-    with respx.mock(base_url="https://exchange.test", assert_all_called=True) as mock:
+    with respx.mock(base_url="https://mocked.test", assert_all_called=True) as mock:
         mock.get("/api/v3/time").respond(200, json={"serverTime": 1_700_000_000_000})
         route = mock.get("/sapi/v1/portfolio/account").respond(
             200, content=fixture_bytes("sapi_v1_portfolio_account.json")
         )
         async with (
             httpx.AsyncClient() as http,
-            Session(base_url="https://exchange.test", http=http) as s,
+            Session(base_url="https://mocked.test", http=http) as s,
         ):
             info = await s.client(account.api_key, **account.credentials()).pm_pro_account()
     assert info.uni_mmr is not None

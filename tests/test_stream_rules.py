@@ -414,18 +414,6 @@ async def test_keys_are_closed_at_the_end_unless_a_shared_store_says_others_may_
 # -- hostile hosts ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def witness() -> AsyncIterator[HostileServer]:
-    async with HostileServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def hostile(witness: HostileServer) -> AsyncIterator[HostileServer]:
-    async with HostileServer(clock=(), witness=witness.url) as server:
-        yield server
-
-
 KEY = b"A" * 64
 
 
@@ -438,14 +426,14 @@ async def first_update(server: HostileServer) -> StreamUpdate:
 
 
 async def test_a_redirected_handshake_is_not_followed(
-    hostile: HostileServer, witness: HostileServer
+    scripted: HostileServer, witness: HostileServer
 ) -> None:
     location = b"{witness}/pm-classic/ws/" + KEY
-    hostile.push(
+    scripted.push(
         Answer(body=Raw(b'{"listenKey":"' + KEY + b'"}')),
         Answer(status=302, reason=b"Found", headers=((b"Location", location),), body=Raw(b"")),
     )
-    update = await first_update(hostile)
+    update = await first_update(scripted)
     assert isinstance(update.error, TransportError)
     assert "redirected (HTTP 302)" in str(update.error)
     assert witness.requests == []
@@ -455,13 +443,13 @@ async def test_a_redirected_handshake_is_not_followed(
     "key", [b"../../../admin/x", b"k?x=1&y=2" + b"A" * 20, b"A" * 300, b"", b"A" * 40 + b"\\u00e9"]
 )
 async def test_a_listen_key_that_is_not_one_never_reaches_a_url(
-    hostile: HostileServer, key: bytes
+    scripted: HostileServer, key: bytes
 ) -> None:
-    hostile.push(Answer(body=Raw(b'{"listenKey":"' + key + b'"}')))
-    update = await first_update(hostile)
+    scripted.push(Answer(body=Raw(b'{"listenKey":"' + key + b'"}')))
+    update = await first_update(scripted)
     assert isinstance(update.error, DecodeError)
     assert "not one" in str(update.error)
-    assert {r.method for r in hostile.requests} == {"POST"}  # no handshake was tried
+    assert {r.method for r in scripted.requests} == {"POST"}  # no handshake was tried
 
 
 async def test_processes_sharing_a_store_share_one_budget_of_connection_attempts(

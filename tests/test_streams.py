@@ -28,11 +28,7 @@ from binance_pm._client import AsyncClient
 from binance_pm._endpoints import STREAM_OF
 from binance_pm.testing import SimulatedExchange
 
-
-@pytest.fixture
-async def exchange() -> AsyncIterator[SimulatedExchange]:
-    async with SimulatedExchange(accounts=6, seed=7, push_every=0.3) as ex:
-        yield ex
+pytestmark = pytest.mark.simulated(accounts=6, seed=7, push_every=0.3)
 
 
 def clients_of(session: Session, ex: SimulatedExchange) -> dict[AsyncClient, str]:
@@ -60,10 +56,10 @@ async def until(
     raise AssertionError("the stream ended")
 
 
-async def test_events_of_both_products_decode_to_exact_values(exchange: SimulatedExchange) -> None:
-    pm, pro = of(exchange, "PM_2"), of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = clients_of(session, exchange)
+async def test_events_of_both_products_decode_to_exact_values(simulated: SimulatedExchange) -> None:
+    pm, pro = of(simulated, "PM_2"), of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = clients_of(session, simulated)
         async with session.stream(jobs) as updates:
             connected: set[str] = set()
 
@@ -73,7 +69,7 @@ async def test_events_of_both_products_decode_to_exact_values(exchange: Simulate
                 return len(connected) == len(jobs)
 
             await until(updates, all_connected)
-            exchange.push_event(
+            simulated.push_event(
                 pm,
                 {
                     "e": "riskLevelChange",
@@ -84,7 +80,7 @@ async def test_events_of_both_products_decode_to_exact_values(exchange: Simulate
                     "m": "840.33613445",
                 },
             )
-            exchange.push_event(
+            simulated.push_event(
                 pro,
                 {
                     "e": "PM_PRO_ACCOUNT_UPDATE",
@@ -97,7 +93,7 @@ async def test_events_of_both_products_decode_to_exact_values(exchange: Simulate
                     "vmw": "800",
                 },
             )
-            exchange.push_event(pro, {"e": "balanceUpdate", "a": "USDT", "d": "1.5"})
+            simulated.push_event(pro, {"e": "balanceUpdate", "a": "USDT", "d": "1.5"})
             got: dict[tuple[str, str], StreamUpdate] = {}
 
             def done(u: StreamUpdate) -> bool:
@@ -131,10 +127,12 @@ async def test_events_of_both_products_decode_to_exact_values(exchange: Simulate
     assert other.data["d"] == "1.5"
 
 
-async def test_the_exchanges_own_pushes_match_its_rest_answers(exchange: SimulatedExchange) -> None:
-    pro = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == pro}
+async def test_the_exchanges_own_pushes_match_its_rest_answers(
+    simulated: SimulatedExchange,
+) -> None:
+    pro = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == pro}
         (client,) = jobs
         async with session.stream(jobs) as updates:
             seen = await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
@@ -149,15 +147,15 @@ async def test_the_exchanges_own_pushes_match_its_rest_answers(exchange: Simulat
 
 @pytest.mark.parametrize("kind", ["PM_2", "PM_1"])
 async def test_a_risk_level_change_reaches_the_caller_within_a_second(
-    exchange: SimulatedExchange, kind: str
+    simulated: SimulatedExchange, kind: str
 ) -> None:
-    name = of(exchange, kind)
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, kind)
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             emitted = time.monotonic()
-            exchange.set_uni_mmr(name, 1.07)  # REDUCE_ONLY, whatever it was
+            simulated.set_uni_mmr(name, 1.07)  # REDUCE_ONLY, whatever it was
             seen = await until(
                 updates,
                 lambda u: (
@@ -172,39 +170,39 @@ async def test_a_risk_level_change_reaches_the_caller_within_a_second(
     assert event.event == ("riskLevelChange" if kind == "PM_2" else "RISK_LEVEL_CHANGE")
     assert event.uni_mmr is not None
     assert Decimal("1.0") < event.uni_mmr < Decimal("1.1")
-    assert exchange.streams.risk_events[-1][1:] == (name, "REDUCE_ONLY")
+    assert simulated.streams.risk_events[-1][1:] == (name, "REDUCE_ONLY")
 
 
 async def test_an_expired_key_and_a_dropped_connection_are_recovered(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
-            first_key = next(iter(exchange.streams.keys))
-            assert exchange.expire_listen_keys(name) == 1
+            first_key = next(iter(simulated.streams.keys))
+            assert simulated.expire_listen_keys(name) == 1
             seen = await until(updates, lambda u: u.connected)
             assert any(isinstance(u.event, ListenKeyExpired) for u in seen)
-            assert next(iter(exchange.streams.keys)) != first_key  # a new key
+            assert next(iter(simulated.streams.keys)) != first_key  # a new key
             await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
-            assert exchange.drop_streams(name) == 1
+            assert simulated.drop_streams(name) == 1
             seen = await until(updates, lambda u: u.connected)
             assert seen[-2].error is not None  # the drop is told, then the reconnection
             assert "stream closed" in str(seen[-2].error)
             # Events flow again after the reconnection, none lost from then on.
-            sent = exchange.push_event(name, {"e": "balanceUpdate", "a": "BTC", "d": "0.1"})
+            sent = simulated.push_event(name, {"e": "balanceUpdate", "a": "BTC", "d": "0.1"})
             assert sent == 1
             await until(updates, lambda u: isinstance(u.event, OtherEvent))
 
 
 async def test_rotation_replaces_the_connection_with_no_gap_and_no_duplicate(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         events: list[StreamUpdate] = []
         async with session.stream(jobs, rotate_after=0.5) as updates:
             started = time.monotonic()
@@ -220,53 +218,53 @@ async def test_rotation_replaces_the_connection_with_no_gap_and_no_duplicate(
     assert len(pushes) >= 6  # every 0.3 s for about 2.5 s, with four rotations
 
 
-async def test_keepalives_keep_a_short_lived_key(exchange: SimulatedExchange) -> None:
-    async with SimulatedExchange(accounts=3, seed=7, listen_key_ttl=0.6, push_every=0.2) as ex:
-        name = of(ex, "PM_1")
-        async with Session(base_url=ex.base_url, governor=ex.governor()) as session:
-            jobs = {c: p for c, p in clients_of(session, ex).items() if c.name == name}
-            events: list[StreamUpdate] = []
-            async with session.stream(jobs, keepalive=0.2) as updates:
-                started = time.monotonic()
-                async for update in updates:
-                    events.append(update)
-                    if time.monotonic() - started > 1.5:
-                        break
-            assert ex.stats.by_endpoint["pm_pro_listen_key_keepalive"] >= 4
+@pytest.mark.simulated(accounts=3, seed=7, listen_key_ttl=0.6, push_every=0.2)
+async def test_keepalives_keep_a_short_lived_key(simulated: SimulatedExchange) -> None:
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
+        events: list[StreamUpdate] = []
+        async with session.stream(jobs, keepalive=0.2) as updates:
+            started = time.monotonic()
+            async for update in updates:
+                events.append(update)
+                if time.monotonic() - started > 1.5:
+                    break
+        assert simulated.stats.by_endpoint["pm_pro_listen_key_keepalive"] >= 4
     assert [u for u in events if u.connected] == events[:1]
     assert not [u for u in events if isinstance(u.event, ListenKeyExpired)]
 
 
 async def test_leaving_the_loop_closes_every_socket_and_key_within_a_second(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = clients_of(session, exchange)
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = clients_of(session, simulated)
         async with session.stream(jobs) as updates:
             count = 0
             async for update in updates:
                 count += update.connected
                 if count == len(jobs):
                     break
-            assert sum(len(s.sockets) for s in exchange.streams.keys.values()) == len(jobs)
+            assert sum(len(s.sockets) for s in simulated.streams.keys.values()) == len(jobs)
             left = time.monotonic()
         assert time.monotonic() - left < 1.0
-        assert exchange.streams.keys == {}  # every key closed, so every socket too
+        assert simulated.streams.keys == {}  # every key closed, so every socket too
         assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
         used = session.governor.snapshot()
         assert used["fapi_ip"].used >= 4  # the listen-key calls went through the governor
         assert used["papi_ip"].used >= 2
 
 
-async def test_closing_the_session_ends_the_stream(exchange: SimulatedExchange) -> None:
-    session = Session(base_url=exchange.base_url, governor=exchange.governor())
-    jobs = clients_of(session, exchange)
+async def test_closing_the_session_ends_the_stream(simulated: SimulatedExchange) -> None:
+    session = Session(base_url=simulated.base_url, governor=simulated.governor())
+    jobs = clients_of(session, simulated)
     async with session.stream(jobs) as updates:
         first = await updates.__anext__()
         assert first.connected
         started = time.monotonic()
         await session.aclose()  # from inside: the close joins the stream's work
-        assert exchange.streams.keys == {}  # the listen keys closed before it returned
+        assert simulated.streams.keys == {}  # the listen keys closed before it returned
         rest = [u async for u in updates]
     assert time.monotonic() - started < 1.5
     assert all(u.error is None for u in rest)
@@ -274,10 +272,10 @@ async def test_closing_the_session_ends_the_stream(exchange: SimulatedExchange) 
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("binance_pm")]
 
 
-async def test_a_refused_key_ends_that_account_only(exchange: SimulatedExchange) -> None:
-    pro = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == pro}
+async def test_a_refused_key_ends_that_account_only(simulated: SimulatedExchange) -> None:
+    pro = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == pro}
         wrong = session.client("Z" * 64, secret="0" * 64, name="wrong")
         jobs[wrong] = "pm_pro"
         pm_for_pro = next(c for c in jobs if c.name == pro)
@@ -288,8 +286,8 @@ async def test_a_refused_key_ends_that_account_only(exchange: SimulatedExchange)
             await until(updates, lambda u: u.client is pm_for_pro and u.event is not None)
 
 
-async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) -> None:
-    async with Session(base_url=exchange.base_url) as session, Session() as other:
+async def test_bad_arguments_are_refused_at_once(simulated: SimulatedExchange) -> None:
+    async with Session(base_url=simulated.base_url) as session, Session() as other:
         client = session.client("k" * 64, secret="s")
         with pytest.raises(ValueError, match="product must be"):
             session.stream([client], "spot")
@@ -306,11 +304,11 @@ async def test_bad_arguments_are_refused_at_once(exchange: SimulatedExchange) ->
 
 
 async def test_poll_with_streams_fills_a_gap_once_per_period_and_loses_nothing_after(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        account = next(a for a in exchange.accounts if a.name == name)
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        account = next(a for a in simulated.accounts if a.name == name)
         client = session.client(account.api_key, name=name, **account.credentials())
         polled = session.poll([client], "pm_pro_account", stream=True, reconcile_every=60)
         async with polled as updates:
@@ -320,51 +318,51 @@ async def test_poll_with_streams_fills_a_gap_once_per_period_and_loses_nothing_a
             assert isinstance(pushed.event, PMProAccountUpdate)
             assert pushed.result is None
             breaks: list[Callable[[str], int]] = [
-                exchange.drop_streams,
-                exchange.expire_listen_keys,
+                simulated.drop_streams,
+                simulated.expire_listen_keys,
             ]
             for n, break_it in enumerate(breaks):
-                calls = exchange.stats.by_endpoint["pm_pro_account"]
+                calls = simulated.stats.by_endpoint["pm_pro_account"]
                 assert break_it(name) == 1
                 if n == 0:
                     # Long before the next reconciliation (60 s), one REST call fills the gap.
                     filled = await until_update(updates, lambda u: u.source == "rest", seconds=5)
                     assert filled.result is not None
                     assert filled.error is None
-                    assert exchange.stats.by_endpoint["pm_pro_account"] == calls + 1
+                    assert simulated.stats.by_endpoint["pm_pro_account"] == calls + 1
                 else:
                     # Within a period of the last fill, the next waits for the period's end.
                     await until_update(updates, lambda u: isinstance(u.event, ListenKeyExpired))
                     with anyio.fail_after(5):
-                        while not open_streams(exchange, name):
-                            await exchange.streams.changed()
+                        while not open_streams(simulated, name):
+                            await simulated.streams.changed()
                 # From then on, every event pushed reaches the caller.
                 marks = []
                 for n in range(3):
                     event = {"e": "balanceUpdate", "a": "BTC", "d": str(n)}
-                    assert exchange.push_event(name, event) == 1
+                    assert simulated.push_event(name, event) == 1
                     marks.append(str(n))
                 got = await pushed_marks(updates, 3)
                 assert got == marks
-            assert exchange.stats.by_endpoint["pm_pro_account"] == calls  # none filled yet
+            assert simulated.stats.by_endpoint["pm_pro_account"] == calls  # none filled yet
 
 
 async def test_poll_with_streams_passes_a_risk_change_within_a_second(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_2")
-    account = next(a for a in exchange.accounts if a.name == name)
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
+    name = of(simulated, "PM_2")
+    account = next(a for a in simulated.accounts if a.name == name)
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
         client = session.client(account.api_key, name=name, **account.credentials())
         polled = session.poll([client], "pm_balance", stream=True, reconcile_every=60)
         async with polled as updates:
             await until_update(updates, lambda u: u.source == "rest")
             for _ in range(100):  # the stream is connected when its socket is there
-                if any(s.sockets for s in exchange.streams.keys.values()):
+                if any(s.sockets for s in simulated.streams.keys.values()):
                     break
                 await anyio.sleep(0.01)
             emitted = time.monotonic()
-            exchange.set_uni_mmr(name, 1.02)
+            simulated.set_uni_mmr(name, 1.02)
             risk = await until_update(updates, lambda u: isinstance(u.event, RiskLevelChange))
             assert time.monotonic() - emitted < 1.0
     assert risk.source == "stream"
@@ -374,9 +372,9 @@ async def test_poll_with_streams_passes_a_risk_change_within_a_second(
 
 
 async def test_poll_with_streams_refuses_an_endpoint_without_a_stream(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    async with Session(base_url=exchange.base_url) as session:
+    async with Session(base_url=simulated.base_url) as session:
         client = session.client("k" * 64, secret="s")
         with pytest.raises(ValueError, match="no user data stream"):
             session.poll([client], "classic_pm_account", asset="USDT", stream=True)
@@ -384,9 +382,9 @@ async def test_poll_with_streams_refuses_an_endpoint_without_a_stream(
             session.poll({client: ["pm_balance", "pm_pro_account"]}, stream=True)
 
 
-def open_streams(exchange: SimulatedExchange, name: str) -> int:
-    index = next(i for i, a in enumerate(exchange.accounts) if a.name == name)
-    return sum(len(k.sockets) for k in exchange.streams.keys.values() if k.account == index)
+def open_streams(simulated: SimulatedExchange, name: str) -> int:
+    index = next(i for i, a in enumerate(simulated.accounts) if a.name == name)
+    return sum(len(k.sockets) for k in simulated.streams.keys.values() if k.account == index)
 
 
 async def pushed_marks(updates: AsyncIterator[Update], count: int) -> list[str]:
@@ -411,12 +409,12 @@ async def until_update(
     raise AssertionError("the poll ended")
 
 
-async def test_more_accounts_than_a_connection_pool_holds_all_connect() -> None:
-    async with (
-        SimulatedExchange(accounts=130, seed=5) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = clients_of(session, ex)
+@pytest.mark.simulated(accounts=130, seed=5)
+async def test_more_accounts_than_a_connection_pool_holds_all_connect(
+    simulated: SimulatedExchange,
+) -> None:
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = clients_of(session, simulated)
         connected: set[str] = set()
         async with session.stream(jobs) as updates:
             with anyio.fail_after(8):
@@ -426,37 +424,37 @@ async def test_more_accounts_than_a_connection_pool_holds_all_connect() -> None:
                         connected.add(update.name)
                         if len(connected) == len(jobs):
                             break
-        assert sum(len(s.sockets) for s in ex.streams.keys.values()) == 0
+        assert sum(len(s.sockets) for s in simulated.streams.keys.values()) == 0
 
 
 async def test_a_keepalive_refused_for_a_silently_expired_key_opens_a_new_one(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         async with session.stream(jobs, keepalive=0.3) as updates:
             await until(updates, lambda u: u.connected)
-            first_key = next(iter(exchange.streams.keys))
-            assert exchange.expire_listen_keys(name, notify=False) == 1
+            first_key = next(iter(simulated.streams.keys))
+            assert simulated.expire_listen_keys(name, notify=False) == 1
             seen = await until(updates, lambda u: u.connected, seconds=3)
             assert not any(isinstance(u.event, ListenKeyExpired) for u in seen)
             assert not any(u.error for u in seen)  # a -1125 is the cue, not a failure
-            assert list(exchange.streams.keys) != [first_key]
+            assert list(simulated.streams.keys) != [first_key]
             await until(updates, lambda u: isinstance(u.event, PMProAccountUpdate))
-    assert exchange.stats.by_code.get(-1125, 0) >= 1
+    assert simulated.stats.by_code.get(-1125, 0) >= 1
 
 
 async def test_an_event_in_a_binary_frame_is_read_as_in_a_text_one(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             event = {"e": "balanceUpdate", "a": "BTC", "d": "0.5"}
-            assert exchange.push_event(name, event, binary=True) == 1
+            assert simulated.push_event(name, event, binary=True) == 1
             seen = await until(updates, lambda u: isinstance(u.event, OtherEvent))
     assert not [u for u in seen if u.error is not None]
     other = seen[-1].event
@@ -465,15 +463,15 @@ async def test_an_event_in_a_binary_frame_is_read_as_in_a_text_one(
 
 
 async def test_an_expiry_whose_time_is_a_string_still_renews_the_key(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
             # As the futures exchange has sent it: "E" as a string.
-            exchange.push_event(name, {"e": "listenKeyExpired", "E": "1693427319838"})
+            simulated.push_event(name, {"e": "listenKeyExpired", "E": "1693427319838"})
             seen = await until(updates, lambda u: u.connected)
     expired = [u.event for u in seen if isinstance(u.event, ListenKeyExpired)]
     assert [e.event_time for e in expired] == [1693427319838]
@@ -481,28 +479,28 @@ async def test_an_expiry_whose_time_is_a_string_still_renews_the_key(
 
 
 async def test_keepalives_and_rotations_due_together_both_go_on(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         # The rotation falls due while the first keepalive is out, and then both are late.
         stream = session.stream(jobs, keepalive=1.1, rotate_after=1.0)
         async with stream as updates:
             with anyio.move_on_after(3.6):
                 async for update in updates:
                     assert update.error is None, update.error
-    assert exchange.stats.by_endpoint["pm_pro_listen_key_keepalive"] >= 2
+    assert simulated.stats.by_endpoint["pm_pro_listen_key_keepalive"] >= 2
 
 
 async def test_each_drop_after_a_good_connection_reconnects_as_fast_as_the_first(
-    exchange: SimulatedExchange, monkeypatch: pytest.MonkeyPatch
+    simulated: SimulatedExchange, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A connection that lived this long and carried a message is good: the backoff ends.
     monkeypatch.setattr(binance_pm._stream_lines, "GOOD_LIFE", 0.1)
-    name = of(exchange, "PM_1")
-    async with Session(base_url=exchange.base_url, governor=exchange.governor()) as session:
-        jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    name = of(simulated, "PM_1")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
         delays = []
         async with session.stream(jobs) as updates:
             await until(updates, lambda u: u.connected)
@@ -510,7 +508,7 @@ async def test_each_drop_after_a_good_connection_reconnects_as_fast_as_the_first
                 await until(updates, lambda u: u.event is not None)  # it carried a message
                 await anyio.sleep(0.15)  # and lived: a good connection between drops
                 dropped = time.monotonic()
-                assert exchange.drop_streams(name) == 1
+                assert simulated.drop_streams(name) == 1
                 await until(updates, lambda u: u.connected)
                 delays.append(time.monotonic() - dropped)
     # The backoff starts over after each good connection: no drop waits the fifth one's.
@@ -518,10 +516,10 @@ async def test_each_drop_after_a_good_connection_reconnects_as_fast_as_the_first
 
 
 async def test_a_stream_closed_with_its_session_before_it_began_ends_at_once(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    session = Session(base_url=exchange.base_url, governor=exchange.governor())
-    jobs = clients_of(session, exchange)
+    session = Session(base_url=simulated.base_url, governor=simulated.governor())
+    jobs = clients_of(session, simulated)
     running = session.stream(jobs)
     await session.aclose()
     with pytest.raises(SessionError, match="closed"):
@@ -531,11 +529,11 @@ async def test_a_stream_closed_with_its_session_before_it_began_ends_at_once(
 
 
 async def test_poll_with_streams_ends_when_the_session_closes_just_after_it_began(
-    exchange: SimulatedExchange,
+    simulated: SimulatedExchange,
 ) -> None:
-    session = Session(base_url=exchange.base_url, governor=exchange.governor())
-    name = of(exchange, "PM_1")
-    jobs = {c: p for c, p in clients_of(session, exchange).items() if c.name == name}
+    session = Session(base_url=simulated.base_url, governor=simulated.governor())
+    name = of(simulated, "PM_1")
+    jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == name}
     (client,) = jobs
     async with session.poll([client], "pm_pro_account", stream=True) as updates:
         await updates.__anext__()
