@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import anyio.lowlevel
 import pytest
 
-from binance_pm import TransportError
+from binance_pm import DecodeError, TransportError
 from binance_pm._clock import ExchangeClock
 
 
@@ -124,3 +126,22 @@ async def test_first_measurement_failure_is_raised() -> None:
 
     with pytest.raises(TransportError):
         await clock.ensure(broken)
+
+
+@pytest.mark.parametrize("reading", [10**30, -(10**15), 0, 10**5])
+async def test_an_implausible_server_time_is_a_decode_error_and_the_offset_stays(
+    reading: int,
+) -> None:
+    clock = ExchangeClock(samples=1)
+
+    async def good() -> int:
+        return time.time_ns() // 10**6 + 1000
+
+    async def bad() -> int:
+        return reading
+
+    await clock.resync(good, seen=clock.generation)
+    offset = clock.offset_ms
+    with pytest.raises(DecodeError, match="serverTime"):
+        await clock.resync(bad, seen=clock.generation)
+    assert clock.offset_ms == offset

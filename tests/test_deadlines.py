@@ -12,7 +12,7 @@ from binance_pm import Session
 from binance_pm._deadlines import Deadlines
 from binance_pm._endpoints import PAPI_PING
 
-from .scripted import serve
+from .hostile import Answer, HostileServer
 
 # Sessions keep deadlines this way only where Task.uncancel exists; elsewhere a cancel scope.
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel is 3.11+")
@@ -63,18 +63,14 @@ async def test_finished_deadlines_do_not_pile_up() -> None:
     assert len(deadlines._heap) < 600
 
 
-async def test_someone_elses_cancellation_propagates_through_a_session_call() -> None:
+async def test_someone_elses_cancellation_propagates_through_a_session_call(
+    scripted: HostileServer,
+) -> None:
+    scripted.push(Answer(stall=10))
 
-    async def stall(
-        path: str, query: dict[str, str]
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        await asyncio.sleep(10)
-        return 200, [], b"{}"
-
-    async for base_url, _app in serve(stall):
-        async with Session(base_url=base_url, timeout=5.0) as s:
-            call = asyncio.ensure_future(s._call(PAPI_PING, [], credentials=None))
-            await asyncio.sleep(0.2)
-            call.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await call
+    async with Session(base_url=scripted.url, timeout=5.0) as s:
+        call = asyncio.ensure_future(s._call(PAPI_PING, [], credentials=None))
+        await asyncio.sleep(0.2)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call

@@ -3,6 +3,7 @@ waits, so timers, events and cancellation are exercised exactly, with no sleepin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from binance_pm._endpoints import (
     PM_PRO_BALANCE,
     PM_PRO_SPAN_ACCOUNT,
 )
+from binance_pm._headers import LONGEST_BAN
 
 FAR = 1e9  # a deadline that never comes
 
@@ -645,3 +647,51 @@ def test_limits_are_the_published_ones_by_default_and_checked_when_made() -> Non
         Governor(limits={"papi_ip": 600})  # type: ignore[arg-type]
     with pytest.raises(KeyError):
         Limits()["dapi_ip"]
+
+
+# -- refusals whose headers say absurd things (on asyncio, the real clock: nothing waits) -----
+
+
+async def test_a_418_with_an_infinite_retry_after_shuts_the_family_for_at_most_three_days() -> None:
+    gov = Governor()
+    permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+    permit.complete(418, {"Retry-After": "inf"})
+    state = gov.snapshot()["papi_ip"]
+    assert 0 < state.closed_for <= LONGEST_BAN
+    with pytest.raises(IPBannedError):  # typed, at once: no OverflowError for later calls
+        await gov.acquire(PM_BALANCE, account="a", deadline=time.monotonic() + 1)
+
+
+async def test_a_retry_after_of_31_years_is_capped_and_reopen_opens_it_by_hand() -> None:
+    gov = Governor()
+    permit = await gov.acquire(PM_PRO_ACCOUNT, account="acct", deadline=FAR)
+    permit.complete(429, {"Retry-After": "1000000000", "X-SAPI-USED-UID-WEIGHT-1M": "180000"})
+    name = next(n for n in gov.snapshot() if n.startswith("sapi_uid"))
+    assert 0 < gov.snapshot()[name].closed_for <= LONGEST_BAN
+
+    gov.reopen(name)
+
+    assert gov.snapshot()[name].closed_for == 0
+    with pytest.raises(KeyError):
+        gov.reopen("no_such_budget")
+
+
+async def test_retry_after_zero_still_shuts_the_budget_for_a_moment() -> None:
+    gov = Governor()
+    permit = await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+    permit.complete(429, {"Retry-After": "0", "X-MBX-USED-WEIGHT-1M": "6000"})
+    assert gov.snapshot()["papi_ip"].closed_for > 0.5
+    assert gov.try_acquire(PM_BALANCE, account="a") is None
+
+
+def test_uid_budget_names_of_keys_that_mask_alike_are_made_in_constant_time() -> None:
+    gov = Governor()
+    keys = [f"AAAA{i:08d}ZZZZ" for i in range(20_000)]
+    started = time.perf_counter()
+    for key in keys:
+        gov.try_acquire(PM_PRO_ACCOUNT, account=key)  # each account's budget made
+    elapsed = time.perf_counter() - started
+    names = [name for name in gov.snapshot() if name.startswith("sapi_uid")]
+    assert len(set(names)) == len(keys)
+    assert names[:3] == ["sapi_uid:AAAA…ZZZZ", "sapi_uid:AAAA…ZZZZ#2", "sapi_uid:AAAA…ZZZZ#3"]
+    assert elapsed < 10.0  # quadratic took minutes for this many; linear takes milliseconds

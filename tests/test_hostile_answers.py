@@ -1,13 +1,16 @@
 """Hostile answers, one at a time: each a way an exchange, a proxy or an attacker on the path
 once crashed a call, leaked a signature, locked a budget or made the SDK hammer the exchange.
 
-Each test scripts a raw loopback server (``tests/hostile.py``). The time endpoint, which the
-clock asks, has a script of its own: good answers unless a test pushes others there.
+Each test scripts the ``scripted`` server, a raw loopback server (``tests/hostile.py``); those
+that matter to either sending layer run on both (``http_stack``). The time endpoint, which the
+clock asks, has a script of its own: good answers unless a test pushes others there. The header
+readers are also tested on their own, beside the answers that carry those headers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 
 import anyio
@@ -17,6 +20,7 @@ import pytest
 from binance_pm import (
     APIError,
     AsyncClient,
+    BadRequestError,
     BinancePMError,
     DecodeError,
     Governor,
@@ -25,8 +29,9 @@ from binance_pm import (
     Session,
     TransportError,
 )
+from binance_pm._headers import retry_after_seconds, used_weights
 
-from .conftest import HMAC_API_KEY, HMAC_SECRET
+from .conftest import HMAC_API_KEY, HMAC_SECRET, Stack
 from .documented import fixture_bytes
 from .hostile import (
     Answer,
@@ -63,6 +68,10 @@ def _account_requests(scripted: HostileServer) -> list[Request]:
     return [r for r in scripted.requests if not r.path.endswith("/time")]
 
 
+def _sent(scripted: HostileServer, path: str) -> int:
+    return sum(1 for r in scripted.requests if r.path == path)
+
+
 def _secrets(scripted: HostileServer) -> list[str]:
     return [HMAC_API_KEY, HMAC_SECRET, *sent_signatures(scripted.requests)]
 
@@ -97,6 +106,20 @@ async def test_a_3xx_is_reported_as_a_redirect(scripted: HostileServer) -> None:
     assert "redirect" in str(caught.value).lower()
 
 
+async def test_a_redirect_is_reported_as_one_and_not_followed(
+    scripted: HostileServer, http_stack: Stack
+) -> None:
+    elsewhere = b"http://127.0.0.2:9/papi/v1/balance?signature=abc"
+    scripted.push(*[Answer(status=302, body=Raw(b""), headers=((b"Location", elsewhere),))] * 3)
+
+    async with Session(base_url=scripted.url, **http_stack) as s:
+        with pytest.raises(BadRequestError, match=r"redirect to http://127\.0\.0\.2:9") as caught:
+            await _client(s).pm_balance()
+
+    assert "signature" not in str(caught.value)
+    assert _sent(scripted, "/papi/v1/balance") == 1
+
+
 # -- misfiled answers -------------------------------------------------------------------------
 
 
@@ -111,6 +134,20 @@ async def test_a_200_with_code_and_msg_is_an_api_error_with_that_code(
             await _client(session).pm_pro_account()
 
     assert caught.value.code == -1000
+
+
+async def test_an_error_body_in_a_200_is_the_exchanges_error(
+    scripted: HostileServer, http_stack: Stack
+) -> None:
+    body = b'{"code": -1000, "msg": "An unknown error occurred while processing the request."}'
+    scripted.push(Answer(status=200, body=Raw(body)))
+
+    async with Session(base_url=scripted.url, max_retries=0, **http_stack) as s:
+        with pytest.raises(APIError) as caught:
+            await _client(s).pm_pro_account()
+
+    assert caught.value.code == -1000
+    assert not isinstance(caught.value, DecodeError)
 
 
 # -- bodies that crashed the decoder ----------------------------------------------------------
@@ -198,7 +235,29 @@ async def test_a_snan_uni_mmr_does_not_end_the_poll(scripted: HostileServer) -> 
     assert updates[1].ok
 
 
+async def test_an_answer_longer_than_max_body_is_refused(
+    scripted: HostileServer, http_stack: Stack
+) -> None:
+    huge = b'{"padding": "' + b"x" * 200_000 + b'"}'
+    scripted.push(Answer(status=200, body=Raw(huge)))
+
+    async with Session(base_url=scripted.url, max_body=65_536, max_retries=0, **http_stack) as s:
+        with pytest.raises(TransportError, match="longer than 65,536 bytes"):
+            await _client(s).pm_pro_account()
+
+
 # -- headers and times too big for a float or an int ------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "1e999", "-inf", "nan", "1" * 400])
+def test_retry_after_is_capped_at_the_longest_documented_ban(value: str) -> None:
+    seconds = retry_after_seconds({"Retry-After": value})
+    assert seconds is None or 0 <= seconds <= LONGEST_BAN
+
+
+def test_a_used_weight_of_hundreds_of_digits_is_ignored() -> None:
+    assert used_weights({"X-MBX-USED-WEIGHT-1M": "9" * 309}, "papi") == {}
+    assert used_weights({"X-MBX-USED-WEIGHT-1M": "120"}, "papi") == {"ip": 120}
 
 
 @pytest.mark.parametrize(
@@ -337,6 +396,29 @@ async def test_a_418_without_retry_after_is_shut_until_the_time_its_body_says(
     assert 50 < governor.snapshot()["papi_ip"].closed_for <= 60
 
 
+async def test_a_418_without_retry_after_is_shut_until_the_time_its_body_names(
+    scripted: HostileServer, http_stack: Stack
+) -> None:
+    until = time.time_ns() // 10**6 + 600_000  # banned ten minutes
+    body = json.dumps(
+        {"code": -1003, "msg": f"Way too much request weight used; IP banned until {until}."}
+    )
+    scripted.push(*[Answer(status=418, body=Raw(body.encode()))] * 3)
+
+    gov = Governor(window=2.0)
+    async with Session(base_url=scripted.url, timeout=1.0, governor=gov, **http_stack) as s:
+        client = _client(s)
+        with pytest.raises(IPBannedError) as caught:
+            await client.pm_balance()
+        assert 590 <= gov.snapshot()["papi_ip"].closed_for <= 600
+        with pytest.raises(IPBannedError):
+            await client.pm_balance()
+
+    assert _sent(scripted, "/papi/v1/balance") == 1  # not again into a ten-minute ban
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 500
+
+
 @pytest.mark.parametrize("until", [b"9999999999999999", b"99999999999999999999", b"0000000000"])
 async def test_banned_until_of_a_418_never_raises(scripted: HostileServer, until: bytes) -> None:
     msg = b"Way too much request weight used; IP banned until %s." % until
@@ -349,6 +431,21 @@ async def test_banned_until_of_a_418_never_raises(scripted: HostileServer, until
             await _client(session).pm_balance()
 
     _ = caught.value.banned_until
+
+
+async def test_a_418_whose_body_names_a_time_ages_away_is_capped_and_never_raises(
+    scripted: HostileServer, http_stack: Stack
+) -> None:
+    body = b'{"code": -1003, "msg": "IP banned until 9999999999999999."}'
+    scripted.push(*[Answer(status=418, body=Raw(body))] * 3)
+
+    gov = Governor(window=2.0)
+    async with Session(base_url=scripted.url, timeout=1.0, governor=gov, **http_stack) as s:
+        with pytest.raises(IPBannedError) as caught:
+            await _client(s).pm_balance()
+
+    assert gov.snapshot()["papi_ip"].closed_for <= LONGEST_BAN
+    str(caught.value.banned_until)  # never raises
 
 
 @pytest.mark.parametrize("retry_after", [b"0", b"0.01"])
@@ -365,6 +462,21 @@ async def test_a_429_with_a_tiny_retry_after_on_every_request_does_not_hammer(
             await _client(session).pm_balance()
 
     assert len(_account_requests(scripted)) <= MAX_REFUSED_REQUESTS
+
+
+async def test_retry_after_zero_on_every_429_does_not_loop(
+    scripted: HostileServer, http_stack: Stack
+) -> None:
+    refusal = json.dumps({"code": -1003, "msg": "Too much request weight used"}).encode()
+    scripted.push(*[Answer(status=429, body=Raw(refusal), headers=((b"retry-after", b"0"),))] * 10)
+
+    governor = Governor(window=6.0)
+    async with Session(base_url=scripted.url, timeout=5.0, governor=governor, **http_stack) as s:
+        with pytest.raises(RateLimitError):
+            await _client(s).pm_balance()
+
+    # At most MAX_REFUSED_ATTEMPTS requests, each after a shut of a tenth of the window.
+    assert _sent(scripted, "/papi/v1/balance") <= 3
 
 
 # -- signatures in errors and logs ------------------------------------------------------------

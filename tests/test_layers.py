@@ -70,7 +70,7 @@ def test_the_command_line_uses_only_the_public_testing_api() -> None:
 
 
 def test_no_test_module_imports_another() -> None:
-    """Shared helpers live in modules of their own (``served``, ``commands``, ``scripted`` …),
+    """Shared helpers live in modules of their own (``served``, ``commands``, ``hostile`` …),
     so that a test module can change without breaking another."""
     tests = Path(__file__).parent
     modules = {p.stem for p in tests.glob("test_*.py")}

@@ -1,10 +1,10 @@
-"""The default HTTP stack over real sockets: exact bytes out, every failure typed."""
+"""The sending layers over real sockets, to the scripted server: exact bytes out, every failure
+typed, and a proxy when one is set."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ from binance_pm.testing import LoopbackServer
 
 from .conftest import Account, Stack
 from .documented import DOCUMENTED
-from .recording import RecordingApp
+from .hostile import Answer, HostileServer, Raw
 
 CUT: Endpoint[dict[str, str]] = Endpoint(
     "cut", "api", "/truncated", 1, signed=False, response=dict[str, str]
@@ -29,13 +29,6 @@ SLOW: Endpoint[dict[str, str]] = Endpoint(
 PAGE: Endpoint[dict[str, str]] = Endpoint(
     "page", "api", "/html502", 1, signed=False, response=dict[str, str]
 )
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[LoopbackServer, RecordingApp]]:
-    app = RecordingApp()
-    async with LoopbackServer(app) as srv:
-        yield srv, app
 
 
 @pytest.fixture(autouse=True)
@@ -52,11 +45,10 @@ async def test_default_stack_is_aiohttp_under_asyncio_and_httpx_when_given(
 
 
 async def test_all_endpoints_over_loopback_with_signatures_verified_by_the_server(
-    server: tuple[LoopbackServer, RecordingApp], account: Account, http_stack: Stack
+    scripted: HostileServer, account: Account, http_stack: Stack
 ) -> None:
-    srv, app = server
     async with AsyncClient(
-        account.api_key, **account.credentials(), base_url=srv.base_url, **http_stack
+        account.api_key, **account.credentials(), base_url=scripted.url, **http_stack
     ) as c:
         await c.pm_balance()
         await c.pm_pro_balance(asset="BTC")
@@ -64,13 +56,13 @@ async def test_all_endpoints_over_loopback_with_signatures_verified_by_the_serve
         await c.pm_pro_span_account()
         await c.classic_pm_account(asset="BTC")
 
-    signed = [r for r in app.seen if r["path"] != "/api/v3/time"]
-    assert [r["path"] for r in signed] == list(DOCUMENTED)
+    signed = [r for r in scripted.requests if r.path != "/api/v3/time"]
+    assert [r.path for r in signed] == list(DOCUMENTED)
     for request in signed:
-        payload, sep, signature = request["query"].rpartition(b"&signature=")
+        payload, sep, signature = request.query.encode().rpartition(b"&signature=")
         assert sep, request
-        assert account.verify(payload, signature.decode()), request["path"]
-        assert request["headers"]["x-mbx-apikey"] == account.api_key
+        assert account.verify(payload, signature.decode()), request.path
+        assert request.header("x-mbx-apikey") == account.api_key
 
 
 async def test_connection_refused_is_a_transport_error_after_retries(
@@ -92,22 +84,24 @@ async def test_connection_refused_is_a_transport_error_after_retries(
 
 
 async def test_body_cut_short_is_a_transport_error(
-    server: tuple[LoopbackServer, RecordingApp],
-    http_stack: Stack,
+    scripted: HostileServer, http_stack: Stack
 ) -> None:
-    srv, app = server
-    async with Session(base_url=srv.base_url, max_retries=1, **http_stack) as session:
+    # A Content-Length of 500 for 13 bytes, then the connection closed.
+    cut = Answer(
+        body=Raw(b'{"uniMMR": "1'), headers=((b"Content-Length", b"500"),), framing="close"
+    )
+    scripted.push(cut, cut)
+    async with Session(base_url=scripted.url, max_retries=1, **http_stack) as session:
         with pytest.raises(TransportError, match=r"cut short|closed the connection"):
             await session._call(CUT, [], credentials=None)
-    assert sum(1 for r in app.seen if r["path"] == "/truncated") == 2  # tried, then retried once
+    assert sum(1 for r in scripted.requests if r.path == "/truncated") == 2  # tried, retried once
 
 
 async def test_slow_answer_ends_at_the_call_timeout(
-    server: tuple[LoopbackServer, RecordingApp],
-    http_stack: Stack,
+    scripted: HostileServer, http_stack: Stack
 ) -> None:
-    srv, _ = server
-    async with Session(base_url=srv.base_url, timeout=0.3, **http_stack) as session:
+    scripted.push(Answer(stall=1.0))  # an answer in a second, unless the client has gone by then
+    async with Session(base_url=scripted.url, timeout=0.3, **http_stack) as session:
         started = asyncio.get_running_loop().time()
         with pytest.raises(TransportError, match=r"timeout of 0\.3 s|timed out"):
             await session._call(SLOW, [], credentials=None)
@@ -115,21 +109,19 @@ async def test_slow_answer_ends_at_the_call_timeout(
 
 
 async def test_html_error_page_over_the_wire_is_a_server_error(
-    server: tuple[LoopbackServer, RecordingApp],
-    http_stack: Stack,
+    scripted: HostileServer, http_stack: Stack
 ) -> None:
-    srv, _ = server
-    async with Session(base_url=srv.base_url, max_retries=0, **http_stack) as session:
+    scripted.push(Answer(status=502, body=Raw(b"<html><title>502 Bad Gateway</title></html>")))
+    async with Session(base_url=scripted.url, max_retries=0, **http_stack) as session:
         with pytest.raises(ServerError, match="502 Bad Gateway"):
             await session._call(PAGE, [], credentials=None)
 
 
 async def test_many_concurrent_calls_share_one_session(
-    server: tuple[LoopbackServer, RecordingApp], accounts: dict[str, Account], http_stack: Stack
+    scripted: HostileServer, accounts: dict[str, Account], http_stack: Stack
 ) -> None:
-    srv, _ = server
     account = accounts["HMAC"]
-    async with Session(base_url=srv.base_url, **http_stack) as session:
+    async with Session(base_url=scripted.url, **http_stack) as session:
         client = session.client(account.api_key, **account.credentials())
         results = await asyncio.gather(*(client.pm_pro_account() for _ in range(200)))
 
@@ -151,3 +143,23 @@ async def test_log_level_keeps_the_tracebacks_of_a_failing_app_out_of_the_output
 
     assert "fails on purpose" not in printed["critical"]
     assert "fails on purpose" in printed["error"]  # the same failure, told at "error"
+
+
+async def test_a_proxy_carries_every_request_when_one_is_set(
+    accounts: dict[str, Account],
+    scripted: HostileServer,
+    monkeypatch: pytest.MonkeyPatch,
+    http_stack: Stack,
+) -> None:
+    account = accounts["HMAC"]
+    monkeypatch.setenv("HTTP_PROXY", scripted.url)  # the scripted server, as a proxy
+    monkeypatch.setenv("NO_PROXY", "")
+    # Nothing listens at exchange.invalid: only the proxy can have answered.
+    async with httpx.AsyncClient() as http:
+        # Made here, after the proxy is set: an httpx client reads it when it is made.
+        options: Stack = {"http": http} if "http" in http_stack else {}
+        async with Session(base_url="http://exchange.invalid", **options) as s:
+            info = await s.client(account.api_key, **account.credentials()).pm_pro_account()
+    assert info.uni_mmr is not None
+    lines = [request.raw.split(b"\r\n", 1)[0] for request in scripted.requests]
+    assert lines[-1].startswith(b"GET http://exchange.invalid/sapi/v1/portfolio/account?")

@@ -9,12 +9,13 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, cast
 
 import anyio
 import pytest
 
-from binance_pm import AsyncClient, Governor, Session
+from binance_pm import AsyncClient, Governor, Session, Update
 from binance_pm._fairness import Ranks
 from binance_pm._jobs import plan_jobs
 from binance_pm._poller import START_RATE, TICK, Polling
@@ -125,3 +126,13 @@ async def test_a_sessions_own_governor_is_typed_as_a_governor() -> None:
 
     assert isinstance(session.governor, Governor)
     assert snapshot is not None
+
+
+@pytest.mark.parametrize("ratio", ["sNaN", "NaN", "Infinity"])
+def test_default_priority_never_raises(ratio: str) -> None:
+    class Result:
+        account_status = None
+        uni_mmr = Decimal(ratio)
+
+    update = Update(client=None, endpoint="pm_pro_account", result=Result(), error=None, at=0.0)  # type: ignore[arg-type]
+    assert default_priority(update) == math.inf

@@ -12,6 +12,7 @@ from binance_pm import AsyncClient, BinancePMError, Session
 
 from .conftest import Account, MockExchange
 from .documented import error_body
+from .hostile import HostileServer
 
 
 def secret_texts(account: Account) -> list[str]:
@@ -77,3 +78,22 @@ def test_constructor_errors_do_not_echo_the_key(accounts: dict[str, Account]) ->
 
     body_lines = [line for line in pem.decode().splitlines() if "-----" not in line]
     assert not any(line in str(caught.value) for line in body_lines)
+
+
+def test_the_repr_of_a_session_hides_credentials_in_its_url() -> None:
+    session = Session(base_url="http://user:hunter2@127.0.0.1:8000")
+    assert "hunter2" not in repr(session)
+    assert "user" not in repr(session)
+
+
+async def test_a_caller_httpx_client_logs_no_signature(
+    accounts: dict[str, Account], scripted: HostileServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = accounts["HMAC"]
+    caplog.set_level(logging.DEBUG)
+    async with httpx.AsyncClient() as http, Session(base_url=scripted.url, http=http) as s:
+        client = s.client(account.api_key, **account.credentials())
+        await client.pm_pro_account()  # answered with the documented example
+    texts = [record.getMessage() for record in caplog.records]
+    assert any("/sapi/v1/portfolio/account" in text for text in texts)  # httpx did log it
+    assert not any("signature=" in t and "signature=<hidden>" not in t for t in texts)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+import time
 
 import httpx
 import pytest
 
-from binance_pm import AsyncClient, Session, SessionError
+from binance_pm import AsyncClient, BinancePMError, Session, SessionError
 
-from .conftest import Account, MockExchange
+from .conftest import Account, MockExchange, Stack
 from .documented import fixture_bytes
-from .scripted import answering, serve
+from .hostile import Answer, HostileServer
 
 
 def test_production_hosts_by_default() -> None:
@@ -57,6 +59,22 @@ def test_bad_options_are_refused_at_once(kwargs: dict[str, object], error: str) 
         Session(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("seconds", [math.inf, math.nan, -1.0, 0.0, 1e300])
+def test_a_timeout_that_is_not_a_finite_positive_time_is_refused(seconds: float) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        Session(timeout=seconds)
+
+
+async def test_a_timeout_of_infinity_for_one_call_is_refused(
+    accounts: dict[str, Account], http_stack: Stack
+) -> None:
+    account = accounts["HMAC"]
+    async with Session(base_url="http://127.0.0.1:9", **http_stack) as s:
+        client = s.client(account.api_key, **account.credentials())
+        with pytest.raises(ValueError, match="timeout"):
+            await client.pm_pro_account(timeout=math.inf)
+
+
 def test_recv_window_must_be_an_int() -> None:
     with pytest.raises(TypeError, match="recv_window"):
         Session(recv_window=5000.0)  # type: ignore[arg-type]
@@ -89,6 +107,29 @@ async def test_closing_a_bound_client_leaves_the_session_open(
     await client.pm_pro_account()
 
 
+async def test_closing_a_session_with_calls_in_flight_ends_them_with_a_typed_error(
+    accounts: dict[str, Account], scripted: HostileServer, http_stack: Stack
+) -> None:
+    account = accounts["HMAC"]
+    scripted.push(*[Answer(stall=30)] * 3)  # no answer before the end of the test
+
+    s = Session(base_url=scripted.url, max_retries=0, timeout=5.0, **http_stack)
+    client = s.client(account.api_key, **account.credentials())
+    calls = [asyncio.ensure_future(client.pm_pro_account()) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    closed = time.monotonic()
+    await s.aclose()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, BinancePMError) for r in results), results
+    # At once, not at the calls' deadline (5 s): httpx lets a request run on when its
+    # client closes, so the Session cancels its own.
+    assert time.monotonic() - closed < 2.0
+    with pytest.raises(SessionError):
+        await client.pm_pro_account()
+    with pytest.raises(SessionError):
+        s.client(account.api_key, **account.credentials())
+
+
 async def test_caller_owned_http_client_is_not_closed(mocked: MockExchange) -> None:
     http = httpx.AsyncClient(transport=httpx.MockTransport(mocked))
     async with Session(base_url="https://mocked.test", http=http):
@@ -100,12 +141,11 @@ async def test_caller_owned_http_client_is_not_closed(mocked: MockExchange) -> N
 
 def test_a_session_used_from_a_second_event_loop_says_so(accounts: dict[str, Account]) -> None:
     account = accounts["HMAC"]
-    body = fixture_bytes("sapi_v1_portfolio_account.json")
     session_box: list[Session] = []
 
     async def first() -> None:
-        async for base_url, _app in serve(answering(200, body)):
-            s = Session(base_url=base_url)
+        async with HostileServer() as server:  # its good answer: the documented example
+            s = Session(base_url=server.url)
             session_box.append(s)
             await s.client(account.api_key, **account.credentials()).pm_pro_account()
 

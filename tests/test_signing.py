@@ -9,7 +9,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from binance_pm import Session
 from binance_pm._signing import Ed25519Signer, HmacSigner, RsaSigner, load_signer
+
+from .conftest import Stack
 
 PAYLOAD = b"symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&recvWindow=5000&timestamp=1591702613943"
 
@@ -136,3 +139,18 @@ def test_text_that_is_not_a_key_is_refused() -> None:
 def test_credential_combinations_that_make_no_sense_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"secret|private_key"):
         load_signer(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x0b", "\x0c", "\x1b", "\x7f", " ", "é"])
+async def test_an_api_key_a_header_cannot_carry_is_refused_at_once(
+    bad: str, http_stack: Stack
+) -> None:
+    async with Session(**http_stack) as s:
+        with pytest.raises(ValueError, match="header"):
+            s.client(f"abcd{bad}efgh1234", secret="s")
+
+
+async def test_a_secret_that_is_not_text_or_bytes_is_a_type_error(http_stack: Stack) -> None:
+    async with Session(**http_stack) as s:
+        with pytest.raises(TypeError, match="secret"):
+            s.client("abcdefgh1234", secret=12345)  # type: ignore[arg-type]

@@ -13,23 +13,23 @@ import trio
 
 from binance_pm import AsyncClient
 from binance_pm._http import HttpxSender
-from binance_pm.testing import LoopbackServer
 
 from .conftest import Account
-from .recording import RecordingApp
+from .hostile import HostileServer
 
 
 @pytest.fixture
 def threaded_server() -> Iterator[str]:
-    """A loopback server on an asyncio loop in its own thread, for a trio client."""
+    """The scripted server on an asyncio loop in its own thread, for a trio client: good
+    answers only."""
     started = threading.Event()
     base_url: list[str] = []
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
 
     async def serve() -> None:
-        async with LoopbackServer(RecordingApp()) as server:
-            base_url.append(server.base_url)
+        async with HostileServer() as server:
+            base_url.append(server.url)
             started.set()
             await stop.wait()
 
