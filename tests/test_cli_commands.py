@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -160,13 +158,3 @@ def test_watch_explains_a_bad_file_in_one_line(tmp_path: Path) -> None:
     done = run("watch", "--accounts", str(path), env=keyless_env())
     assert done.returncode == 2
     assert "not valid TOML" in done.stderr
-
-
-def test_the_quickstart_example_runs() -> None:
-    example = Path(__file__).parent.parent / "examples" / "quickstart.py"
-    done = subprocess.run(
-        [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert "PM Pro SPAN" in done.stdout
-    assert "AuthError" in done.stdout  # its last step shows a refused signature

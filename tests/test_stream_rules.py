@@ -153,24 +153,24 @@ async def test_a_thousand_accounts_cold_started_connect_at_the_limits_pace_riski
 # -- deadlines on quiet streams --------------------------------------------------------------
 
 
-async def test_quiet_streams_keep_their_keys_alive_and_rotate_on_schedule() -> None:
-    async with (
-        SimulatedExchange(accounts=6, seed=5, ping_every=0.05, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = clients_of(session, ex)
-        for account in ex.accounts:
-            ex.quiet_streams(account.name)  # nothing on the wire but pings and pongs
+@pytest.mark.simulated(accounts=6, seed=5, ping_every=0.05, risk_every=60)
+async def test_quiet_streams_keep_their_keys_alive_and_rotate_on_schedule(
+    simulated: SimulatedExchange,
+) -> None:
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = clients_of(session, simulated)
+        for account in simulated.accounts:
+            simulated.quiet_streams(account.name)  # nothing on the wire but pings and pongs
         options = {"keepalive": 0.3, "rotate_after": 0.8, "heartbeat": 0.1}
         async with session.stream(jobs, **options) as updates:  # type: ignore[arg-type]
             with anyio.move_on_after(2.6):
                 async for update in updates:
                     assert update.error is None, update.error
-        keepalives = ex.stats.by_endpoint["pm_listen_key_keepalive"]
-        keepalives += ex.stats.by_endpoint["pm_pro_listen_key_keepalive"]
+        keepalives = simulated.stats.by_endpoint["pm_listen_key_keepalive"]
+        keepalives += simulated.stats.by_endpoint["pm_pro_listen_key_keepalive"]
     assert keepalives >= 6 * len(jobs)  # about 8 each: every 0.3 s for 2.6 s
-    for account in ex.accounts:
-        assert ex.stats.connections[account.name] >= 3  # the first, and one every 0.8 s
+    for account in simulated.accounts:
+        assert simulated.stats.connections[account.name] >= 3  # the first, and one every 0.8 s
 
 
 @pytest.mark.parametrize(
@@ -181,34 +181,32 @@ async def test_quiet_streams_keep_their_keys_alive_and_rotate_on_schedule() -> N
     ],
     ids=["PM: by its keepalive", "PM Pro: by its missing updates"],
 )
+@pytest.mark.simulated(accounts=3, seed=7, push_every=0.1, risk_every=60)
 async def test_a_silently_expired_key_is_replaced_and_loses_nothing_after(
-    product: str, options: dict[str, float], within: float
+    simulated: SimulatedExchange, product: str, options: dict[str, float], within: float
 ) -> None:
-    async with (
-        SimulatedExchange(accounts=3, seed=7, push_every=0.1, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        client = next(c for c, p in clients_of(session, ex).items() if p == product)
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        client = next(c for c, p in clients_of(session, simulated).items() if p == product)
         stream = session.stream({client: product}, **options)  # type: ignore[arg-type]
         async with stream as updates:
             await until_connected(updates, {client.name}, seconds=5)
             expired = time.monotonic()
-            assert ex.expire_listen_keys(client.name, notify=False) == 1
+            assert simulated.expire_listen_keys(client.name, notify=False) == 1
             await until_connected(updates, {client.name}, seconds=5)
             assert time.monotonic() - expired <= within
-            assert await passes_marks(ex, updates, client.name)
+            assert await passes_marks(simulated, updates, client.name)
 
 
-async def test_a_pm_pro_stream_that_goes_quiet_with_its_key_alive_is_replaced() -> None:
-    async with (
-        SimulatedExchange(accounts=3, seed=7, push_every=0.1, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = {c: p for c, p in clients_of(session, ex).items() if c.name == "acct-0001"}
+@pytest.mark.simulated(accounts=3, seed=7, push_every=0.1, risk_every=60)
+async def test_a_pm_pro_stream_that_goes_quiet_with_its_key_alive_is_replaced(
+    simulated: SimulatedExchange,
+) -> None:
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if c.name == "acct-0001"}
         (client,) = jobs
         async with session.stream(jobs, silent_after=0.3) as updates:
             await until_connected(updates, {client.name}, seconds=5)
-            ex.quiet_streams(client.name)
+            simulated.quiet_streams(client.name)
             seen: list[StreamUpdate] = []
             with anyio.fail_after(3):
                 async for update in updates:
@@ -240,19 +238,19 @@ async def passes_marks(
 # -- one account's trouble -------------------------------------------------------------------
 
 
-async def test_one_accounts_pathological_message_leaves_every_stream_going() -> None:
-    async with (
-        SimulatedExchange(accounts=6, seed=7, risk_every=60, push_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = clients_of(session, ex)
+@pytest.mark.simulated(accounts=6, seed=7, risk_every=60, push_every=60)
+async def test_one_accounts_pathological_message_leaves_every_stream_going(
+    simulated: SimulatedExchange,
+) -> None:
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = clients_of(session, simulated)
         names = {c.name for c in jobs}
         async with session.stream(jobs) as updates:
             await until_connected(updates, names, seconds=5)
             nested = b'{"e":"balanceUpdate","d":' + b"[" * 1_000 + b"]" * 1_000 + b"}"
-            assert ex.push_raw("acct-0000", nested) == 1
+            assert simulated.push_raw("acct-0000", nested) == 1
             for name in sorted(names):
-                assert ex.push_event(name, {"e": "balanceUpdate", "d": name}) == 1
+                assert simulated.push_event(name, {"e": "balanceUpdate", "d": name}) == 1
             errors: list[StreamUpdate] = []
             got: set[str] = set()
             with anyio.fail_after(5):
@@ -267,27 +265,25 @@ async def test_one_accounts_pathological_message_leaves_every_stream_going() -> 
     assert not [u for u in errors if u.final]
 
 
+@pytest.mark.simulated(accounts=10, seed=7, risk_every=60)
 async def test_a_host_that_accepts_then_closes_costs_few_connections_and_rest_calls(
-    monkeypatch: pytest.MonkeyPatch,
+    simulated: SimulatedExchange, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Thirty seconds of the exchange's time in four: the backoff 7.5 times as fast.
     monkeypatch.setattr(binance_pm._streams, "RETRY_BASE", 0.5 / 7.5)
     monkeypatch.setattr(binance_pm._streams, "RETRY_CEILING", 30.0 / 7.5)
-    async with (
-        SimulatedExchange(accounts=10, seed=7, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        clients = [c for c, p in clients_of(session, ex).items() if p == "pm_pro"]
-        ex.hang_up_streams(1011)
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        clients = [c for c, p in clients_of(session, simulated).items() if p == "pm_pro"]
+        simulated.hang_up_streams(1011)
         polled = session.poll(clients, "pm_pro_account", stream=True, reconcile_every=60)
         async with polled as updates:
             with anyio.move_on_after(4.0):
                 async for _ in updates:
                     pass
     for client in clients:
-        assert 2 <= ex.stats.connections[client.name] <= 9
+        assert 2 <= simulated.stats.connections[client.name] <= 9
     # Each account: its first REST answer, and at most one gap fill in the period.
-    assert ex.stats.by_endpoint["pm_pro_account"] <= 2 * len(clients)
+    assert simulated.stats.by_endpoint["pm_pro_account"] <= 2 * len(clients)
 
 
 async def test_a_refused_handshake_is_waited_out_for_its_retry_after() -> None:
@@ -485,22 +481,22 @@ async def test_processes_sharing_a_store_share_one_budget_of_connection_attempts
 # -- combined streams ------------------------------------------------------------------------
 
 
-async def test_combined_streams_carry_many_accounts_on_few_connections() -> None:
-    async with (
-        SimulatedExchange(accounts=30, seed=7, push_every=60, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = clients_of(session, ex, skip_rsa=True)
+@pytest.mark.simulated(accounts=30, seed=7, push_every=60, risk_every=60)
+async def test_combined_streams_carry_many_accounts_on_few_connections(
+    simulated: SimulatedExchange,
+) -> None:
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = clients_of(session, simulated, skip_rsa=True)
         names = {c.name for c in jobs}
         stream = session.stream(jobs, streams_per_connection=8)
         async with stream as updates:
             await until_connected(updates, names, seconds=10)
             pm = sum(1 for p in jobs.values() if p == "pm")
-            assert ex.stats.ws_attempts == -(-pm // 8) + -(-(len(jobs) - pm) // 8)
+            assert simulated.stats.ws_attempts == -(-pm // 8) + -(-(len(jobs) - pm) // 8)
             nested = b'{"e":"balanceUpdate","d":' + b"[" * 1_000 + b"]" * 1_000 + b"}"
-            assert ex.push_raw("acct-0000", nested) == 1
+            assert simulated.push_raw("acct-0000", nested) == 1
             for name in sorted(names):
-                assert ex.push_event(name, {"e": "balanceUpdate", "d": name}) == 1
+                assert simulated.push_event(name, {"e": "balanceUpdate", "d": name}) == 1
             got: set[str] = set()
             errors: list[StreamUpdate] = []
             with anyio.fail_after(5):
@@ -515,35 +511,35 @@ async def test_combined_streams_carry_many_accounts_on_few_connections() -> None
     assert [(u.name, type(u.error)) for u in errors] == [("acct-0000", DecodeError)]
 
 
-async def test_a_key_that_expires_on_a_combined_stream_renews_its_line_and_loses_nothing() -> None:
-    async with (
-        SimulatedExchange(accounts=9, seed=7, push_every=60, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = {c: p for c, p in clients_of(session, ex).items() if p == "pm_pro"}
+@pytest.mark.simulated(accounts=9, seed=7, push_every=60, risk_every=60)
+async def test_a_key_that_expires_on_a_combined_stream_renews_its_line_and_loses_nothing(
+    simulated: SimulatedExchange,
+) -> None:
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = {c: p for c, p in clients_of(session, simulated).items() if p == "pm_pro"}
         names = {c.name for c in jobs}
         async with session.stream(jobs, streams_per_connection=10) as updates:
             await until_connected(updates, names, seconds=10)
             first = sorted(names)[0]
-            assert ex.expire_listen_keys(first) == 1
+            assert simulated.expire_listen_keys(first) == 1
             await until_connected(updates, names, seconds=5)  # the line, back with a new key
             for name in sorted(names):
-                assert await passes_marks(ex, updates, name)
-        assert ex.stats.ws_attempts == 2
+                assert await passes_marks(simulated, updates, name)
+        assert simulated.stats.ws_attempts == 2
 
 
-async def test_a_host_without_combined_streams_is_followed_one_connection_per_account() -> None:
-    async with (
-        SimulatedExchange(accounts=12, seed=7, combined_streams=False, risk_every=60) as ex,
-        Session(base_url=ex.base_url, governor=ex.governor()) as session,
-    ):
-        jobs = clients_of(session, ex, skip_rsa=True)
+@pytest.mark.simulated(accounts=12, seed=7, combined_streams=False, risk_every=60)
+async def test_a_host_without_combined_streams_is_followed_one_connection_per_account(
+    simulated: SimulatedExchange,
+) -> None:
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        jobs = clients_of(session, simulated, skip_rsa=True)
         names = {c.name for c in jobs}
         async with session.stream(jobs, streams_per_connection=50) as updates:
             await until_connected(updates, names, seconds=10)
         # One refused combined handshake per product at most, then one per account.
-        assert len(names) < ex.stats.ws_attempts <= len(names) + 2
-        assert ex.stats.ws_refused == ex.stats.ws_banned == 0
+        assert len(names) < simulated.stats.ws_attempts <= len(names) + 2
+        assert simulated.stats.ws_refused == simulated.stats.ws_banned == 0
 
 
 async def test_streams_per_connection_is_checked() -> None:
