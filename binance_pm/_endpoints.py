@@ -176,9 +176,13 @@ class Endpoint(Generic[T]):
 
     @property
     def budget(self) -> Budget:
-        """The budget the weight is charged to (an account's, for ``"uid"``: see
-        :meth:`Budget` ``scope``)."""
+        """The kind of budget the weight is charged to: the family's IP budget, or (``bucket``
+        ``"uid"``) each account's own, which :meth:`budget_for` names."""
         return Budget(self.family, self.bucket)
+
+    def budget_for(self, account: str) -> Budget:
+        """The budget a call for ``account`` (its API key) is charged to."""
+        return Budget(self.family, self.bucket, account if self.bucket == "uid" else "")
 
 
 def asset_name(asset: str) -> str:

@@ -269,10 +269,13 @@ class Engine(Generic[HookT]):
                 call.resynced = True
                 call.phase = CLOCK
                 await clock.resync(partial(self._server_time, sender, call), seen=seen)
-            elif step == WAIT:  # the next acquire waits until the governor reopens the budget
+            elif step == WAIT:  # then the next acquire waits until the governor reopens
                 assert isinstance(error, APIError)
                 call.refusals += 1
                 call.refused = error
+                if decision.delay:
+                    call.phase = BUDGET
+                    await anyio.sleep(decision.delay)
             else:
                 call.retries += 1
                 call.phase, call.error = BACKOFF, error

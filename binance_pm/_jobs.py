@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
+from ._endpoints import ACCOUNT_ENDPOINTS, Budget, Endpoint
 from ._fairness import Gate
 
 if TYPE_CHECKING:
@@ -86,16 +86,12 @@ def plan_jobs(
             raise TypeError("poll needs endpoints: a name, a list of names, or a mapping")
         names = _names(endpoints)
         pairs = [(client, names) for client in clients]
-    gates: dict[object, Gate] = {}
+    gates: dict[Budget, Gate] = {}
     jobs = []
     for client, names in pairs:
         for name in names:
             endpoint = ACCOUNT_ENDPOINTS[name]
-            if endpoint.bucket == "uid":
-                gate_key: object = ("uid", client.api_key)
-            else:
-                gate_key = endpoint.family
-            gate = gates.setdefault(gate_key, Gate())
+            gate = gates.setdefault(endpoint.budget_for(client.api_key), Gate())
             jobs.append(Job(client, endpoint, _caller(client, endpoint, asset), gate))
     return jobs
 

@@ -119,7 +119,7 @@ class Ledger:
             return plan
         uid = self.uid.get(account)
         if uid is None:
-            key = Budget("sapi", "uid", account)
+            key = endpoint.budget_for(account)
             uid = self.uid[account] = Bucket(
                 key, self.uid_limit, self.window, name=self._uid_name(account)
             )
@@ -131,7 +131,7 @@ class Ledger:
 
     def _uid_name(self, account: str) -> str:
         """``sapi_uid:`` and the masked key; two keys that mask alike get ``#2``, ``#3``…"""
-        base = f"sapi_uid:{mask_key(account)}"
+        base = f"{Budget('sapi', 'uid').limit}:{mask_key(account)}"
         count = self._uid_names[base] = self._uid_names.get(base, 0) + 1
         return base if count == 1 else f"{base}#{count}"
 

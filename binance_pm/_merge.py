@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 class Merged(Background[Update]):
     """What :meth:`Session.poll` with ``stream=True`` returns."""
 
-    what = "Session.poll(stream=True)"
-    needs_asyncio = True
+    _what = "Session.poll(stream=True)"
+    _needs_asyncio = True
 
     def __init__(
         self,
@@ -54,7 +54,7 @@ class Merged(Background[Update]):
         self._priority = priority
 
     async def _main(self) -> None:
-        sides = _Sides(self, self._jobs, self._streamer, self._reconcile_every)
+        sides = _Sides(self._channel, self._jobs, self._streamer, self._reconcile_every)
         poller = sides.poller = Poller(
             self._jobs, every=self._reconcile_every, priority=self._priority, sink=sides.rest
         )

@@ -23,8 +23,10 @@ that account's polling with one error update; every other error (another 4xx, wh
 a redirect can give as well as the exchange, 5xx, transport, decode, the rate limit, even a bug)
 backs the job off with jitter, doubling up to a ceiling, with an error update each time.
 
-The turns run in a task group of the poller's own (under asyncio, in bare tasks, which cost
-less, that the poller cancels and awaits as it ends), inside the ``async with`` that
+The turns run in a task group of the poller's own (under asyncio with a governor of this
+process alone, in bare tasks, which cost less, that the poller cancels and awaits as it ends;
+with a shared store, in the group, so that a turn's cancellation waits for the store to hear
+of its answer), inside the ``async with`` that
 ``Session.poll`` returns (:class:`Polling`): leaving it cancels every turn and call in flight
 and waits for them to end. A merged poll (``poll(stream=True)``) brings a job's next turn
 forward with :meth:`Poller.hurry` to fill a stream's gap: through the same gate as any turn.
@@ -46,6 +48,7 @@ import anyio
 
 from ._exceptions import AuthError, BinancePMError, SessionError
 from ._fairness import GATE_DEPTH, Ranks
+from ._governor import Governor
 from ._jobs import Job
 from ._retry import backoff
 from ._running import Background, Owner, Sink
@@ -88,6 +91,7 @@ class Poller:
         self._ended: set[AsyncClient] = set()
         self._ranks = Ranks()
         self._due: list[tuple[float, int, Job]] = []  # when each job not in flight goes next
+        self._live = 0  # entries of _due that stand (a hurried job's older one does not)
         self._busy = 0  # jobs in flight
         self._wake = anyio.Event()  # the scheduler's: a job is due sooner than it thought
         self._sleeps_until = math.inf
@@ -107,7 +111,8 @@ class Poller:
             pass  # trio: anyio's clock is its own
         else:
             self._now = loop.time
-            self._loop = loop
+            if not _settles(self.jobs):
+                self._loop = loop  # turns in bare tasks, ended by Task.cancel()
         with self._scope:
             async with anyio.create_task_group() as group:
                 try:
@@ -151,13 +156,15 @@ class Poller:
         for i, job in enumerate(self.jobs):
             job.entry, job.due = next(self._seq), now + i * spread
             self._due.append((job.due, job.entry, job))
+        self._live = len(self.jobs)
         due = self._due
-        while due or self._busy:
+        while self._live or self._busy:
             if due and due[0][0] <= (now := self._now()):
                 _, entry, job = heapq.heappop(due)
                 if entry != job.entry:
                     continue  # hurried: its newer entry stands
                 job.entry = None
+                self._live -= 1
                 if job.client not in self._ended:
                     self._busy += 1
                     if self._loop is not None:  # a bare task costs a third of a group's
@@ -196,6 +203,8 @@ class Poller:
         return max(at, math.ceil(at / self._tick) * self._tick)
 
     def _next(self, job: Job, at: float) -> None:
+        if job.entry is None:
+            self._live += 1  # else it replaces the job's entry that stood
         job.entry, job.due = next(self._seq), at
         heapq.heappush(self._due, (at, job.entry, job))
         if self._on_grid(at) < self._sleeps_until:
@@ -250,7 +259,7 @@ class Poller:
                 self._next(job, self._now() + wait)
         finally:
             self._busy -= 1
-            if not self._busy and not self._due:
+            if not self._busy and not self._live:
                 self._wake.set()  # the last job has ended
 
     def _rekey(self, job: Job, key: float) -> None:
@@ -293,7 +302,7 @@ class Poller:
 class Polling(Background[Update]):
     """What :meth:`Session.poll` returns: ``async with session.poll(...) as updates``."""
 
-    what = "Session.poll"
+    _what = "Session.poll"
 
     def __init__(
         self,
@@ -310,4 +319,15 @@ class Polling(Background[Update]):
         self._priority = priority
 
     async def _main(self) -> None:
-        await Poller(self._jobs, every=self._every, priority=self._priority, sink=self).run()
+        await Poller(
+            self._jobs, every=self._every, priority=self._priority, sink=self._channel
+        ).run()
+
+
+def _settles(jobs: list[Job]) -> bool:
+    """Whether a request of ``jobs`` has its permit settled after its answer (a governor with a
+    shared store, or a hook of the caller's): its turn must end by anyio's cancellation, which
+    the settle's shield holds off until the store has heard; a bare task's ``Task.cancel()``
+    would cut it short."""
+    governors = {id(g): g for g in (job.client.session.governor for job in jobs)}
+    return not all(isinstance(g, Governor) and g.store is None for g in governors.values())

@@ -11,8 +11,9 @@ outcome                                     step
 2xx that does not decode                    its body's exchange error, classified as below,
                                             else ``RAISE`` the :class:`DecodeError`
 ``-1021`` on a signed call, the first time  ``RESYNC``: measure the clock, then try again
-429 or 418, fewer than                      ``WAIT``: the governor holds the budget shut
-``MAX_REFUSED_ATTEMPTS`` so far             until ``Retry-After``; the next acquire waits
+429 or 418, fewer than                      ``WAIT`` its ``Retry-After`` (the governor holds
+``MAX_REFUSED_ATTEMPTS`` so far, and its    the budget shut as long), then acquire again
+``Retry-After`` ends before the timeout
 5xx, or no answer, with retries left        ``BACKOFF`` (unless the timeout comes first)
 anything else                               ``RAISE``
 ==========================================  ================================================
@@ -103,7 +104,15 @@ def decide(
     if isinstance(error, TimestampError) and call.endpoint.signed and not call.resynced:
         return Decision(RESYNC, error=error)
     if isinstance(error, (RateLimitError, IPBannedError)):
-        return Decision(WAIT if call.refusals + 1 < MAX_REFUSED_ATTEMPTS else RAISE, error=error)
+        if call.refusals + 1 >= MAX_REFUSED_ATTEMPTS:
+            return Decision(RAISE, error=error)
+        # At least the exchange's Retry-After, whatever the hook does with the refusal (a hook
+        # of the caller's may not shut on a 418): an IP asked again while banned is banned
+        # longer. Past the timeout, the exchange's refusal says best why the call failed.
+        wait = error.retry_after or 0.0
+        if wait and clock() + wait >= call.ends:
+            return Decision(RAISE, error=error)
+        return Decision(WAIT, error=error, delay=wait)
     api = error if isinstance(error, APIError) else None
     retryable = api.status >= 500 if api is not None else isinstance(error, TransportError)
     if not retryable or call.retries >= max_retries:

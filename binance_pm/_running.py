@@ -15,6 +15,7 @@ sending, so that closing listen keys can still go out.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -22,12 +23,18 @@ from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import (
+    MemoryObjectReceiveStream,
+    MemoryObjectSendStream,
+    MemoryObjectStreamStatistics,
+)
 
 from ._exceptions import SessionError
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
+
+log = logging.getLogger("binance_pm")
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -66,7 +73,28 @@ class Owner:
         self.closing.set()
         with anyio.CancelScope(shield=True):
             for running in list(self.running):
-                await running.stopped.wait()
+                await running._stopped.wait()
+
+
+class Channel(Generic[T]):
+    """The work's end of the memory stream a :class:`Feed` reads: a :class:`Sink`."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: MemoryObjectSendStream[T]) -> None:
+        self._send = send
+
+    def offer(self, item: T) -> bool:
+        """Hand ``item`` on without a checkpoint, if the buffer has room."""
+        try:
+            self._send.send_nowait(item)
+        except anyio.WouldBlock:
+            return False
+        return True
+
+    async def put(self, item: T) -> None:
+        """Hand ``item`` on, waiting for the caller to read if the buffer is full."""
+        await self._send.send(item)
 
 
 class Feed(Generic[T]):
@@ -96,10 +124,10 @@ class Feed(Generic[T]):
                 pass
         except (anyio.EndOfStream, anyio.ClosedResourceError):  # read after its async with
             pass
-        self._owner.raise_failure()
+        self._owner._raise_failure()
         raise StopAsyncIteration
 
-    def statistics(self) -> Any:
+    def statistics(self) -> MemoryObjectStreamStatistics:
         """The memory stream's figures (updates waiting to be read, among others)."""
         return self._receive.statistics()
 
@@ -109,8 +137,8 @@ class Background(Generic[T]):
     their work for as long as it is open, in a task group it owns, and gives a :class:`Feed`
     of what the work makes. Enter it once. Subclasses write :meth:`_main`."""
 
-    what = "this"
-    needs_asyncio = False
+    _what = "this"
+    _needs_asyncio = False
 
     def __init__(self, owner: Owner, check_open: Callable[[], None], buffer: int) -> None:
         self._owner = owner
@@ -119,29 +147,14 @@ class Background(Generic[T]):
         self._entered = False
         self._group: TaskGroup | None = None
         self._send: MemoryObjectSendStream[T] | None = None
+        self._channel: Channel[T]
         self._receive: MemoryObjectReceiveStream[T] | None = None
         self._scope: anyio.CancelScope | None = None
         self._failure: BaseException | None = None  # a bug's, raised to the caller
         self._raised = False
-        self.stopped: anyio.Event
+        self._stopped: anyio.Event
 
-    # -- what the work uses --------------------------------------------------------------------
-
-    def offer(self, item: T) -> bool:
-        """Hand ``item`` on without a checkpoint, if the buffer has room."""
-        assert self._send is not None
-        try:
-            self._send.send_nowait(item)
-        except anyio.WouldBlock:
-            return False
-        return True
-
-    async def put(self, item: T) -> None:
-        """Hand ``item`` on, waiting for the caller to read if the buffer is full."""
-        assert self._send is not None
-        await self._send.send(item)
-
-    def stop(self) -> None:
+    def _stop(self) -> None:
         """Stop the work (the ``async with`` waits for it to end as it closes)."""
         if self._scope is not None:
             self._scope.cancel()
@@ -154,24 +167,25 @@ class Background(Generic[T]):
 
     async def __aenter__(self) -> Feed[T]:
         if self._entered:
-            raise RuntimeError(f"{self.what} can be entered once; call it again for another")
+            raise RuntimeError(f"{self._what} can be entered once; call it again for another")
         self._entered = True
         self._check_open()
-        if self.needs_asyncio:
+        if self._needs_asyncio:
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
-                raise SessionError(f"{self.what} runs under asyncio") from None
+                raise SessionError(f"{self._what} runs under asyncio") from None
         closing = self._owner.closing
         if closing.is_set():
             raise SessionError("this Session is closing")
         self._send, self._receive = anyio.create_memory_object_stream[T](self._buffer)
+        self._channel = Channel(self._send)
         self._scope = anyio.CancelScope()
-        self.stopped = anyio.Event()
+        self._stopped = anyio.Event()
         group = self._group = anyio.create_task_group()
         await group.__aenter__()
         self._owner.running.add(self)
-        group.start_soon(self._run, closing, name=f"binance_pm {self.what}")
+        group.start_soon(self._run, closing, name=f"binance_pm {self._what}")
         return Feed(self._receive, self)
 
     async def __aexit__(
@@ -182,7 +196,7 @@ class Background(Generic[T]):
     ) -> bool | None:
         assert self._group is not None
         assert self._receive is not None
-        self.stop()
+        self._stop()
         try:
             suppress = await self._group.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
@@ -195,16 +209,18 @@ class Background(Generic[T]):
             self._owner.running.discard(self)
             self._receive.close()
         if exc is None:
-            self.raise_failure()
+            self._raise_failure()
+        elif self._failure is not None and not self._raised:  # the body's exception goes on
+            log.error("%s ended by a failure of its own", self._what, exc_info=self._failure)
         return suppress
 
     def __aiter__(self) -> NoReturn:
         raise TypeError(
-            f"{self.what} is an async context manager: "
+            f"{self._what} is an async context manager: "
             "async with session.poll(...) as updates: async for update in updates: ..."
         )
 
-    def raise_failure(self) -> None:
+    def _raise_failure(self) -> None:
         """Raise the work's failure, once, if it had one."""
         if self._failure is not None and not self._raised:
             self._raised = True
@@ -220,14 +236,25 @@ class Background(Generic[T]):
                     await self._main()
                     group.cancel_scope.cancel()  # the watch: the work has ended by itself
         except Exception as exc:  # a bug, not an account's failure: the caller sees it
-            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-                exc = exc.exceptions[0]
-            if self._failure is None:
-                self._failure = exc
+            self._failed(exc)
+        except BaseExceptionGroup as group:  # a bug beside a cancellation from outside
+            bugs, rest = group.split(Exception)
+            if bugs is not None:
+                self._failed(bugs)
+            if rest is not None:
+                raise rest from None
         finally:
             self._send.close()
-            self.stopped.set()
+            self._stopped.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]  # the first is raised to the caller
+        if self._failure is None:
+            self._failure = exc
+        else:  # the caller sees the first; this one is told here, not lost
+            log.error("%s: a second failure", self._what, exc_info=exc)
 
     async def _watch(self, closing: anyio.Event) -> None:
         await closing.wait()
-        self.stop()
+        self._stop()

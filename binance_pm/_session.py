@@ -73,7 +73,9 @@ class Session(Engine[HookT]):
         """Stop every poll and stream and wait for them to end (their listen keys closed,
         within each stream's ``close_within``), then close the connection pool unless the
         caller owns it. Calls still in flight end with a :class:`~binance_pm.TransportError`;
-        later ones raise :class:`~binance_pm.SessionError`. Safe to call twice."""
+        later ones raise :class:`~binance_pm.SessionError`. Safe to call twice; call it from
+        your own code (from inside a poll's own work, its ``priority`` callable or a hook of
+        yours, it would wait for that work, and so for itself)."""
         if self._running is not None:
             await self._running.close()
         await super().aclose()
@@ -268,8 +270,8 @@ class Session(Engine[HookT]):
             silent_after: a PM Pro stream (the exchange pushes an update every 5 s) that
                 carries nothing for this long is probed: its key is kept alive (a new one if
                 it expired unseen), and the connection replaced.
-            close_within: seconds the listen keys get to close when the loop ends (all at
-                once, ahead of any poll of this Session); how it went is logged.
+            close_within: seconds the listen keys get to close when the stream ends (all at
+                once); how it went is logged.
             uni_mmr: what the desk last knew of each account's uniMMR: the lowest connect
                 first (later, the figures the streams push rank their reconnections).
             streams_per_connection: accounts of one product carried on one connection, as a

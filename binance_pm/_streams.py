@@ -350,12 +350,12 @@ class Streamer:
 class Streaming(Background[StreamUpdate]):
     """What :meth:`Session.stream` returns: ``async with session.stream(...) as updates``."""
 
-    what = "Session.stream"
-    needs_asyncio = True
+    _what = "Session.stream"
+    _needs_asyncio = True
 
     def __init__(self, owner: Owner, check_open: Callable[[], None], streamer: Streamer) -> None:
         super().__init__(owner, check_open, max(1000, 4 * len(streamer.accounts)))
         self._streamer = streamer
 
     async def _main(self) -> None:
-        await self._streamer.run(self)
+        await self._streamer.run(self._channel)

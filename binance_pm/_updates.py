@@ -25,7 +25,8 @@ class Update:
         result: what the client method returned, or ``None`` on error.
         error: the :class:`~binance_pm.BinancePMError` the call ended in, or ``None``.
         at: when the answer (or the failure) came, in seconds since the epoch.
-        final: this job polls no more (its key was refused, or the request is bad).
+        final: this job polls no more (its key was refused, or the Session closed); with
+            ``source="stream"``, the account's stream is over (the REST side goes on).
         source: where it came from: ``"rest"`` (a call), or ``"stream"`` (pushed, with
             ``poll(..., stream=True)``: then ``event`` holds the pushed event and ``result``
             is ``None``; an ``error`` is the stream's, which reconnects by itself).

@@ -69,7 +69,7 @@ class LogPermit:
         self._log.give_back(self._family, self._sent)
 
     def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
-        if status == 429:
+        if status in (429, 418):  # too much weight; a 418 is an IP ban, as long as it says
             retry_after = (headers or {}).get("Retry-After")
             self._log.shut(self._family, float(retry_after) if retry_after else self._log.window)
 
@@ -78,8 +78,8 @@ class LogPermit:
 
 
 class SlidingLog:
-    """At most ``limit`` weight per API family in any ``window`` seconds; a 429 shuts the
-    family for its ``Retry-After``."""
+    """At most ``limit`` weight per API family in any ``window`` seconds; a 429 or a 418
+    shuts the family for its ``Retry-After``."""
 
     def __init__(
         self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic

@@ -91,7 +91,19 @@ ROWS: list[tuple[str, Answer | TransportError, dict[str, Any], tuple[str, type |
         {"endpoint": API_TIME},
         (RAISE, TimestampError, 0.0),
     ),
-    ("429, the first", answer(429, body(-1003), Retry_After="3"), {}, (WAIT, RateLimitError, 0.0)),
+    ("429, the first", answer(429, body(-1003), Retry_After="3"), {}, (WAIT, RateLimitError, 3.0)),
+    (
+        "429 whose Retry-After passes the timeout",
+        answer(429, body(-1003), Retry_After="200"),
+        {},
+        (RAISE, RateLimitError, 0.0),
+    ),
+    (
+        "418 with its ban's end as Retry-After: waited out even if the hook would not",
+        answer(418, body(-1003, BAN.decode()), Retry_After="5"),
+        {},
+        (WAIT, IPBannedError, 5.0),
+    ),
     (
         "429, one short of the most",
         answer(429, body(-1003)),

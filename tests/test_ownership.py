@@ -8,14 +8,23 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import anyio
 import pytest
 import trio
 
-from binance_pm import AsyncClient, Session, SessionError, Update
+from binance_pm import (
+    AsyncClient,
+    AuthError,
+    Endpoint,
+    Governor,
+    Permit,
+    Session,
+    SessionError,
+    Update,
+)
 from binance_pm._endpoints import STATE_ENDPOINT, STREAM_OF
 from binance_pm._jobs import plan_jobs
 from binance_pm._poller import Poller
@@ -245,3 +254,73 @@ def test_a_hurried_turn_goes_at_its_time_or_right_after_the_call_in_flight() -> 
     assert [round(t - waiting[0]) for t in waiting] == [0, 3]
     assert len(busy) == 2
     assert math.isclose(busy[1] - busy[0], 5.0, abs_tol=0.05)
+
+
+class Refused(Answering):
+    """Answers its first call; its key is refused from the second on."""
+
+    async def call(self, endpoint: str, *, asset: str | None = None, on_grant: Any) -> None:
+        await super().call(endpoint, asset=asset, on_grant=on_grant)
+        if len(self.calls) > 1:
+            raise AuthError(401, -2015, "Invalid API-key", endpoint=endpoint, api_key=None)
+
+
+def test_a_poll_whose_jobs_all_ended_returns_at_once_whatever_was_hurried() -> None:
+    async def main() -> float:
+        refused = Refused(0, 0.01)
+        jobs = plan_jobs(cast(list[AsyncClient], [refused]), "pm_pro_account", None)
+        poller = Poller(jobs, every=100.0, priority=default_priority, sink=Collect())
+        async with anyio.create_task_group() as group:
+            group.start_soon(poller.run)
+            await anyio.sleep(1.0)  # its first call is answered; the next is due at 100
+            poller.hurry(jobs[0], anyio.current_time() + 1.0)  # refused at 2: its last
+        return anyio.current_time()  # the task group waited for the poller to end
+
+    assert run_virtual(main) < 3.0
+
+
+class Told:
+    """A hook of the caller's: the package's governor, with permits whose settle takes a
+    while (a store far away) and is counted as it starts and as it ends."""
+
+    def __init__(self, governor: Governor) -> None:
+        self.governor = governor
+        self.started = self.ended = 0
+
+    def try_acquire(self, endpoint: Endpoint[Any], *, account: str) -> Permit | None:
+        return None  # every permit through acquire, wrapped
+
+    async def acquire(self, endpoint: Endpoint[Any], *, account: str, deadline: float) -> Permit:
+        return Telling(
+            await self.governor.acquire(endpoint, account=account, deadline=deadline), self
+        )
+
+
+class Telling:
+    def __init__(self, permit: Permit, hook: Told) -> None:
+        self.permit, self.hook = permit, hook
+
+    def cancel(self) -> None:
+        self.permit.cancel()
+
+    def complete(self, status: int | None, headers: Mapping[str, str] | None) -> None:
+        self.permit.complete(status, headers)
+
+    async def settle(self) -> None:
+        self.hook.started += 1
+        await anyio.sleep(0.1)
+        self.hook.ended += 1
+
+
+async def test_leaving_a_poll_lets_every_permit_finish_telling_its_hook() -> None:
+    async with SimulatedExchange(accounts=6, seed=3) as ex:
+        hook = Told(ex.governor())
+        async with Session(base_url=ex.base_url, governor=hook) as session:
+            jobs = {
+                session.client(a.api_key, **a.credentials()): ENDPOINT[a.account_type.value]
+                for a in ex.accounts
+            }
+            async with session.poll(jobs, every=0.01) as updates:
+                await take(updates, 15)
+            assert hook.started > 6
+            assert hook.ended == hook.started  # none cut short by the poll's end
