@@ -235,7 +235,9 @@ class AsyncClient:
         :meth:`Session.stream` owns its whole life for you."""
         actions = LISTEN_KEY.get(product)
         if actions is None:
-            raise ValueError(f"product must be 'pm' or 'pm_pro', not {product!r}")
+            raise ValueError(
+                f"product must be {' or '.join(map(repr, LISTEN_KEY))}, not {product!r}"
+            )
         endpoint = actions.get(action)
         if endpoint is None:
             raise ValueError(f"action must be 'open', 'keepalive' or 'close', not {action!r}")

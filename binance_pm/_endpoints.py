@@ -335,6 +335,7 @@ class UserStream:
     ws_path: str  # + the listen key: one account a connection
     combined_path: str  # + "?streams=<key1>/<key2>/…": several on one
     serves: tuple[str, ...]  # account types
+    pushes_every: float | None = None  # seconds between the updates it pushes unasked, if any
 
 
 #: The stream host of the production exchange.
@@ -355,6 +356,7 @@ STREAMS: dict[str, UserStream] = {
         "/pm-classic/ws/",
         "/pm-classic/stream",
         ("PM_1", "PM_3"),
+        pushes_every=5.0,  # ACCOUNT_UPDATE, in USD
     ),
 }
 #: The user data stream an account of each type follows (``"PM_2"`` → ``"pm"``).

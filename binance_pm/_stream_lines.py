@@ -30,6 +30,7 @@ import aiohttp
 import anyio
 import msgspec
 
+from ._endpoints import STREAMS
 from ._events import ListenKeyExpired, decode_event
 from ._exceptions import BinancePMError, DecodeError, TransportError
 from ._updates import StreamUpdate
@@ -267,8 +268,8 @@ class Live:
         owner = self.owner
         now = anyio.current_time()
         keepalive_at, rotate_at = now + owner.keepalive, now + owner.rotate_after
-        silent = self.line.product == "pm_pro"
-        check_at = now + owner.silent_after if silent else math.inf
+        pushes = STREAMS[self.line.product].pushes_every is not None  # silence means trouble
+        check_at = now + owner.silent_after if pushes else math.inf
         seen = 0
         while True:
             await anyio.sleep(max(min(keepalive_at, rotate_at, check_at) - now, 0.0))
@@ -283,9 +284,10 @@ class Live:
                 check_at = now + owner.silent_after
                 if self.messages == seen:  # nothing for a whole period: probe the keys
                     if await self._keep_alive():
+                        every = STREAMS[self.line.product].pushes_every
                         self.failure = TransportError(
-                            f"no message for {owner.silent_after:g} s (PM Pro pushes one "
-                            "every 5 s)",
+                            f"no message for {owner.silent_after:g} s (this stream pushes one "
+                            f"every {every:g} s)",
                             endpoint=self.line.endpoint,
                             api_key=self.line.accounts[0].client.masked_key,
                         )

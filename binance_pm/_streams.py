@@ -50,6 +50,7 @@ log = logging.getLogger("binance_pm.streams")
 __all__ = ["Streamer", "Streaming", "plan_streams", "streams_url"]
 
 PRODUCTS = tuple(STREAMS)
+DEFAULT_PRODUCT = "pm_pro"  # Session.stream's, when clients come without products
 KEEPALIVE = 30 * 60.0  # the key lives 60 minutes after its last keepalive
 ROTATE_AFTER = 23 * 3600.0  # the exchange closes a connection at 24 hours
 HEARTBEAT = 20.0  # a ping this often; no pong within half of it and the connection is dead
@@ -71,12 +72,12 @@ def plan_streams(
             raise ValueError("give each client's product in the mapping, or product=, not both")
         jobs = list(clients.items())
     else:
-        jobs = [(client, product or "pm_pro") for client in clients]
+        jobs = [(client, product or DEFAULT_PRODUCT) for client in clients]
     if not jobs:
         raise ValueError("no clients to stream")
     for _, chosen in jobs:
         if chosen not in PRODUCTS:
-            raise ValueError(f"product must be 'pm' or 'pm_pro', not {chosen!r}")
+            raise ValueError(f"product must be {' or '.join(map(repr, PRODUCTS))}, not {chosen!r}")
     return jobs
 
 
