@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 from typing import Any
 
-from .._endpoints import Limits
+from .._endpoints import ENDPOINTS, STATE_ENDPOINT, Limits
 from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive
 from .views import FORMATS, add_stream_options
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from ..testing import SimulatedExchange
     except ImportError as exc:
         return needs("cli", exc)
-    from .._endpoints import PUBLISHED_LIMITS, STATE_ENDPOINT
+    from .._endpoints import PUBLISHED_LIMITS
     from .._session import Session
     from .board import Board, Row
     from .views import make_console, run_board
@@ -128,7 +128,9 @@ def _demo_summary(
     from ..testing import budget_use
 
     stats = exchange.stats
-    uid_accounts = sum(1 for a in exchange.accounts if a.account_type.value == "PM_1")
+    uid_accounts = sum(  # the accounts whose state is read from a UID-weighted endpoint
+        ENDPOINTS[STATE_ENDPOINT[a.account_type.value]].bucket == "uid" for a in exchange.accounts
+    )
     weight = dict(stats.weight)  # per limit: every account's UID budget as "sapi_uid"
     used, windows = budget_use(
         stats.arrivals,

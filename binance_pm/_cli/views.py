@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
+from .._endpoints import Budget
 from .._governor import Governor
 from ._common import positive
 from .board import Board, Row, reason
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 #: ``--format`` choices; ``auto`` is ``table`` on a terminal, ``plain`` otherwise.
 FORMATS = ("auto", "table", "plain", "jsonl")
 NAMED = 5  # accounts named on a plain line, per kind of trouble
+#: The budgets the table shows even when unused; every account's UID budget in one row.
+ALWAYS_SHOWN = (Budget("papi", "ip").limit, Budget("sapi", "ip").limit)
+UID = Budget("sapi", "uid")
 
 
 def add_stream_options(parser: argparse.ArgumentParser, reconcile_every: float) -> None:
@@ -81,10 +85,10 @@ def budgets(governor: Governor) -> list[tuple[str, int, int, int]]:
             uid_limit += state.limit
             uid_refused += state.rejections
             uid_count += 1
-        elif state.used or state.rejections or name in ("papi_ip", "sapi_ip"):
+        elif state.used or state.rejections or name in ALWAYS_SHOWN:
             rows.append((name, state.used, state.limit, state.rejections))
     if uid_count:
-        rows.append((f"sapi_uid ×{uid_count}", uid_used, uid_limit, uid_refused))
+        rows.append((f"{UID.limit} ×{uid_count}", uid_used, uid_limit, uid_refused))
     return rows
 
 
