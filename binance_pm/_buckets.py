@@ -52,20 +52,23 @@ class Bucket:
         "gone_total",
         "held",
         "inflight",
-        "key",
+        "kind",
+        "label",
         "limit",
-        "name",
         "outside_peak",
         "rejections",
+        "scope",
         "shared_until",
         "uid_calls",
         "waiters",
         "window",
     )
 
-    def __init__(self, key: Budget, limit: int, window: float, name: str | None = None) -> None:
-        self.key = key
-        self.name = key.store_name if name is None else name  # as snapshots show it
+    def __init__(self, key: Budget, limit: int, window: float, label: str | None = None) -> None:
+        # Its key's parts, not the key: one object fewer per account's budget.
+        self.kind = key.kind
+        self.scope = key.scope
+        self.label = label  # its name, when its key's would not tell it from another's
         self.family = key.family
         self.limit = limit
         self.window = window
@@ -97,6 +100,17 @@ class Bucket:
         self._expiries = array("d")
         self._weights = array("q")
         self._head = 0
+
+    @property
+    def key(self) -> Budget:
+        """Which budget it is."""
+        return Budget(self.family, self.kind, self.scope)
+
+    @property
+    def name(self) -> str:
+        """As snapshots, errors and logs name it (made when asked: a string per account's
+        budget would weigh more than the rest of it)."""
+        return self.label if self.label is not None else self.key.shown
 
     def expire(self, now: float) -> None:
         expiries = self._expiries
@@ -314,7 +328,7 @@ class Bucket:
             resets_in=self._expiries[-1] - now if self._head < len(self._expiries) else 0.0,
             closed_for=max(0.0, max(self.closed_until, banned_until) - now),
             bans=self.bans,
-            kind=self.key.kind,
+            kind=self.kind,
         )
 
     def describe(self, now: float) -> str:

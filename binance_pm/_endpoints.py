@@ -14,7 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from ._decoding import ResponseDecoder
-from ._exceptions import DecodeError
+from ._exceptions import DecodeError, mask_key
 from ._models import ClassicPMAccount, PMBalance, PMProAccount, PMProBalance, PMProSpanAccount
 
 T = TypeVar("T")
@@ -50,6 +50,14 @@ class Budget:
     def limit(self) -> str:
         """The :class:`Limits` field that limits it: ``"papi_ip"``, ``"sapi_uid"`` …"""
         return f"{self.family}_{self.kind}"
+
+    @property
+    def shown(self) -> str:
+        """How snapshots, errors and logs name it: its store name, with an account's API key
+        masked (``"sapi_uid:vmPU…h8A"``)."""
+        if self.kind == "uid":
+            return f"{self.limit}:{mask_key(self.scope)}"
+        return self.store_name
 
     @property
     def store_name(self) -> str:

@@ -105,6 +105,8 @@ class Governor:
         )
         # The ledger's own dicts, by the names tests and tools have long read them by.
         self._ip, self._uid = ledger.ip, ledger.uid
+        # Its steps of a grant, bound once: try_acquire runs for every request.
+        self._plan, self._grantable, self._grant = ledger.plan, ledger.grantable, ledger.grant
         #: Stream connection attempts (``Limits.ws_connect`` per ``Limits.ws_window``).
         shared_ws = None
         if store is not None:  # attempts counted by every process, over their own window
@@ -141,12 +143,11 @@ class Governor:
         """
         if self.store is not None:
             return None
-        ledger = self._ledger
-        buckets, weights = ledger.plan(endpoint, account)
+        buckets, weights = self._plan(endpoint, account)
         now = self._clock()
-        if not ledger.grantable(buckets, weights, now):
+        if not self._grantable(buckets, weights, now):
             return None
-        return ledger.grant(endpoint, account, buckets, weights, now)
+        return self._grant(endpoint, account, buckets, weights, now)
 
     async def acquire(self, endpoint: Endpoint[Any], *, account: str, deadline: float) -> Permit:
         """Wait until ``endpoint``'s weight fits, reserve it, and return the permit.
@@ -239,7 +240,7 @@ class Governor:
     def __repr__(self) -> str:
         now = self._clock()
         ledger = self._ledger
-        parts = [b.describe(now) for b in ledger.budgets() if b.key.kind == "ip"]
+        parts = [b.describe(now) for b in ledger.budgets() if b.kind == "ip"]
         return (
             f"Governor(window={self.window:g}s, {', '.join(parts)}, {len(ledger.uid)} UID buckets)"
         )

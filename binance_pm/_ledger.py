@@ -20,7 +20,6 @@ from typing import Any
 
 from ._buckets import Bucket, Waiter
 from ._endpoints import ENDPOINTS, FAMILIES, Budget, Endpoint, Limits
-from ._exceptions import mask_key
 from ._headers import used_weights
 from ._learning import UidCost, refused_kind, shut_seconds
 from ._permit import LocalPermit
@@ -77,13 +76,14 @@ class Ledger:
         for endpoint in ENDPOINTS.values():
             self.ip_of(endpoint)  # made now, so that snapshots show each
         self.uid: dict[str, Bucket] = {}  # by API key
-        self._uid_names: dict[str, int] = {}  # masked key -> how many accounts mask alike
+        self._uid_names: dict[int, int] = {}  # masked key's hash -> accounts that mask alike
         # Each family's ban; "ws", stream connection attempts, is banned with any of them.
         self.banned_until: dict[str, float] = dict.fromkeys((*FAMILIES, "ws"), 0.0)
         #: No bucket is closed and no family banned before this: the rule looks no further.
         self.shut_until = 0.0
         self._uid_cost = UidCost()
         self._ip_plans: dict[str, Plan] = {}
+        self._uid_ip_plans: dict[str, tuple[Bucket, tuple[int, int]]] = {}
 
     def effective(self, limit: int) -> int:
         """``limit`` less the headroom (at least 1)."""
@@ -121,19 +121,32 @@ class Ledger:
         if uid is None:
             key = endpoint.budget_for(account)
             uid = self.uid[account] = Bucket(
-                key, self.uid_limit, self.window, name=self._uid_name(account)
+                key, self.uid_limit, self.window, label=self._uid_label(key)
             )
         # Not cached: a plan per account would cost more memory than making it costs time.
         ip_weight = self.sapi_uid_ip_weight
         if ip_weight:
-            return (uid, self.ip_of(endpoint)), (endpoint.weight, ip_weight)
+            ip, weights = self._uid_ip_plans.get(endpoint.name) or self._uid_ip_plan(endpoint)
+            if weights[1] != ip_weight:  # learned since: a higher IP weight
+                ip, weights = self._uid_ip_plan(endpoint)
+            return (uid, ip), weights
         return (uid,), (endpoint.weight,)
 
-    def _uid_name(self, account: str) -> str:
-        """``sapi_uid:`` and the masked key; two keys that mask alike get ``#2``, ``#3``…"""
-        base = f"{Budget('sapi', 'uid').limit}:{mask_key(account)}"
-        count = self._uid_names[base] = self._uid_names.get(base, 0) + 1
-        return base if count == 1 else f"{base}#{count}"
+    def _uid_ip_plan(self, endpoint: Endpoint[Any]) -> tuple[Bucket, tuple[int, int]]:
+        """The IP budget and weights of a UID call that takes IP weight too."""
+        plan = self._uid_ip_plans[endpoint.name] = (
+            self.ip_of(endpoint),
+            (endpoint.weight, self.sapi_uid_ip_weight),
+        )
+        return plan
+
+    def _uid_label(self, key: Budget) -> str | None:
+        """``None`` (its key names it: ``sapi_uid:`` and the masked key), or, for the second
+        and later keys that mask alike, that name with ``#2``, ``#3``…"""
+        shown = key.shown
+        mask = hash(shown)  # an int, not the string, kept for every account
+        count = self._uid_names[mask] = self._uid_names.get(mask, 0) + 1
+        return None if count == 1 else f"{shown}#{count}"
 
     def grantable(
         self,
@@ -183,7 +196,7 @@ class Ledger:
         if not reported:
             return
         for bucket, weight, marks in permit.reported():
-            used = reported.get(bucket.key.kind)
+            used = reported.get(bucket.kind)
             if used is None:
                 continue
             bucket.learn(used, weight, marks, now)
@@ -215,7 +228,7 @@ class Ledger:
             uid, ip = permit.buckets[0], self.ip_of(endpoint)
             reported = used_weights(headers or {}, endpoint.family)
             bucket = uid if refused_kind(reported, uid.limit, ip.limit) == "uid" else ip
-        if bucket.key.kind == "ip" and endpoint.bucket == "uid":
+        if bucket.kind == "ip" and endpoint.bucket == "uid":
             # Refused for IP weight: the exchange charges UID calls IP weight too.
             self.sapi_uid_ip_weight = max(self.sapi_uid_ip_weight, endpoint.weight)
         bucket.shut(now, wait, ban=status == 418)

@@ -339,7 +339,7 @@ class SharedBudgets:
                 waiters=lock.statistics().tasks_waiting if lock is not None else 0,
                 rejections=self.rejections[name],
                 banned_for=bans[bucket.family],
-                kind=bucket.key.kind,
+                kind=bucket.kind,
             )
         return states
 
