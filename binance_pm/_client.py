@@ -14,6 +14,7 @@ from ._endpoints import (
     ACCOUNT_ENDPOINTS,
     CLASSIC_PM_ACCOUNT,
     LISTEN_KEY,
+    PM_ACCOUNT,
     PM_BALANCE,
     PM_PRO_ACCOUNT,
     PM_PRO_BALANCE,
@@ -24,16 +25,24 @@ from ._endpoints import (
 from ._engine import Engine
 from ._hook import RateLimitHook
 from ._http import DEFAULT_MAX_BODY, Sender
-from ._models import ClassicPMAccount, PMBalance, PMProAccount, PMProBalance, PMProSpanAccount
+from ._models import (
+    ClassicPMAccount,
+    PMAccount,
+    PMBalance,
+    PMProAccount,
+    PMProBalance,
+    PMProSpanAccount,
+)
 
 ClientT = TypeVar("ClientT", bound="AsyncClient")
 T = TypeVar("T")
 
-#: What an account endpoint answers, decoded: one of the five methods' return types (what
+#: What an account endpoint answers, decoded: one of the account methods' return types (what
 #: :meth:`AsyncClient.call` returns, and a poll's ``Update.result``).
 AccountResult: TypeAlias = (
     list[PMBalance]
     | PMBalance
+    | PMAccount
     | list[PMProBalance]
     | PMProAccount
     | PMProSpanAccount
@@ -274,6 +283,16 @@ class AsyncClient:
         Without ``asset``, a list of every asset; with it, that asset's :class:`PMBalance`.
         """
         return await self._get(PM_BALANCE, asset, recv_window=recv_window, timeout=timeout)
+
+    async def pm_account(
+        self,
+        *,
+        recv_window: int | None = None,
+        timeout: float | None = None,
+    ) -> PMAccount:
+        """Portfolio Margin account state, uniMMR first, ``GET /papi/v1/account`` (weight 20,
+        papi IP budget)."""
+        return await self._get(PM_ACCOUNT, recv_window=recv_window, timeout=timeout)
 
     async def pm_pro_balance(
         self,

@@ -15,7 +15,14 @@ import msgspec
 
 from ._decoding import ResponseDecoder
 from ._exceptions import DecodeError, mask_key
-from ._models import ClassicPMAccount, PMBalance, PMProAccount, PMProBalance, PMProSpanAccount
+from ._models import (
+    ClassicPMAccount,
+    PMAccount,
+    PMBalance,
+    PMProAccount,
+    PMProBalance,
+    PMProSpanAccount,
+)
 
 T = TypeVar("T")
 
@@ -244,6 +251,17 @@ PM_BALANCE: Endpoint[list[PMBalance] | PMBalance] = Endpoint(
     stream="pm",
     title="Portfolio Margin balances",
 )
+PM_ACCOUNT: Endpoint[PMAccount] = Endpoint(
+    "pm_account",
+    "papi",
+    "/papi/v1/account",
+    20,
+    response=PMAccount,
+    product="PM",
+    serves=("PM_2",),
+    stream="pm",
+    title="Portfolio Margin account",
+)
 PM_PRO_BALANCE: Endpoint[list[PMProBalance]] = Endpoint(
     "pm_pro_balance",
     "sapi",
@@ -372,10 +390,17 @@ STREAM_OF: dict[str, str] = {kind: p for p, stream in STREAMS.items() for kind i
 #: The listen-key endpoints, by product and action.
 LISTEN_KEY: dict[str, dict[str, Endpoint[Any]]] = {p: s.listen_key for p, s in STREAMS.items()}
 
-#: The five account endpoints, by method name.
+#: The account endpoints, by method name.
 ACCOUNT_ENDPOINTS: dict[str, Endpoint[Any]] = {
     e.name: e
-    for e in (PM_BALANCE, PM_PRO_BALANCE, PM_PRO_ACCOUNT, PM_PRO_SPAN_ACCOUNT, CLASSIC_PM_ACCOUNT)
+    for e in (
+        PM_BALANCE,
+        PM_ACCOUNT,
+        PM_PRO_BALANCE,
+        PM_PRO_ACCOUNT,
+        PM_PRO_SPAN_ACCOUNT,
+        CLASSIC_PM_ACCOUNT,
+    )
 }
 
 #: The endpoint that tells an account's state, by account type: what ``binance-pm demo`` polls.

@@ -101,6 +101,27 @@ class PMProBalance(PMBalance, frozen=True, kw_only=True):
     option_equity: Decimal | None = None
 
 
+class PMAccount(_Model, frozen=True, kw_only=True):
+    """A Portfolio Margin account's margin state (``GET /papi/v1/account``).
+
+    ``uni_mmr`` is the maintenance margin ratio; equities, margins and amounts are in USD.
+    ``actual_equity`` is the equity without collateral rates; ``virtual_max_withdraw_amount``
+    the most that can be transferred out. The exchange may send ``total_available_balance``
+    and ``total_margin_open_loss`` empty: ``None``.
+    """
+
+    uni_mmr: Decimal | None = msgspec.field(name="uniMMR")
+    account_equity: Decimal | None
+    actual_equity: Decimal | None
+    account_initial_margin: Decimal | None = None
+    account_maint_margin: Decimal | None
+    account_status: AccountStatus
+    virtual_max_withdraw_amount: Decimal | None = None
+    total_available_balance: Decimal | None = None
+    total_margin_open_loss: Decimal | None = None
+    update_time: int = 0
+
+
 class _PMProAccountBase(_Model, frozen=True, kw_only=True):
     uni_mmr: Decimal | None = msgspec.field(name="uniMMR")
     account_equity: Decimal | None

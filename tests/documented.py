@@ -11,6 +11,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 #: Per account endpoint's path, the file of its documented example answer.
 DOCUMENTED = {
     "/papi/v1/balance": "papi_balance_list.json",
+    "/papi/v1/account": "papi_account.json",
     "/sapi/v1/portfolio/balance": "sapi_portfolio_balance.json",
     "/sapi/v1/portfolio/account": "sapi_v1_portfolio_account.json",
     "/sapi/v2/portfolio/account": "sapi_v2_portfolio_account.json",

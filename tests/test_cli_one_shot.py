@@ -24,6 +24,7 @@ RECORDED = {
     "papi_balance_one.json": "pm_balance",
     "sapi_portfolio_balance.json": "pm_pro_balance",
     "sapi_v1_portfolio_account.json": "pm_pro_account",
+    "papi_account.json": "pm_account",
 }
 
 
@@ -108,3 +109,16 @@ def test_help_shows_the_defaults() -> None:
         done = run(command, "--help", env=keyless_env())
         assert done.returncode == 0
         assert default in " ".join(done.stdout.split()), (command, done.stdout)
+
+
+def test_pm_account_shows_a_pm_accounts_uni_mmr(served: Served, tmp_path: Path) -> None:
+    _, base_url, accounts = served
+    account = next(a for a in accounts if a["account_type"] == "PM_2")
+    done = run("pm-account", "--json", "--base-url", base_url, env=key_env(account, tmp_path))
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert re.fullmatch(r"\d+\.\d{8}", answer["uniMMR"])
+    assert answer["totalAvailableBalance"] is None  # sent empty
+    table = run("pm-account", "--base-url", base_url, env=key_env(account, tmp_path))
+    assert table.returncode == 0, table.stderr
+    assert "uni_mmr" in table.stdout

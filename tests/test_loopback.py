@@ -51,6 +51,7 @@ async def test_all_endpoints_over_loopback_with_signatures_verified_by_the_serve
         account.api_key, **account.credentials(), base_url=scripted.url, **http_stack
     ) as c:
         await c.pm_balance()
+        await c.pm_account()
         await c.pm_pro_balance(asset="BTC")
         await c.pm_pro_account()
         await c.pm_pro_span_account()

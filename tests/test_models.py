@@ -12,6 +12,7 @@ from binance_pm import (
     AccountStatus,
     AccountType,
     DecodeError,
+    PMAccount,
     PMBalance,
     PMProAccount,
 )
@@ -88,6 +89,18 @@ def test_sapi_v2_span_example_decodes_risk_units() -> None:
     ]
     assert span.margin_mm == Decimal("0")
     assert span.account_type is AccountType.PM_3
+
+
+def test_papi_account_example_decodes_with_empty_totals_as_none() -> None:
+    info = decode("pm_account", "papi_account.json")
+    assert isinstance(info, PMAccount)
+    assert info.uni_mmr == Decimal("5167.92171923")
+    assert info.actual_equity == Decimal("122607.35137903")
+    assert info.account_status is AccountStatus.NORMAL
+    assert info.virtual_max_withdraw_amount == Decimal("1627523.32459208")
+    assert info.total_available_balance is None
+    assert info.total_margin_open_loss is None
+    assert info.update_time == 1657707212154
 
 
 def test_fapi_pm_account_info_example_decodes() -> None:

@@ -37,6 +37,7 @@ PUBLIC = {
     "GovernorUnavailable",
     "Limits",
     "IPBannedError",
+    "PMAccount",
     "PMBalance",
     "PMProAccount",
     "PMProBalance",

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from binance_pm import Limits
-from binance_pm._models import AccountType
+from binance_pm._models import AccountStatus, AccountType
 from binance_pm.testing import SimAccount, SimulatedExchange
 
 
@@ -159,6 +159,20 @@ async def test_pm_balance_with_asset_is_one_object_without_cross_margin_asset(si
     body = answer.json()
     assert body["asset"] == "USDT"
     assert "crossMarginAsset" not in body
+
+
+async def test_pm_account_answers_a_pm_account_and_refuses_pm_pro(sim: Any) -> None:
+    ex, call, _ = sim
+
+    answer = await call.get("/papi/v1/account", pick(ex, AccountType.PM_2))
+    refused = await call.get("/papi/v1/account", pick(ex, AccountType.PM_1))
+
+    body = answer.json()
+    assert float(body["uniMMR"]) > 0
+    assert body["accountStatus"] in {s.value for s in AccountStatus}
+    assert (body["totalAvailableBalance"], body["totalMarginOpenLoss"]) == ("", "")
+    assert answer.headers["X-MBX-USED-WEIGHT-1M"] == "20"
+    assert (refused.status_code, code(refused)) == (401, -2015)
 
 
 async def test_span_endpoint_is_refused_for_other_products(sim: Any) -> None:

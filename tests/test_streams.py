@@ -17,6 +17,7 @@ from binance_pm import (
     AccountStatus,
     ListenKeyExpired,
     OtherEvent,
+    PMAccount,
     PMProAccountUpdate,
     RiskLevelChange,
     Session,
@@ -347,16 +348,20 @@ async def test_poll_with_streams_fills_a_gap_once_per_period_and_loses_nothing_a
             assert simulated.stats.by_endpoint["pm_pro_account"] == calls  # none filled yet
 
 
+@pytest.mark.parametrize("endpoint", ["pm_balance", "pm_account"])
 async def test_poll_with_streams_passes_a_risk_change_within_a_second(
-    simulated: SimulatedExchange,
+    simulated: SimulatedExchange, endpoint: str
 ) -> None:
     name = of(simulated, "PM_2")
     account = next(a for a in simulated.accounts if a.name == name)
     async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
         client = session.client(account.api_key, name=name, **account.credentials())
-        polled = session.poll([client], "pm_balance", stream=True, reconcile_every=60)
+        polled = session.poll([client], endpoint, stream=True, reconcile_every=60)
         async with polled as updates:
-            await until_update(updates, lambda u: u.source == "rest")
+            answered = await until_update(updates, lambda u: u.source == "rest")
+            if endpoint == "pm_account":  # a PM account's uniMMR, over REST
+                assert isinstance(answered.result, PMAccount)
+                assert answered.result.uni_mmr is not None
             for _ in range(100):  # the stream is connected when its socket is there
                 if any(s.sockets for s in simulated.streams.keys.values()):
                     break
@@ -366,7 +371,7 @@ async def test_poll_with_streams_passes_a_risk_change_within_a_second(
             risk = await until_update(updates, lambda u: isinstance(u.event, RiskLevelChange))
             assert time.monotonic() - emitted < 1.0
     assert risk.source == "stream"
-    assert risk.endpoint == "pm_balance"
+    assert risk.endpoint == endpoint
     assert isinstance(risk.event, RiskLevelChange)
     assert risk.event.level is AccountStatus.ACTIVE_LIQUIDATION
 

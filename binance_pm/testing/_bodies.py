@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .._endpoints import CLASSIC_PM_ACCOUNT, PM_BALANCE, PM_PRO_BALANCE, PM_PRO_SPAN_ACCOUNT
+from .._endpoints import (
+    CLASSIC_PM_ACCOUNT,
+    PM_ACCOUNT,
+    PM_BALANCE,
+    PM_PRO_BALANCE,
+    PM_PRO_SPAN_ACCOUNT,
+)
 from ._messages import MSG, Answer, server_time_body
 
 if TYPE_CHECKING:
@@ -48,6 +54,8 @@ def account_body(
         )
     if name == CLASSIC_PM_ACCOUNT.name:
         return msgspec.json.encode(book.max_withdraw(asset))
+    if name == PM_ACCOUNT.name:
+        return msgspec.json.encode(book.pm_account(now_ms))
     return msgspec.json.encode(
         book.account(account.account_type, span=name == PM_PRO_SPAN_ACCOUNT.name)
     )

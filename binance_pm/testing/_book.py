@@ -200,6 +200,24 @@ class Book:
         body["accountType"] = account_type.value
         return body
 
+    def pm_account(self, now_ms: int) -> dict[str, Any]:
+        """``GET /papi/v1/account``: a PM account's state, with the documented example's
+        shape (its two totals sent empty, as the example sends them)."""
+        uni_mmr = self.uni_mmr
+        equity = self.equity
+        return {
+            "uniMMR": amount(uni_mmr),
+            "accountEquity": amount(equity),
+            "actualEquity": amount(equity * 1.08),
+            "accountInitialMargin": amount(self.maint_margin * 2),
+            "accountMaintMargin": amount(self.maint_margin),
+            "accountStatus": status_for(uni_mmr).value,
+            "virtualMaxWithdrawAmount": amount(max(equity - self.maint_margin * 2, 0.0)),
+            "totalAvailableBalance": "",
+            "totalMarginOpenLoss": "",
+            "updateTime": now_ms,
+        }
+
     def max_withdraw(self, asset: str) -> dict[str, Any]:
         free_usd = max(self.equity - self.maint_margin * 2, 0.0)
         return {
