@@ -42,7 +42,7 @@ MISTAKES = {
     ),
     "unknown endpoint": (
         GOOD + 'endpoint = "pm_balances"\n',
-        "desk-1: endpoint must be one of pm_balance, pm_pro_balance, pm_pro_account",
+        "desk-1: endpoint must be one of pm_balance, pm_account, pm_pro_balance, pm_pro_account",
     ),
     "no keys": (
         '[[account]]\nname = "desk-1"\napi_key = "k1"\n',
