@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ._attempts import Attempt, ConnectionBudget
 from ._client import AccountResult, AsyncClient
-from ._endpoints import Budget, Endpoint, Limits
+from ._endpoints import Endpoint
 from ._engine import Engine
 from ._events import ListenKeyExpired, OtherEvent, PMProAccountUpdate, RiskLevelChange, StreamEvent
 from ._exceptions import (
@@ -39,6 +39,7 @@ from ._exceptions import (
 from ._governor import Governor
 from ._hook import Permit, RateLimitHook, SharedCount, Store, StoreError
 from ._http import Answer, Sender
+from ._limits import Budget, Limits
 from ._models import (
     AccountStatus,
     AccountType,

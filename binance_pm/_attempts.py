@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 
 from ._buckets import Bucket
-from ._endpoints import Budget, Endpoint, Family
+from ._endpoints import Endpoint
 from ._exceptions import GovernorTimeout
+from ._limits import Budget, Family
 from ._shared import FallBack
 from ._states import BucketState
 

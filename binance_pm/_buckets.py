@@ -26,8 +26,8 @@ from collections.abc import Mapping
 
 import anyio
 
-from ._endpoints import Budget
 from ._learning import SHARED_WINDOWS, Marks
+from ._limits import Budget
 from ._states import BucketState
 
 

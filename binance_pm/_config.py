@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from ._endpoints import FAMILIES, PRODUCTION_HOSTS, Family
+from ._endpoints import PRODUCTION_HOSTS
 from ._http import scrub
+from ._limits import FAMILIES, Family
 
 #: The defaults of every Session and client: ``recvWindow`` (ms), a call's seconds in all, and
 #: the retries of a call that got a 5xx or no answer.

@@ -43,11 +43,12 @@ from ._config import (
 )
 from ._credentials import Credentials
 from ._deadlines import Deadlines
-from ._endpoints import API_TIME, Endpoint, Family
+from ._endpoints import API_TIME, Endpoint
 from ._exceptions import APIError, IPBannedError, RateLimitError, SessionError, TransportError
 from ._governor import Governor
 from ._hook import Permit, RateLimitHook
 from ._http import DEFAULT_MAX_BODY, Answer, Sender, default_sender, scrub
+from ._limits import Family
 from ._retry import RAISE, RESYNC, RETURN, WAIT, decide
 
 log = logging.getLogger("binance_pm")

@@ -28,9 +28,10 @@ import anyio
 
 from ._attempts import ConnectionBudget
 from ._buckets import Waiter
-from ._endpoints import PUBLISHED_LIMITS, Endpoint, Limits
+from ._endpoints import Endpoint
 from ._hook import Permit, Store
 from ._ledger import Ledger, checked
+from ._limits import PUBLISHED_LIMITS, Limits
 from ._permit import LocalPermit, too_late
 from ._shared import FallBack, SharedBudgets
 from ._states import BucketState

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._endpoints import ACCOUNT_ENDPOINTS, Budget, Endpoint
+from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
 from ._fairness import Gate
+from ._limits import Budget
 
 if TYPE_CHECKING:
     from ._client import AccountResult, AsyncClient

@@ -19,9 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._buckets import Bucket, Waiter
-from ._endpoints import ENDPOINTS, FAMILIES, Budget, Endpoint, Limits
+from ._endpoints import ENDPOINTS, Endpoint
 from ._headers import used_weights
 from ._learning import UidCost, refused_kind, shut_seconds
+from ._limits import FAMILIES, Budget, Limits
 from ._permit import LocalPermit
 
 #: The budgets one call takes, and the weight it takes from each.

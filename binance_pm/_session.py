@@ -14,9 +14,9 @@ from ._attempts import ConnectionBudget
 from ._client import AsyncClient
 from ._config import check_seconds
 from ._credentials import Credentials
-from ._endpoints import PUBLISHED_LIMITS
 from ._engine import Engine, HookT
 from ._jobs import plan_jobs
+from ._limits import PUBLISHED_LIMITS
 from ._merge import Merged
 from ._poller import Polling
 from ._running import Background, Owner

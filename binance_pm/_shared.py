@@ -28,11 +28,12 @@ import anyio
 
 from ._breaker import FAIR_TRY, SHORT, Breaker, Probe, Step
 from ._buckets import Bucket
-from ._endpoints import Budget, Endpoint
+from ._endpoints import Endpoint
 from ._exceptions import GovernorTimeout, GovernorUnavailable, mask_key
 from ._headers import used_weights
 from ._hook import SharedCount, Store, StoreError
 from ._learning import refused_kind, reports_ip_too, shut_seconds
+from ._limits import Budget
 from ._states import BucketState
 
 log = logging.getLogger("binance_pm")

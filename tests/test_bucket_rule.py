@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from binance_pm._buckets import Bucket
-from binance_pm._endpoints import Budget
 from binance_pm._learning import Marks
+from binance_pm._limits import Budget
 
 LIMIT, WINDOW = 40, 1.0
 WEIGHTS = (1, 5, 20, 39, 40)

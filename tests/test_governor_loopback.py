@@ -23,7 +23,8 @@ import anyio
 import pytest
 
 from binance_pm import BinancePMError, Governor, Limits, Session
-from binance_pm._endpoints import PUBLISHED_LIMITS, STATE_ENDPOINT
+from binance_pm._endpoints import STATE_ENDPOINT
+from binance_pm._limits import PUBLISHED_LIMITS
 from binance_pm.testing import SimulatedExchange
 from binance_pm.testing._stats import most_in_any_window
 

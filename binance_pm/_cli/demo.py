@@ -8,7 +8,8 @@ import contextlib
 import dataclasses
 from typing import Any
 
-from .._endpoints import ENDPOINTS, STATE_ENDPOINT, Limits
+from .._endpoints import ENDPOINTS, STATE_ENDPOINT
+from .._limits import Limits
 from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive
 from .views import FORMATS, add_stream_options
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         from ..testing import SimulatedExchange
     except ImportError as exc:
         return needs("cli", exc)
-    from .._endpoints import PUBLISHED_LIMITS
+    from .._limits import PUBLISHED_LIMITS
     from .._session import Session
     from .board import Board, Row
     from .views import make_console, run_board

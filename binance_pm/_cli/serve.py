@@ -10,7 +10,8 @@ import signal
 import sys
 from typing import Any
 
-from .._endpoints import STATE_ENDPOINT, WEIGHTS, Limits
+from .._endpoints import STATE_ENDPOINT
+from .._limits import WEIGHTS, Limits
 from ._common import positive, share
 from .views import quiet_stdout
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from .._endpoints import Budget
 from .._governor import Governor
+from .._limits import Budget
 from ._common import positive
 from .board import Board, Row, reason
 

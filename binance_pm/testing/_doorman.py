@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from .._endpoints import FAMILIES
+from .._limits import FAMILIES
 from ._limits import Counter, retry_after_text
 from ._messages import ban_text, error_body
 
 if TYPE_CHECKING:
-    from .._endpoints import Limits
+    from .._limits import Limits
     from ._limits import Warden
     from ._stats import ExchangeStats
 

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from .._endpoints import PUBLISHED_LIMITS, Endpoint, Limits
+from .._endpoints import Endpoint
 from .._governor import Governor
+from .._limits import PUBLISHED_LIMITS, Limits
 from ._auth import authenticate, authorize
 from ._bodies import account_body, public_body
 from ._book import make_accounts

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .._endpoints import FAMILIES, Limits
+from .._limits import FAMILIES, Limits
 from ._limits import SapiScope, WindowMode
 
 #: The faults the exchange can inject, each at its own per-request probability.

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .._endpoints import FAMILIES, Endpoint
+from .._endpoints import Endpoint
+from .._limits import FAMILIES
 from ._limits import Counter, Warden, retry_after_text
 from ._messages import MSG, Answer, ban_text
 
