@@ -110,3 +110,32 @@ __all__ = [
     "__version__",
     "default_priority",
 ]
+
+
+def _show_public_paths() -> None:
+    """Every exported class and function names itself ``binance_pm.X`` (in reprs, ``help()``,
+    tracebacks and the API reference), not the private module that defines it. A class's own
+    annotations are resolved first, against the module that wrote them (and this one, for the
+    names that module imports only for type checking), so that ``typing.get_type_hints`` and
+    msgspec still find every type they name."""
+    import inspect
+    import sys
+    from typing import ForwardRef
+
+    for name in __all__:
+        thing = globals()[name]
+        home = getattr(thing, "__module__", "")
+        if not home.startswith("binance_pm."):
+            continue
+        own = inspect.get_annotations(thing) if isinstance(thing, type) else None
+        if own:
+            names = {**globals(), **vars(sys.modules[home])}
+            for key, hint in own.items():
+                text = hint.__forward_arg__ if isinstance(hint, ForwardRef) else hint
+                if isinstance(text, str):
+                    own[key] = eval(text, names)
+            thing.__annotations__ = own
+        thing.__module__ = __name__
+
+
+_show_public_paths()

@@ -127,10 +127,12 @@ def test_every_public_signature_uses_public_types() -> None:
                 member = member.__func__
             if not callable(member):
                 continue
-            module = sys.modules[member.__module__]
-            hints = typing.get_type_hints(member, globalns={**vars(module), **names})
-            if isinstance(member, type):  # its attributes: the public ones
+            if isinstance(member, type):  # its attributes (the public ones), as a user sees them
+                hints = typing.get_type_hints(member)
                 hints = {key: hint for key, hint in hints.items() if not key.startswith("_")}
+            else:
+                module = sys.modules[member.__module__]
+                hints = typing.get_type_hints(member, globalns={**vars(module), **names})
             found: set[type] = set()
             for hint in hints.values():
                 _types_in(hint, found)
@@ -177,3 +179,20 @@ async def test_a_client_is_named_by_its_name_or_else_its_masked_key() -> None:
             session.client("k" * 64, secret="s", name="  ")
     async with binance_pm.AsyncClient("k" * 64, secret="s", name="solo") as solo:
         assert solo.name == "solo"
+
+
+def test_public_names_show_public_paths() -> None:
+    """``repr``, ``help()`` and the API reference say ``binance_pm.PMBalance``, not the private
+    module; the types a class's annotations name still resolve, for users and for msgspec."""
+    import msgspec
+
+    for name in binance_pm.__all__:
+        thing = getattr(binance_pm, name)
+        if not (isinstance(thing, type) or inspect.isfunction(thing)):
+            continue  # __version__, and AccountResult: a union
+        assert thing.__module__ == "binance_pm", name
+        if isinstance(thing, type):
+            assert repr(thing) in (f"<class 'binance_pm.{name}'>", f"<enum '{name}'>")
+            typing.get_type_hints(thing)
+            if issubclass(thing, msgspec.Struct):
+                msgspec.json.Decoder(list[thing])  # type: ignore[valid-type]
