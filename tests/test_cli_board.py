@@ -74,14 +74,14 @@ def test_reason_is_the_exchanges_code_and_message_or_what_the_connection_did() -
 def test_an_error_after_a_good_answer_keeps_the_figures_and_shows_stale_once_old() -> None:
     board, (client,) = board_of("pm_pro_account")
     row = board.add(update(client, "pm_pro_account", account("2.5"), at=100.0))
-    assert row.state(100.5, board.every) == "NORMAL"
+    assert row.state(100.5) == "NORMAL"
     board.add(update(client, "pm_pro_account", error=NO_LINE, at=101.0))
     assert row.failing
     assert row.uni_mmr == Decimal("2.5")  # the last known figures stay, marked
-    assert row.state(102.0, board.every) == "NORMAL"  # two periods: not yet stale
-    assert row.state(103.5, board.every) == "STALE, was NORMAL"
+    assert row.state(102.0) == "NORMAL"  # two periods: not yet stale
+    assert row.state(103.5) == "STALE, was NORMAL"
     board.add(update(client, "pm_pro_account", error=REFUSED, at=104.0, final=True))
-    assert row.state(104.0, board.every) == "DROPPED"
+    assert row.state(104.0) == "DROPPED"
     assert board.failure_text(row) == (
         "acct-0 (PM Pro) dropped: -2015 Invalid API-key, IP, or permissions for action."
     )

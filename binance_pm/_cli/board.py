@@ -24,7 +24,7 @@ from .._updates import Update
 if TYPE_CHECKING:
     from .._client import AsyncClient
 
-#: Data older than this many polling periods is marked stale.
+#: Data older than this many of its periods (how often its figures can arrive) is stale.
 STALE_PERIODS = 3
 NORMAL = AccountStatus.NORMAL.value
 
@@ -77,6 +77,7 @@ class Row:
     ended: bool = False  # polling stopped for good (a refused key)
     pushed_at: float | None = None  # when a stream last pushed figures
     stream_error: BinancePMError | None = None  # the stream's last failure, until it is back
+    every: float = 0.0  # how often its figures can arrive (0: the board's polling period)
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -87,19 +88,20 @@ class Row:
     def failing(self) -> bool:
         return self.error is not None or self.ended
 
-    def stale(self, now: float, every: float) -> bool:
-        """Its figures are older than a few polling periods (or it never had any, and failed)."""
+    def stale(self, now: float) -> bool:
+        """Its figures are older than ``STALE_PERIODS`` of its own periods, how often they can
+        arrive (or it never had any, and failed)."""
         if self.at is None:
             return self.error is not None
-        return now - self.at > STALE_PERIODS * every
+        return now - self.at > STALE_PERIODS * self.every
 
-    def state(self, now: float, every: float) -> str:
+    def state(self, now: float) -> str:
         """The status column: the account's status, or what is wrong with the data."""
         if self.ended:
             return "DROPPED"
         if self.at is None:
             return "FAILING" if self.error is not None else ""
-        if self.stale(now, every):
+        if self.stale(now):
             return f"STALE, was {self.status}" if self.status else "STALE"
         return self.status
 
@@ -160,6 +162,8 @@ class Board:
 
     def __post_init__(self) -> None:
         self._alert = Decimal(str(self.alert_mmr))
+        for row in self.rows.values():
+            row.every = row.every or self.every
 
     def add(self, update: Update) -> Row:
         self.calls += 1
@@ -199,7 +203,7 @@ class Board:
 
     def stale(self, now: float | None = None) -> list[Row]:
         now = time.time() if now is None else now
-        return [r for r in self.rows.values() if r.stale(now, self.every)]
+        return [r for r in self.rows.values() if r.stale(now)]
 
     def silent(self) -> list[Row]:
         """Accounts that have had no answer at all, good or bad, yet."""
@@ -223,7 +227,7 @@ class Board:
         trouble: list[Row] = []
         calm: dict[str, list[Row]] = {}
         for row in self.rows.values():
-            if self.alerting(row) or row.failing or row.stale(now, self.every):
+            if self.alerting(row) or row.failing or row.stale(now):
                 trouble.append(row)
             else:
                 calm.setdefault(row.kind, []).append(row)

@@ -59,7 +59,10 @@ class BoardCollector:
         failing = gauge(
             "account_failing", "1 when the account's last call failed or it was dropped."
         )
-        stale = gauge("account_stale", f"1 when its data is older than {board.every:g} s × 3.")
+        stale = gauge(
+            "account_stale",
+            "1 when its data is older than 3 periods of its own (poll, push or reconciliation).",
+        )
         alert = gauge("account_alert", "1 when below the alert uniMMR or not NORMAL.")
         failures = CounterMetricFamily(
             f"{PREFIX}_account_failures", "Calls of the account that failed.", labels=who
@@ -81,7 +84,7 @@ class BoardCollector:
             if row.at is not None:
                 age.add_metric(labels, max(now - row.at, 0.0))
             failing.add_metric(labels, float(row.failing))
-            stale.add_metric(labels, float(row.stale(now, board.every)))
+            stale.add_metric(labels, float(row.stale(now)))
             alert.add_metric(labels, float(board.alerting(row)))
             failures.add_metric(labels, float(row.failures))
         yield from (uni_mmr, equity, maint, wallet, status, age, failing, stale, alert, failures)

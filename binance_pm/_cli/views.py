@@ -170,7 +170,7 @@ def _cells(board: Board, row: Row, now: float) -> tuple[str, ...]:
         row.name,
         row.kind,
         "" if row.uni_mmr is None else f"{row.uni_mmr:.2f}",
-        row.state(now, board.every),
+        row.state(now),
         row.equity_text(),
         age,
         "" if row.error is None else brief(reason(row.error)),
@@ -196,7 +196,7 @@ def brief(text: str) -> str:
 def _style(board: Board, row: Row, now: float) -> str:
     if board.alerting(row):
         return "bold red"
-    if row.failing or row.stale(now, board.every):
+    if row.failing or row.stale(now):
         return "yellow"
     return ""
 
