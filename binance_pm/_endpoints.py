@@ -300,7 +300,7 @@ ACCOUNT_ENDPOINTS: dict[str, Endpoint[Any]] = {
 }
 
 #: The endpoint that tells an account's state, by account type: what ``binance-pm demo`` polls.
-STATE_ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_balance", "PM_3": "pm_pro_span_account"}
+STATE_ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_account", "PM_3": "pm_pro_span_account"}
 
 #: Every endpoint, account and public, by name.
 ENDPOINTS: dict[str, Endpoint[Any]] = {

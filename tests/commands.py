@@ -27,6 +27,43 @@ def run(
     )
 
 
+def run_on_terminal(
+    *args: str, env: dict[str, str], columns: int, timeout: float = 60
+) -> tuple[int, str]:
+    """The command with a terminal of ``columns`` columns as its standard output (a
+    pseudo-terminal, as a person's); its exit status and what it drew."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**env, "COLUMNS": str(columns), "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "binance_pm", *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other side closed: the command has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    status = process.wait(timeout=timeout)
+    assert process.stderr is not None
+    process.stderr.close()
+    return status, b"".join(chunks).decode(errors="replace")
+
+
 def keyless_env() -> dict[str, str]:
     env = dict(os.environ)
     for name in list(env):

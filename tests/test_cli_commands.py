@@ -54,18 +54,13 @@ def test_one_shot_commands_print_a_table_or_json(kind: str, served: Served, tmp_
 
     table = run(command, "--base-url", base_url, env=env)
     assert table.returncode == 0, table.stderr
-    expected = "uni_mmr" if kind != "PM_2" else "wallet"
-    assert expected in table.stdout
-    assert "USDT" in table.stdout or kind != "PM_2"
+    assert "uni_mmr" in table.stdout
 
     as_json = run(command, "--base-url", base_url, "--json", env=env)
     assert as_json.returncode == 0, as_json.stderr
     parsed = json.loads(as_json.stdout)
-    if kind == "PM_2":
-        assert {"asset", "totalWalletBalance"} <= set(parsed[0])
-    else:
-        assert parsed["accountType"] == kind
-        assert float(parsed["uniMMR"]) > 0
+    assert float(parsed["uniMMR"]) > 0
+    assert parsed.get("accountType", kind) == kind  # PM's account has no type field
     for secret in secrets_of([account]):
         assert secret not in table.stdout + table.stderr + as_json.stdout + as_json.stderr
 

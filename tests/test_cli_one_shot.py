@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from binance_pm._cli.one_shot import exchange_json
 from binance_pm._endpoints import ACCOUNT_ENDPOINTS
 
-from .commands import key_env, keyless_env, run
+from .commands import key_env, keyless_env, run, run_on_terminal
 from .served import Served
 
 pytestmark = pytest.mark.served("--accounts", "3", "--seed", "4")
@@ -79,24 +81,54 @@ def test_a_bad_asset_is_one_line_and_exit_2(command: str, asset: str) -> None:
     ]
 
 
-def test_balances_are_one_table_with_a_row_per_asset_and_readable_times(
+def test_balances_piped_are_plain_lines_with_every_figure_whole(
     served: Served, tmp_path: Path
 ) -> None:
     _, base_url, accounts = served
     account = next(a for a in accounts if a["account_type"] == "PM_2")
     env = key_env(account, tmp_path)
-    env["COLUMNS"] = "120"
+    env["COLUMNS"] = "80"
     done = run("pm-balance", "--base-url", base_url, env=env)
     assert done.returncode == 0, done.stderr
     as_json = json.loads(run("pm-balance", "--json", "--base-url", base_url, env=env).stdout)
     lines = done.stdout.splitlines()
-    assert sum("Portfolio Margin balances" in line for line in lines) == 1  # one table
-    assert max(len(line) for line in lines) <= 120
-    for balance in as_json:
-        row = [line for line in lines if re.match(rf" ?{balance['asset']} ", line)]
-        assert len(row) == 1, done.stdout
-        assert re.search(r" \d\d-\d\d \d\d:\d\d:\d\d$", row[0].rstrip())  # not raw ms
-    assert not re.search(r"\d{13}", done.stdout)
+    assert len(lines) == len(as_json)
+    for balance, line in zip(as_json, lines, strict=True):
+        fields = dict(part.split("=", 1) for part in shlex.split(line))
+        assert fields["asset"] == balance["asset"]
+        assert Decimal(fields["wallet"]) == Decimal(balance["totalWalletBalance"])
+        assert Decimal(fields["borrowed"]) == Decimal(balance["crossMarginBorrowed"])
+        assert fields["updated_utc"].endswith("Z")
+    assert "…" not in done.stdout
+
+
+def test_balances_on_an_80_column_terminal_keep_every_column_shown_whole(
+    served: Served, tmp_path: Path
+) -> None:
+    _, base_url, accounts = served
+    account = next(a for a in accounts if a["account_type"] == "PM_2")
+    env = key_env(account, tmp_path)
+    as_json = json.loads(run("pm-balance", "--json", "--base-url", base_url, env=env).stdout)
+    for columns in (80, 60):
+        status, drawn = run_on_terminal(
+            "pm-balance", "--base-url", base_url, env=env, columns=columns
+        )
+        assert status == 0, drawn
+        text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", drawn).replace("\r", "")
+        lines = text.splitlines()
+        assert "…" not in text
+        assert max(len(line) for line in lines) <= columns
+        assert sum("Portfolio Margin balances" in line for line in lines) == 1  # one table
+        for balance in as_json:
+            row = [line for line in lines if re.match(rf" ?{balance['asset']} ", line)]
+            assert len(row) == 1, text
+        assert "not shown at this width" in text  # the columns left out are named
+    status, wide = run_on_terminal("pm-balance", "--base-url", base_url, env=env, columns=160)
+    assert "not shown" not in wide
+    for line in wide.splitlines():
+        if re.match(r" ?[A-Z0-9]+ ", line) and "Portfolio" not in line:
+            assert re.search(r" \d\d-\d\d \d\d:\d\d:\d\d", line), line  # not raw ms
+    assert not re.search(r"\d{13}", wide)
 
 
 def test_help_shows_the_defaults() -> None:

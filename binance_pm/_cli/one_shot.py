@@ -12,14 +12,19 @@ import asyncio
 import enum
 import json
 import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._config import TIMEOUT
 from .._endpoints import ACCOUNT_ENDPOINTS
 from .._endpoints import asset_name as exchange_asset
 from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, positive
+from .fit import fitted, plain_output
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 #: A command per account endpoint: its help, from the endpoint table.
 ONE_SHOT = {e.name: f"{e.title} ({e.label})" for e in ACCOUNT_ENDPOINTS.values()}
@@ -160,9 +165,10 @@ def _plain(value: Any) -> Any:
 
 
 def _table(endpoint: str, result: Any) -> None:
-    from rich import box
+    """The result for a person: a table on a terminal (balances: the asset and the columns
+    that fit whole, in order of importance; the others are named below it), plain lines with
+    every figure whole otherwise (a pipe, a file, ``TERM=dumb``)."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     title = ACCOUNT_ENDPOINTS[endpoint].title
@@ -170,25 +176,84 @@ def _table(endpoint: str, result: Any) -> None:
     if endpoint in ("pm_balance", "pm_pro_balance"):
         if not items:
             console.print("(no balances)")
-            return
-        table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-        for _, heading in BALANCE_COLUMNS:
-            table.add_column(
-                heading, justify="left" if heading == "asset" else "right", no_wrap=True
-            )
-        for item in items:
-            table.add_row(*(_short(name, getattr(item, name, None)) for name, _ in BALANCE_COLUMNS))
-        console.print(table)
+        elif plain_output(console):
+            for item in items:
+                _line(console, [(key, _word(name, getattr(item, name))) for name, key in _PLAIN])
+        else:
+            _balance_table(console, title, items)
         return
     for item in items:
         asset = getattr(item, "asset", None)
-        table = Table(title=f"{title}: {asset}" if asset else title, show_header=False)
-        table.add_column("field", style="bold")
-        table.add_column("value", justify="right")
-        for name in getattr(type(item), "__struct_fields__", ()):
-            if name != "asset":
-                table.add_row(name, _cell(name, getattr(item, name)))
+        heading = f"{title}: {asset}" if asset else title
+        fields = [
+            (name, getattr(item, name))
+            for name in getattr(type(item), "__struct_fields__", ())
+            if name != "asset"
+        ]
+        if plain_output(console):
+            _line(console, [("account", heading)])
+            for name, value in fields:
+                _line(console, [(name, _word(name, value))])
+            continue
+        from rich.table import Table
+
+        table = Table(title=heading, show_header=False)
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("value", justify="right", overflow="fold")
+        for name, value in fields:
+            table.add_row(name, _cell(name, value))
         console.print(table)
+
+
+#: Plain lines' names for the balance columns.
+_PLAIN = [
+    (name, heading.replace(" ", "_").replace("(UTC)", "utc")) for name, heading in BALANCE_COLUMNS
+]
+#: Which balance columns to keep first on a narrow terminal (indices into BALANCE_COLUMNS).
+_BALANCE_ORDER = (0, 1, 2, 3, 4, 6, 5, 7, 8)
+
+
+def _word(name: str, value: Any) -> str:
+    """A plain line's value, whole and without spaces: times in ISO 8601 UTC."""
+    if name == "update_time" and isinstance(value, int):
+        moment = datetime.fromtimestamp(value / 1000, timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _cell(name, value)
+
+
+def _line(console: Any, pairs: list[tuple[str, str]]) -> None:
+    text = " ".join(
+        f"{key}={value}" if " " not in value else f"{key}={value!r}" for key, value in pairs
+    )
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _balance_table(console: Any, title: str, items: list[Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    cells = [
+        [_short(name, getattr(item, name, None)) for name, _ in BALANCE_COLUMNS] for item in items
+    ]
+
+    def make(kept: Sequence[int]) -> Table:
+        table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        for index in kept:
+            heading = BALANCE_COLUMNS[index][1]
+            table.add_column(heading, justify="left" if index == 0 else "right", no_wrap=True)
+        for row in cells:
+            table.add_row(*(row[index] for index in kept))
+        return table
+
+    table, left_out = fitted(console, make, _BALANCE_ORDER)
+    console.print(table)
+    if left_out:
+        names = ", ".join(BALANCE_COLUMNS[index][1] for index in left_out)
+        console.print(
+            f"(not shown at this width: {names}; a wider terminal, a pipe or --json has them)",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _short(name: str, value: Any) -> str:

@@ -1,0 +1,45 @@
+"""Tables that fit the terminal without cutting what matters: the columns are kept in order of
+importance while each fits whole, the others dropped (never truncated); where the output is
+not a terminal a person reads (a pipe, a file, ``TERM=dumb``), plain lines instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+def plain_output(console: Console) -> bool:
+    """Plain lines, not a drawn table: standard output is not a terminal, or a dumb one."""
+    return not console.is_terminal or console.is_dumb_terminal
+
+
+def fitted(
+    console: Console,
+    make: Callable[[Sequence[int]], Table],
+    order: Sequence[int],
+    *,
+    room: int | None = None,
+) -> tuple[Table, list[int]]:
+    """The table ``make(kept)`` with the columns of ``order`` (most important first) that fit
+    ``room`` columns of text (the console's width) whole, and the indices left out. The first
+    column in ``order`` is always kept."""
+    from rich.measure import Measurement
+
+    width = console.width if room is None else room
+    unbounded = console.options.update_width(1 << 16)
+    kept: list[int] = []
+    left_out: list[int] = []
+    for index in order:
+        trial = sorted([*kept, index])
+        table = make(trial)
+        table.expand = False  # its natural width: every cell whole
+        need = Measurement.get(console, unbounded, table).maximum
+        if not kept or need <= width:
+            kept = trial
+        else:
+            left_out.append(index)
+    return make(kept), sorted(left_out)
