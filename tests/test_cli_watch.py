@@ -383,3 +383,66 @@ def test_sigterm_ends_watch_stream_with_its_summary_and_every_key_closed(tmp_pat
     closed = counts.get("pm_listen_key_close", 0) + counts.get("pm_pro_listen_key_close", 0)
     assert opened >= 4
     assert closed == len(accounts)
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_on_a_narrow_terminal_names_uni_mmr_status_and_reasons_stay_whole(
+    columns: int, served: Served, tmp_path: Path
+) -> None:
+    _, base_url, accounts = served
+    unknown_key = dict(next(a for a in accounts if "secret" in a), name="unknown-key")
+    unknown_key["api_key"] = "Z" * 64
+    path = toml_for([*accounts, unknown_key], tmp_path)
+    session = f"binance-pm-test-{time.monotonic_ns()}"
+    command = (
+        f"env -u COLUMNS -u LINES {sys.executable} -m binance_pm watch --accounts {path} "
+        f"--every 0.3 --base-url {base_url} --seconds 60"
+    )
+    tmux("-L", session, "new-session", "-d", "-s", session, "-x", str(columns), "-y", "40", command)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            shown = tmux("-L", session, "capture-pane", "-p", "-t", session)
+            if "DROPPED" in shown and shown.count(" NORMAL") >= 3:
+                break
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        (tmp_path / "screen.txt").write_text(shown)
+        assert "…" not in shown
+        lines = shown.splitlines()
+        for account in accounts:  # each name whole, with its uniMMR in full (digits.2)
+            row = next((line for line in lines if f" {account['name']} " in line), None)
+            assert row is not None, shown
+            if "NORMAL" in row:
+                assert re.search(rf"{account['name']} +│ +\d+\.\d\d │ NORMAL", row), row
+        # The dropped row's reason whole: in its column, wrapped over lines, or (when the
+        # terminal is too narrow for the column) below the table.
+        in_column = " ".join(
+            cell.strip() for line in lines for cell in line.split("│")[-2:-1] if cell.strip()
+        )
+        below = " ".join(line.strip() for line in lines if not line.startswith(("│", "┃")))
+        reason = "-2015 Invalid API-key, IP, or permissions for action."
+        assert reason in in_column or f"unknown-key (PM) dropped: {reason}" in below, shown
+    finally:
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
+
+
+def test_on_a_dumb_terminal_watch_prints_plain_lines_as_it_goes(
+    served: Served, tmp_path: Path
+) -> None:
+    _, base_url, accounts = served
+    path = toml_for(accounts, tmp_path)
+    session = f"binance-pm-test-{time.monotonic_ns()}"
+    command = (
+        f"env TERM=dumb {sys.executable} -m binance_pm watch --accounts {path} "
+        f"--every 0.3 --base-url {base_url} --seconds 60"
+    )
+    tmux("-L", session, "new-session", "-d", "-s", session, "-x", "100", "-y", "20", command)
+    try:
+        deadline = time.monotonic() + 30
+        while "t=" not in (shown := tmux("-L", session, "capture-pane", "-p", "-t", session)):
+            assert time.monotonic() < deadline, shown  # not a blank screen until the end
+            time.sleep(0.2)
+        assert re.search(r"^t=\d+\.\ds calls=\d+", shown, re.M), shown
+    finally:
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)

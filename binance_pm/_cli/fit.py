@@ -19,14 +19,15 @@ def plain_output(console: Console) -> bool:
 
 def fitted(
     console: Console,
-    make: Callable[[Sequence[int]], Table],
+    make: Callable[[Sequence[int], bool], Table],
     order: Sequence[int],
     *,
     room: int | None = None,
 ) -> tuple[Table, list[int]]:
-    """The table ``make(kept)`` with the columns of ``order`` (most important first) that fit
-    ``room`` columns of text (the console's width) whole, and the indices left out. The first
-    column in ``order`` is always kept."""
+    """The table ``make(kept, False)`` with the columns of ``order`` (most important first)
+    that fit ``room`` columns of text (the console's width) whole, and the indices left out.
+    The first column in ``order`` is always kept. ``make(kept, True)`` is measured: a column
+    that wraps gives there the least width it is worth showing at."""
     from rich.measure import Measurement
 
     width = console.width if room is None else room
@@ -35,11 +36,11 @@ def fitted(
     left_out: list[int] = []
     for index in order:
         trial = sorted([*kept, index])
-        table = make(trial)
+        table = make(trial, True)
         table.expand = False  # its natural width: every cell whole
         need = Measurement.get(console, unbounded, table).maximum
         if not kept or need <= width:
             kept = trial
         else:
             left_out.append(index)
-    return make(kept), sorted(left_out)
+    return make(kept, False), sorted(left_out)

@@ -236,7 +236,7 @@ def _balance_table(console: Any, title: str, items: list[Any]) -> None:
         [_short(name, getattr(item, name, None)) for name, _ in BALANCE_COLUMNS] for item in items
     ]
 
-    def make(kept: Sequence[int]) -> Table:
+    def make(kept: Sequence[int], measuring: bool) -> Table:
         table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
         for index in kept:
             heading = BALANCE_COLUMNS[index][1]

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
@@ -19,9 +19,11 @@ from .._governor import Governor
 from .._limits import Budget
 from ._common import positive
 from .board import Board, Row, reason
+from .fit import fitted, plain_output
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.table import Table
 
     from .._client import AsyncClient
     from .._session import Session
@@ -117,7 +119,23 @@ def plain_line(board: Board, governor: Governor) -> str:
     return line
 
 
-def render(board: Board, governor: Governor, title: str, height: int) -> RenderableType:
+#: The accounts table's columns, in the order shown, and which to keep first when the terminal
+#: is narrow (indices into COLUMNS).
+COLUMNS = (
+    ("account", "left"),
+    ("uniMMR", "right"),
+    ("status", "left"),
+    ("type", "left"),
+    ("equity / wallet", "right"),
+    ("age", "right"),
+    ("last error", "left"),
+)
+ERROR = 6
+COLUMN_ORDER = (0, 1, 2, 3, ERROR, 4, 5)
+ERROR_ROOM = 20  # the last error is shown when it has this many columns, wrapped if longer
+
+
+def render(board: Board, governor: Governor, title: str, console: Console) -> RenderableType:
     """The live view: budget bars, then the accounts that fit, in trouble first."""
     from rich.console import Group
     from rich.progress_bar import ProgressBar
@@ -125,35 +143,37 @@ def render(board: Board, governor: Governor, title: str, height: int) -> Rendera
     from rich.text import Text
 
     now = time.time()
+    height = console.size.height
     elapsed = time.monotonic() - board.started
     bars = Table.grid(padding=(0, 2))
+    bar_width = max(8, min(30, console.width - 52))  # the figures beside it stay whole
     for name, used, limit, refused in budgets(governor):
-        bar = ProgressBar(total=limit, completed=min(used, limit), width=30)
+        bar = ProgressBar(total=limit, completed=min(used, limit), width=bar_width)
         share = f"{used:>7,}/{limit:<7,} {used / limit:>4.0%}"
         bars.add_row(Text(name, style="bold"), bar, Text(share), Text(f"429s {refused}"))
-    accounts = Table(expand=True, header_style="bold", pad_edge=False)
     shown = board.ordered()[: max(height - 12, 3)]
     cells = [_cells(board, row, now) for row in shown]
-    for number, (column, justify) in enumerate(
-        (
-            ("account", "left"),
-            ("type", "left"),
-            ("uniMMR", "right"),
-            ("status", "left"),
-            ("equity / wallet", "right"),
-            ("age", "right"),
-        )
-    ):
-        # On a narrow terminal the last error gives way first, then the figures: never the
-        # account's name, type or status.
-        least = (
-            max([len(column), *(len(c[number]) for c in cells)]) if number in (0, 1, 3) else None
-        )
-        accounts.add_column(column, justify=justify, no_wrap=True, min_width=least)  # type: ignore[arg-type]
-    # The reason takes what room is left, cut short with an ellipsis.
-    accounts.add_column("last error", ratio=1, min_width=12, no_wrap=True, overflow="ellipsis")
-    for row, row_cells in zip(shown, cells, strict=False):
-        accounts.add_row(*row_cells, style=_style(board, row, now))
+    styles = [_style(board, row, now) for row in shown]
+
+    def make(kept: Sequence[int], measuring: bool) -> Table:
+        table = Table(expand=True, header_style="bold")
+        for index in kept:
+            heading, justify = COLUMNS[index]
+            if index == ERROR:  # the reason wraps onto more lines rather than being cut
+                least = ERROR_ROOM if measuring else None
+                table.add_column(
+                    heading, ratio=1, min_width=ERROR_ROOM, max_width=least, overflow="fold"
+                )
+            else:
+                table.add_column(heading, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for row_cells, style in zip(cells, styles, strict=True):
+            table.add_row(*(row_cells[index] for index in kept), style=style)
+        return table
+
+    # On a narrow terminal the figures of least use give way first; the account, its uniMMR
+    # and its status are never cut.
+    order = [index for index in COLUMN_ORDER if index != ERROR or any(c[ERROR] for c in cells)]
+    accounts, left_out = fitted(console, make, order)
     hidden = len(board.rows) - len(shown)
     footer = Text(
         f"calls {board.calls}   errors {board.errors_text()}   below uniMMR "
@@ -161,16 +181,23 @@ def render(board: Board, governor: Governor, title: str, height: int) -> Rendera
         + (f"   ({hidden} more accounts not shown)" if hidden > 0 else "")
     )
     header = Text(f"{title}   {elapsed:.1f}s", style="bold")
-    return Group(header, bars, accounts, footer)
+    if ERROR not in left_out:
+        return Group(header, bars, accounts, footer)
+    # Too narrow for the reasons beside the rows: the first few below the table, wrapped.
+    failing = board.failing()
+    reasons = [Text(board.failure_text(row), style="yellow") for row in failing[:NAMED]]
+    if len(failing) > NAMED:
+        reasons.append(Text(f"… and {len(failing) - NAMED} more failing"))
+    return Group(header, bars, accounts, footer, *reasons)
 
 
 def _cells(board: Board, row: Row, now: float) -> tuple[str, ...]:
     age = "" if row.at is None else f"{max(now - row.at, 0.0):.1f}s"
     return (
         row.name,
-        row.kind,
         "" if row.uni_mmr is None else f"{row.uni_mmr:.2f}",
         row.state(now),
+        row.kind,
         row.equity_text(),
         age,
         "" if row.error is None else brief(reason(row.error)),
@@ -220,7 +247,7 @@ async def run_board(
     goes: live on a terminal, a plain line a second, or a JSON line per update (to ``out``,
     standard output by default). ``BrokenPipeError`` when the output's reader has gone."""
     if form == "auto":
-        form = "table" if console.is_terminal else "plain"
+        form = "plain" if plain_output(console) else "table"
     output = out if out is not None else sys.stdout
     live_view: Any = None
 
@@ -256,7 +283,7 @@ async def run_board(
     async def draw(scope: anyio.CancelScope) -> None:
         while True:
             if live_view is not None:
-                view = render(board, governor, title, console.size.height)
+                view = render(board, governor, title, console)
                 live_view.update(view, refresh=True)
                 await anyio.sleep(0.25)
             else:
@@ -282,7 +309,7 @@ async def run_board(
                 group.cancel_scope.cancel()
     finally:
         if live_view is not None:
-            live_view.update(render(board, governor, title, console.size.height), refresh=True)
+            live_view.update(render(board, governor, title, console), refresh=True)
             live_view.stop()
     if pipe_closed:
         raise BrokenPipeError("the output was closed")
