@@ -7,7 +7,7 @@
 
     gov = Governor(store=RedisStore("redis://127.0.0.1:6379/0", prefix="binance_pm"))
 
-Needs the ``redis`` extra (``pip install 'binance-pm[redis]'``); the core SDK never imports
+Needs the ``redis`` extra (``pip install -e '.[redis]'`` in a checkout); the core SDK never imports
 this module. Every process that passes a store with the same Redis and prefix shares every
 budget: the exchange counts the IP weight of all of them as one.
 

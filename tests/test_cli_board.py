@@ -89,7 +89,10 @@ def test_an_error_after_a_good_answer_keeps_the_figures_and_shows_stale_once_old
 
 def test_exit_status_says_whether_monitoring_worked() -> None:
     board, clients = board_of("pm_pro_account", "pm_balance")
-    assert board.exit_status() == 4  # nothing answered yet
+    assert board.exit_status() == 0  # nothing is due yet: a short run is not a failure
+    assert len(board.waiting()) == 2
+    board.started -= 3.5 * board.every  # more than three periods without a word
+    assert board.exit_status() == 4
     board.add(update(clients[0], "pm_pro_account", account("3")))
     assert board.exit_status() == 3  # one silent
     board.add(update(clients[1], "pm_balance", [balance("USDT", "5")]))
@@ -154,3 +157,12 @@ def test_a_narrow_column_shows_what_went_wrong_first() -> None:
     assert brief("-1022 Signature for this request is not valid.") == (
         "-1022 Signature for this request is not valid."
     )
+
+
+def test_exit_status_says_an_account_is_being_liquidated() -> None:
+    board, (client,) = board_of("pm_pro_account")
+    board.add(update(client, "pm_pro_account", account("1.01", AccountStatus.FORCE_LIQUIDATION)))
+    assert board.exit_status() == 5
+    assert any(line.startswith("in liquidation: 1: acct-0") for line in board.summary())
+    board.add(update(client, "pm_pro_account", account("1.2", AccountStatus.MARGIN_CALL)))
+    assert board.exit_status() == 0

@@ -112,20 +112,17 @@ def test_refused_keys_exit_3_and_name_the_accounts_and_the_exchange_codes(
 
 def test_piped_lines_name_the_accounts_below_the_threshold(served: Served, tmp_path: Path) -> None:
     _, base_url, accounts = served
-    risky = [a for a in accounts if a["account_type"] in ("PM_1", "PM_3")]
-    assert risky, "the seed should give PM Pro accounts"
+    risky = accounts  # every product tells its uniMMR (PM through pm_account)
+    assert {a["account_type"] for a in risky} == {"PM_1", "PM_2", "PM_3"}
     done = watch(toml_for(accounts, tmp_path), base_url, "--alert-mmr", "1000000")
     assert done.returncode == 0, done.stdout + done.stderr
     last = [line for line in done.stdout.splitlines() if line.startswith("t=")][-1]
     assert f"alerts={len(risky)}" in last
     assert "| alerts: " in last
-    assert re.search(r"acct-\d+ \(PM Pro(?: SPAN)?\) uniMMR \d+\.\d{3}", last)
+    assert re.search(r"acct-\d+ \(PM(?: Pro)?(?: SPAN)?\) uniMMR \d+\.\d{3}", last)
     summary = done.stdout.split("\ncalls: ", 1)[1]
     for account in risky:
-        assert re.search(rf"^  alert {account['name']} \(PM Pro", summary, re.M), summary
-    for account in accounts:
-        if account not in risky:  # PM balances have no uniMMR: never below a threshold
-            assert f"alert {account['name']} " not in summary
+        assert re.search(rf"^  alert {account['name']} \(PM", summary, re.M), summary
 
 
 def test_jsonl_is_one_object_per_update_with_figures_as_decimal_strings(
@@ -144,20 +141,16 @@ def test_jsonl_is_one_object_per_update_with_figures_as_decimal_strings(
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", record["time"])
         if kinds[record["account"]] == "PM_2":
             assert record["type"] == "PM"
-            assert record["endpoint"] == "pm_balance"
-            assert record["balances"]
-            for amount in record["balances"].values():
-                assert "E" not in amount
-                Decimal(amount)
+            assert record["endpoint"] == "pm_account"  # a PM account's uniMMR
         else:
             assert record["type"].startswith("PM Pro")
-            # Any status the exchange has: the accounts drift, and on a busy machine the run
-            # lasts long enough for one to reach a margin call.
-            assert record["status"] in {s.value for s in AccountStatus}
-            for field in ("uni_mmr", "equity", "maint_margin"):
-                assert isinstance(record[field], str)
-                assert "E" not in record[field]
-                Decimal(record[field])
+        # Any status the exchange has: the accounts drift, and on a busy machine the run lasts
+        # long enough for one to reach a margin call.
+        assert record["status"] in {s.value for s in AccountStatus}
+        for field in ("uni_mmr", "equity", "maint_margin"):
+            assert isinstance(record[field], str)
+            assert "E" not in record[field]
+            Decimal(record[field])
     # The summary is on stderr, so that stdout is nothing but JSON lines.
     assert "calls: " in done.stderr
 
@@ -254,21 +247,15 @@ def test_metrics_are_served_and_parse_with_prometheus_clients_own_parser(
         assert samples["binance_pm_account_stale"][key] == 0
         assert 0 <= samples["binance_pm_account_data_age_seconds"][key] < 30
         assert samples["binance_pm_account_failures"][key] == 0
-        if account["account_type"] == "PM_2":
-            assert any(
-                dict(k)["account"] == account["name"]
-                for k in samples["binance_pm_account_wallet_balance"]
-            )
-        else:
-            assert samples["binance_pm_account_uni_mmr"][key] > 0
-            assert key in samples["binance_pm_account_equity_usd"]
-            assert key in samples["binance_pm_account_maint_margin_usd"]
-            statuses = [
-                dict(k)["status"]
-                for k, v in samples["binance_pm_account_status"].items()
-                if dict(k)["account"] == account["name"] and v == 1
-            ]
-            assert len(statuses) == 1, statuses
+        assert samples["binance_pm_account_uni_mmr"][key] > 0  # every product, PM too
+        assert key in samples["binance_pm_account_equity_usd"]
+        assert key in samples["binance_pm_account_maint_margin_usd"]
+        statuses = [
+            dict(k)["status"]
+            for k, v in samples["binance_pm_account_status"].items()
+            if dict(k)["account"] == account["name"] and v == 1
+        ]
+        assert len(statuses) == 1, statuses
     assert samples["binance_pm_budget_limit"][(("budget", "papi_ip"),)] > 0
     assert samples["binance_pm_budget_refusals"][(("budget", "papi_ip"), ("status", "429"))] == 0
     assert samples["binance_pm_budget_refusals"][(("budget", "sapi_ip"), ("status", "418"))] == 0

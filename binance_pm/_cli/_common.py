@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 
-#: Exit statuses, documented in ``binance-pm --help`` and the README.
+#: Exit statuses, documented in ``binance-pm --help`` and the docs.
 OK = 0
-FAILED = 1  # a one-shot call failed or was refused; the simulated exchange could not listen
-USAGE = 2  # a wrong option, a bad accounts file, missing keys
+FAILED = 1  # a one-shot call failed or was refused; the simulated exchange could not start
+USAGE = 2  # a wrong option or value, a bad accounts file, missing keys, a port in use
 SOME_FAILING = 3  # watch/demo: some accounts were failing (or dropped) when it ended
 ALL_FAILING = 4  # watch/demo: no account had a good answer when it ended
-INTERRUPTED = 130
+IN_LIQUIDATION = 5  # watch/demo: none failing, but some account in a liquidation status
+INTERRUPTED = 130  # Ctrl-C or SIGTERM, for every command (after its summary)
 
 EXIT_STATUSES = (
-    "exit status: 0 ok; 1 a call failed or was refused; 2 a usage error (bad option, file or "
-    "keys); 3 (watch, demo) some accounts were failing or dropped at the end; 4 (watch, demo) "
-    "every account was failing at the end"
+    "exit status: 0 ok; 1 a call failed or was refused; 2 a usage error (a bad option or value, "
+    "file or keys, a port in use); 3 (watch, demo) some accounts were failing or dropped at the "
+    "end; 4 (watch, demo) every account was failing at the end; 5 (watch, demo) none failing, "
+    "but some account in a liquidation status (ACTIVE_LIQUIDATION, FORCE_LIQUIDATION); 130 "
+    "interrupted (Ctrl-C or SIGTERM), after the summary"
 )
+
+
+def sigterm_as_ctrl_c() -> None:
+    """SIGTERM (systemd, docker) ends the command the way Ctrl-C does: its work is cancelled
+    and closed (streams and their listen keys), its summary printed, exit status 130."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (a free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (0 to 65535): {text!r}")
+    return value
 
 
 def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
@@ -52,5 +73,7 @@ def fail(message: str, code: int = FAILED) -> int:
 
 def needs(extra: str, exc: ImportError) -> int:
     return fail(
-        f"this command needs the '{extra}' extra: pip install 'binance-pm[{extra}]' ({exc})", USAGE
+        f"this command needs the '{extra}' extra: pip install -e '.[{extra}]' in a checkout of "
+        f"binance-pm ({exc})",
+        USAGE,
     )

@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .._endpoints import ENDPOINTS
+from .._endpoints import ENDPOINTS, STREAMS
 from .._events import PMProAccountUpdate, RiskLevelChange, StreamEvent
 from .._exceptions import APIError, BinancePMError
 from .._models import AccountStatus, PMBalance
@@ -23,10 +24,48 @@ from .._updates import Update
 
 if TYPE_CHECKING:
     from .._client import AsyncClient
+    from .._governor import Governor
 
 #: Data older than this many of its periods (how often its figures can arrive) is stale.
 STALE_PERIODS = 3
 NORMAL = AccountStatus.NORMAL.value
+#: The statuses in which the exchange is liquidating the account: watch's exit status says so.
+LIQUIDATION = frozenset(status.value for status in AccountStatus if "LIQUIDATION" in status.value)
+
+
+def arrival_periods(
+    jobs: Mapping[AsyncClient, str],
+    governor: Governor,
+    *,
+    every: float,
+    stream: bool = False,
+    reconcile_every: float = 60.0,
+    pushes_every: float | None = None,
+) -> dict[AsyncClient, float]:
+    """How often each account's figures can arrive: its REST period (``every``, or
+    ``reconcile_every`` under ``stream``), no shorter than its IP budget allows for all the
+    accounts that share it; under ``stream``, at most its stream's push period (PM Pro pushes
+    every 5 s, or ``pushes_every``; PM pushes only on a change of risk level)."""
+    rest = reconcile_every if stream else every
+    load: Counter[str] = Counter()
+    for client, name in jobs.items():
+        endpoint = ENDPOINTS[name]
+        budget = endpoint.budget_for(client.api_key)
+        if budget.kind == "ip":
+            load[budget.store_name] += endpoint.weight
+    periods = {}
+    for client, name in jobs.items():
+        endpoint = ENDPOINTS[name]
+        budget = endpoint.budget_for(client.api_key)
+        period = rest
+        if budget.kind == "ip":
+            per_second = governor.limits[budget.limit] * (1 - governor.headroom) / governor.window
+            period = max(rest, load[budget.store_name] / per_second)
+        pushed = STREAMS[endpoint.stream].pushes_every if endpoint.stream is not None else None
+        if stream and pushed is not None:
+            period = min(period, pushes_every or pushed)
+        periods[client] = period
+    return periods
 
 
 def reason(error: BinancePMError) -> str:
@@ -206,18 +245,38 @@ class Board:
         return [r for r in self.rows.values() if r.stale(now)]
 
     def silent(self) -> list[Row]:
-        """Accounts that have had no answer at all, good or bad, yet."""
-        return [r for r in self.rows.values() if r.at is None and not r.failing]
+        """Accounts that have had no answer at all, good or bad, though they have been waiting
+        longer than a few of their periods: something is wrong."""
+        waited = time.monotonic() - self.started
+        return [
+            r
+            for r in self.rows.values()
+            if r.at is None and not r.failing and waited > STALE_PERIODS * r.every
+        ]
+
+    def waiting(self) -> list[Row]:
+        """Accounts whose first answer is not yet due (a large desk's first turns are spread
+        over a period)."""
+        silent = self.silent()
+        return [r for r in self.rows.values() if r.at is None and not r.failing and r not in silent]
 
     def exit_status(self) -> int:
-        """0 when every account's last word was a good answer; 3 when some were failing,
-        dropped or never answered at the end; 4 when all were (nothing is being watched)."""
-        from ._common import ALL_FAILING, OK, SOME_FAILING
+        """0 when every account's last word was a good answer (or its first is not yet due); 3
+        when some were failing, dropped or silent too long at the end; 4 when all were (nothing
+        is being watched); 5 (watch) when none failed but some account is in a liquidation
+        status."""
+        from ._common import ALL_FAILING, IN_LIQUIDATION, OK, SOME_FAILING
 
-        bad = sum(1 for row in self.rows.values() if row.failing or row.at is None)
-        if not bad:
-            return OK
-        return ALL_FAILING if bad == len(self.rows) else SOME_FAILING
+        bad = sum(1 for row in self.rows.values() if row.failing) + len(self.silent())
+        if bad:
+            return ALL_FAILING if bad == len(self.rows) else SOME_FAILING
+        if self.liquidating():
+            return IN_LIQUIDATION
+        return OK
+
+    def liquidating(self) -> list[Row]:
+        """Accounts whose last known status is a liquidation one."""
+        return [r for r in self.rows.values() if r.status in LIQUIDATION]
 
     def ordered(self) -> list[Row]:
         """Accounts in trouble first (a status other than NORMAL, below the alert uniMMR, then
@@ -270,13 +329,19 @@ class Board:
         lines += [f"  alert {self.alert_text(row)}" for row in alerts[:most]]
         if len(alerts) > most:
             lines.append(f"  … and {len(alerts) - most} more")
-        silent = self.silent()
+        silent, waiting = self.silent(), self.waiting()
         lines.append(f"failing: {len(failing) + len(silent)} of {len(self.rows)} accounts")
         texts = [self.failure_text(row) for row in failing]
         texts += [f"{row.name} ({row.kind}) no answer yet" for row in silent]
         lines += [f"  {text}" for text in texts[:most]]
         if len(texts) > most:
             lines.append(f"  … and {len(texts) - most} more")
+        if waiting:
+            lines.append(f"not yet polled: {len(waiting)} (their first turn had not come)")
+        liquidating = self.liquidating()
+        if liquidating:
+            names = ", ".join(self.alert_text(row) for row in liquidating[:most])
+            lines.append(f"in liquidation: {len(liquidating)}: {names}")
         return lines
 
     def record(self, update: Update, row: Row) -> dict[str, Any]:

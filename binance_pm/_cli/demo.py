@@ -10,8 +10,11 @@ from typing import Any
 
 from .._endpoints import ENDPOINTS, STATE_ENDPOINT
 from .._limits import Limits
-from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive
+from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive, sigterm_as_ctrl_c
 from .views import FORMATS, add_stream_options
+
+#: How often the demo's PM Pro streams push (the exchange's 5 s, faster, as its windows are).
+PUSH_EVERY = 1.0
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
         accounts=args.accounts,
         seed=args.seed,
         limits=limits,
-        push_every=1.0,  # the exchange's 5 s, a little faster, as the demo's windows are
+        push_every=PUSH_EVERY,
     )
     governor = exchange.governor()
 
-    async def run() -> tuple[Board, float, float]:
+    ran: dict[str, Any] = {}  # what the run got to, for the summary even when interrupted
+
+    async def run() -> None:
         async with exchange, Session(base_url=exchange.base_url, governor=governor) as session:
             jobs = {}
             rows = {}
@@ -83,36 +88,44 @@ def run(args: argparse.Namespace) -> int:
                 kind = account.account_type.value
                 jobs[client] = STATE_ENDPOINT[kind]
                 rows[client] = Row(account.name, STATE_ENDPOINT[kind])
-            board = Board(rows, args.alert_mmr, every=args.every)
-            started = exchange.server_ms()
+            ran["board"] = board = Board(rows, args.alert_mmr, every=args.every)
+            ran["started"] = exchange.server_ms()
             title = (
                 f"binance-pm demo: {args.accounts} simulated accounts, {args.window:g} s windows"
             )
-            await run_board(
-                session,
-                governor,
-                jobs,
-                board,
-                seconds=args.seconds,
-                console=console,
-                title=title,
-                form=args.format,
-                stream=args.stream,
-                reconcile_every=args.reconcile_every,
-            )
-            return board, started, exchange.server_ms()
+            try:
+                await run_board(
+                    session,
+                    governor,
+                    jobs,
+                    board,
+                    seconds=args.seconds,
+                    console=console,
+                    title=title,
+                    form=args.format,
+                    stream=args.stream,
+                    reconcile_every=args.reconcile_every,
+                    pushes_every=PUSH_EVERY,
+                )
+            finally:
+                ran["stopped"] = exchange.server_ms()
 
+    sigterm_as_ctrl_c()
+    interrupted = False
     try:
-        board, started, stopped = asyncio.run(run())
+        asyncio.run(run())
     except BrokenPipeError:  # `demo | head`: the reader has had enough
         return OK
     except OSError as exc:
         return fail(f"cannot serve the simulated exchange: {exc}")
     except KeyboardInterrupt:
+        interrupted = True
+    if "stopped" not in ran:  # interrupted before it began
         return INTERRUPTED
+    board = ran["board"]
     with contextlib.suppress(BrokenPipeError):
-        _demo_summary(console, exchange, board, limits, args, started, stopped)
-    return board.exit_status()
+        _demo_summary(console, exchange, board, limits, args, ran["started"], ran["stopped"])
+    return INTERRUPTED if interrupted else board.exit_status()
 
 
 def _demo_summary(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .._config import TIMEOUT
 from .._endpoints import ACCOUNT_ENDPOINTS
 from .._endpoints import asset_name as exchange_asset
-from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, positive
+from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, positive, sigterm_as_ctrl_c
 from .fit import fitted, plain_output
 
 if TYPE_CHECKING:
@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         ) as client:
             return await getattr(client, args.endpoint)(**kwargs)
 
+    sigterm_as_ctrl_c()
     try:
         result = asyncio.run(call())
     except BinancePMError as exc:

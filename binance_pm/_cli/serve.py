@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from typing import Any
 
 from .._endpoints import STATE_ENDPOINT
 from .._limits import WEIGHTS, Limits
-from ._common import positive, share
+from ._common import INTERRUPTED, OK, USAGE, fail, needs, port, positive, share
 from .views import quiet_stdout
 
 
@@ -28,7 +29,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "silently.",
     )
     serve.add_argument(
-        "--port", type=int, default=0, help="port to listen on (default: a free one)"
+        "--port", type=port, default=0, help="port to listen on (default: a free one)"
     )
     serve.add_argument(
         "--accounts", type=positive(int), default=10, help="accounts to make (default 10)"
@@ -158,7 +159,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="also write each RSA or Ed25519 account's key to DIR/<name>.pem and an "
         "DIR/accounts.toml that 'binance-pm watch --accounts DIR/accounts.toml --base-url URL' "
-        "takes as it is (files readable by you only; default: none)",
+        "takes as it is (files readable by you only; an existing accounts.toml is kept unless "
+        "--force; default: none)",
+    )
+    serve.add_argument(
+        "--force",
+        action="store_true",
+        help="with --keys-dir, replace the files of an earlier run",
     )
     serve.set_defaults(run=run)
 
@@ -167,11 +174,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..testing import SimulatedExchange
     except ImportError as exc:
-        print(
-            f"binance-pm serve needs the 'sim' extra: pip install 'binance-pm[sim]' ({exc})",
-            file=sys.stderr,
-        )
-        return 2
+        return needs("sim", exc)
     limits = {
         key: getattr(args, key) for key in (*WEIGHTS, "ws_window") if getattr(args, key) is not None
     }
@@ -196,19 +199,27 @@ def run(args: argparse.Namespace) -> int:
             limits=Limits(**limits),
         )
     except ValueError as exc:
-        print(f"binance-pm serve: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), USAGE)
     names = {account.name: account.api_key for account in exchange.accounts}
     for name in args.broken:
         if name not in names:
-            print(f"binance-pm serve: --broken {name}: no such account", file=sys.stderr)
-            return 2
+            return fail(f"--broken {name!r}: no such account (acct-0000 …)", USAGE)
         exchange.broken.add(names[name])
+    if args.keys_dir is not None:
+        accounts_file = os.path.join(args.keys_dir, "accounts.toml")
+        if os.path.exists(accounts_file) and not args.force:
+            return fail(
+                f"--keys-dir {args.keys_dir}: {accounts_file} exists (an earlier run's keys?); "
+                "--force replaces it",
+                USAGE,
+            )
+        try:
+            write_keys(args.keys_dir, exchange.accounts)
+        except OSError as exc:
+            return fail(f"--keys-dir {args.keys_dir}: cannot write: {exc.strerror or exc}", USAGE)
 
     async def run() -> None:
         async with exchange:
-            if args.keys_dir is not None:
-                write_keys(args.keys_dir, exchange.accounts)
             say(f"base_url {exchange.base_url}")
             for account in exchange.accounts:
                 kind = account.account_type.value
@@ -227,19 +238,28 @@ def run(args: argparse.Namespace) -> int:
                     record["private_key"] = account.private_key.decode()
                 say(json.dumps(record))
             say("ready")
+            accounts = os.path.join(args.keys_dir, "accounts.toml") if args.keys_dir else "FILE"
+            hint = "" if args.keys_dir else " (FILE: run serve with --keys-dir DIR to have one)"
+            print(
+                f"binance-pm: serving; watch it with: binance-pm watch --accounts {accounts} "
+                f"--base-url {exchange.base_url}{hint}",
+                file=sys.stderr,
+                flush=True,
+            )
             await exchange.serve_forever()
 
     # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again; let
-    # SIGTERM end the command the way Ctrl-C does, with exit status 0.
+    # SIGTERM end the command the way Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         asyncio.run(run())
     except OSError as exc:
-        print(f"binance-pm serve: cannot listen or write: {exc}", file=sys.stderr)
-        return 1
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            return fail(f"--port {args.port}: cannot listen on 127.0.0.1: {exc.strerror}", USAGE)
+        return fail(f"cannot serve: {exc}")
     except KeyboardInterrupt:
-        pass
-    return 0
+        return INTERRUPTED
+    return OK
 
 
 def say(line: str) -> None:

@@ -18,7 +18,7 @@ import anyio
 from .._governor import Governor
 from .._limits import Budget
 from ._common import positive
-from .board import Board, Row, reason
+from .board import Board, Row, arrival_periods, reason
 from .fit import fitted, plain_output
 
 if TYPE_CHECKING:
@@ -110,7 +110,8 @@ def plain_line(board: Board, governor: Governor) -> str:
     alerts, failing = board.alerts(), board.failing()
     line = (
         f"t={elapsed:.1f}s calls={board.calls} errors={sum(board.errors.values())} "
-        f"429s={refused} alerts={len(alerts)} failing={len(failing)} | {shares}"
+        f"429s={refused} alerts={len(alerts)} failing={len(failing)} "
+        f"stale={len(board.stale())} | {shares}"
     )
     if alerts:
         line += " | alerts: " + _named([board.alert_text(row) for row in alerts])
@@ -242,6 +243,7 @@ async def run_board(
     out: TextIO | None = None,
     stream: bool = False,
     reconcile_every: float = 60.0,
+    pushes_every: float | None = None,
 ) -> None:
     """Poll ``jobs`` into ``board`` for ``seconds`` (or until cancelled), showing it as it
     goes: live on a terminal, a plain line a second, or a JSON line per update (to ``out``,
@@ -250,6 +252,16 @@ async def run_board(
         form = "plain" if plain_output(console) else "table"
     output = out if out is not None else sys.stdout
     live_view: Any = None
+    periods = arrival_periods(
+        jobs,
+        governor,
+        every=board.every,
+        stream=stream,
+        reconcile_every=reconcile_every,
+        pushes_every=pushes_every,
+    )
+    for client, period in periods.items():
+        board.rows[client].every = period  # stale after a few of these, no sooner
 
     pipe_closed = False
 

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from contextlib import AsyncExitStack
 
-from ._common import EXIT_STATUSES, FAILED, OK, USAGE, fail, needs, positive
+from ._common import (
+    EXIT_STATUSES,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    USAGE,
+    fail,
+    needs,
+    port,
+    positive,
+    sigterm_as_ctrl_c,
+)
 from .accounts import read_accounts
 from .views import FORMATS, add_stream_options
 
@@ -45,7 +55,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     watch.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         default=None,
         metavar="PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port, named on "
@@ -72,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
 
     host = args.metrics_host
     if args.metrics_port is not None:
-        if not 0 <= args.metrics_port <= 65535:
-            return fail(f"--metrics-port {args.metrics_port}: not a port (0 to 65535)", USAGE)
         try:
             import prometheus_client  # noqa: F401
         except ImportError as exc:
@@ -126,26 +134,25 @@ def run(args: argparse.Namespace) -> int:
                     reconcile_every=args.reconcile_every,
                 )
 
-    # SIGTERM (systemd, docker) ends the watch as Ctrl-C does: the streams and their listen
-    # keys closed, the summary printed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    sigterm_as_ctrl_c()
+    interrupted = False
     try:
         asyncio.run(watch())
     except _Refused as exc:
         return fail(str(exc), USAGE)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     except BrokenPipeError:  # `watch --format jsonl | head`: the reader has had enough
         return OK
     if not board_box:
-        return FAILED
+        return INTERRUPTED if interrupted else FAILED
     board = board_box[0]
     try:
         for line in board.summary():
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     except BrokenPipeError:
         pass
-    return board.exit_status()
+    return INTERRUPTED if interrupted else board.exit_status()
 
 
 class _Refused(Exception):

@@ -1,6 +1,6 @@
 """Tools for testing code that uses binance_pm, without keys or the internet.
 
-Needs the ``sim`` extra (``pip install 'binance-pm[sim]'``).
+Needs the ``sim`` extra (``pip install -e '.[sim]'`` in a checkout).
 """
 
 from __future__ import annotations
