@@ -10,6 +10,7 @@ import pytest
 
 from binance_pm import AuthError, TransportError
 from binance_pm._cli.board import Board, Row, reason
+from binance_pm._config import TIMEOUT
 from binance_pm._models import AccountStatus, AccountType, PMBalance, PMProAccount
 from binance_pm._updates import Update
 
@@ -91,7 +92,7 @@ def test_exit_status_says_whether_monitoring_worked() -> None:
     board, clients = board_of("pm_pro_account", "pm_balance")
     assert board.exit_status() == 0  # nothing is due yet: a short run is not a failure
     assert len(board.waiting()) == 2
-    board.started -= 3.5 * board.every  # more than three periods without a word
+    board.started -= 3.5 * board.every + TIMEOUT  # three periods and a call's deadline, silent
     assert board.exit_status() == 4
     board.add(update(clients[0], "pm_pro_account", account("3")))
     assert board.exit_status() == 3  # one silent

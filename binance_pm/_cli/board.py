@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._config import TIMEOUT
 from .._endpoints import ENDPOINTS, STREAMS
 from .._events import PMProAccountUpdate, RiskLevelChange, StreamEvent
 from .._exceptions import APIError, BinancePMError
@@ -245,9 +246,9 @@ class Board:
         return [r for r in self.rows.values() if r.stale(now)]
 
     def silent(self) -> list[Row]:
-        """Accounts that have had no answer at all, good or bad, though they have been waiting
-        longer than a few of their periods: something is wrong."""
-        waited = time.monotonic() - self.started
+        """Accounts that have had no answer at all, good or bad, though they have waited a few
+        of their periods and a call's whole deadline: something is wrong."""
+        waited = time.monotonic() - self.started - TIMEOUT
         return [
             r
             for r in self.rows.values()

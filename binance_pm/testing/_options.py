@@ -85,7 +85,8 @@ class ExchangeOptions:
         for family, share in self.external.items():
             if family not in FAMILIES or not 0 <= share < 1:
                 raise ValueError(
-                    f"external takes families ({', '.join(FAMILIES)}) with shares 0..1"
+                    f"external takes families ({', '.join(FAMILIES)}) with shares 0..1, not "
+                    f"{family}={share!r}"
                 )
         for name in STREAM_SECONDS:
             value = getattr(self, name)
@@ -107,6 +108,8 @@ def faults_valid(faults: Mapping[str, float]) -> None:
     add up to 1 at most."""
     for kind, p in faults.items():
         if kind not in FAULT_KINDS or not 0 <= p <= 1:
-            raise ValueError(f"faults take {', '.join(FAULT_KINDS)} with probabilities 0..1")
+            raise ValueError(
+                f"faults take {', '.join(FAULT_KINDS)} with probabilities 0..1, not {kind}={p!r}"
+            )
     if sum(faults.values()) > 1:
-        raise ValueError("fault probabilities add up to more than 1")
+        raise ValueError(f"fault probabilities add up to more than 1: {dict(faults)}")
