@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._credentials import Credentials
-from ._endpoints import API_TIME, Endpoint
+from ._endpoints import API_TIME, Endpoint, wrong_product_hint
 from ._exceptions import (
     APIError,
     BinancePMError,
@@ -116,6 +116,10 @@ def ban_headers(answer: Answer, now_ms: int) -> Mapping[str, str]:
     return CIMultiDictProxy(with_ban)
 
 
+#: What the exchange answers a key calling an endpoint of another product (as for a bad key).
+WRONG_PRODUCT_CODE = -2015
+
+
 def api_error(call: Call, answer: Answer) -> APIError:
     """The error an answer that is not a success stands for (a redirect says where to)."""
     status = answer.status
@@ -137,6 +141,7 @@ def api_error(call: Call, answer: Answer) -> APIError:
         endpoint=call.endpoint.label,
         api_key=call.masked,
         retry_after=retry_after_seconds(answer.headers),
+        hint=wrong_product_hint(call.endpoint) if code == WRONG_PRODUCT_CODE else None,
     )
 
 

@@ -21,11 +21,14 @@ from ._endpoints import (
     PM_PRO_SPAN_ACCOUNT,
     Endpoint,
     ListenKey,
+    account_type,
 )
 from ._engine import Engine
+from ._exceptions import APIError, RateLimitError
 from ._hook import RateLimitHook
 from ._http import DEFAULT_MAX_BODY, Sender
 from ._models import (
+    AccountType,
     ClassicPMAccount,
     PMAccount,
     PMBalance,
@@ -79,13 +82,15 @@ class AsyncClient:
     ``private_key_password`` if encrypted) must be given, else ``ValueError``. The other
     keywords are :class:`Session`'s. ``name`` (``"desk-1"``) names the account in its ``repr``,
     in poll updates and in the command line's output; by default the masked API key does.
+    ``product`` (``"PM"``, ``"PM Pro"``, ``"PM Pro SPAN"`` or an :class:`AccountType`) is the
+    account's product when you know it (:attr:`product`; else :meth:`detect_product`).
 
     Every endpoint method also takes ``recv_window=`` (ms) and ``timeout=`` (the seconds that
     call may take, waiting for budget and retries included, instead of the Session's
     ``timeout``).
     """
 
-    __slots__ = ("_credentials", "_name", "_owns_session", "_session")
+    __slots__ = ("_credentials", "_name", "_owns_session", "_product", "_session")
 
     def __init__(
         self,
@@ -105,8 +110,10 @@ class AsyncClient:
         proxy: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         name: str | None = None,
+        product: AccountType | str | None = None,
     ) -> None:
         self._name = _check_name(name)
+        self._product = None if product is None else account_type(product)
         self._credentials = Credentials(
             api_key,
             secret=secret,
@@ -129,10 +136,15 @@ class AsyncClient:
 
     @classmethod
     def _bound(
-        cls, session: Engine[RateLimitHook], credentials: Credentials, name: str | None = None
+        cls,
+        session: Engine[RateLimitHook],
+        credentials: Credentials,
+        name: str | None = None,
+        product: AccountType | str | None = None,
     ) -> AsyncClient:
         client = cls.__new__(cls)
         client._name = _check_name(name)
+        client._product = None if product is None else account_type(product)
         client._credentials = credentials
         client._session = session
         client._owns_session = False
@@ -147,6 +159,37 @@ class AsyncClient:
     def name(self) -> str:
         """The account's name: the one given (``name="desk-1"``), else its masked API key."""
         return self._name if self._name is not None else self._credentials.masked_key
+
+    @property
+    def product(self) -> AccountType | None:
+        """The account's product, when known: given (``product="PM"``) or found by
+        :meth:`detect_product`. ``Session.poll`` without endpoints polls each account's
+        state endpoint by it, and ``Session.stream`` follows each account's own stream."""
+        return self._product
+
+    async def detect_product(self, *, timeout: float | None = None) -> AccountType:
+        """Find the account's product, keep it as :attr:`product`, and return it:
+        ``AccountType.PM_1`` (PM Pro), ``PM_2`` (Portfolio Margin) or ``PM_3`` (PM Pro SPAN).
+
+        Asks ``pm_pro_account()`` first (weight 5 on the account's own UID budget), which
+        answers PM Pro and PM Pro SPAN accounts with their type; when the exchange refuses it
+        (a ``-2015``, or any other 4xx), ``pm_account()`` (weight 20 on the papi IP budget),
+        which answers Portfolio Margin accounts. The second refusal is raised (an
+        :class:`AuthError` for a bad key), with the first as its cause."""
+        try:
+            pro = await self.pm_pro_account(timeout=timeout)
+        except APIError as refused:
+            if not 400 <= refused.status < 500 or isinstance(refused, RateLimitError):
+                raise
+            try:
+                await self.pm_account(timeout=timeout)
+            except APIError as also:
+                raise also from refused
+            self._product = AccountType.PM_2
+        else:
+            known = pro.account_type in (AccountType.PM_1, AccountType.PM_3)
+            self._product = pro.account_type if known else AccountType.PM_1
+        return self._product
 
     @property
     def api_key(self) -> str:

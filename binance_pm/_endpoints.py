@@ -16,6 +16,7 @@ from ._decoding import ResponseDecoder
 from ._exceptions import DecodeError
 from ._limits import BucketKind, Budget, Family
 from ._models import (
+    AccountType,
     ClassicPMAccount,
     PMAccount,
     PMBalance,
@@ -301,6 +302,39 @@ ACCOUNT_ENDPOINTS: dict[str, Endpoint[Any]] = {
 
 #: The endpoint that tells an account's state, by account type: what ``binance-pm demo`` polls.
 STATE_ENDPOINT = {"PM_1": "pm_pro_account", "PM_2": "pm_account", "PM_3": "pm_pro_span_account"}
+#: Each account type's product, as people name it.
+PRODUCT_NAME = {"PM_1": "PM Pro", "PM_2": "PM", "PM_3": "PM Pro SPAN"}
+
+
+def account_type(product: AccountType | str) -> AccountType:
+    """The account type a product is given as: an :class:`AccountType`, its value
+    (``"PM_2"``), or its name (``"PM"``, ``"PM Pro"``, ``"PM Pro SPAN"``, any case)."""
+    if isinstance(product, AccountType):
+        return product
+    if not isinstance(product, str):
+        raise TypeError(f"product must be an AccountType or a str, not {type(product).__name__}")
+    wanted = " ".join(product.split()).upper()
+    for kind, name in PRODUCT_NAME.items():
+        if wanted in (kind, name.upper()):
+            return AccountType(kind)
+    names = ", ".join(f"{name!r} ({kind})" for kind, name in PRODUCT_NAME.items())
+    raise ValueError(f"product must be one of {names}, not {product!r}")
+
+
+def wrong_product_hint(endpoint: Endpoint[Any]) -> str | None:
+    """What a ``-2015`` from ``endpoint`` may mean beside a bad key: the key is good but its
+    account is of a product this endpoint does not serve. ``None`` for endpoints that serve
+    every product."""
+    others = [kind for kind in PRODUCT_NAME if kind not in endpoint.serves]
+    if not endpoint.serves or not others:
+        return None
+    served = " and ".join(PRODUCT_NAME[kind] for kind in endpoint.serves)
+    instead = "; ".join(f"{PRODUCT_NAME[kind]}: {STATE_ENDPOINT[kind]}()" for kind in others)
+    return (
+        f"{endpoint.name} answers {served} accounts only: if the key is another product's, "
+        f"call its endpoints ({instead}), or let AsyncClient.detect_product() tell"
+    )
+
 
 #: Every endpoint, account and public, by name.
 ENDPOINTS: dict[str, Endpoint[Any]] = {

@@ -82,6 +82,8 @@ class APIError(BinancePMError):
         endpoint: ``"GET /papi/v1/balance"`` and the like.
         api_key: the account's API key, masked.
         retry_after: seconds from the ``Retry-After`` header, when the answer had one.
+        hint: what the error may mean beyond the exchange's words (a ``-2015`` from an
+            endpoint of another product than the account's), or ``None``.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class APIError(BinancePMError):
         endpoint: str,
         api_key: str | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
         self.status = status
         self.code = code
@@ -100,12 +103,14 @@ class APIError(BinancePMError):
         self.endpoint = endpoint
         self.api_key = api_key
         self.retry_after = retry_after
+        self.hint = hint
         super().__init__(self._describe())
 
     def _describe(self) -> str:
         code = f" code {self.code}" if self.code is not None else ""
         who = f" [account {self.api_key}]" if self.api_key else ""
-        return f"{self.endpoint}: HTTP {self.status}{code}: {self.msg}{who}"
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.endpoint}: HTTP {self.status}{code}: {self.msg}{hint}{who}"
 
 
 class RateLimitError(APIError):
@@ -132,7 +137,9 @@ class IPBannedError(APIError):
 
 
 class AuthError(APIError):
-    """The API key, its IP whitelist, its permissions or the signature were refused."""
+    """The API key, its IP whitelist, its permissions or the signature were refused; or (the
+    same ``-2015``) the key's account is of another product than the endpoint serves, which
+    ``hint`` then says."""
 
 
 class TimestampError(APIError):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._endpoints import ACCOUNT_ENDPOINTS, Endpoint
+from ._endpoints import ACCOUNT_ENDPOINTS, STATE_ENDPOINT, Endpoint
 from ._fairness import Gate
 from ._limits import Budget
 
@@ -82,9 +82,9 @@ def plan_jobs(
         if endpoints is not None:
             raise TypeError("give endpoints per client in the mapping, or for all, not both")
         pairs = [(client, _names(names)) for client, names in clients.items()]
+    elif endpoints is None:  # each account's state, by its product
+        pairs = [(client, (_state_endpoint(client),)) for client in clients]
     else:
-        if endpoints is None:
-            raise TypeError("poll needs endpoints: a name, a list of names, or a mapping")
         names = _names(endpoints)
         pairs = [(client, names) for client in clients]
     gates: dict[Budget, Gate] = {}
@@ -95,6 +95,16 @@ def plan_jobs(
             gate = gates.setdefault(endpoint.budget_for(client.api_key), Gate())
             jobs.append(Job(client, endpoint, _caller(client, endpoint, asset), gate))
     return jobs
+
+
+def _state_endpoint(client: AsyncClient) -> str:
+    if client.product is None:
+        raise TypeError(
+            f"poll needs endpoints (a name, a list of names, or a mapping), or clients whose "
+            f"product is known: {client!r} has none (Session.client(..., product=...), or "
+            "await client.detect_product())"
+        )
+    return STATE_ENDPOINT[client.product.value]
 
 
 def _names(endpoints: str | Sequence[str]) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from ._engine import Engine, HookT
 from ._jobs import plan_jobs
 from ._limits import PUBLISHED_LIMITS
 from ._merge import Merged
+from ._models import AccountType
 from ._poller import Polling
 from ._running import Background, Owner
 from ._streams import (
@@ -112,12 +113,17 @@ class Session(Engine[HookT]):
         private_key: str | bytes | None = None,
         private_key_password: str | bytes | None = None,
         name: str | None = None,
+        product: AccountType | str | None = None,
     ) -> AsyncClient:
         """A client for one account that sends through this Session.
 
         Exactly one of ``secret`` (an HMAC key) and ``private_key`` (an Ed25519 or RSA PKCS#8
         PEM, with ``private_key_password`` if it is encrypted) must be given. ``name``
         (``"desk-1"``) is :attr:`AsyncClient.name`: shown in its ``repr`` and poll updates.
+        ``product`` (``"PM"``, ``"PM Pro"``, ``"PM Pro SPAN"`` or an :class:`AccountType`) is
+        :attr:`AsyncClient.product`, when known: :meth:`poll` without endpoints then polls
+        the account's state endpoint, and :meth:`stream` follows its own product's stream.
+        ``await client.detect_product()`` finds it out.
         """
         self._check_open()
         credentials = Credentials(
@@ -126,7 +132,7 @@ class Session(Engine[HookT]):
             private_key=private_key,
             private_key_password=private_key_password,
         )
-        return AsyncClient._bound(self, credentials, name)
+        return AsyncClient._bound(self, credentials, name, product)
 
     # -- polling -----------------------------------------------------------------------------
 
@@ -156,7 +162,10 @@ class Session(Engine[HookT]):
         Args:
             clients: the accounts' clients (of this Session), with ``endpoints`` for all; or a
                 mapping from each client to its endpoint name or names.
-            endpoints: ``"pm_pro_account"``, or a list of endpoint names (the client methods').
+            endpoints: ``"pm_pro_account"``, or a list of endpoint names (the client methods');
+                left out, each account's state endpoint by its :attr:`AsyncClient.product`
+                (``pm_account`` for PM, ``pm_pro_account`` for PM Pro,
+                ``pm_pro_span_account`` for PM Pro SPAN).
             every: each account's endpoint goes at most this often, in seconds; as often as
                 the budget allows when the budget is what binds, shared fairly.
             priority: a sort key of an account's last update, lower first; when the budget is
@@ -250,9 +259,11 @@ class Session(Engine[HookT]):
         Args:
             clients: the accounts' clients (of this Session), with ``product`` for all; or a
                 mapping from each client to its product.
-            product: ``"pm_pro"`` (PM Pro and PM Pro SPAN, the default:
-                ``/fapi/v1/listenKey``, ``/pm-classic/ws/``) or ``"pm"`` (Portfolio Margin:
-                ``/papi/v1/listenKey``, ``/pm/ws/``).
+            product: ``"pm_pro"`` (PM Pro and PM Pro SPAN: ``/fapi/v1/listenKey``,
+                ``/pm-classic/ws/``) or ``"pm"`` (Portfolio Margin: ``/papi/v1/listenKey``,
+                ``/pm/ws/``). Left out, each account's own by its
+                :attr:`AsyncClient.product`, and ``"pm_pro"`` for a client whose product is
+                not known.
             url: the stream host (``wss://fstream.binance.com``, or the Session's fapi host
                 over ``ws://``/``wss://`` when it has another).
             keepalive: seconds between keepalives of each listen key (it lives 60 minutes);

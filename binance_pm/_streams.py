@@ -30,7 +30,7 @@ import aiohttp
 import anyio
 
 from ._attempts import Attempt, ConnectionBudget
-from ._endpoints import PRODUCTION_HOSTS, PRODUCTION_STREAMS, STREAMS
+from ._endpoints import PRODUCTION_HOSTS, PRODUCTION_STREAMS, STREAM_OF, STREAMS
 from ._exceptions import APIError, AuthError, BinancePMError, SessionError
 from ._retry import backoff
 from ._running import Background, Owner, Sink
@@ -72,13 +72,19 @@ def plan_streams(
             raise ValueError("give each client's product in the mapping, or product=, not both")
         jobs = list(clients.items())
     else:
-        jobs = [(client, product or DEFAULT_PRODUCT) for client in clients]
+        jobs = [(client, product or _product_of(client)) for client in clients]
     if not jobs:
         raise ValueError("no clients to stream")
     for _, chosen in jobs:
         if chosen not in PRODUCTS:
             raise ValueError(f"product must be {' or '.join(map(repr, PRODUCTS))}, not {chosen!r}")
     return jobs
+
+
+def _product_of(client: AsyncClient) -> str:
+    """The stream of the client's account, by its product; PM Pro's when it is not known."""
+    known = client.product
+    return STREAM_OF[known.value] if known is not None else DEFAULT_PRODUCT
 
 
 def streams_url(fapi_host: str) -> str:

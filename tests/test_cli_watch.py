@@ -64,7 +64,9 @@ def test_no_network_exits_4_naming_every_account_and_the_reason(
     done = watch(toml_for(accounts, tmp_path), f"http://127.0.0.1:{port}")
     assert done.returncode == 4, done.stdout + done.stderr
     summary = done.stdout.split("\ncalls: ", 1)[1]
-    assert f"failing: {len(accounts)} of {len(accounts)} accounts" in summary
+    failing = int(re.search(r"^failing: (\d+) of \d+ accounts$", summary, re.M)[1])  # type: ignore[index]
+    waiting = re.search(r"^not yet polled: (\d+) ", summary, re.M)
+    assert failing + (int(waiting[1]) if waiting else 0) == len(accounts), summary
     reasons = 0
     for name in names_of(accounts):
         # Each is named, with why: the connection refused (the clock check named as the step
@@ -433,3 +435,35 @@ def test_on_a_dumb_terminal_watch_prints_plain_lines_as_it_goes(
         assert re.search(r"^t=\d+\.\ds calls=\d+", shown, re.M), shown
     finally:
         subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
+
+
+def test_accounts_without_product_or_endpoint_are_asked_their_product(
+    served: Served, tmp_path: Path
+) -> None:
+    _, base_url, accounts = served
+    path = toml_for(accounts, tmp_path)
+    path.write_text(re.sub(r'(?m)^endpoint = ".*"\n', "", path.read_text()))
+    # And a PM account's key listed for a PM Pro endpoint.
+    wrong = dict(next(a for a in accounts if a["account_type"] == "PM_2"), name="pm-as-pro")
+    (tmp_path / "wrong").mkdir()
+    text = toml_for([wrong], tmp_path / "wrong").read_text()
+    text = text.replace('endpoint = "pm_account"', 'endpoint = "pm_pro_account"')
+    text = text.replace('private_key_file = "', 'private_key_file = "wrong/')
+    path.write_text(path.read_text() + "\n" + text)
+    done = watch(path, base_url, "--format", "jsonl")
+    assert done.returncode == 3, done.stderr
+    assert f"asking the exchange the product of {len(accounts)} accounts" in done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    kinds = {a["name"]: a["account_type"] for a in accounts}
+    expected = {"PM_1": "pm_pro_account", "PM_2": "pm_account", "PM_3": "pm_pro_span_account"}
+    for record in records:
+        if record["account"] in kinds:
+            assert record["ok"], record
+            assert record["endpoint"] == expected[kinds[record["account"]]]
+    assert {r["account"] for r in records} == {*kinds, "pm-as-pro"}
+    # A PM key on a PM Pro endpoint: the summary says what the -2015 may mean.
+    assert re.search(
+        r"pm-as-pro \(PM Pro\) dropped: -2015 .*\(pm_pro_account answers PM Pro and PM Pro SPAN "
+        r"accounts only: .*PM: pm_account\(\)",
+        done.stderr,
+    ), done.stderr

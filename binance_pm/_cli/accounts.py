@@ -6,7 +6,11 @@
     name = "desk-1"
     api_key = "..."
     secret = "..."                    # or: private_key_file = "keys/desk-1.pem" (beside FILE)
-    endpoint = "pm_pro_account"       # the default; or pm_balance, pm_pro_span_account, ...
+    product = "PM Pro"                # or "PM", "PM Pro SPAN": what watch polls follows
+    endpoint = "pm_pro_account"       # or choose the endpoint: pm_balance, pm_account, ...
+
+With neither ``product`` nor ``endpoint``, watch asks the exchange for the account's product
+when it starts (``AsyncClient.detect_product``) and polls its state endpoint.
 """
 
 from __future__ import annotations
@@ -16,13 +20,22 @@ import sys
 from typing import Any
 
 #: The keys an ``[[account]]`` table may have.
-KEYS = ("name", "api_key", "secret", "private_key_file", "private_key_password", "endpoint")
+KEYS = (
+    "name",
+    "api_key",
+    "secret",
+    "private_key_file",
+    "private_key_password",
+    "product",
+    "endpoint",
+)
 
 
 def read_accounts(path: str) -> list[dict[str, Any]]:
     """The accounts of a ``watch`` file, checked: a list of ``{"name", "api_key", "keys",
-    "endpoint"}``; ``ValueError`` with a one-line reason naming the file, the account and the
-    key for any mistake."""
+    "product", "endpoint"}`` (``product`` an account type or ``None``; ``endpoint`` ``None``
+    when the product is to be found out); ``ValueError`` with a one-line reason naming the
+    file, the account and the key for any mistake."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
@@ -50,7 +63,7 @@ def read_accounts(path: str) -> list[dict[str, Any]]:
         if account["name"] in names:
             raise ValueError(f"{path}: account {account['name']!r} is listed twice")
         names.add(account["name"])
-        job = (account["api_key"], account["endpoint"])
+        job = (account["api_key"], account["endpoint"] or "")
         if job in jobs:
             raise ValueError(
                 f"{path}: {account['name']}: the same api_key and endpoint as an account above"
@@ -61,6 +74,7 @@ def read_accounts(path: str) -> list[dict[str, Any]]:
 
 
 def _account(path: str, base: str, number: int, entry: Any) -> dict[str, Any]:
+    from .._endpoints import ENDPOINTS, PRODUCT_NAME, STATE_ENDPOINT, account_type
     from .._jobs import POLLABLE
 
     if not isinstance(entry, dict):
@@ -79,10 +93,21 @@ def _account(path: str, base: str, number: int, entry: Any) -> dict[str, Any]:
     api_key = entry.get("api_key")
     if not api_key:
         raise ValueError(f"{where}: api_key is missing")
-    endpoint = entry.get("endpoint", "pm_pro_account")
+    product = None
+    if "product" in entry:
+        try:
+            product = account_type(entry["product"]).value
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    endpoint = entry.get("endpoint", STATE_ENDPOINT[product] if product else None)
     watchable = [e for e in POLLABLE if e != "classic_pm_account"]  # it needs an asset
-    if endpoint not in watchable:
+    if endpoint is not None and endpoint not in watchable:
         raise ValueError(f"{where}: endpoint must be one of {', '.join(watchable)}")
+    if product and endpoint and product not in ENDPOINTS[endpoint].serves:
+        raise ValueError(
+            f"{where}: {endpoint} does not answer {PRODUCT_NAME[product]} accounts; "
+            f"{STATE_ENDPOINT[product]} does"
+        )
     has_secret, key_file = "secret" in entry, entry.get("private_key_file")
     if has_secret and key_file is not None:
         raise ValueError(f"{where}: give secret or private_key_file, not both")
@@ -106,4 +131,10 @@ def _account(path: str, base: str, number: int, entry: Any) -> dict[str, Any]:
             keys["private_key_password"] = entry["private_key_password"]
     else:
         raise ValueError(f"{where}: neither secret nor private_key_file is given")
-    return {"name": name, "api_key": api_key, "keys": keys, "endpoint": endpoint}
+    return {
+        "name": name,
+        "api_key": api_key,
+        "keys": keys,
+        "product": product,
+        "endpoint": endpoint,
+    }

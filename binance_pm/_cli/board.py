@@ -263,14 +263,15 @@ class Board:
 
     def exit_status(self) -> int:
         """0 when every account's last word was a good answer (or its first is not yet due); 3
-        when some were failing, dropped or silent too long at the end; 4 when all were (nothing
-        is being watched); 5 (watch) when none failed but some account is in a liquidation
-        status."""
+        when some were failing, dropped or silent too long at the end; 4 when none had a good
+        answer (nothing is being watched); 5 when none failed but some account is in a
+        liquidation status."""
         from ._common import ALL_FAILING, IN_LIQUIDATION, OK, SOME_FAILING
 
         bad = sum(1 for row in self.rows.values() if row.failing) + len(self.silent())
         if bad:
-            return ALL_FAILING if bad == len(self.rows) else SOME_FAILING
+            good = any(row.at is not None and not row.failing for row in self.rows.values())
+            return SOME_FAILING if good else ALL_FAILING
         if self.liquidating():
             return IN_LIQUIDATION
         return OK
@@ -320,7 +321,8 @@ class Board:
     def failure_text(self, row: Row) -> str:
         what = "dropped" if row.ended else "failing"
         why = reason(row.error) if row.error is not None else "no answer"
-        return f"{row.name} ({row.kind}) {what}: {why}"
+        hint = getattr(row.error, "hint", None)  # a key of another product, say
+        return f"{row.name} ({row.kind}) {what}: {why}" + (f" ({hint})" if hint else "")
 
     def summary(self, most: int = 50) -> list[str]:
         """The run's end, account by account: who is below the threshold, who failed, why."""
@@ -339,6 +341,9 @@ class Board:
             lines.append(f"  … and {len(texts) - most} more")
         if waiting:
             lines.append(f"not yet polled: {len(waiting)} (their first turn had not come)")
+            lines += [f"  {row.name} ({row.kind}) no answer yet" for row in waiting[:most]]
+            if len(waiting) > most:
+                lines.append(f"  … and {len(waiting) - most} more")
         liquidating = self.liquidating()
         if liquidating:
             names = ", ".join(self.alert_text(row) for row in liquidating[:most])

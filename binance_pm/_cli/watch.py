@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from contextlib import AsyncExitStack
+from typing import Any
 
 from ._common import (
     EXIT_STATUSES,
@@ -30,8 +31,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="poll real accounts from a TOML file, live",
         description="Poll the accounts in FILE through one Session, live. FILE lists "
         "[[account]] tables with name, api_key, and secret or private_key_file (a PEM; "
-        "private_key_password if it is encrypted), and optionally endpoint (pm_balance, "
-        "pm_pro_account (default), pm_pro_span_account…). Keys are never shown.",
+        "private_key_password if it is encrypted), and optionally product (PM, PM Pro, PM Pro "
+        "SPAN) or endpoint (pm_account, pm_balance, pm_pro_account, pm_pro_span_account…); "
+        "with neither, the account's product is asked of the exchange at the start. Keys are "
+        "never shown.",
     )
     watch.add_argument("--accounts", required=True, metavar="FILE", help="TOML file of accounts")
     watch.add_argument(
@@ -96,16 +99,18 @@ def run(args: argparse.Namespace) -> int:
 
     async def watch() -> None:
         async with Session(base_url=args.base_url) as session:
-            jobs = {}
-            rows = {}
+            jobs: dict[Any, str | None] = {}
             for account in accounts:
                 name = account["name"]
                 try:
-                    client = session.client(account["api_key"], name=name, **account["keys"])
+                    client = session.client(
+                        account["api_key"], name=name, product=account["product"], **account["keys"]
+                    )
                 except (ValueError, TypeError) as exc:
                     raise _Refused(f"{args.accounts}: {name}: {exc}") from None
                 jobs[client] = account["endpoint"]
-                rows[client] = Row(name, account["endpoint"])
+            found = await _find_products(jobs, args.accounts)
+            rows = {client: Row(client.name, endpoint) for client, endpoint in found.items()}
             board = Board(rows, args.alert_mmr, every=args.every)
             board_box.append(board)
             async with AsyncExitStack() as stack:
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 await run_board(
                     session,
                     session.governor,
-                    jobs,
+                    found,
                     board,
                     seconds=args.seconds,
                     console=console,
@@ -157,3 +162,44 @@ def run(args: argparse.Namespace) -> int:
 
 class _Refused(Exception):
     pass
+
+
+async def _find_products(jobs: dict[Any, str | None], path: str) -> dict[Any, str]:
+    """Each account listed with neither product nor endpoint gets its state endpoint, by the
+    product the exchange says it is (all at once, at the governor's pace); one whose product
+    cannot be told is polled as PM Pro, and its row shows why that fails."""
+    import anyio
+
+    from .._endpoints import STATE_ENDPOINT
+    from .._exceptions import BinancePMError
+    from .board import reason
+
+    found = {client: endpoint for client, endpoint in jobs.items() if endpoint is not None}
+    unknown = [client for client in jobs if client not in found]
+    if not unknown:
+        return found
+    print(
+        f"binance-pm: asking the exchange the product of {len(unknown)} accounts (a product "
+        f"or endpoint for each in {path} skips this)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    async def find(client: Any) -> None:
+        try:
+            product = await client.detect_product()
+        except BinancePMError as exc:
+            print(
+                f"binance-pm: {client.name}: cannot tell its product ({reason(exc)}); "
+                "polling pm_pro_account",
+                file=sys.stderr,
+                flush=True,
+            )
+            found[client] = STATE_ENDPOINT["PM_1"]
+        else:
+            found[client] = STATE_ENDPOINT[product.value]
+
+    async with anyio.create_task_group() as group:
+        for client in unknown:
+            group.start_soon(find, client)
+    return {client: found[client] for client in jobs}  # in the file's order
