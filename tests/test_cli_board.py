@@ -11,7 +11,8 @@ import pytest
 from binance_pm import AuthError, TransportError
 from binance_pm._cli.board import Board, Row, reason
 from binance_pm._config import TIMEOUT
-from binance_pm._models import AccountStatus, AccountType, PMBalance, PMProAccount
+from binance_pm._events import RiskLevelChange
+from binance_pm._models import AccountStatus, AccountType, PMAccount, PMBalance, PMProAccount
 from binance_pm._updates import Update
 
 
@@ -167,3 +168,28 @@ def test_exit_status_says_an_account_is_being_liquidated() -> None:
     assert any(line.startswith("in liquidation: 1: acct-0") for line in board.summary())
     board.add(update(client, "pm_pro_account", account("1.2", AccountStatus.MARGIN_CALL)))
     assert board.exit_status() == 0
+
+
+def test_a_pm_accounts_pushed_risk_level_change_merges_with_its_rest_figures() -> None:
+    board, (client,) = board_of("pm_account")
+    answered = PMAccount(
+        uni_mmr=Decimal("2.5"),
+        account_equity=Decimal("1000"),
+        actual_equity=Decimal("1000"),
+        account_maint_margin=Decimal("400"),
+        account_status=AccountStatus.NORMAL,
+    )
+    row = board.add(update(client, "pm_account", answered, at=100.0))
+    assert (row.kind, row.uni_mmr, row.status) == ("PM", Decimal("2.5"), "NORMAL")
+    pushed = RiskLevelChange(
+        event="riskLevelChange",
+        uni_mmr=Decimal("1.19"),
+        level=AccountStatus.MARGIN_CALL,
+        account_equity=Decimal("900"),
+        maint_margin=Decimal("756.3"),
+    )
+    row = board.add(update(client, "pm_account", None, source="stream", event=pushed, at=101.0))
+    assert (row.uni_mmr, row.status, row.equity) == (Decimal("1.19"), "MARGIN_CALL", Decimal("900"))
+    assert row.maint_margin == Decimal("756.3")
+    assert row.at == 101.0
+    assert board.alerting(row)

@@ -367,6 +367,7 @@ def test_sigterm_ends_watch_stream_with_its_summary_and_every_key_closed(tmp_pat
             took = time.monotonic() - started
         counts = stats(base_url)["by_endpoint"]
     assert took < 2.0
+    assert process.returncode == 130  # the documented status of an interruption
     assert "calls: " in err  # the summary
     opened = counts.get("pm_listen_key_open", 0) + counts.get("pm_pro_listen_key_open", 0)
     closed = counts.get("pm_listen_key_close", 0) + counts.get("pm_pro_listen_key_close", 0)
