@@ -58,7 +58,10 @@ class Limits:
         Governor(limits=Limits(papi_ip=600), window=6.0)   # a tenth of the published papi limit
 
     Attributes:
-        api_ip, sapi_ip, papi_ip, fapi_ip: each API family's IP budget.
+        api_ip: the api family's IP budget.
+        sapi_ip: the sapi family's IP budget.
+        papi_ip: the papi family's IP budget.
+        fapi_ip: the fapi family's IP budget.
         sapi_uid: each account's UID budget for UID-weighted SAPI endpoints.
         ws_connect: WebSocket connection attempts per IP (every first connection, reconnection
             and rotation of a user data stream) in any ``ws_window`` seconds.

@@ -135,7 +135,7 @@ class Feed(Generic[T]):
 class Background(Generic[T]):
     """The ``async with`` that :meth:`Session.poll` and :meth:`Session.stream` return: it runs
     their work for as long as it is open, in a task group it owns, and gives a :class:`Feed`
-    of what the work makes. Enter it once. Subclasses write :meth:`_main`."""
+    of what the work makes. Enter it once."""
 
     _what = "this"
     _needs_asyncio = False
@@ -160,7 +160,8 @@ class Background(Generic[T]):
             self._scope.cancel()
 
     async def _main(self) -> None:
-        """The work, until it ends by itself (or is cancelled); a bug it raises ends it."""
+        """The work, until it ends by itself (or is cancelled); a bug it raises ends it. Each
+        kind of feed (a poll, a stream, their merge) writes its own."""
         raise NotImplementedError
 
     # -- the async with ------------------------------------------------------------------------
