@@ -1,10 +1,13 @@
-"""The README's pytest fixture for the simulated exchange, exactly as shown there, in use: here
-(in this project's ``asyncio_mode = "auto"``), and in a pytest of its own in pytest-asyncio's
-default strict mode, as a new project has it."""
+"""The pytest fixture for the simulated exchange that the docs show ("Test your bot with the
+simulator", ``docs/how-to/testing.md``), exactly as shown there, in use: here (in this
+project's ``asyncio_mode = "auto"``), and, as the page shows it, in a pytest of its own in
+pytest-asyncio's default strict mode, as a new project has it. A test checks that the page and
+this file hold the same text, so the two cannot drift."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,8 +19,10 @@ import pytest_asyncio
 from binance_pm import AccountType, Session
 from binance_pm.testing import SimulatedExchange
 
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "testing.md"
 
-# --- README: "Testing your code without keys" ---------------------------------------------
+
+# --- docs/how-to/testing.md: "A pytest fixture" ------------------------------------------
 @pytest_asyncio.fixture
 async def exchange() -> AsyncIterator[SimulatedExchange]:
     async with SimulatedExchange(accounts=6, window=1.0, seed=1) as ex:
@@ -42,21 +47,28 @@ async def test_my_risk_check(exchange: SimulatedExchange, session: Session) -> N
     assert exchange.stats.by_status[200] == len(clients) + session.clock.samples
 
 
-# --- end of README excerpt -----------------------------------------------------------------
+# --- end of the excerpt -------------------------------------------------------------------
 
 
-def test_the_readme_fixture_works_in_pytest_asyncios_strict_mode(tmp_path: Path) -> None:
+def shown_on_the_page() -> str:
+    """The page's fixture: the Python block that holds ``test_my_risk_check``."""
+    blocks = re.findall(r"^```python\n(.*?)^```", PAGE.read_text("utf-8"), re.S | re.M)
+    found = [block for block in blocks if "async def test_my_risk_check" in block]
+    assert len(found) == 1
+    return str(found[0])
+
+
+def test_the_page_shows_this_files_fixture_verbatim() -> None:
+    excerpt = Path(__file__).read_text("utf-8").split("# --- docs/")[1].split("# --- end")[0]
+    excerpt = excerpt.split("\n", 1)[1].strip()  # without the marker line
+
+    assert excerpt in shown_on_the_page()
+
+
+def test_the_pages_fixture_works_in_pytest_asyncios_strict_mode(tmp_path: Path) -> None:
     # A new project: no asyncio_mode setting (strict), none of this project's conftest.
-    excerpt = Path(__file__).read_text().split("# --- README")[1].split("# --- end")[0]
     test_file = tmp_path / "test_example.py"
-    imports = (
-        "from collections.abc import AsyncIterator\n"
-        "import pytest\n"
-        "import pytest_asyncio\n"
-        "from binance_pm import AccountType, Session\n"
-        "from binance_pm.testing import SimulatedExchange\n"
-    )
-    test_file.write_text(imports + excerpt.split("\n", 1)[1])
+    test_file.write_text(shown_on_the_page())
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     done = subprocess.run(
