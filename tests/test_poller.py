@@ -287,7 +287,7 @@ def test_an_account_that_keeps_failing_backs_off_and_the_rest_go_on() -> None:
     # papi budget (400 a second, 20 a call) at ten calls a second each.
     counts = Counter(u.client for u in others)
     assert len(counts) == 5
-    assert all(n >= 0.9 * (30 if jobs[c] == "pm_balance" else 60) for c, n in counts.items()), {
+    assert all(n >= 0.9 * (30 if jobs[c] == "pm_account" else 60) for c, n in counts.items()), {
         jobs[c]: n for c, n in counts.items()
     }
 
