@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from .._endpoints import ENDPOINTS
 from .board import Board
 
 if TYPE_CHECKING:
@@ -24,7 +25,14 @@ PREFIX = "binance_pm"
 
 class BoardCollector:
     """Per account: uniMMR, equity, maintenance margin, status, age of data, whether the last
-    call failed, failures so far; per budget: used, limit, 429s and 418s, seconds shut."""
+    call failed, failures so far; per budget: used, limit, 429s and 418s, seconds shut.
+
+    Account metrics are labelled ``account`` (its name) and ``type``; budget metrics
+    ``budget`` (as :meth:`Governor.snapshot` names it), and an account's UID budget
+    (``budget="sapi_uid:ab…yz"``) ``account`` too, with that account's name, so that the two
+    join (``on(account)``). An IP budget, every account's, has no ``account`` label, which
+    Prometheus reads as ``account=""`` (it keeps no empty label).
+    """
 
     def __init__(self, board: Board, governor: Governor) -> None:
         self.board = board
@@ -97,15 +105,40 @@ class BoardCollector:
             "Requests of the budget the exchange refused, by status (429, 418).",
             labels=["budget", "status"],
         )
+        owners = uid_owners(board)
         for name, state in self.governor.snapshot().items():
-            used.add_metric([name], float(state.used))
-            limit.add_metric([name], float(state.limit))
-            shut.add_metric([name], state.closed_for)
-            refused.add_metric([name, "429"], float(state.rejections - state.bans))
-            refused.add_metric([name, "418"], float(state.bans))
+            # A UID budget names its account; an IP budget is every account's, and an empty
+            # label is no label to Prometheus: it has none, and reads as account="".
+            owner = owners.get(name)
+            budget = {"budget": name, "account": owner} if owner else {"budget": name}
+            used.add_sample(used.name, budget, float(state.used))
+            limit.add_sample(limit.name, budget, float(state.limit))
+            shut.add_sample(shut.name, budget, state.closed_for)
+            total = f"{refused.name}_total"  # as CounterMetricFamily.add_metric names it
+            refused.add_sample(
+                total, {**budget, "status": "429"}, float(state.rejections - state.bans)
+            )
+            refused.add_sample(total, {**budget, "status": "418"}, float(state.bans))
         updates = CounterMetricFamily(f"{PREFIX}_updates", "Poll updates, good or failed.")
         updates.add_metric([], float(board.calls))
         yield from (used, limit, shut, refused, updates)
+
+
+def uid_owners(board: Board) -> dict[str, str]:
+    """The name of the account each UID budget is charged for, by the budget's name in the
+    governor's snapshot (``"sapi_uid:ab…yz"``, its masked API key).
+
+    When two accounts' keys mask alike, the governor names their budgets apart in the order
+    they were first used (``"sapi_uid:ab…yz#2"``), which the board cannot know: those budgets
+    are named for no account rather than for the wrong one.
+    """
+    keys: dict[str, dict[str, str]] = {}  # budget name -> API key -> account name
+    for client, row in board.rows.items():
+        endpoint = ENDPOINTS.get(row.endpoint)
+        if endpoint is not None and endpoint.bucket == "uid":
+            shown = endpoint.budget_for(client.api_key).shown
+            keys.setdefault(shown, {}).setdefault(client.api_key, row.name)
+    return {shown: names.popitem()[1] for shown, names in keys.items() if len(names) == 1}
 
 
 @asynccontextmanager
