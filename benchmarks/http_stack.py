@@ -11,7 +11,8 @@ pinned to one core while this client is pinned to the other):
   counted too.
 
 It prints requests/s and each stack's ratio to httpx's default. This is the measurement behind
-the Session's choice of HTTP stack (README, "HTTP stack"). Run: ``python benchmarks/http_stack.py``.
+the Session's choice of HTTP stack (docs/explanation/http-stack.md).
+Run: ``python benchmarks/http_stack.py``.
 Finishes in well under two minutes on two cores.
 """
 

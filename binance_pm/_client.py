@@ -40,8 +40,6 @@ from ._models import (
 ClientT = TypeVar("ClientT", bound="AsyncClient")
 T = TypeVar("T")
 
-#: What an account endpoint answers, decoded: one of the account methods' return types (what
-#: :meth:`AsyncClient.call` returns, and a poll's ``Update.result``).
 AccountResult: TypeAlias = (
     list[PMBalance]
     | PMBalance
@@ -51,6 +49,8 @@ AccountResult: TypeAlias = (
     | PMProSpanAccount
     | ClassicPMAccount
 )
+"""What an account endpoint answers, decoded: one of the account methods' return types (what
+:meth:`AsyncClient.call` returns, and a poll's :attr:`Update.result`)."""
 
 
 async def _shaped(call: Awaitable[T], shape: Callable[[T, str | None], T], asset: str | None) -> T:

@@ -88,6 +88,7 @@ class Engine(Generic[HookT]):
         max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.timeout = check_seconds("timeout", timeout)
+        """Seconds a whole call may take (waiting for budget and retries included)."""
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
         if max_retries > 100:
@@ -103,11 +104,16 @@ class Engine(Generic[HookT]):
         ):
             raise ValueError("proxy must be an http(s) URL")
         self.hosts: dict[Family, str] = resolve_hosts(base_url, hosts)
+        """Where each API family's requests go: ``{"papi": "https://papi.binance.com", …}``."""
         self.recv_window = check_recv_window(recv_window)
+        """Milliseconds a signed request stays valid after its timestamp (``recvWindow``)."""
         self.max_retries = max_retries
+        """Retries of a call after a 5xx answer or a transport failure, backing off (a 429 or
+        418 waits for its ``Retry-After`` instead)."""
         # Typed as the caller's hook, or Governor when none was given (HookT's default).
         self._governor = cast(HookT, governor if governor is not None else Governor())
         self.clock = ExchangeClock()
+        """The exchange's clock as measured by this Session: what signed timestamps use."""
         self._http = http
         self._proxy = proxy
         self._max_body = max_body
@@ -151,6 +157,7 @@ class Engine(Generic[HookT]):
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`aclose` has begun: no call may start any more."""
         return self._closed
 
     def _check_open(self) -> None:

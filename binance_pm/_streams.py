@@ -14,8 +14,8 @@ that dies young (it did not live ``GOOD_LIFE`` seconds and carry a message) back
 off, longer each time. When the loop ends, the sockets close, then the listen keys, within
 ``close_within`` seconds, with the outcome logged.
 
-WebSockets go through aiohttp's client, under asyncio (see the README's Streams section for
-the measurement behind that choice).
+WebSockets go through aiohttp's client, under asyncio (the documentation's page on streams,
+``docs/explanation/streams.md``, gives the measurement behind that choice).
 """
 
 from __future__ import annotations

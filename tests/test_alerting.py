@@ -10,7 +10,6 @@ answers every call with a 500.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import re
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,9 +28,6 @@ from binance_pm import AccountType, AsyncClient, Session
 from binance_pm._cli.board import Board, Row
 from binance_pm._cli.metrics import BoardCollector
 from binance_pm.testing import SimulatedExchange
-
-# Not ``import yaml``: PyYAML ships no type stubs (types-PyYAML is not installed).
-yaml: Any = importlib.import_module("yaml")
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 RULES = EXAMPLES / "prometheus" / "alerts.yml"
@@ -234,8 +231,7 @@ def test_the_rule_fires_for_the_accounts_in_trouble_and_only_them(
 
 def test_promtool_accepts_the_rules() -> None:
     promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    assert promtool, "promtool is needed (apt-get install prometheus): .ci/run installs it"
 
     done = subprocess.run(
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
