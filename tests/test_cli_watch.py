@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -282,23 +284,30 @@ def tmux(*args: str) -> str:
     ).stdout
 
 
+@contextmanager
+def on_terminal(command: str, columns: int, lines: int) -> Iterator[Callable[[], str]]:
+    """``command`` on a terminal of its own (tmux) of ``columns`` × ``lines``; yields what the
+    screen shows now, as a function; the terminal and the command end with the block."""
+    assert shutil.which("tmux"), "tmux is needed (apt-get install tmux): .ci/run installs it"
+    session = f"binance-pm-test-{time.monotonic_ns()}"
+    size = ["-x", str(columns), "-y", str(lines)]
+    tmux("-L", session, "new-session", "-d", "-s", session, *size, command)
+    try:
+        yield lambda: tmux("-L", session, "capture-pane", "-p", "-t", session)
+    finally:
+        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
+
+
 def test_on_a_terminal_a_row_whose_exchange_went_away_reads_stale_with_its_reason(
     tmp_path: Path,
 ) -> None:
-    assert shutil.which("tmux"), "tmux is needed (apt-get install tmux): .ci/run installs it"
-    session = f"binance-pm-test-{time.monotonic_ns()}"
     with serve("--accounts", "3", "--seed", "7") as (server, base_url, accounts):
         path = toml_for(accounts, tmp_path)
         command = (
             f"env -u COLUMNS -u LINES {sys.executable} -m binance_pm watch --accounts {path} "
             f"--every 0.3 --base-url {base_url} --seconds 60"
         )
-        tmux("-L", session, "new-session", "-d", "-s", session, "-x", "160", "-y", "30", command)
-        try:
-
-            def screen() -> str:
-                return tmux("-L", session, "capture-pane", "-p", "-t", session)
-
+        with on_terminal(command, 160, 30) as screen:
             deadline = time.monotonic() + 30
 
             def rows_of(shown: str) -> list[str]:
@@ -323,8 +332,6 @@ def test_on_a_terminal_a_row_whose_exchange_went_away_reads_stale_with_its_reaso
             for row in rows:
                 assert "Connection refused" in row or "server closed" in row, shown
             (tmp_path / "screen.txt").write_text(shown)
-        finally:
-            subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
 
 
 def test_watch_stream_merges_pushed_figures_into_the_lines(tmp_path: Path) -> None:
@@ -383,16 +390,14 @@ def test_on_a_narrow_terminal_names_uni_mmr_status_and_reasons_stay_whole(
     unknown_key = dict(next(a for a in accounts if "secret" in a), name="unknown-key")
     unknown_key["api_key"] = "Z" * 64
     path = toml_for([*accounts, unknown_key], tmp_path)
-    session = f"binance-pm-test-{time.monotonic_ns()}"
     command = (
         f"env -u COLUMNS -u LINES {sys.executable} -m binance_pm watch --accounts {path} "
         f"--every 0.3 --base-url {base_url} --seconds 60"
     )
-    tmux("-L", session, "new-session", "-d", "-s", session, "-x", str(columns), "-y", "40", command)
-    try:
+    with on_terminal(command, columns, 40) as screen:
         deadline = time.monotonic() + 30
         while True:
-            shown = tmux("-L", session, "capture-pane", "-p", "-t", session)
+            shown = screen()
             if "DROPPED" in shown and shown.count(" NORMAL") >= 3:
                 break
             assert time.monotonic() < deadline, shown
@@ -413,8 +418,6 @@ def test_on_a_narrow_terminal_names_uni_mmr_status_and_reasons_stay_whole(
         below = " ".join(line.strip() for line in lines if not line.startswith(("│", "┃")))
         reason = "-2015 Invalid API-key, IP, or permissions for action."
         assert reason in in_column or f"unknown-key (PM) dropped: {reason}" in below, shown
-    finally:
-        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
 
 
 def test_on_a_dumb_terminal_watch_prints_plain_lines_as_it_goes(
@@ -422,20 +425,16 @@ def test_on_a_dumb_terminal_watch_prints_plain_lines_as_it_goes(
 ) -> None:
     _, base_url, accounts = served
     path = toml_for(accounts, tmp_path)
-    session = f"binance-pm-test-{time.monotonic_ns()}"
     command = (
         f"env TERM=dumb {sys.executable} -m binance_pm watch --accounts {path} "
         f"--every 0.3 --base-url {base_url} --seconds 60"
     )
-    tmux("-L", session, "new-session", "-d", "-s", session, "-x", "100", "-y", "20", command)
-    try:
+    with on_terminal(command, 100, 20) as screen:
         deadline = time.monotonic() + 30
-        while "t=" not in (shown := tmux("-L", session, "capture-pane", "-p", "-t", session)):
+        while "t=" not in (shown := screen()):
             assert time.monotonic() < deadline, shown  # not a blank screen until the end
             time.sleep(0.2)
         assert re.search(r"^t=\d+\.\ds calls=\d+", shown, re.M), shown
-    finally:
-        subprocess.run(["tmux", "-L", session, "kill-server"], check=False, timeout=10)
 
 
 def test_accounts_without_product_or_endpoint_are_asked_their_product(
