@@ -51,6 +51,7 @@ from ._models import (
     PMProSpanAccount,
     RiskUnitMM,
 )
+from ._public import show_public_paths
 from ._running import Background, Feed
 from ._session import Session
 from ._states import BucketState
@@ -112,30 +113,5 @@ __all__ = [
 ]
 
 
-def _show_public_paths() -> None:
-    """Every exported class and function names itself ``binance_pm.X`` (in reprs, ``help()``,
-    tracebacks and the API reference), not the private module that defines it. A class's own
-    annotations are resolved first, against the module that wrote them (and this one, for the
-    names that module imports only for type checking), so that ``typing.get_type_hints`` and
-    msgspec still find every type they name."""
-    import inspect
-    import sys
-    from typing import ForwardRef
-
-    for name in __all__:
-        thing = globals()[name]
-        home = getattr(thing, "__module__", "")
-        if not home.startswith("binance_pm."):
-            continue
-        own = inspect.get_annotations(thing) if isinstance(thing, type) else None
-        if own:
-            names = {**globals(), **vars(sys.modules[home])}
-            for key, hint in own.items():
-                text = hint.__forward_arg__ if isinstance(hint, ForwardRef) else hint
-                if isinstance(text, str):
-                    own[key] = eval(text, names)
-            thing.__annotations__ = own
-        thing.__module__ = __name__
-
-
-_show_public_paths()
+show_public_paths(__name__, __all__, globals())
+del show_public_paths

@@ -19,12 +19,13 @@ from ._endpoints import (
     PM_PRO_ACCOUNT,
     PM_PRO_BALANCE,
     PM_PRO_SPAN_ACCOUNT,
+    PRODUCT_NAME,
     Endpoint,
     ListenKey,
     account_type,
 )
 from ._engine import Engine
-from ._exceptions import APIError, RateLimitError
+from ._exceptions import AuthError, BadRequestError
 from ._hook import RateLimitHook
 from ._http import DEFAULT_MAX_BODY, Sender
 from ._models import (
@@ -172,22 +173,25 @@ class AsyncClient:
         ``AccountType.PM_1`` (PM Pro), ``PM_2`` (Portfolio Margin) or ``PM_3`` (PM Pro SPAN).
 
         Asks ``pm_pro_account()`` first (weight 5 on the account's own UID budget), which
-        answers PM Pro and PM Pro SPAN accounts with their type; when the exchange refuses it
-        (a ``-2015``, or any other 4xx), ``pm_account()`` (weight 20 on the papi IP budget),
-        which answers Portfolio Margin accounts. The second refusal is raised (an
-        :class:`AuthError` for a bad key), with the first as its cause."""
+        answers PM Pro and PM Pro SPAN accounts with their type; when the exchange refuses
+        the key there (an :class:`AuthError` or a :class:`BadRequestError`), asks
+        ``pm_account()`` (weight 20 on the papi IP budget), which answers Portfolio Margin
+        accounts. The second refusal is raised (an :class:`AuthError` for a key no product
+        takes), with the first as its cause; any other failure (the network, a 5xx, a 429 or
+        418, the clock) is raised as it is, and nothing is kept. ``timeout`` bounds each of
+        the two calls."""
         try:
             pro = await self.pm_pro_account(timeout=timeout)
-        except APIError as refused:
-            if not 400 <= refused.status < 500 or isinstance(refused, RateLimitError):
-                raise
+        except (AuthError, BadRequestError) as refused:
             try:
                 await self.pm_account(timeout=timeout)
-            except APIError as also:
+            except (AuthError, BadRequestError) as also:
                 raise also from refused
             self._product = AccountType.PM_2
         else:
-            known = pro.account_type in (AccountType.PM_1, AccountType.PM_3)
+            # It answers for the types its page names (PM_1, PM_3; PM_2 if it ever does); one
+            # this package does not know is taken for PM Pro, whose endpoint answered.
+            known = pro.account_type.value in PRODUCT_NAME
             self._product = pro.account_type if known else AccountType.PM_1
         return self._product
 
@@ -383,6 +387,9 @@ class AsyncClient:
         return await self._get(CLASSIC_PM_ACCOUNT, asset, recv_window=recv_window, timeout=timeout)
 
     def __repr__(self) -> str:
-        if self._name is None:
-            return f"AsyncClient({self.masked_key}, {self.key_type})"
-        return f"AsyncClient({self._name!r}, {self.masked_key}, {self.key_type})"
+        parts = [self.masked_key, self.key_type]
+        if self._name is not None:
+            parts.insert(0, repr(self._name))
+        if self._product is not None:
+            parts.append(PRODUCT_NAME[self._product.value])
+        return f"AsyncClient({', '.join(parts)})"

@@ -309,8 +309,10 @@ PRODUCT_NAME = {"PM_1": "PM Pro", "PM_2": "PM", "PM_3": "PM Pro SPAN"}
 def account_type(product: AccountType | str) -> AccountType:
     """The account type a product is given as: an :class:`AccountType`, its value
     (``"PM_2"``), or its name (``"PM"``, ``"PM Pro"``, ``"PM Pro SPAN"``, any case)."""
-    if isinstance(product, AccountType):
+    if isinstance(product, AccountType) and product.value in PRODUCT_NAME:
         return product
+    if isinstance(product, AccountType):
+        product = product.value  # an account type this package does not know: refused below
     if not isinstance(product, str):
         raise TypeError(f"product must be an AccountType or a str, not {type(product).__name__}")
     wanted = " ".join(product.split()).upper()

@@ -230,8 +230,8 @@ class Session(Engine[HookT]):
 
     def stream(
         self,
-        clients: Iterable[AsyncClient] | Mapping[AsyncClient, str],
-        product: str | None = None,
+        clients: Iterable[AsyncClient] | Mapping[AsyncClient, str | AccountType],
+        product: str | AccountType | None = None,
         *,
         url: str | None = None,
         keepalive: float = KEEPALIVE,
@@ -261,7 +261,8 @@ class Session(Engine[HookT]):
                 mapping from each client to its product.
             product: ``"pm_pro"`` (PM Pro and PM Pro SPAN: ``/fapi/v1/listenKey``,
                 ``/pm-classic/ws/``) or ``"pm"`` (Portfolio Margin: ``/papi/v1/listenKey``,
-                ``/pm/ws/``). Left out, each account's own by its
+                ``/pm/ws/``), or a product's name (``"PM"``, ``"PM Pro"``, an
+                :class:`AccountType`). Left out, each account's own by its
                 :attr:`AsyncClient.product`, and ``"pm_pro"`` for a client whose product is
                 not known.
             url: the stream host (``wss://fstream.binance.com``, or the Session's fapi host

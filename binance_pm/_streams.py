@@ -30,7 +30,7 @@ import aiohttp
 import anyio
 
 from ._attempts import Attempt, ConnectionBudget
-from ._endpoints import PRODUCTION_HOSTS, PRODUCTION_STREAMS, STREAM_OF, STREAMS
+from ._endpoints import PRODUCTION_HOSTS, PRODUCTION_STREAMS, STREAM_OF, STREAMS, account_type
 from ._exceptions import APIError, AuthError, BinancePMError, SessionError
 from ._retry import backoff
 from ._running import Background, Owner, Sink
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from ._client import AsyncClient
+    from ._models import AccountType
 
     Socket = aiohttp.ClientWebSocketResponse[bool]
 
@@ -64,21 +65,34 @@ NO_KEY = -1125  # "This listenKey does not exist."
 
 
 def plan_streams(
-    clients: Iterable[AsyncClient] | Mapping[AsyncClient, str], product: str | None
+    clients: Iterable[AsyncClient] | Mapping[AsyncClient, str | AccountType],
+    product: str | AccountType | None,
 ) -> list[tuple[AsyncClient, str]]:
-    """``(client, product)`` pairs, checked: ``ValueError`` for a bad product or no clients."""
+    """``(client, stream)`` pairs, checked: ``ValueError`` for a bad product or no clients."""
     if isinstance(clients, Mapping):
         if product is not None:
             raise ValueError("give each client's product in the mapping, or product=, not both")
-        jobs = list(clients.items())
+        jobs = [(client, _stream_named(chosen)) for client, chosen in clients.items()]
     else:
-        jobs = [(client, product or _product_of(client)) for client in clients]
+        given = _stream_named(product) if product is not None else None
+        jobs = [(client, given or _product_of(client)) for client in clients]
     if not jobs:
         raise ValueError("no clients to stream")
-    for _, chosen in jobs:
-        if chosen not in PRODUCTS:
-            raise ValueError(f"product must be {' or '.join(map(repr, PRODUCTS))}, not {chosen!r}")
     return jobs
+
+
+def _stream_named(product: str | AccountType) -> str:
+    """A stream by its name (``"pm"``, ``"pm_pro"``) or by a product (``"PM"``, ``"PM Pro"``,
+    an :class:`AccountType`)."""
+    if isinstance(product, str) and product in PRODUCTS:
+        return product
+    try:
+        return STREAM_OF[account_type(product).value]
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"product must be {' or '.join(map(repr, PRODUCTS))}, or a product such as 'PM' "
+            f"or 'PM Pro', not {product!r}"
+        ) from None
 
 
 def _product_of(client: AsyncClient) -> str:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from binance_pm import AuthError, TransportError
-from binance_pm._cli.board import Board, Row, reason
+from binance_pm._cli.board import LIQUIDATION, Board, Row, reason
 from binance_pm._config import TIMEOUT
-from binance_pm._events import RiskLevelChange
+from binance_pm._events import PMProAccountUpdate, RiskLevelChange
 from binance_pm._models import AccountStatus, AccountType, PMAccount, PMBalance, PMProAccount
 from binance_pm._updates import Update
 
@@ -193,3 +193,25 @@ def test_a_pm_accounts_pushed_risk_level_change_merges_with_its_rest_figures() -
     assert row.maint_margin == Decimal("756.3")
     assert row.at == 101.0
     assert board.alerting(row)
+
+
+def test_a_stream_that_has_not_pushed_leaves_the_rest_period() -> None:
+    board, (client,) = board_of("pm_pro_account")
+    row = board.rows[client]
+    row.every, row.pushes_every = 60.0, 5.0  # reconciled each minute, pushed every 5 s
+    board.add(update(client, "pm_pro_account", account("2.5"), at=100.0))
+    assert not row.stale(100.0 + 20)  # its stream has not pushed yet: REST is what arrives
+    pushed = PMProAccountUpdate(event="PM_PRO_ACCOUNT_UPDATE", uni_mmr=Decimal("2.4"))
+    board.add(update(client, "pm_pro_account", None, source="stream", event=pushed, at=130.0))
+    assert not row.stale(130.0 + 14)
+    assert row.stale(130.0 + 16)  # three pushes missed while the stream is up
+    board.add(update(client, "pm_pro_account", None, source="stream", error=NO_LINE, at=131.0))
+    assert not row.stale(130.0 + 16)  # the stream is down: the reconciliation is what comes
+
+
+def test_bankrupt_is_a_liquidation_status_and_wins_over_failing_accounts() -> None:
+    board, (liquidated, failing) = board_of("pm_pro_account", "pm_pro_account")
+    board.add(update(liquidated, "pm_pro_account", account("0.9", AccountStatus.BANKRUPTED)))
+    board.add(update(failing, "pm_pro_account", error=NO_LINE))
+    assert board.exit_status() == 5
+    assert "BANKRUPTED" in LIQUIDATION

@@ -408,8 +408,7 @@ def test_on_a_narrow_terminal_names_uni_mmr_status_and_reasons_stay_whole(
         for account in accounts:  # each name whole, with its uniMMR in full (digits.2)
             row = next((line for line in lines if f" {account['name']} " in line), None)
             assert row is not None, shown
-            if "NORMAL" in row:
-                assert re.search(rf"{account['name']} +│ +\d+\.\d\d │ NORMAL", row), row
+            assert re.search(rf"{account['name']} +│ +\d+\.\d\d │ [A-Z_]+ ", row), row
         # The dropped row's reason whole: in its column, wrapped over lines, or (when the
         # terminal is too narrow for the column) below the table.
         in_column = " ".join(
@@ -461,9 +460,27 @@ def test_accounts_without_product_or_endpoint_are_asked_their_product(
             assert record["ok"], record
             assert record["endpoint"] == expected[kinds[record["account"]]]
     assert {r["account"] for r in records} == {*kinds, "pm-as-pro"}
+    refused = next(r for r in records if r["account"] == "pm-as-pro")
+    assert refused["error"]["code"] == -2015
+    assert refused["error"]["hint"].startswith("pm_pro_account answers PM Pro and PM Pro SPAN")
     # A PM key on a PM Pro endpoint: the summary says what the -2015 may mean.
     assert re.search(
         r"pm-as-pro \(PM Pro\) dropped: -2015 .*\(pm_pro_account answers PM Pro and PM Pro SPAN "
         r"accounts only: .*PM: pm_account\(\)",
         done.stderr,
     ), done.stderr
+
+
+def test_an_account_whose_product_cannot_be_told_is_shown_dropped_not_guessed(
+    served: Served, tmp_path: Path
+) -> None:
+    path = toml_for(served.accounts, tmp_path)
+    path.write_text(re.sub(r'(?m)^endpoint = ".*"\n', "", path.read_text()))
+    done = watch(path, f"http://127.0.0.1:{closed_port()}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    for account in served.accounts:
+        assert f"binance-pm: {account['name']}: cannot tell its product (" in done.stderr
+        assert re.search(
+            rf"^  {account['name']} \(product\?\) dropped: cannot connect", done.stdout, re.M
+        ), done.stdout
+    assert "Traceback" not in done.stderr

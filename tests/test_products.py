@@ -4,12 +4,20 @@ and stream."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import anyio
 import pytest
 
-from binance_pm import AccountType, AsyncClient, AuthError, Session, StreamUpdate
+from binance_pm import (
+    AccountType,
+    AsyncClient,
+    AuthError,
+    Session,
+    StreamUpdate,
+    TransportError,
+)
 from binance_pm.testing import SimulatedExchange
 
 pytestmark = pytest.mark.simulated(accounts=6, seed=7, push_every=0.3)
@@ -132,3 +140,35 @@ async def test_stream_without_a_product_follows_each_accounts_own(
     for account in simulated.accounts:
         wanted = "pm" if account.account_type is AccountType.PM_2 else "pm_pro"
         assert connected[account.name].product == wanted
+
+
+async def test_detect_product_without_an_answer_keeps_nothing_and_says_why() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with AsyncClient(
+        "k" * 64, secret="s" * 64, base_url=f"http://127.0.0.1:{port}", timeout=2.0
+    ) as client:
+        with pytest.raises(TransportError):
+            await client.detect_product()  # not taken for a refusal: no guess
+    assert client.product is None
+
+
+def test_an_account_type_this_package_does_not_know_is_not_a_product() -> None:
+    with pytest.raises(ValueError, match="'PM_9'"):
+        AsyncClient("k" * 64, secret="s" * 64, product=AccountType("PM_9"))
+
+
+async def test_stream_takes_a_product_by_its_name(simulated: SimulatedExchange) -> None:
+    key, keys = account_of(simulated, "PM_2")
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        client = session.client(key, name="desk-2", **keys)
+        with anyio.fail_after(20):
+            async with session.stream([client], product="PM") as updates:
+                async for update in updates:
+                    assert update.error is None, update.error
+                    if update.connected:
+                        assert update.product == "pm"
+                        break
+        with pytest.raises(ValueError, match="'pm' or 'pm_pro', or a product such as 'PM'"):
+            session.stream([client], product="PM Classic")

@@ -186,13 +186,17 @@ def test_public_names_show_public_paths() -> None:
     module; the types a class's annotations name still resolve, for users and for msgspec."""
     import msgspec
 
-    for name in binance_pm.__all__:
-        thing = getattr(binance_pm, name)
+    import binance_pm.testing
+
+    exported = [(binance_pm, name) for name in binance_pm.__all__]
+    exported += [(binance_pm.testing, name) for name in binance_pm.testing.__all__]
+    for package, name in exported:
+        thing = getattr(package, name)
         if not (isinstance(thing, type) or inspect.isfunction(thing)):
             continue  # __version__, and AccountResult: a union
-        assert thing.__module__ == "binance_pm", name
+        assert thing.__module__ == package.__name__, name
         if isinstance(thing, type):
-            assert repr(thing) in (f"<class 'binance_pm.{name}'>", f"<enum '{name}'>")
+            assert repr(thing) in (f"<class '{package.__name__}.{name}'>", f"<enum '{name}'>")
             typing.get_type_hints(thing)
             if issubclass(thing, msgspec.Struct):
                 msgspec.json.Decoder(list[thing])  # type: ignore[valid-type]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from . import demo, one_shot, serve, watch
-from ._common import EXIT_STATUSES
+from ._common import EXIT_STATUSES, INTERRUPTED, sigterm_as_ctrl_c
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    # SIGTERM (systemd, docker) is Ctrl-C for every command, from the first moment: the work is
+    # cancelled and closed, the summary printed, and the status is 130 however early or late
+    # (a second interruption during the summary included) it comes.
+    sigterm_as_ctrl_c()
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return INTERRUPTED
     return code
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Callable
+
+from .._config import MAX_SECONDS
 
 #: Exit statuses, documented in ``binance-pm --help`` and the docs.
 OK = 0
@@ -42,17 +45,28 @@ def port(text: str) -> int:
     return value
 
 
-def positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
+def positive(
+    kind: type[float] | type[int], *, most: float | None = None
+) -> Callable[[str], float | int]:
+    """An argument type: a positive, finite number (up to ``most``)."""
+
     def parse(text: str) -> float | int:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
+        if not 0 < value < math.inf:  # NaN fails this too
             raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g}: {text!r}")
         return value
 
     return parse
+
+
+def seconds() -> Callable[[str], float | int]:
+    """An argument type for a period the library takes: positive seconds, up to a day."""
+    return positive(float, most=MAX_SECONDS)
 
 
 def share(text: str) -> tuple[str, float]:

@@ -30,8 +30,15 @@ if TYPE_CHECKING:
 #: Data older than this many of its periods (how often its figures can arrive) is stale.
 STALE_PERIODS = 3
 NORMAL = AccountStatus.NORMAL.value
-#: The statuses in which the exchange is liquidating the account: watch's exit status says so.
-LIQUIDATION = frozenset(status.value for status in AccountStatus if "LIQUIDATION" in status.value)
+#: The statuses in which the exchange is liquidating the account (or has, at a loss): watch's
+#: and demo's exit status says so, and the example alerting rules page on them.
+LIQUIDATION = frozenset(
+    {
+        AccountStatus.ACTIVE_LIQUIDATION.value,
+        AccountStatus.FORCE_LIQUIDATION.value,
+        AccountStatus.BANKRUPTED.value,
+    }
+)
 
 
 def arrival_periods(
@@ -42,11 +49,11 @@ def arrival_periods(
     stream: bool = False,
     reconcile_every: float = 60.0,
     pushes_every: float | None = None,
-) -> dict[AsyncClient, float]:
+) -> dict[AsyncClient, tuple[float, float | None]]:
     """How often each account's figures can arrive: its REST period (``every``, or
     ``reconcile_every`` under ``stream``), no shorter than its IP budget allows for all the
-    accounts that share it; under ``stream``, at most its stream's push period (PM Pro pushes
-    every 5 s, or ``pushes_every``; PM pushes only on a change of risk level)."""
+    accounts that share it; and under ``stream`` its stream's push period, if it pushes
+    unasked (PM Pro every 5 s, or ``pushes_every``; PM only on a change of risk level)."""
     rest = reconcile_every if stream else every
     load: Counter[str] = Counter()
     for client, name in jobs.items():
@@ -63,9 +70,8 @@ def arrival_periods(
             per_second = governor.limits[budget.limit] * (1 - governor.headroom) / governor.window
             period = max(rest, load[budget.store_name] / per_second)
         pushed = STREAMS[endpoint.stream].pushes_every if endpoint.stream is not None else None
-        if stream and pushed is not None:
-            period = min(period, pushes_every or pushed)
-        periods[client] = period
+        push = (pushes_every or pushed) if stream and pushed is not None else None
+        periods[client] = (period, push)
     return periods
 
 
@@ -117,7 +123,8 @@ class Row:
     ended: bool = False  # polling stopped for good (a refused key)
     pushed_at: float | None = None  # when a stream last pushed figures
     stream_error: BinancePMError | None = None  # the stream's last failure, until it is back
-    every: float = 0.0  # how often its figures can arrive (0: the board's polling period)
+    every: float = 0.0  # how often its REST figures can arrive (0: the board's polling period)
+    pushes_every: float | None = None  # how often its stream pushes figures, when it does
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -128,12 +135,21 @@ class Row:
     def failing(self) -> bool:
         return self.error is not None or self.ended
 
+    @property
+    def period(self) -> float:
+        """How often its figures can arrive now: the push period while its stream is up and
+        has pushed, else the REST period."""
+        pushing = self.pushed_at is not None and self.stream_error is None
+        if self.pushes_every is not None and pushing:
+            return min(self.every, self.pushes_every)
+        return self.every
+
     def stale(self, now: float) -> bool:
         """Its figures are older than ``STALE_PERIODS`` of its own periods, how often they can
         arrive (or it never had any, and failed)."""
         if self.at is None:
             return self.error is not None
-        return now - self.at > STALE_PERIODS * self.every
+        return now - self.at > STALE_PERIODS * self.period
 
     def state(self, now: float) -> str:
         """The status column: the account's status, or what is wrong with the data."""
@@ -245,36 +261,39 @@ class Board:
         now = time.time() if now is None else now
         return [r for r in self.rows.values() if r.stale(now)]
 
-    def silent(self) -> list[Row]:
+    def silent(self, now: float | None = None) -> list[Row]:
         """Accounts that have had no answer at all, good or bad, though they have waited a few
-        of their periods and a call's whole deadline: something is wrong."""
-        waited = time.monotonic() - self.started - TIMEOUT
+        of their periods and a call's whole deadline (``now`` on the monotonic clock)."""
+        now = time.monotonic() if now is None else now
+        waited = now - self.started - TIMEOUT
         return [
             r
             for r in self.rows.values()
-            if r.at is None and not r.failing and waited > STALE_PERIODS * r.every
+            if r.at is None and not r.failing and waited > STALE_PERIODS * r.period
         ]
 
-    def waiting(self) -> list[Row]:
+    def waiting(self, now: float | None = None) -> list[Row]:
         """Accounts whose first answer is not yet due (a large desk's first turns are spread
         over a period)."""
-        silent = self.silent()
-        return [r for r in self.rows.values() if r.at is None and not r.failing and r not in silent]
+        silent = {id(row) for row in self.silent(now)}
+        return [
+            r for r in self.rows.values() if r.at is None and not r.failing and id(r) not in silent
+        ]
 
-    def exit_status(self) -> int:
-        """0 when every account's last word was a good answer (or its first is not yet due); 3
-        when some were failing, dropped or silent too long at the end; 4 when none had a good
-        answer (nothing is being watched); 5 when none failed but some account is in a
-        liquidation status."""
+    def exit_status(self, now: float | None = None) -> int:
+        """5 when some account's last known status is a liquidation one (it wins: the desk
+        must act); else 0 when every account's last word was a good answer (or its first is
+        not yet due); 3 when some were failing, dropped or silent too long at the end; 4 when
+        none had a good answer (nothing is being watched)."""
         from ._common import ALL_FAILING, IN_LIQUIDATION, OK, SOME_FAILING
 
-        bad = sum(1 for row in self.rows.values() if row.failing) + len(self.silent())
-        if bad:
-            good = any(row.at is not None and not row.failing for row in self.rows.values())
-            return SOME_FAILING if good else ALL_FAILING
         if self.liquidating():
             return IN_LIQUIDATION
-        return OK
+        bad = sum(1 for row in self.rows.values() if row.failing) + len(self.silent(now))
+        if not bad:
+            return OK
+        good = any(row.at is not None and not row.failing for row in self.rows.values())
+        return SOME_FAILING if good else ALL_FAILING
 
     def liquidating(self) -> list[Row]:
         """Accounts whose last known status is a liquidation one."""
@@ -324,15 +343,16 @@ class Board:
         hint = getattr(row.error, "hint", None)  # a key of another product, say
         return f"{row.name} ({row.kind}) {what}: {why}" + (f" ({hint})" if hint else "")
 
-    def summary(self, most: int = 50) -> list[str]:
-        """The run's end, account by account: who is below the threshold, who failed, why."""
+    def summary(self, most: int = 50, now: float | None = None) -> list[str]:
+        """The run's end, account by account: who is below the threshold, who failed, why
+        (``now`` on the monotonic clock: the same as :meth:`exit_status`'s)."""
         lines = [f"calls: {self.calls}", f"errors: {self.errors_text()}"]
         alerts, failing = self.alerts(), self.failing()
         lines.append(f"below uniMMR {self.alert_mmr:g} or not NORMAL: {len(alerts)}")
         lines += [f"  alert {self.alert_text(row)}" for row in alerts[:most]]
         if len(alerts) > most:
             lines.append(f"  … and {len(alerts) - most} more")
-        silent, waiting = self.silent(), self.waiting()
+        silent, waiting = self.silent(now), self.waiting(now)
         lines.append(f"failing: {len(failing) + len(silent)} of {len(self.rows)} accounts")
         texts = [self.failure_text(row) for row in failing]
         texts += [f"{row.name} ({row.kind}) no answer yet" for row in silent]
@@ -379,6 +399,7 @@ class Board:
                 "kind": type(error).__name__,
                 "code": getattr(error, "code", None),
                 "message": reason(error),
+                "hint": getattr(error, "hint", None),
             }
             record["final"] = update.final
             record["data_age"] = None if row.at is None else round(update.at - row.at, 3)

@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import time
 from typing import Any
 
 from .._endpoints import ENDPOINTS, STATE_ENDPOINT
 from .._limits import Limits
-from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive, sigterm_as_ctrl_c
+from ._common import EXIT_STATUSES, INTERRUPTED, OK, fail, needs, positive, seconds
 from .views import FORMATS, add_stream_options
 
 #: How often the demo's PM Pro streams push (the exchange's 5 s, faster, as its windows are).
@@ -31,10 +32,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--accounts", type=positive(int), default=60, help="accounts (60)")
     demo.add_argument("--seconds", type=positive(float), default=20.0, help="run time (20)")
     demo.add_argument(
-        "--window", type=positive(float), default=2.0, help="seconds per rate-limit window (2)"
+        "--window", type=seconds(), default=2.0, help="seconds per rate-limit window (2)"
     )
     demo.add_argument(
-        "--every", type=positive(float), default=0.25, help="poll each account this often (0.25)"
+        "--every", type=seconds(), default=0.25, help="poll each account this often (0.25)"
     )
     demo.add_argument(
         "--alert-mmr", type=positive(float), default=1.5, help="alert below this uniMMR (1.5)"
@@ -110,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 ran["stopped"] = exchange.server_ms()
 
-    sigterm_as_ctrl_c()
     interrupted = False
     try:
         asyncio.run(run())
@@ -122,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
         interrupted = True
     if "stopped" not in ran:  # interrupted before it began
         return INTERRUPTED
-    board = ran["board"]
+    board, ended = ran["board"], time.monotonic()
     with contextlib.suppress(BrokenPipeError):
-        _demo_summary(console, exchange, board, limits, args, ran["started"], ran["stopped"])
-    return INTERRUPTED if interrupted else board.exit_status()
+        _demo_summary(console, exchange, board, limits, args, ran, ended)
+    return INTERRUPTED if interrupted else board.exit_status(ended)
 
 
 def _demo_summary(
@@ -134,13 +134,14 @@ def _demo_summary(
     board: Any,
     limits: Limits,
     args: argparse.Namespace,
-    started: float,
-    stopped: float,
+    ran: dict[str, Any],
+    ended: float,
 ) -> None:
     """What the exchange counted: per budget, weight and share used, from one window after the
     start (the opening burst's) to the end, as a rate over whole windows."""
     from ..testing import budget_use
 
+    started, stopped = ran["started"], ran["stopped"]
     stats = exchange.stats
     uid_accounts = sum(  # the accounts whose state is read from a UID-weighted endpoint
         ENDPOINTS[STATE_ENDPOINT[a.account_type.value]].bucket == "uid" for a in exchange.accounts
@@ -169,6 +170,6 @@ def _demo_summary(
         f"429s: {by_status.get(429, 0)}",
         f"418s: {by_status.get(418, 0)}",
     ]
-    lines += board.summary()
+    lines += board.summary(now=ended)
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True, markup=False)

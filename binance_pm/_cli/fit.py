@@ -22,25 +22,27 @@ def fitted(
     make: Callable[[Sequence[int], bool], Table],
     order: Sequence[int],
     *,
+    keep: int = 1,
     room: int | None = None,
 ) -> tuple[Table, list[int]]:
     """The table ``make(kept, False)`` with the columns of ``order`` (most important first)
     that fit ``room`` columns of text (the console's width) whole, and the indices left out.
-    The first column in ``order`` is always kept. ``make(kept, True)`` is measured: a column
-    that wraps gives there the least width it is worth showing at."""
+    The first ``keep`` columns of ``order`` are always kept (fold, don't drop, what must be
+    seen). ``make(kept, True)`` is measured: a column that wraps gives there the least width
+    it is worth showing at."""
     from rich.measure import Measurement
 
     width = console.width if room is None else room
     unbounded = console.options.update_width(1 << 16)
-    kept: list[int] = []
+    kept = list(order[:keep])
     left_out: list[int] = []
-    for index in order:
+    for index in order[keep:]:
         trial = sorted([*kept, index])
         table = make(trial, True)
         table.expand = False  # its natural width: every cell whole
         need = Measurement.get(console, unbounded, table).maximum
-        if not kept or need <= width:
+        if need <= width:
             kept = trial
         else:
             left_out.append(index)
-    return make(kept, False), sorted(left_out)
+    return make(sorted(kept), False), sorted(left_out)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from .._config import TIMEOUT
 from .._endpoints import ACCOUNT_ENDPOINTS
 from .._endpoints import asset_name as exchange_asset
-from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, positive, sigterm_as_ctrl_c
+from ._common import FAILED, INTERRUPTED, OK, USAGE, fail, needs, seconds
 from .fit import fitted, plain_output
+from .views import quiet_stdout
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -71,7 +72,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         one.add_argument("--json", action="store_true", help=JSON_HELP)
         one.add_argument(
             "--timeout",
-            type=positive(float),
+            type=seconds(),
             default=TIMEOUT,
             help=f"seconds in all (default {TIMEOUT:g})",
         )
@@ -128,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
         ) as client:
             return await getattr(client, args.endpoint)(**kwargs)
 
-    sigterm_as_ctrl_c()
     try:
         result = asyncio.run(call())
     except BinancePMError as exc:
@@ -137,13 +137,15 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), USAGE)
     except KeyboardInterrupt:
         return INTERRUPTED
-    if args.json:
-        print(json.dumps(exchange_json(result)))
-        return OK
     try:
-        _table(args.endpoint, result)
+        if args.json:
+            print(json.dumps(exchange_json(result)), flush=True)
+        else:
+            _table(args.endpoint, result)
     except ImportError as exc:
         return needs("cli", exc)
+    except BrokenPipeError:  # `pm-balance | head -1`: the reader has had enough
+        quiet_stdout()
     return OK
 
 
@@ -169,9 +171,9 @@ def _table(endpoint: str, result: Any) -> None:
     """The result for a person: a table on a terminal (balances: the asset and the columns
     that fit whole, in order of importance; the others are named below it), plain lines with
     every figure whole otherwise (a pipe, a file, ``TERM=dumb``)."""
-    from rich.console import Console
+    from .views import make_console
 
-    console = Console()
+    console = make_console()
     title = ACCOUNT_ENDPOINTS[endpoint].title
     items = result if isinstance(result, list) else [result]
     if endpoint in ("pm_balance", "pm_pro_balance"):

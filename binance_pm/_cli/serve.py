@@ -206,20 +206,25 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"--broken {name!r}: no such account (acct-0000 …)", USAGE)
         exchange.broken.add(names[name])
     if args.keys_dir is not None:
-        accounts_file = os.path.join(args.keys_dir, "accounts.toml")
-        if os.path.exists(accounts_file) and not args.force:
+        earlier = [
+            path for path in key_files(args.keys_dir, exchange.accounts) if os.path.exists(path)
+        ]
+        if earlier and not args.force:
             return fail(
-                f"--keys-dir {args.keys_dir}: {accounts_file} exists (an earlier run's keys?); "
+                f"--keys-dir {args.keys_dir}: {earlier[0]} exists (an earlier run's keys?); "
                 "--force replaces it",
                 USAGE,
             )
-        try:
-            write_keys(args.keys_dir, exchange.accounts)
-        except OSError as exc:
-            return fail(f"--keys-dir {args.keys_dir}: cannot write: {exc.strerror or exc}", USAGE)
 
     async def run() -> None:
         async with exchange:
+            if args.keys_dir is not None:  # once listening: a port in use leaves no files
+                try:
+                    write_keys(args.keys_dir, exchange.accounts)
+                except OSError as exc:
+                    raise _KeysDirError(
+                        f"--keys-dir {args.keys_dir}: cannot write: {exc}"
+                    ) from None
             say(f"base_url {exchange.base_url}")
             for account in exchange.accounts:
                 kind = account.account_type.value
@@ -253,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         asyncio.run(run())
+    except _KeysDirError as exc:
+        return fail(str(exc), USAGE)
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             return fail(f"--port {args.port}: cannot listen on 127.0.0.1: {exc.strerror}", USAGE)
@@ -269,6 +276,16 @@ def say(line: str) -> None:
         print(line, flush=True)
     except BrokenPipeError:
         quiet_stdout()
+
+
+class _KeysDirError(Exception):
+    pass
+
+
+def key_files(directory: str, accounts: list[Any]) -> list[str]:
+    """The files :func:`write_keys` writes in ``directory``: the accounts file, then the PEMs."""
+    pems = [f"{account.name}.pem" for account in accounts if account.secret is None]
+    return [os.path.join(directory, name) for name in ("accounts.toml", *pems)]
 
 
 def write_keys(directory: str, accounts: list[Any]) -> None:

@@ -17,7 +17,7 @@ import anyio
 
 from .._governor import Governor
 from .._limits import Budget
-from ._common import positive
+from ._common import seconds
 from .board import Board, Row, arrival_periods, reason
 from .fit import fitted, plain_output
 
@@ -46,7 +46,7 @@ def add_stream_options(parser: argparse.ArgumentParser, reconcile_every: float) 
     )
     parser.add_argument(
         "--reconcile-every",
-        type=positive(float),
+        type=seconds(),
         default=reconcile_every,
         metavar="SECONDS",
         help="with --stream, seconds between two REST polls of an account (default: %(default)s)",
@@ -174,7 +174,7 @@ def render(board: Board, governor: Governor, title: str, console: Console) -> Re
     # On a narrow terminal the figures of least use give way first; the account, its uniMMR
     # and its status are never cut.
     order = [index for index in COLUMN_ORDER if index != ERROR or any(c[ERROR] for c in cells)]
-    accounts, left_out = fitted(console, make, order)
+    accounts, left_out = fitted(console, make, order, keep=3)
     hidden = len(board.rows) - len(shown)
     footer = Text(
         f"calls {board.calls}   errors {board.errors_text()}   below uniMMR "
@@ -260,8 +260,9 @@ async def run_board(
         reconcile_every=reconcile_every,
         pushes_every=pushes_every,
     )
-    for client, period in periods.items():
-        board.rows[client].every = period  # stale after a few of these, no sooner
+    for client, (period, pushed) in periods.items():
+        row = board.rows[client]  # stale after a few of these, no sooner
+        row.every, row.pushes_every = period, pushed
 
     pipe_closed = False
 

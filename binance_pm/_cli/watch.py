@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from contextlib import AsyncExitStack
 from typing import Any
 
+from .._exceptions import BinancePMError
 from ._common import (
     EXIT_STATUSES,
     FAILED,
@@ -18,7 +20,7 @@ from ._common import (
     needs,
     port,
     positive,
-    sigterm_as_ctrl_c,
+    seconds,
 )
 from .accounts import read_accounts
 from .views import FORMATS, add_stream_options
@@ -38,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     watch.add_argument("--accounts", required=True, metavar="FILE", help="TOML file of accounts")
     watch.add_argument(
-        "--every", type=positive(float), default=5.0, help="poll each account this often (5)"
+        "--every", type=seconds(), default=5.0, help="poll each account this often (5)"
     )
     watch.add_argument(
         "--alert-mmr",
@@ -98,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
     board_box: list[Board] = []
 
     async def watch() -> None:
-        async with Session(base_url=args.base_url) as session:
+        try:
+            session = Session(base_url=args.base_url)
+        except ValueError as exc:
+            raise _Refused(f"--base-url {args.base_url!r}: {exc}") from None
+        async with session:
             jobs: dict[Any, str | None] = {}
             for account in accounts:
                 name = account["name"]
@@ -109,10 +115,22 @@ def run(args: argparse.Namespace) -> int:
                 except (ValueError, TypeError) as exc:
                     raise _Refused(f"{args.accounts}: {name}: {exc}") from None
                 jobs[client] = account["endpoint"]
-            found = await _find_products(jobs, args.accounts)
-            rows = {client: Row(client.name, endpoint) for client, endpoint in found.items()}
+            found, unknown = await _find_products(jobs, args.accounts)
+            rows = {}
+            for client in jobs:
+                if client in found:
+                    rows[client] = Row(client.name, found[client])
+                else:  # shown, never guessed: polled with another product's endpoint, a
+                    # PM key would be refused (-2015) and dropped for good
+                    rows[client] = Row(
+                        client.name, "", kind="product?", error=unknown[client], ended=True
+                    )
             board = Board(rows, args.alert_mmr, every=args.every)
+            for error in unknown.values():
+                board.errors[type(error).__name__] += 1
             board_box.append(board)
+            if not found:
+                return  # nothing to watch: the summary says why
             async with AsyncExitStack() as stack:
                 if args.metrics_port is not None:
                     from .metrics import serve_metrics
@@ -139,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
                     reconcile_every=args.reconcile_every,
                 )
 
-    sigterm_as_ctrl_c()
     interrupted = False
     try:
         asyncio.run(watch())
@@ -151,36 +168,38 @@ def run(args: argparse.Namespace) -> int:
         return OK
     if not board_box:
         return INTERRUPTED if interrupted else FAILED
-    board = board_box[0]
+    board, ended = board_box[0], time.monotonic()
     try:
-        for line in board.summary():
+        for line in board.summary(now=ended):
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     except BrokenPipeError:
         pass
-    return INTERRUPTED if interrupted else board.exit_status()
+    return INTERRUPTED if interrupted else board.exit_status(ended)
 
 
 class _Refused(Exception):
     pass
 
 
-async def _find_products(jobs: dict[Any, str | None], path: str) -> dict[Any, str]:
-    """Each account listed with neither product nor endpoint gets its state endpoint, by the
-    product the exchange says it is (all at once, at the governor's pace); one whose product
-    cannot be told is polled as PM Pro, and its row shows why that fails."""
+async def _find_products(
+    jobs: dict[Any, str | None], path: str
+) -> tuple[dict[Any, str], dict[Any, BinancePMError]]:
+    """Each account's endpoint: the one listed, or for an account listed with neither product
+    nor endpoint its state endpoint by the product the exchange says it is (all at once, at
+    the governor's pace); and the accounts whose product could not be told, with why."""
     import anyio
 
     from .._endpoints import STATE_ENDPOINT
-    from .._exceptions import BinancePMError
     from .board import reason
 
     found = {client: endpoint for client, endpoint in jobs.items() if endpoint is not None}
-    unknown = [client for client in jobs if client not in found]
-    if not unknown:
-        return found
+    asked = [client for client in jobs if client not in found]
+    unknown: dict[Any, BinancePMError] = {}
+    if not asked:
+        return found, unknown
     print(
-        f"binance-pm: asking the exchange the product of {len(unknown)} accounts (a product "
-        f"or endpoint for each in {path} skips this)",
+        f"binance-pm: asking the exchange the product of {len(asked)} accounts (a product or "
+        f"endpoint for each in {path} skips this)",
         file=sys.stderr,
         flush=True,
     )
@@ -190,16 +209,16 @@ async def _find_products(jobs: dict[Any, str | None], path: str) -> dict[Any, st
             product = await client.detect_product()
         except BinancePMError as exc:
             print(
-                f"binance-pm: {client.name}: cannot tell its product ({reason(exc)}); "
-                "polling pm_pro_account",
+                f"binance-pm: {client.name}: cannot tell its product ({reason(exc)}); not "
+                f"watched: give its product in {path}",
                 file=sys.stderr,
                 flush=True,
             )
-            found[client] = STATE_ENDPOINT["PM_1"]
+            unknown[client] = exc
         else:
             found[client] = STATE_ENDPOINT[product.value]
 
     async with anyio.create_task_group() as group:
-        for client in unknown:
+        for client in asked:
             group.start_soon(find, client)
-    return {client: found[client] for client in jobs}  # in the file's order
+    return {client: found[client] for client in jobs if client in found}, unknown

@@ -5,6 +5,7 @@ Needs the ``sim`` extra (``pip install -e '.[sim]'`` in a checkout).
 
 from __future__ import annotations
 
+from .._public import show_public_paths
 from ._book import SimAccount
 from ._exchange import SimulatedExchange
 from ._server import LoopbackServer
@@ -18,3 +19,6 @@ __all__ = [
     "budget_use",
     "most_in_any_window",
 ]
+
+show_public_paths(__name__, __all__, globals())
+del show_public_paths
