@@ -1,17 +1,28 @@
 """The documentation site: it builds in mkdocs' strict mode, its API reference names every
 public name by its public path, and its code samples are complete programs that run as written
 (those that start a simulated exchange of their own, and the tutorial's against
-``binance-pm serve``)."""
+``binance-pm serve``).
+
+Each sample runs in a process of its own, in a process group of its own, at most
+:data:`AT_ONCE` at a time (each starts its own simulated exchange, and a busy two-core machine
+may be running two copies of the suite), with a generous deadline each; whatever happens, every
+sample still running when its test ends is killed and waited for.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 from typing import NamedTuple
 
 import pytest
@@ -25,6 +36,12 @@ from .served import serve
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+#: Samples running at once: each starts a simulated exchange, and more at a time only starve
+#: one another on a small machine.
+AT_ONCE = 2
+#: Seconds a sample may take before it is killed: a few on a quiet machine, many more on a
+#: busy one.
+SAMPLE_TIMEOUT = 120.0
 
 
 def python_blocks() -> dict[str, str]:
@@ -36,14 +53,87 @@ def python_blocks() -> dict[str, str]:
     return blocks
 
 
-def run_python(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
+class Ran(NamedTuple):
+    """How a sample ended: its exit status (``None``: killed at its deadline) and output."""
+
+    returncode: int | None
+    out: str
+    err: str
+
+    @property
+    def failure(self) -> str | None:
+        if self.returncode == 0:
+            return None
+        if self.returncode is None:
+            return f"killed at its deadline: {self.err[-2000:]}"
+        return f"exit status {self.returncode}: {self.err[-2000:]}"
+
+
+class Samples:
+    """Runs sample programs, each in a process group of its own, and owns them: leaving the
+    ``with`` block, however it is left, kills every group still running and waits for its
+    process, and refuses to start any more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self._closed = False
+
+    def __enter__(self) -> Samples:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._closed = True
+            left = list(self._running)
+        for process in left:
+            kill_group(process)
+        for process in left:
+            process.wait()
+
+    def run(
+        self,
+        code: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = SAMPLE_TIMEOUT,
+    ) -> Ran:
+        """Run ``code`` with ``args`` to its end, or kill it at ``timeout`` seconds."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the samples were stopped")
+            process = subprocess.Popen(
+                [sys.executable, "-c", code, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+                start_new_session=True,
+            )
+            self._running.add(process)
+        # Any other way out (Ctrl-C, say) leaves it registered, for ``__exit__`` to kill.
+        try:
+            out, err = process.communicate(timeout=timeout)
+            status = process.returncode
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+            out, err = process.communicate()
+            status = None
+        with self._lock:
+            self._running.discard(process)
+        return Ran(status, out, err)
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """Kill a sample and whatever it started, unless it has already been waited for."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):  # it has just ended by itself
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +218,12 @@ def test_the_samples_that_start_their_own_exchange_run_as_written() -> None:
         if "import pytest" not in block and "sys.argv" not in block
     }
     assert len(samples) >= 8
-    running = {name: run_python(block) for name, block in samples.items()}
-    failed = {}
-    for name, process in running.items():
-        _, err = process.communicate(timeout=90)
-        if process.returncode != 0:
-            failed[name] = err[-2000:]
+
+    # The runner is left first: its samples are killed before the pool waits for its threads.
+    with ThreadPoolExecutor(max_workers=AT_ONCE) as pool, Samples() as runner:
+        ran = dict(zip(samples, pool.map(runner.run, samples.values()), strict=True))
+
+    failed = {name: run.failure for name, run in ran.items() if run.failure is not None}
     assert failed == {}
 
 
@@ -164,25 +254,26 @@ def test_the_first_hours_one_account_program_reads_a_pm_pro_account(desk: Desk) 
     pro = next(a for a in desk.accounts if a["account_type"] == "PM_1" and "secret" in a)
     keys = {"BINANCE_API_KEY": pro["api_key"], "BINANCE_API_SECRET": pro["secret"]}
 
-    process = run_python(tutorial_program("one_account.py"), desk.base_url, env=keys)
-    out, err = process.communicate(timeout=60)
+    with Samples() as runner:
+        ran = runner.run(tutorial_program("one_account.py"), desk.base_url, env=keys)
 
-    assert err == ""
-    assert out.startswith("uniMMR ")
-    assert "USDT wallet " in out
+    assert ran.failure is None
+    assert ran.err == ""
+    assert ran.out.startswith("uniMMR ")
+    assert "USDT wallet " in ran.out
 
 
 def test_the_first_hours_desk_program_reads_every_account_of_the_keys_dir(desk: Desk) -> None:
     accounts_file = str(desk.keys / "accounts.toml")
 
-    process = run_python(tutorial_program("desk.py"), desk.base_url, accounts_file)
-    out, err = process.communicate(timeout=60)
+    with Samples() as runner:
+        ran = runner.run(tutorial_program("desk.py"), desk.base_url, accounts_file)
 
-    assert process.returncode == 0, err
-    lines = out.splitlines()
+    assert ran.failure is None
+    lines = ran.out.splitlines()
     assert len(lines) == 3 * len(desk.accounts)
     assert {line.split(":")[0] for line in lines} == {a["name"] for a in desk.accounts}
-    assert all("uniMMR" in line for line in lines), out
+    assert all("uniMMR" in line for line in lines), ran.out
 
 
 def test_the_first_hours_serve_output_is_what_serve_prints(desk: Desk) -> None:
