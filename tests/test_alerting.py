@@ -1,16 +1,20 @@
 """``examples/prometheus/alerts.yml`` and ``examples/grafana/dashboard.json`` ask only for what
-``watch --metrics-port`` exposes, and the account rules fire for the accounts in trouble.
+``watch --metrics-port`` exposes, the account rules fire for the accounts in trouble, and the
+budget rules for the budgets in trouble.
 
 The metrics are a real scrape: the watch's own collector over a board that a real poll of the
 simulated exchange fills, made into text by ``prometheus_client`` and read back by its parser.
 The exchange is set so that one account is in a margin call, one is being liquidated and one
-answers every call with a 500.
+answers every call with a 500. A budget in trouble (near its limit, refused, banned, shut) is
+not something a short poll should meet, so the budget rules are also evaluated over two
+synthesised scrapes, ten minutes apart, with the metrics' names and labels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import re
 import shutil
 import subprocess
@@ -24,8 +28,8 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from binance_pm import AccountType, AsyncClient, Session
-from binance_pm._cli.board import Board, Row
+from binance_pm import AccountStatus, AccountType, AsyncClient, Session
+from binance_pm._cli.board import LIQUIDATION, Board, Row
 from binance_pm._cli.metrics import BoardCollector
 from binance_pm.testing import SimulatedExchange
 
@@ -38,6 +42,8 @@ MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"\s*
 GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
 TEMPLATE_LABEL = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")
 COMPARISON = re.compile(r"(==|!=|<=|>=|<|>)\s*(-?[0-9.]+)\s*$")
+RANGE_FUNCTION = re.compile(r"(increase|rate)\((.+)\[(\d+)([smh])\]\)")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 LEGEND_LABEL = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 LABEL_VALUES = re.compile(r"label_values\((\w+),\s*(\w+)\)")
 
@@ -51,6 +57,25 @@ FIRES_FOR = {
     "BinancePMAccountStale": {"broken"},
     "BinancePMBudgetNearLimit": set(),
     "BinancePMBudgetClosed": set(),
+}
+
+#: Budgets in a scrape and in one ten minutes before it, each in one kind of trouble or none:
+#: name -> (used, limit, seconds shut, 429s before and now, 418s before and now).
+BUDGETS = {
+    "papi_ip": (5700, 6000, 0.0, (0, 0), (0, 0)),  # 95 % used
+    "sapi_uid:ab…yz": (171_000, 180_000, 0.0, (0, 0), (0, 0)),  # 95 %: an account's own budget
+    "api_ip": (5400, 6000, 0.0, (7, 7), (0, 0)),  # 90 %, not over it; 429s only long ago
+    "sapi_ip": (1200, 12_000, 0.0, (1, 3), (0, 0)),  # two 429s in the ten minutes, reopened
+    "fapi_ip": (0, 2400, 120.0, (0, 0), (0, 1)),  # a 418: banned, shut for two minutes
+}
+UID_BUDGET_ACCOUNT = "desk-1"
+
+#: The budgets each budget rule must fire for, over those two scrapes.
+BUDGET_RULE_FIRES_FOR = {
+    "BinancePMBudgetNearLimit": {"papi_ip", "sapi_uid:ab…yz"},
+    "BinancePMRateLimited": {"sapi_ip"},
+    "BinancePMIPBanned": {"fapi_ip"},
+    "BinancePMBudgetClosed": {"fapi_ip"},
 }
 
 
@@ -125,9 +150,32 @@ def labels_of(samples: list[Sample]) -> dict[str, set[str]]:
 # -- what the files ask for ----------------------------------------------------------------------
 
 
-def rules() -> list[dict[str, Any]]:
+def rules(group_name: str | None = None) -> list[dict[str, Any]]:
+    """The rules of the file, or of its group named ``group_name``."""
     loaded = yaml.safe_load(RULES.read_text())
-    return [rule for group in loaded["groups"] for rule in group["rules"]]
+    return [
+        rule
+        for group in loaded["groups"]
+        if group_name in (None, group["name"])
+        for rule in group["rules"]
+    ]
+
+
+def rule_named(alert: str) -> dict[str, Any]:
+    return next(rule for rule in rules() if rule["alert"] == alert)
+
+
+def status_matcher(alert: str, op: str) -> set[str]:
+    """The statuses the rule's ``status`` matcher with ``op`` (``=~``, ``!~``) lists."""
+    expr = rule_named(alert)["expr"]
+    found = [
+        value
+        for _, body in SELECTOR.findall(expr)
+        for label, matcher_op, value in MATCHER.findall(body)
+        if label == "status" and matcher_op == op
+    ]
+    assert len(found) == 1, expr
+    return set(found[0].split("|"))
 
 
 def dashboard_targets() -> list[tuple[str, list[str]]]:
@@ -220,13 +268,66 @@ def test_every_metric_and_label_the_rules_use_is_exposed(exposed: list[Sample]) 
 def test_the_rule_fires_for_the_accounts_in_trouble_and_only_them(
     alert: str, exposed: list[Sample]
 ) -> None:
-    rule = next(rule for rule in rules() if rule["alert"] == alert)
+    rule = rule_named(alert)
 
     firing = evaluate(rule["expr"], exposed)
 
     assert {labels.get("account", labels.get("budget", "")) for labels in firing} == FIRES_FOR[
         alert
     ]
+
+
+def test_the_liquidation_rule_pages_on_the_statuses_watch_exits_5_for() -> None:
+    assert status_matcher("BinancePMAccountLiquidating", "=~") == LIQUIDATION
+
+
+def test_the_not_normal_rule_leaves_out_exactly_the_liquidation_statuses() -> None:
+    assert status_matcher("BinancePMAccountNotNormal", "!~") == LIQUIDATION
+
+
+def test_each_status_but_normal_fires_exactly_one_of_the_two_status_rules() -> None:
+    statuses = {status.value for status in AccountStatus}
+    samples = [
+        Sample("binance_pm_account_status", {"account": s, "type": "PM", "status": s}, 1.0)
+        for s in statuses
+    ]
+
+    liquidating = evaluate(rule_named("BinancePMAccountLiquidating")["expr"], samples)
+    not_normal = evaluate(rule_named("BinancePMAccountNotNormal")["expr"], samples)
+
+    assert {labels["status"] for labels in liquidating} == LIQUIDATION
+    assert {labels["status"] for labels in not_normal} == statuses - LIQUIDATION - {"NORMAL"}
+    assert "REDUCE_ONLY" in {labels["status"] for labels in not_normal}
+
+
+def test_every_budget_rule_has_budgets_it_must_fire_for() -> None:
+    assert {rule["alert"] for rule in rules("binance_pm_budgets")} == set(BUDGET_RULE_FIRES_FOR)
+
+
+@pytest.mark.parametrize("alert", sorted(BUDGET_RULE_FIRES_FOR))
+def test_the_budget_rule_fires_for_the_budgets_in_trouble_and_only_them(alert: str) -> None:
+    earlier, now = budget_scrape(0), budget_scrape(1)
+
+    firing = evaluate(rule_named(alert)["expr"], now, earlier=earlier)
+
+    assert {labels["budget"] for labels in firing} == BUDGET_RULE_FIRES_FOR[alert]
+
+
+def test_the_budget_rules_name_an_accounts_own_budget_by_its_account() -> None:
+    firing = evaluate(rule_named("BinancePMBudgetNearLimit")["expr"], budget_scrape(1))
+
+    owned = [labels for labels in firing if labels["budget"].startswith("sapi_uid:")]
+    assert [labels.get("account") for labels in owned] == [UID_BUDGET_ACCOUNT]
+
+
+def test_the_watch_stuck_rule_fires_when_no_update_came_in_its_range_and_only_then() -> None:
+    expr = rule_named("BinancePMWatchStuck")["expr"]
+
+    def updates(total: float) -> list[Sample]:
+        return [Sample("binance_pm_updates_total", {}, total)]
+
+    assert evaluate(expr, updates(120), earlier=updates(120)) == [{}]
+    assert evaluate(expr, updates(121), earlier=updates(120)) == []
 
 
 def test_promtool_accepts_the_rules() -> None:
@@ -302,32 +403,85 @@ def test_a_uid_budget_joins_the_account_metrics_by_its_account_label(
     assert {s.labels.get("account") for s in uid} <= accounts
 
 
+# -- synthesised budget scrapes -----------------------------------------------------------------
+
+
+def budget_scrape(moment: int) -> list[Sample]:
+    """The budget metrics of :data:`BUDGETS` as a scrape reads them: ``moment`` 0 is the
+    earlier scrape, 1 the later one (only the refusal counters differ)."""
+    samples = []
+    for name, (used, limit, shut, refused_429, refused_418) in BUDGETS.items():
+        budget = {"budget": name}
+        if name.startswith("sapi_uid:"):
+            budget["account"] = UID_BUDGET_ACCOUNT
+        samples += [
+            Sample("binance_pm_budget_used", budget, used),
+            Sample("binance_pm_budget_limit", budget, limit),
+            Sample("binance_pm_budget_closed_seconds", budget, shut),
+            Sample(
+                "binance_pm_budget_refusals_total", {**budget, "status": "429"}, refused_429[moment]
+            ),
+            Sample(
+                "binance_pm_budget_refusals_total", {**budget, "status": "418"}, refused_418[moment]
+            ),
+        ]
+    return samples
+
+
 # -- a small evaluator, for the rules' simple expressions ----------------------------------------
 
 
-def evaluate(expr: str, samples: list[Sample]) -> list[dict[str, str]]:
-    """The series ``expr`` returns now, for the two forms the threshold rules take:
-    ``SELECTOR OP NUMBER`` and ``SELECTOR / SELECTOR OP NUMBER`` (one-to-one, on equal label
-    sets)."""
+def evaluate(
+    expr: str, samples: list[Sample], *, earlier: list[Sample] | None = None
+) -> list[dict[str, str]]:
+    """The series ``expr`` returns now, for the forms the threshold rules take:
+    ``SELECTOR OP NUMBER``, ``SELECTOR / SELECTOR OP NUMBER`` (one-to-one, on equal label
+    sets), and ``increase(SELECTOR[RANGE]) OP NUMBER`` or ``rate(…)``, over ``earlier``, a
+    scrape at the range's start, and ``samples``, one at its end (with no ``earlier``, no
+    series: one point tells no increase)."""
     compared = COMPARISON.search(expr)
     assert compared is not None, expr
     op, threshold = compared[1], float(compared[2])
     sides = expr[: compared.start()].split(" / ")
     assert len(sides) in (1, 2), expr
-    assert all(SELECTOR.fullmatch(side.strip()) for side in sides), expr
-    values = [matching(side.strip(), samples) for side in sides]
+    values = [series(side.strip(), samples, earlier) for side in sides]
     result = values[0]
     if len(values) == 2:
         result = {k: v / values[1][k] for k, v in result.items() if values[1].get(k)}
     tests = {
-        "==": float.__eq__,
-        "!=": float.__ne__,
-        "<": float.__lt__,
-        ">": float.__gt__,
-        "<=": float.__le__,
-        ">=": float.__ge__,
+        "==": operator.eq,
+        "!=": operator.ne,
+        "<": operator.lt,
+        ">": operator.gt,
+        "<=": operator.le,
+        ">=": operator.ge,
     }
     return [dict(key) for key, value in result.items() if tests[op](value, threshold)]
+
+
+def series(
+    side: str, samples: list[Sample], earlier: list[Sample] | None
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """A selector's samples, or a range function's values over the two scrapes (a counter that
+    went down was reset, and counts from zero)."""
+    ranged = RANGE_FUNCTION.fullmatch(side)
+    if ranged is None:
+        assert SELECTOR.fullmatch(side), side
+        return matching(side, samples)
+    function, selector = ranged[1], ranged[2]
+    assert SELECTOR.fullmatch(selector), side
+    if earlier is None:
+        return {}
+    before, after = matching(selector, earlier), matching(selector, samples)
+    increase = {
+        key: value - before[key] if value >= before[key] else value
+        for key, value in after.items()
+        if key in before
+    }
+    if function == "increase":
+        return increase
+    seconds = int(ranged[3]) * UNIT_SECONDS[ranged[4]]
+    return {key: value / seconds for key, value in increase.items()}
 
 
 def matching(selector: str, samples: list[Sample]) -> dict[tuple[tuple[str, str], ...], float]:
