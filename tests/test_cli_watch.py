@@ -161,7 +161,9 @@ def test_jsonl_is_one_object_per_update_with_figures_as_decimal_strings(
 
 def test_jsonl_names_the_failure_of_each_update(tmp_path: Path) -> None:
     path = tmp_path / "accounts.toml"
-    path.write_text('[[account]]\nname = "desk-1"\napi_key = "k1"\nsecret = "s1"\n')
+    path.write_text(
+        '[[account]]\nname = "desk-1"\napi_key = "k1"\nsecret = "s1"\nproduct = "PM Pro"\n'
+    )
     done = watch(path, f"http://127.0.0.1:{closed_port()}", "--format", "jsonl", seconds=1.2)
     assert done.returncode == 4
     first = json.loads(done.stdout.splitlines()[0])
@@ -478,6 +480,10 @@ def test_an_account_whose_product_cannot_be_told_is_shown_dropped_not_guessed(
     path.write_text(re.sub(r'(?m)^endpoint = ".*"\n', "", path.read_text()))
     done = watch(path, f"http://127.0.0.1:{closed_port()}")
     assert done.returncode == 4, done.stdout + done.stderr
+    as_jsonl = watch(path, f"http://127.0.0.1:{closed_port()}", "--format", "jsonl")
+    records = [json.loads(line) for line in as_jsonl.stdout.splitlines()]
+    assert {r["account"] for r in records} == {a["name"] for a in served.accounts}
+    assert all(r["final"] and r["error"]["kind"] == "TransportError" for r in records)
     for account in served.accounts:
         assert f"binance-pm: {account['name']}: cannot tell its product (" in done.stderr
         assert re.search(

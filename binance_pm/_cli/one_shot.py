@@ -210,7 +210,8 @@ def _table(endpoint: str, result: Any) -> None:
 
 #: Plain lines' names for the balance columns.
 _PLAIN = [
-    (name, heading.replace(" ", "_").replace("(UTC)", "utc")) for name, heading in BALANCE_COLUMNS
+    (name, heading.lower().replace(" ", "_").replace("(utc)", "utc"))
+    for name, heading in BALANCE_COLUMNS
 ]
 #: Which balance columns to keep first on a narrow terminal (indices into BALANCE_COLUMNS).
 _BALANCE_ORDER = (0, 1, 2, 3, 4, 6, 5, 7, 8)

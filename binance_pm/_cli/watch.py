@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return needs("cli", exc)
     from .._session import Session
+    from .._updates import Update
     from .board import Board, Row
     from .views import make_console, run_board
 
@@ -126,9 +128,12 @@ def run(args: argparse.Namespace) -> int:
                         client.name, "", kind="product?", error=unknown[client], ended=True
                     )
             board = Board(rows, args.alert_mmr, every=args.every)
-            for error in unknown.values():
-                board.errors[type(error).__name__] += 1
             board_box.append(board)
+            for client, error in unknown.items():  # said like any update: nothing silent
+                board.errors[type(error).__name__] += 1
+                if args.format == "jsonl":
+                    told = Update(client, "", None, error, time.time(), final=True)
+                    print(json.dumps(board.record(told, rows[client])), flush=True)
             if not found:
                 return  # nothing to watch: the summary says why
             async with AsyncExitStack() as stack:
