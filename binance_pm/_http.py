@@ -46,7 +46,11 @@ _USERINFO = re.compile(r"(://)[^/@\s]*@")
 
 
 def scrub(text: str) -> str:
-    """``text`` with any signature value and URL credentials hidden."""
+    """``text`` with any signature value and URL credentials hidden, and anything that is not
+    text (a lone surrogate from a JSON ``"\\ud800"``) replaced, so that it can be printed,
+    logged and written as UTF-8."""
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
     if "ignature" in text:
         text = _SIGNATURE.sub(r"\1<hidden>", text)
     if "@" in text:

@@ -121,6 +121,18 @@ async def test_exchange_answers_become_their_error_class(
         assert error.retry_after == float(headers["Retry-After"])
 
 
+async def test_a_message_that_is_not_text_is_replaced_so_it_can_be_printed_and_logged(
+    client: AsyncClient, mocked: MockExchange
+) -> None:
+    mocked.push(PATH, (400, b'{"code": -1100, "msg": "bad \\ud800 char \\u00e9"}', {}))
+
+    with pytest.raises(BadRequestError) as caught:
+        await client.pm_pro_account()
+
+    assert caught.value.msg == "bad ? char \u00e9"  # the lone surrogate replaced, é kept
+    str(caught.value).encode("utf-8")  # printable, loggable
+
+
 async def test_html_502_message_is_the_page_text_without_tags(
     client: AsyncClient, mocked: MockExchange
 ) -> None:
