@@ -104,6 +104,10 @@ def parse(lines: Iterable[str], source: str) -> Exchange:
     )
 
 
+#: Seconds a serve started here gets to stop when asked, before it is killed.
+STOPS_WITHIN = 10.0
+
+
 def stop(process: asyncio.subprocess.Process) -> None:
     """Ask a process started here to end (SIGTERM), unless it has.
 
@@ -169,4 +173,10 @@ async def served(serve_output: str | None, *serve_args: str) -> AsyncIterator[Ex
             yield exchange
         finally:
             stop(process)
-            await process.wait()
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(STOPS_WITHIN):
+                    await process.wait()
+                if process.returncode is None:  # it did not stop when asked: end it
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signal.SIGKILL)
+                    await process.wait()
