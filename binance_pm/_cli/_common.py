@@ -16,15 +16,15 @@ FAILED = 1  # a one-shot call failed or was refused; the simulated exchange coul
 USAGE = 2  # a wrong option or value, a bad accounts file, missing keys, a port in use
 SOME_FAILING = 3  # watch/demo: some accounts were failing (or dropped) when it ended
 ALL_FAILING = 4  # watch/demo: no account had a good answer when it ended
-IN_LIQUIDATION = 5  # watch/demo: none failing, but some account in a liquidation status
+IN_LIQUIDATION = 5  # watch: some account in a liquidation status (it wins over 3 and 4)
 INTERRUPTED = 130  # Ctrl-C or SIGTERM, for every command (after its summary)
 
 EXIT_STATUSES = (
     "exit status: 0 ok; 1 a call failed or was refused; 2 a usage error (a bad option or value, "
     "file or keys, a port in use); 3 (watch, demo) some accounts were failing or dropped at the "
-    "end; 4 (watch, demo) every account was failing at the end; 5 (watch, demo) none failing, "
-    "but some account in a liquidation status (ACTIVE_LIQUIDATION, FORCE_LIQUIDATION); 130 "
-    "interrupted (Ctrl-C or SIGTERM), after the summary"
+    "end; 4 (watch, demo) every account was failing at the end; 5 (watch) some account in a "
+    "liquidation status (ACTIVE_LIQUIDATION, FORCE_LIQUIDATION, BANKRUPTED) at the end, whatever "
+    "the others; 130 interrupted (Ctrl-C or SIGTERM), after the summary"
 )
 
 

@@ -280,14 +280,14 @@ class Board:
             r for r in self.rows.values() if r.at is None and not r.failing and id(r) not in silent
         ]
 
-    def exit_status(self, now: float | None = None) -> int:
-        """5 when some account's last known status is a liquidation one (it wins: the desk
-        must act); else 0 when every account's last word was a good answer (or its first is
-        not yet due); 3 when some were failing, dropped or silent too long at the end; 4 when
-        none had a good answer (nothing is being watched)."""
+    def exit_status(self, now: float | None = None, *, liquidation: bool = True) -> int:
+        """5 (with ``liquidation``: watch) when some account's last known status is a
+        liquidation one (it wins: the desk must act); else 0 when every account's last word
+        was a good answer (or its first is not yet due); 3 when some were failing, dropped or
+        silent too long at the end; 4 when none had a good answer (nothing is watched)."""
         from ._common import ALL_FAILING, IN_LIQUIDATION, OK, SOME_FAILING
 
-        if self.liquidating():
+        if liquidation and self.liquidating():
             return IN_LIQUIDATION
         bad = sum(1 for row in self.rows.values() if row.failing) + len(self.silent(now))
         if not bad:
