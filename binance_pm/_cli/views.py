@@ -18,8 +18,9 @@ import anyio
 from .._governor import Governor
 from .._limits import Budget
 from ._common import seconds
-from .board import Board, Row, arrival_periods, reason
+from .board import Board, Row, reason
 from .fit import fitted, plain_output
+from .periods import arrival_periods
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
