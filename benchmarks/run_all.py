@@ -24,6 +24,7 @@ SCRIPTS = (
     "end_to_end",
     "budget",
     "scale",
+    "keys",
     "poller",
     "http_stack",
     "websocket_libs",

@@ -4,8 +4,8 @@ Measured two ways, over N, after making N clients on one Session: memory Python 
 still holds (tracemalloc), and the growth of resident memory, which also counts what the
 cryptography library allocates natively (coarse: the allocator reuses freed pages). N is
 1,000, 5,000 and 10,000 HMAC accounts, 1,000 and 10,000 Ed25519 accounts, and 200 RSA
-accounts (loading an RSA key takes about 13 ms: 10,000 would take minutes). A client holds
-its masked key, its signer and the loaded key; its UID budget in the governor (about 830
+accounts (what loading costs the event loop is ``benchmarks/keys.py``'s). A client holds its
+masked key, its signer and the loaded key; its UID budget in the governor (about 830
 bytes, ``benchmarks/governor.py``) is made on its first UID-weighted call, and its poll job
 (``benchmarks/poller.py``, which also gives the CPU per poll) only while it is polled.
 Target: under 5 KB per account. Run: ``python benchmarks/scale.py``. Takes about 20 seconds.

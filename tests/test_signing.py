@@ -154,3 +154,26 @@ async def test_a_secret_that_is_not_text_or_bytes_is_a_type_error(http_stack: St
     async with Session(**http_stack) as s:
         with pytest.raises(TypeError, match="secret"):
             s.client("abcdefgh1234", secret=12345)  # type: ignore[arg-type]
+
+
+def test_an_rsa_key_whose_parts_disagree_never_signs_with_a_faulty_crt(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    # Keys load without OpenSSL's consistency check (hundreds of ms for RSA-4096). A key with
+    # a wrong CRT exponent must still never give out a faulty signature, whose gcd with n
+    # would be a factor of n: OpenSSL checks each one with the public key and recomputes it.
+    good = rsa_key.private_numbers()
+    bad = rsa.RSAPrivateNumbers(
+        p=good.p,
+        q=good.q,
+        d=good.d,
+        dmp1=good.dmp1 + 2,  # wrong: the CRT half modulo p is miscalculated
+        dmq1=good.dmq1,
+        iqmp=good.iqmp,
+        public_numbers=good.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    signer = load_signer(private_key=pem(bad))
+
+    signature = base64.b64decode(unquote(signer.sign(PAYLOAD)))
+
+    rsa_key.public_key().verify(signature, PAYLOAD, padding.PKCS1v15(), hashes.SHA256())
