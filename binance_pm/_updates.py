@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from ._models import AccountStatus
 
@@ -15,9 +16,10 @@ if TYPE_CHECKING:
     from ._exceptions import BinancePMError
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
-    """One poll's outcome: ``result`` when the call succeeded, else ``error``.
+class Update(msgspec.Struct, frozen=True):
+    """One poll's outcome: ``result`` when the call succeeded, else ``error``. A frozen
+    msgspec Struct (``msgspec.structs.replace(update, ...)`` makes a changed copy): made for
+    every answer, so it costs about 0.1 µs, not a dataclass's 1 µs.
 
     Attributes:
         client: the account's client.
@@ -52,8 +54,7 @@ class Update:
         return self.client.name
 
 
-@dataclass(frozen=True, slots=True)
-class StreamUpdate:
+class StreamUpdate(msgspec.Struct, frozen=True):
     """One thing a stream told: an ``event``, a (re)connection, or a failure.
 
     Attributes:

@@ -6,7 +6,6 @@ are really in flight on sockets."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import math
 import statistics
@@ -16,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 import trio
 
@@ -64,7 +64,7 @@ async def collect(
     seen: list[Update] = []
     with anyio.move_on_after(seconds):
         async for update in updates:
-            seen.append(dataclasses.replace(update, at=anyio.current_time()))
+            seen.append(msgspec.structs.replace(update, at=anyio.current_time()))
             if until is not None and until(update):
                 break
     return seen

@@ -198,5 +198,6 @@ def test_public_names_show_public_paths() -> None:
         if isinstance(thing, type):
             assert repr(thing) in (f"<class '{package.__name__}.{name}'>", f"<enum '{name}'>")
             typing.get_type_hints(thing)
-            if issubclass(thing, msgspec.Struct):
+            wire = thing not in (binance_pm.Update, binance_pm.StreamUpdate)  # hold a client
+            if issubclass(thing, msgspec.Struct) and wire:
                 msgspec.json.Decoder(list[thing])  # type: ignore[valid-type]
