@@ -28,6 +28,7 @@ SCRIPTS = (
     "poller",
     "http_stack",
     "websocket_libs",
+    "events",
     "streams",
 )
 LIMIT_SECONDS = 240
