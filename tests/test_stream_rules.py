@@ -5,6 +5,7 @@ bad message kept to itself, hostile hosts, and keys shared by two processes."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -100,7 +101,9 @@ async def test_two_hundred_streams_dropped_at_once_three_times_come_back_at_the_
                 took = max(back.values()) - dropped
                 ideal = allowed(history, len(names), dropped_at, limit, window)
                 assert ideal >= 2 * window  # the limit binds: the pace is what is tested
-                assert took <= 1.2 * ideal, (took, ideal)
+                # Loose on time (a busy machine slows the handshakes); a window lost per batch
+                # would take twice the ideal.
+                assert took <= 1.5 * ideal, (took, ideal)
     assert ex.stats.ws_refused == 0
     assert ex.stats.ws_banned == 0
     assert ex.stats.bans == 0
@@ -129,6 +132,7 @@ async def test_a_thousand_accounts_cold_started_connect_at_the_limits_pace_riski
             # What the desk knew of each account when it started: a uniMMR from 1.1 to 11.
             known = {c: Decimal(11 - (i * 7919 % 1000) / 100) for i, c in enumerate(jobs)}
             order: list[str] = []
+            times: list[float] = []
             started = time.monotonic()
             async with session.stream(jobs, uni_mmr=known) as updates:
                 with anyio.fail_after(30):
@@ -136,13 +140,19 @@ async def test_a_thousand_accounts_cold_started_connect_at_the_limits_pace_riski
                         assert update.error is None, update.error
                         if update.connected:
                             order.append(update.name)
+                            times.append(time.monotonic() - started)
                             if len(order) == len(jobs):
                                 break
-            took = time.monotonic() - started
         counts = stats(base_url)
     ideal = allowed([], len(jobs), 0.0, limit, window)
     assert ideal == 3 * window
-    assert took <= 1.2 * ideal, (took, ideal)
+    # At the limit's pace: each window's batch starts one window after the last one (a lost
+    # window would make it two), and the whole desk is up in about three windows. Loose on
+    # time, as a busy machine (two copies of the suite, two workers each) slows handshakes.
+    starts = [times[batch * limit] for batch in range(4)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert all(gap <= 1.6 * window for gap in gaps), gaps
+    assert times[-1] <= 1.5 * ideal, (times[-1], ideal)
     riskiest = sorted(jobs, key=lambda c: known[c])
     for batch in range(4):  # each window's attempts went to the riskiest still waiting
         connected = set(order[batch * limit : (batch + 1) * limit])
