@@ -34,6 +34,7 @@ from ._exceptions import GovernorTimeout
 from ._limits import Budget, Family
 from ._shared import FallBack
 from ._states import BucketState
+from ._wakeup import Wakeup, sleep_or_wake
 
 if TYPE_CHECKING:
     from ._shared import SharedBudgets, StorePermit
@@ -57,7 +58,7 @@ class _Ticket:
     def __init__(self, rank: float, seq: int) -> None:
         self.rank = rank
         self.seq = seq
-        self.event: anyio.Event | None = None
+        self.event: Wakeup | None = None
         self.gone = False  # cancelled or granted: skipped when it reaches the head
 
     def __lt__(self, other: _Ticket) -> bool:
@@ -181,9 +182,7 @@ class ConnectionBudget:
                         endpoint="stream connection",
                     )
                 wait = left if wake_at is None else min(left, max(wake_at - now, 0.0))
-                ticket.event = anyio.Event()
-                with anyio.move_on_after(wait):
-                    await ticket.event.wait()
+                await sleep_or_wake(ticket, wait)
         finally:
             ticket.gone = True
             self._wake_head()

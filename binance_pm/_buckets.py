@@ -20,15 +20,17 @@ count teaches, a refusal, its queue); whether a weight may go is one rule, :meth
 
 from __future__ import annotations
 
-import asyncio
 from array import array
 from collections import deque
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from ._learning import SHARED_WINDOWS, Marks
 from ._limits import Budget
 from ._states import BucketState
+
+if TYPE_CHECKING:
+    from ._wakeup import Wakeup
 
 
 class Bucket:
@@ -358,27 +360,6 @@ class Bucket:
             event = waiters[0].event
             if event is not None:
                 event.set()
-
-
-class Wakeup(Protocol):
-    """What a sleeping waiter is woken by: an ``anyio.Event``, or (under asyncio) a
-    :class:`FutureWakeup`."""
-
-    def set(self) -> None: ...
-
-
-class FutureWakeup:
-    """An asyncio future as a one-shot event: cheaper to make and await than an
-    ``anyio.Event`` with a cancel scope, on the governor's busiest path."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self.future = future
-
-    def set(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
 
 
 class Waiter:

@@ -20,7 +20,6 @@ a microsecond or two, with no coroutine; it and the waiters apply one rule
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import anyio
 
 from ._attempts import ConnectionBudget
-from ._buckets import FutureWakeup, Waiter
+from ._buckets import Waiter
 from ._endpoints import Endpoint
 from ._hook import Permit, Store
 from ._ledger import Ledger, checked
@@ -36,6 +35,7 @@ from ._limits import PUBLISHED_LIMITS, Limits
 from ._permit import LocalPermit, too_late
 from ._shared import FallBack, SharedBudgets
 from ._states import BucketState
+from ._wakeup import sleep_or_wake
 
 
 class Governor:
@@ -189,14 +189,7 @@ class Governor:
                     raise too_late(endpoint, account, buckets, banned_until, now, wake_at)
                 if now >= deadline:
                     raise too_late(endpoint, account, buckets, banned_until, now, None)
-                delay = (wake_at if wake_at is not None else deadline) - now
-                loop = _asyncio_loop()
-                if loop is not None:
-                    await _sleep_or_wake(loop, waiter, delay)
-                else:  # trio, through anyio
-                    waiter.event = anyio.Event()
-                    with anyio.move_on_after(delay):
-                        await waiter.event.wait()
+                await sleep_or_wake(waiter, (wake_at if wake_at is not None else deadline) - now)
         finally:
             for bucket in waiter.buckets:
                 bucket.leave(waiter)  # granted (at the head), cancelled, or too late
@@ -251,28 +244,3 @@ class Governor:
         return (
             f"Governor(window={self.window:g}s, {', '.join(parts)}, {len(ledger.uid)} UID buckets)"
         )
-
-
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop, or ``None`` under another event loop (trio)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-async def _sleep_or_wake(loop: asyncio.AbstractEventLoop, waiter: Waiter, delay: float) -> None:
-    """Under asyncio: sleep ``delay`` seconds, or until the waiter is woken, on one future and
-    one timer (cancellable as any await is: a cancel scope cancels the task)."""
-    future: asyncio.Future[None] = loop.create_future()
-    waiter.event = FutureWakeup(future)
-    timer = loop.call_later(delay, _resolve, future)
-    try:
-        await future
-    finally:
-        timer.cancel()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
