@@ -276,9 +276,11 @@ class Session(Engine[HookT]):
                 ends the others' streams, so by default keys are closed only when the
                 governor has no shared ``store`` (a desk of several processes keeps them: an
                 unused key expires within 60 minutes).
-            heartbeat: seconds between pings on each connection; a connection whose pong
-                does not come within half of it is taken for dead, so a dead connection is
-                noticed within ``1.5 * heartbeat`` seconds.
+            heartbeat: a connection that carries nothing (no event, ping or pong) for this
+                many seconds is pinged, and one that still carries nothing as long again is
+                taken for dead and connected anew: a dead connection is noticed within
+                ``2 * heartbeat`` seconds. One task pings every quiet connection, so thousands
+                of idle streams cost almost nothing; a busy one is never pinged.
             silent_after: a PM Pro stream (the exchange pushes an update every 5 s) that
                 carries nothing for this long is probed: its key is kept alive (a new one if
                 it expired unseen), and the connection replaced.

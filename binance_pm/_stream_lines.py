@@ -14,10 +14,13 @@ combined stream (``/stream?streams=<key1>/<key2>/…``, each message wrapped as
   limit (the new one open before the old one closes; what the old one still brings is read
   first, and messages seen on both are passed on once), and on PM Pro, where the exchange
   pushes every 5 seconds, probes a connection that carried nothing for ``silent_after``.
+- The Streamer's :class:`~binance_pm._pulse.Pulse` pings the connection when it has been
+  quiet, and fails it when even a ping gets no answer; the reader answers the exchange's pings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import Counter
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
     from ._attempts import Attempt, ConnectionBudget
     from ._client import AsyncClient
+    from ._pulse import Pulse
 
     Message = aiohttp.WSMessage | WSMessageTextBytes
     Socket = aiohttp.ClientWebSocketResponse[bool]
@@ -105,6 +109,7 @@ class Owner(Protocol):
     keepalive: float
     rotate_after: float
     silent_after: float
+    pulse: Pulse
 
     def hand(self, update: StreamUpdate) -> bool: ...
 
@@ -128,11 +133,14 @@ class Live:
         self.keys = keys
         self.socket = socket
         self.since = anyio.current_time()
-        self.messages = 0
+        self.messages = 0  # events carried
+        self.heard = 0  # frames received, events or not: the pulse's sign of life
+        self.pinged = False
         self.expired = False  # a key is gone: open them again
         self.failure: BinancePMError | None = None
         self.fresh: Socket | None = None  # a replacement, ready for the reader
         self.reading: anyio.CancelScope | None = None
+        self.scope: anyio.CancelScope | None = None
         self.overlap: Counter[str] = Counter()
         self.overlap_until = 0.0
 
@@ -142,16 +150,38 @@ class Live:
         lived = anyio.current_time() - self.since
         return lived >= QUIET_GOOD or (lived >= GOOD_LIFE and self.messages > 0)
 
+    def fail(self, failure: BinancePMError) -> None:
+        """End the connection with ``failure`` (the pulse found it dead)."""
+        if self.failure is None:
+            self.failure = failure
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def dead(self, heartbeat: float) -> TransportError:
+        """The failure of a connection that answered no ping."""
+        return TransportError(
+            f"the stream carried nothing for {heartbeat:g} s and did not answer a ping within "
+            f"{heartbeat:g} s more",
+            endpoint=self.line.endpoint,
+            api_key=self.line.accounts[0].client.masked_key if len(self.keys) == 1 else None,
+        )
+
     async def run(self) -> None:
+        pulse = self.owner.pulse
+        pulse.watch(self)
         try:
             async with anyio.create_task_group() as group:
+                self.scope = group.cancel_scope
                 group.start_soon(self._keep, group.cancel_scope)
                 try:
                     await self._read()
                 except BinancePMError as exc:
-                    self.failure = exc
+                    if self.failure is None:
+                        self.failure = exc
                 group.cancel_scope.cancel()
         finally:
+            pulse.forget(self)
+            self.scope = None
             await close(self.socket)
             if self.fresh is not None:
                 await close(self.fresh)
@@ -167,11 +197,17 @@ class Live:
                 await self._swap()
                 continue
             waiting: StreamUpdate | None = None
+            ping: bytes | None = None
             with anyio.CancelScope() as reading:  # the keeper cancels it to hand a fresh one
                 self.reading = reading
                 receive = self.socket.receive
                 while True:
-                    update = self._update(await receive())
+                    message = await receive()
+                    self.heard += 1
+                    if message.type is PING:
+                        ping = message.data
+                        break
+                    update = self._update(message)
                     if update is not None and not owner.hand(update):
                         waiting = update
                         break
@@ -180,10 +216,12 @@ class Live:
             self.reading = None
             if waiting is not None:
                 await owner.tell(waiting)  # outside the scope: a swap never cuts it
+            if ping is not None:
+                await _pong(self.socket, ping)
 
     def _update(self, message: Message) -> StreamUpdate | None:
-        """The update one message makes (``None`` for a copy already passed on); raises
-        :class:`TransportError` when the connection has closed."""
+        """The update one message makes (``None`` for a copy already passed on, or a pong);
+        raises :class:`TransportError` when the connection has closed."""
         kind = message.type
         if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
             self.messages += 1
@@ -195,6 +233,8 @@ class Live:
                     self.overlap[text] -= 1  # the new connection's copy of one passed on
                     return None
             return self._event(text)
+        if kind is PONG or kind is PING:
+            return None  # a sign of life, counted by the reader
         code = self.socket.close_code
         raise TransportError(
             f"the stream closed ({kind.name.lower()}"
@@ -327,6 +367,15 @@ class Live:
         if self.reading is not None:
             self.reading.cancel()
         return anyio.current_time() + owner.rotate_after
+
+
+PING, PONG = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
+
+
+async def _pong(socket: Socket, data: bytes) -> None:
+    """Answer the exchange's ping (it closes a connection that leaves one unanswered)."""
+    with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
+        await socket.pong(data)  # failing only when closing: the next receive says so
 
 
 def _text(message: Message) -> str:

@@ -32,6 +32,7 @@ import anyio
 from ._attempts import Attempt, ConnectionBudget
 from ._endpoints import PRODUCTION_HOSTS, PRODUCTION_STREAMS, STREAM_OF, STREAMS, account_type
 from ._exceptions import APIError, AuthError, BinancePMError, SessionError
+from ._pulse import Pulse
 from ._retry import backoff
 from ._running import Background, Owner, Sink
 from ._stream_lines import Account, Line, Live
@@ -54,7 +55,7 @@ PRODUCTS = tuple(STREAMS)
 DEFAULT_PRODUCT = "pm_pro"  # Session.stream's, when clients come without products
 KEEPALIVE = 30 * 60.0  # the key lives 60 minutes after its last keepalive
 ROTATE_AFTER = 23 * 3600.0  # the exchange closes a connection at 24 hours
-HEARTBEAT = 20.0  # a ping this often; no pong within half of it and the connection is dead
+HEARTBEAT = 45.0  # a connection quiet this long is pinged; one still quiet as long again is dead
 SILENT_AFTER = 15.0  # PM Pro pushes every 5 s: three missed updates and the stream is probed
 CLOSE_WITHIN = 10.0  # the listen keys are closed within this when the loop ends
 OPEN_WITHIN = 60.0  # a key's open may wait this long for REST budget
@@ -141,6 +142,7 @@ class Streamer:
         self.rotate_after = rotate_after
         self.close_keys = close_keys
         self.heartbeat = heartbeat
+        self.pulse = Pulse(heartbeat)
         self.silent_after = silent_after
         self.close_within = close_within
         self.per_connection = streams_per_connection
@@ -187,10 +189,13 @@ class Streamer:
             budget.window,
         )
         try:
-            async with ws_session() as http, anyio.create_task_group() as group:
-                self._http, self._group = http, group
-                for line in lines:
-                    group.start_soon(self._follow, line)
+            async with ws_session() as http, anyio.create_task_group() as beating:
+                beating.start_soon(self.pulse.run)
+                async with anyio.create_task_group() as group:
+                    self._http, self._group = http, group
+                    for line in lines:
+                        group.start_soon(self._follow, line)
+                beating.cancel_scope.cancel()  # every line has ended
         finally:
             if self.close_keys:
                 await self._close_keys()
@@ -311,7 +316,6 @@ class Streamer:
             attempt,
             endpoint=line.endpoint,
             api_key=line.accounts[0].client.masked_key if len(line.accounts) == 1 else None,
-            heartbeat=self.heartbeat,
             combined=line.combined,
         )
 

@@ -96,7 +96,6 @@ async def handshake(
     *,
     endpoint: str,
     api_key: str | None,
-    heartbeat: float,
     combined: bool = False,
 ) -> aiohttp.ClientWebSocketResponse[bool]:
     """Open the stream at ``url``, spending ``attempt`` (its outcome goes back to the
@@ -108,9 +107,8 @@ async def handshake(
         with anyio.move_on_after(CONNECT_TIMEOUT):
             socket = await http.ws_connect(
                 url,
-                heartbeat=heartbeat,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-                autoping=True,
+                autoping=False,  # the reader answers pings; the Streamer's pulse sends them
                 max_msg_size=MAX_MESSAGE,
             )
             attempt.sent(101)
