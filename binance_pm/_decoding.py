@@ -7,7 +7,9 @@ Each endpoint gets one :class:`ResponseDecoder`, built once. Its path for an ans
 2. If that decode stops at an amount (it stops at the first, so that costs little), ``""``
    (the exchange's examples show it) becomes ``null`` and grouped numbers
    (``"122,559.90199491"``, also in the examples) lose their separators, on the bytes, and the
-   Struct is decoded once more.
+   Struct is decoded once more. An endpoint whose last answer had ``""`` amounts has the next
+   one's made ``null`` before its first decode, so that an exchange that sends them every time
+   costs one decode each time, not two.
 3. Anything still untidy (``""`` where text is due, spaces around the colon) takes a lenient
    pass: plain objects, the amount fields mended (found from the Struct's own field types),
    then converted.
@@ -187,7 +189,7 @@ def _all_sane(obj: object, getters: dict[type, tuple[Any, tuple[int, ...]]]) -> 
 class ResponseDecoder(Generic[T]):
     """Decodes one endpoint's answers into ``T``; build once, reuse for every answer."""
 
-    __slots__ = ("_decoder", "_endpoint", "_getters", "_plan", "_strict", "_type")
+    __slots__ = ("_decoder", "_endpoint", "_getters", "_plan", "_strict", "_type", "_untidy")
 
     def __init__(self, tp: Any, *, endpoint: str, strict: bool = True) -> None:
         """``strict=False`` also takes numbers sent as strings (``"E": "1693427319838"``), as
@@ -199,9 +201,26 @@ class ResponseDecoder(Generic[T]):
         self._plan = _plan_for(tp)
         self._getters: dict[type, tuple[Any, tuple[int, ...]]] = {}
         _getters_for(tp, self._getters)
+        # The last answer had ``""`` amounts: the next are mended before their first decode
+        # (a look for ``""`` costs far less than a decode that fails and a second one), until
+        # one comes without.
+        self._untidy = False
 
     def decode(self, body: bytes) -> T:
         """Decode ``body``, or raise :class:`DecodeError` naming the endpoint and the field."""
+        if self._untidy:
+            mended = _nulls(body)
+            if mended is body:
+                self._untidy = False  # tidy again
+            else:
+                try:
+                    result = self._decoder.decode(mended)
+                except _FAILURES:
+                    self._untidy = False  # untidy in another way: from the start
+                    return self.decode(body)
+                if self._plan is not None and not _all_sane(result, self._getters):
+                    self._check_amounts(result, "$", self._plan)
+                return result
         try:
             result = self._decoder.decode(body)
         except msgspec.ValidationError as exc:
@@ -221,13 +240,17 @@ class ResponseDecoder(Generic[T]):
         if "decimal" not in str(first):
             raise self._error(first) from None  # wrong in a way no mending touches
         tidy = body
+        nulled = False
         for mend in (_nulls, _ungrouped):  # the cheap byte pass first, the regex only if need be
             mended = mend(tidy)
             if mended is tidy:
                 continue
             tidy = mended
+            nulled = nulled or mend is _nulls
             try:
-                return self._decoder.decode(tidy)
+                result: T = self._decoder.decode(tidy)
+                self._untidy = nulled
+                return result
             except msgspec.ValidationError as exc:
                 if "decimal" not in str(exc):
                     break  # untidy in another way too (an empty text): the lenient pass
@@ -235,7 +258,7 @@ class ResponseDecoder(Generic[T]):
                 raise self._error(exc) from None
         try:
             plain = _mend(msgspec.json.decode(body), self._plan)
-            result: T = msgspec.convert(plain, self._type, strict=self._strict)
+            result = msgspec.convert(plain, self._type, strict=self._strict)
         except msgspec.ValidationError as exc:
             raise self._error(exc) from None
         except _FAILURES as exc:

@@ -189,3 +189,34 @@ def test_pm_pro_account_type_is_exported() -> None:
 def test_a_pathological_stream_message_is_a_decode_error(message: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_event(message)
+
+
+def test_answers_in_any_order_of_tidiness_decode_alike_through_one_decoder() -> None:
+    """An endpoint's decoder mends the next answer early once one had ``""`` amounts; whatever
+    comes next (tidy, ``""`` again, ``""`` where text is due, a bad amount, grouped digits),
+    each decodes exactly as it does through a fresh decoder, or fails alike."""
+    from binance_pm._decoding import ResponseDecoder
+    from binance_pm._models import PMBalance
+
+    entry = json.loads(fixture_bytes("papi_balance_list.json"))[0]
+    bodies = {
+        "tidy": {**entry, "cmUnrealizedPNL": "1.5"},
+        "nulls": {**entry, "cmUnrealizedPNL": "", "umWalletBalance": ""},
+        "text empty": {**entry, "asset": "", "cmUnrealizedPNL": ""},
+        "grouped": {**entry, "cmUnrealizedPNL": "", "totalWalletBalance": "122,607.35"},
+        "nan": {**entry, "cmUnrealizedPNL": "", "crossMarginFree": "NaN"},
+    }
+    order = ["nulls", "tidy", "nulls", "text empty", "nulls", "grouped", "nulls", "nan", "nulls"]
+    shared = ResponseDecoder(list[PMBalance], endpoint="GET /papi/v1/balance")
+
+    def outcome(decoder: ResponseDecoder[list[PMBalance]], body: bytes) -> object:
+        try:
+            return decoder.decode(body)
+        except DecodeError as exc:
+            return ("DecodeError", exc.path)
+
+    for name in order:
+        body = json.dumps([bodies[name]]).encode()
+        fresh = ResponseDecoder(list[PMBalance], endpoint="GET /papi/v1/balance")
+        assert outcome(shared, body) == outcome(fresh, body), name
+    assert outcome(shared, json.dumps([bodies["nan"]]).encode())[0] == "DecodeError"
