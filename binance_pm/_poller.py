@@ -62,7 +62,7 @@ MAX_BACKOFF = 60.0
 #: At most this many jobs a second make their first call (over one period at most).
 START_RATE = 1000.0
 #: Jobs due within one tick (or a tenth of ``every``, if shorter) go together, at its end.
-TICK = 0.01
+TICK = 0.02
 
 log = logging.getLogger("binance_pm")
 
