@@ -25,8 +25,13 @@ their targets: binance_pm / python-binance CPU per call ≤ 1.00 at both concurr
 binance_pm / bare aiohttp CPU per call ≤ 1.40, binance_pm calls/s at 200 in flight ≥ 0.90 ×
 at 10. Ratios are medians of the per-round ratios.
 
-Run: ``python benchmarks/end_to_end.py`` (about a minute and a half on two cores; ``--rounds``
-and ``--calls`` to change). Instruction counts, which noise cannot move:
+Then, unless ``--no-transports``, it runs ``transports.py``: the same call through each HTTP
+stack the Session could stand on (aiohttp, aiosonic, pyreqwest, rnet, httpx, a minimal HTTP/1.1
+protocol), with what each keeps of what the SDK must keep.
+
+Run: ``python benchmarks/end_to_end.py`` (about a minute and a half on two cores, and two more
+for the transports; ``--rounds`` and ``--calls`` to change). Instruction counts, which noise
+cannot move:
 ``python benchmarks/end_to_end.py --callgrind binance_pm,python-binance,aiohttp`` runs each
 client under ``valgrind --tool=callgrind`` twice (a warm-up of 100 calls, then 0 or ``--calls``
 more, 1,000 by default; 10 in flight unless ``--in-flight``) and prints the instructions per call
@@ -371,6 +376,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT[0], help="for --callgrind")
     parser.add_argument("--one", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-transports", action="store_true", help="without transports.py's table after"
+    )
     args = parser.parse_args()
     pin(1)
     if args.one:
@@ -397,6 +405,10 @@ def main() -> None:
         )
         if served != balance_calls:
             raise SystemExit("the server did not answer each call exactly once")
+        if not args.no_transports:  # in a process of its own, as each script runs
+            print("\nthe transports the Session could stand on (benchmarks/transports.py):\n")
+            here = Path(__file__).resolve().parent
+            subprocess.run([sys.executable, str(here / "transports.py")], check=True)
 
 
 if __name__ == "__main__":

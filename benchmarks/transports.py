@@ -34,6 +34,12 @@ documented API (its installed source and docstrings). A transport that is not in
 printed as such. Target: the transport whose CPU per call is ≤ 0.80× python-binance's at both
 concurrencies with every must-keep property.
 
+Then, for each library, a **clean exit**: in 20 fresh processes (pinned to one core), one client
+makes a request whose host name does not resolve and one that is answered, is closed, and the
+interpreter leaves at once, as a short-lived tool does after a network blip; any status but 0
+(an abort at exit shows as 134, a segmentation fault as 139) is counted. A transport that can
+take the process down with it is not one the SDK can stand on, however cheap.
+
 Run: ``python benchmarks/transports.py`` (about two minutes on two cores; ``--rounds``
 and ``--calls`` to change). Needs ``pip install aiosonic pyreqwest rnet`` for those rows.
 """
@@ -705,6 +711,71 @@ async def memory_probe(name: str, url: str) -> dict[str, float]:
     }
 
 
+NO_HOST = "http://no-such-host.invalid/"  # a name lookup that fails (RFC 2606's .invalid)
+EXIT_RUNS = 20
+
+
+async def exit_probe(name: str, url: str) -> None:
+    """In a fresh process, one client of the library: a request whose host name does not
+    resolve, one that is answered, then the client closed and the interpreter left at once: what
+    a short-lived tool does after a network blip. The process must end cleanly."""
+    target = url + BALANCE_PATH  # unsigned: the canned server answers it all the same
+    if name == "aiohttp":
+        async with aiohttp.ClientSession() as session:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                (await session.get(NO_HOST)).release()
+            (await session.get(target)).release()
+    elif name == "httpx":
+        async with httpx.AsyncClient() as client:
+            with contextlib.suppress(httpx.HTTPError):
+                await client.get(NO_HOST)
+            await client.get(target)
+    elif name == "aiosonic":
+        import aiosonic  # type: ignore[import-not-found,unused-ignore]
+
+        sonic = aiosonic.HTTPClient()
+        with contextlib.suppress(Exception):
+            await sonic.get(NO_HOST)
+        await sonic.get(target)
+        await sonic.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+    elif name == "pyreqwest":
+        from pyreqwest.client import ClientBuilder  # type: ignore[import-not-found,unused-ignore]
+
+        reqwest = ClientBuilder().build()
+        with contextlib.suppress(Exception):
+            await reqwest.get(NO_HOST).build().send()
+        await reqwest.get(target).build().send()
+        await reqwest.close()
+    elif name == "rnet":
+        import rnet  # type: ignore[import-not-found,unused-ignore]
+
+        client = rnet.Client()
+        with contextlib.suppress(Exception):
+            await client.get(NO_HOST)
+        await (await client.get(target)).close()
+
+
+def exits(names: list[str], url: str) -> dict[str, int]:
+    """For each library, how many of ``EXIT_RUNS`` fresh processes running :func:`exit_probe`
+    ended with anything but status 0 (a crash at exit shows as 134, SIGABRT)."""
+    failed: dict[str, int] = {}
+    for name in names:
+        if name not in EXIT_PROBED:
+            continue
+        command = [sys.executable, __file__, "--exit-probe", name, "--url", url]
+        failed[name] = sum(  # half pinned to one core (as in a one-CPU container), half free
+            subprocess.run(
+                command + ["--free"] * (run % 2), capture_output=True, timeout=60
+            ).returncode
+            != 0
+            for run in range(EXIT_RUNS)
+        )
+    return failed
+
+
+EXIT_PROBED = ("aiohttp", "httpx", "aiosonic", "pyreqwest", "rnet")
+
+
 def memory(names: list[str], url: str) -> tuple[dict[str, dict[str, float]], int]:
     """Each transport's memory probe in its own process; and the balance calls they made."""
     found: dict[str, dict[str, float]] = {}
@@ -735,6 +806,7 @@ def report(
     held: dict[str, dict[str, float]],
     rounds: int,
     calls: int,
+    crashed: dict[str, int],
 ) -> None:
     print(f"signed GET {BALANCE_PATH}, decoded into PMBalance Structs; canned server on core 0,")
     print(f"client on core 1; median (min-max) of {rounds} interleaved rounds of {calls:,} calls")
@@ -775,19 +847,31 @@ def report(
         if transport.how:
             note = f"{transport.label}: {transport.how}"
             print(textwrap.fill(note, 100, initial_indent="  ", subsequent_indent="    "))
+    if crashed:
+        print(
+            f"\nclean exits: a name lookup that fails, an answered request, the client closed and"
+            f" the interpreter left at once, {EXIT_RUNS} fresh processes each (pinned to one core,"
+            " as in a one-CPU container):"
+        )
+        for name, count in crashed.items():
+            verdict = "all clean" if not count else f"{count} ended abnormally (status != 0)"
+            print(f"  {TRANSPORTS[name].label:<28} {verdict}")
     print()
     every = {
         name
         for name, transport in TRANSPORTS.items()
-        if transport.keeps and all(k in KEPT for k in transport.keeps)
+        if transport.keeps and all(k in KEPT for k in transport.keeps) and not crashed.get(name, 0)
     }
     reached = [TRANSPORTS[name].label for name, ok in met.items() if ok and name in every]
     cheap = [TRANSPORTS[name].label for name, ok in met.items() if ok and name not in every]
     both = " and ".join(map(str, IN_FLIGHT))
-    print(f"target: CPU per call <= {TARGET:.2f}x {REFERENCE}'s at {both} in flight, all kept:")
+    print(
+        f"target: CPU per call <= {TARGET:.2f}x {REFERENCE}'s at {both} in flight, all kept,"
+        " clean exits:"
+    )
     print(f"  met by: {', '.join(reached) or 'none'}")
     if cheap:
-        print(f"  CPU met, a property missing or unknown: {', '.join(cheap)}")
+        print(f"  CPU met, a property missing or unknown, or an exit unclean: {', '.join(cheap)}")
 
 
 def main() -> None:
@@ -797,20 +881,31 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     parser.add_argument("--memory", choices=TRANSPORTS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--exit-probe", choices=EXIT_PROBED, help=argparse.SUPPRESS)
+    parser.add_argument("--no-exits", action="store_true", help="skip the clean-exit probes")
+    parser.add_argument("--free", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    pin(1)
+    if args.free and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))  # every core, not the parent's one
+    else:
+        pin(1)
     if args.memory:
         print(json.dumps(asyncio.run(memory_probe(args.memory, args.url))))
+        return
+    if args.exit_probe:
+        asyncio.run(exit_probe(args.exit_probe, args.url))
         return
     names = list(TRANSPORTS)
     with canned(core=0) as server:
         cpu, failed = asyncio.run(bench(server.url, names, args.rounds, args.calls))
         held, probe_calls = ({}, 0) if args.no_memory else memory(list(cpu), server.url)
-    report(cpu, failed, held, args.rounds, args.calls)
+        crashed = {} if args.no_exits else exits(list(cpu), server.url)
+    report(cpu, failed, held, args.rounds, args.calls, crashed)
     expected = probe_calls + sum(
         1 + args.rounds * sum(n + args.calls for n in IN_FLIGHT) for _ in cpu
     )
     served = server.served.pop(BALANCE_PATH, 0)
+    expected += sum(EXIT_RUNS for name in crashed)  # one answered request each
     print(f"\nserved {served:,} balance answers to {expected:,} calls, and {server.served}")
     if served != expected:
         raise SystemExit("the server did not answer each call exactly once")
