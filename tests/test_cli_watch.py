@@ -358,13 +358,20 @@ def test_watch_stream_merges_pushed_figures_into_the_lines(tmp_path: Path) -> No
     assert max(counts.values()) <= 2, counts
 
 
-def test_sigterm_ends_watch_stream_with_its_summary_and_every_key_closed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["from a terminal", "as a background job"]
+)
+def test_sigterm_ends_watch_stream_with_its_summary_and_every_key_closed(
+    tmp_path: Path, sigint: signal.Handlers
+) -> None:
+    # A shell starts a command in the background with SIGINT ignored; SIGTERM must still work.
     with serve("--accounts", "4", "--seed", "7", "--push-every", "0.3") as (_, base_url, accounts):
         with subprocess.Popen(
             [sys.executable, "-m", "binance_pm", "watch", "--accounts",
              str(toml_for(accounts, tmp_path)), "--base-url", base_url, "--stream",
              "--format", "jsonl", "--every", "0.4"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=keyless_env(),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
         ) as process:  # fmt: skip
             assert process.stdout is not None
             pushed = 0

@@ -210,6 +210,9 @@ def test_ctrl_c_stops_a_recipe_and_the_serve_it_started() -> None:
         text=True,
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as from a terminal, even when this suite runs as a background job (whose
+        # commands a shell starts with SIGINT ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as process:
         try:
             assert process.stdout is not None

@@ -29,9 +29,19 @@ EXIT_STATUSES = (
 
 
 def sigterm_as_ctrl_c() -> None:
-    """SIGTERM (systemd, docker) ends the command the way Ctrl-C does: its work is cancelled
-    and closed (streams and their listen keys), its summary printed, exit status 130."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    """SIGTERM (systemd, docker, ``kill``) ends the command the way Ctrl-C does: its work is
+    cancelled and closed (streams and their listen keys), its summary printed, exit status 130.
+
+    Also when SIGINT is ignored, as a shell leaves it for a command started in the background
+    (``binance-pm watch ... &`` in a script): Ctrl-C stays ignored then, SIGTERM never is."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    if callable(signal.getsignal(signal.SIGINT)):
+        signal.raise_signal(signal.SIGINT)  # asyncio's handler: the main task is cancelled
+    else:
+        raise KeyboardInterrupt  # SIGINT ignored: end as its default handler would
 
 
 def port(text: str) -> int:
