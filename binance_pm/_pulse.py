@@ -4,7 +4,8 @@ Every ``heartbeat`` seconds one task looks at every open connection: one that ca
 since the last look (an event, a ping or a pong) is alive, and costs nothing more; one that
 carried nothing is pinged; one that was pinged at the last look and still carried nothing is
 dead, and is failed, so that its line connects again. A dead connection is noticed between
-``heartbeat`` and ``2 * heartbeat`` seconds after it fell silent.
+``heartbeat`` and ``2 * heartbeat`` seconds after it fell silent. A connection whose reader
+waits for a slow caller is not read meanwhile, and is not taken for silent.
 
 A busy connection (PM Pro pushes every 5 seconds) is never pinged, and a quiet one (PM pushes
 only when the risk level changes) costs one ping and one pong per ``heartbeat``: no timer, task
@@ -31,6 +32,7 @@ class Beating(Protocol):
     socket: Socket
     heard: int  # frames received so far: events, pings, pongs
     pinged: bool  # pinged at the last look, nothing heard since
+    handing: bool  # its reader waits for the caller: the socket is not read, not silent
 
     def fail(self, failure: BinancePMError) -> None: ...
 
@@ -65,7 +67,7 @@ class Pulse:
         looked = self._live
         for live, before in list(looked.items()):
             heard = live.heard
-            if heard != before:
+            if heard != before or live.handing:
                 looked[live] = heard
                 live.pinged = False
             elif live.pinged:

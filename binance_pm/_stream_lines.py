@@ -136,6 +136,7 @@ class Live:
         self.messages = 0  # events carried
         self.heard = 0  # frames received, events or not: the pulse's sign of life
         self.pinged = False
+        self.handing = False  # waiting for the caller to take an update: not reading
         self.expired = False  # a key is gone: open them again
         self.failure: BinancePMError | None = None
         self.fresh: Socket | None = None  # a replacement, ready for the reader
@@ -215,9 +216,18 @@ class Live:
                         break
             self.reading = None
             if waiting is not None:
-                await owner.tell(waiting)  # outside the scope: a swap never cuts it
+                await self._hand(waiting)  # outside the scope: a swap never cuts it
             if ping is not None:
                 await _pong(self.socket, ping)
+
+    async def _hand(self, update: StreamUpdate) -> None:
+        """Hand ``update`` on, waiting for the caller; the pulse does not take the socket for
+        dead meanwhile (it is not being read, not silent)."""
+        self.handing = True
+        try:
+            await self.owner.tell(update)
+        finally:
+            self.handing = False
 
     def _update(self, message: Message) -> StreamUpdate | None:
         """The update one message makes (``None`` for a copy already passed on, or a pong);
@@ -295,7 +305,7 @@ class Live:
                 texts[_text(message)] += 1
                 update = self._update(message)
                 if update is not None:
-                    await self.owner.tell(update)
+                    await self._hand(update)
         old, self.socket, self.fresh = self.socket, fresh, None
         await close(old)
         self.overlap = texts

@@ -125,3 +125,32 @@ async def test_the_exchanges_pings_are_answered_on_a_quiet_stream(
                     updates.append(update)
     assert [u.error for u in updates] == [None]  # connected once, never dropped
     assert simulated.stats.connections[account.name] == 1
+
+
+@pytest.mark.simulated(accounts=3, seed=11, risk_every=60, push_every=0.002, ping_every=3600)
+async def test_a_caller_slower_than_the_heartbeat_does_not_get_its_stream_failed(
+    simulated: SimulatedExchange,
+) -> None:
+    """A caller that takes nothing for many heartbeats fills its buffer, and the reader waits
+    for it without reading the socket: that connection is busy, not silent, and is kept."""
+    heartbeat = 0.3
+    async with Session(base_url=simulated.base_url, governor=simulated.governor()) as session:
+        account = next(a for a in simulated.accounts if a.account_type.value == "PM_1")
+        client = session.client(account.api_key, name=account.name, **account.credentials())
+        async with session.stream([client], "pm_pro", heartbeat=heartbeat) as feed:
+            with anyio.fail_after(10):
+                async for update in feed:
+                    assert update.error is None, update.error
+                    if update.connected:
+                        break
+            await anyio.sleep(4.0)  # 1,000 updates fill the buffer in 2 s; then 2 s more
+            errors = []
+            taken = 0
+            with anyio.move_on_after(1.0):
+                async for update in feed:
+                    taken += 1
+                    if update.error is not None:
+                        errors.append(update.error)
+    assert taken >= 1000  # the buffer was full: the reader did wait
+    assert errors == []
+    assert simulated.stats.connections[account.name] == 1
