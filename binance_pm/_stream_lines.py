@@ -136,7 +136,7 @@ class Live:
         self.messages = 0  # events carried
         self.heard = 0  # frames received, events or not: the pulse's sign of life
         self.pinged = False
-        self.handing = False  # waiting for the caller to take an update: not reading
+        self.handing = False  # waiting for the caller, or swapping: not reading its socket
         self.expired = False  # a key is gone: open them again
         self.failure: BinancePMError | None = None
         self.fresh: Socket | None = None  # a replacement, ready for the reader
@@ -293,19 +293,23 @@ class Live:
         fresh = self.fresh  # kept there until swapped in: a cancel meanwhile closes it
         assert fresh is not None
         texts: Counter[str] = Counter()
-        with anyio.move_on_after(DRAIN_MOST):
-            while not self.expired:
-                with anyio.move_on_after(DRAIN_QUIET) as quiet:
-                    message = await self.socket.receive()
-                if quiet.cancelled_caught or message.type not in (
-                    aiohttp.WSMsgType.TEXT,
-                    aiohttp.WSMsgType.BINARY,
-                ):
-                    break
-                texts[_text(message)] += 1
-                update = self._update(message)
-                if update is not None:
-                    await self._hand(update)
+        self.handing = True  # busy swapping (two seconds at most): the pulse leaves it be
+        try:
+            with anyio.move_on_after(DRAIN_MOST):
+                while not self.expired:
+                    with anyio.move_on_after(DRAIN_QUIET) as quiet:
+                        message = await self.socket.receive()
+                    if quiet.cancelled_caught or message.type not in (
+                        aiohttp.WSMsgType.TEXT,
+                        aiohttp.WSMsgType.BINARY,
+                    ):
+                        break
+                    texts[_text(message)] += 1
+                    update = self._update(message)
+                    if update is not None:
+                        await self.owner.tell(update)
+        finally:
+            self.handing = False
         old, self.socket, self.fresh = self.socket, fresh, None
         await close(old)
         self.overlap = texts
