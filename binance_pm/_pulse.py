@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Protocol
 import aiohttp
 import anyio
 
-from ._exceptions import BinancePMError, TransportError
-
 if TYPE_CHECKING:
     Socket = aiohttp.ClientWebSocketResponse[bool]
 
@@ -30,13 +28,12 @@ class Beating(Protocol):
     """What the pulse needs of a live connection."""
 
     socket: Socket
-    heard: int  # frames received so far: events, pings, pongs
+    messages: int  # events received so far
+    heard: int  # pings and pongs received so far
     pinged: bool  # pinged at the last look, nothing heard since
     handing: bool  # its reader waits for the caller: the socket is not read, not silent
 
-    def fail(self, failure: BinancePMError) -> None: ...
-
-    def dead(self, heartbeat: float) -> TransportError: ...
+    def dead(self, heartbeat: float) -> None: ...
 
 
 class Pulse:
@@ -47,7 +44,7 @@ class Pulse:
         self._live: dict[Beating, int] = {}  # each connection: what it had heard at the last look
 
     def watch(self, live: Beating) -> None:
-        self._live[live] = live.heard
+        self._live[live] = live.messages + live.heard
 
     def forget(self, live: Beating) -> None:
         self._live.pop(live, None)
@@ -66,13 +63,13 @@ class Pulse:
         quiet: list[Beating] = []
         looked = self._live
         for live, before in list(looked.items()):
-            heard = live.heard
+            heard = live.messages + live.heard
             if heard != before or live.handing:
                 looked[live] = heard
                 live.pinged = False
             elif live.pinged:
                 del looked[live]
-                live.fail(live.dead(self.heartbeat))
+                live.dead(self.heartbeat)
             else:
                 quiet.append(live)
         return quiet

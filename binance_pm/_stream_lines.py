@@ -134,7 +134,7 @@ class Live:
         self.socket = socket
         self.since = anyio.current_time()
         self.messages = 0  # events carried
-        self.heard = 0  # frames received, events or not: the pulse's sign of life
+        self.heard = 0  # pings and pongs: with the events, the pulse's sign of life
         self.pinged = False
         self.handing = False  # waiting for the caller, or swapping: not reading its socket
         self.expired = False  # a key is gone: open them again
@@ -151,21 +151,18 @@ class Live:
         lived = anyio.current_time() - self.since
         return lived >= QUIET_GOOD or (lived >= GOOD_LIFE and self.messages > 0)
 
-    def fail(self, failure: BinancePMError) -> None:
-        """End the connection with ``failure`` (the pulse found it dead)."""
+    def dead(self, heartbeat: float) -> None:
+        """The pulse found the connection dead (it answered no ping): end it with a
+        :class:`TransportError`."""
         if self.failure is None:
-            self.failure = failure
+            self.failure = TransportError(
+                f"the stream carried nothing for {heartbeat:g} s and did not answer a ping "
+                f"within {heartbeat:g} s more",
+                endpoint=self.line.endpoint,
+                api_key=self.line.accounts[0].client.masked_key if len(self.keys) == 1 else None,
+            )
         if self.scope is not None:
             self.scope.cancel()
-
-    def dead(self, heartbeat: float) -> TransportError:
-        """The failure of a connection that answered no ping."""
-        return TransportError(
-            f"the stream carried nothing for {heartbeat:g} s and did not answer a ping within "
-            f"{heartbeat:g} s more",
-            endpoint=self.line.endpoint,
-            api_key=self.line.accounts[0].client.masked_key if len(self.keys) == 1 else None,
-        )
 
     async def run(self) -> None:
         pulse = self.owner.pulse
@@ -204,8 +201,8 @@ class Live:
                 receive = self.socket.receive
                 while True:
                     message = await receive()
-                    self.heard += 1
                     if message.type is PING:
+                        self.heard += 1
                         ping = message.data
                         break
                     update = self._update(message)
@@ -243,8 +240,9 @@ class Live:
                     self.overlap[text] -= 1  # the new connection's copy of one passed on
                     return None
             return self._event(text)
-        if kind is PONG or kind is PING:
-            return None  # a sign of life, counted by the reader
+        if kind is PONG:
+            self.heard += 1  # a sign of life: the answer to the pulse's ping
+            return None
         code = self.socket.close_code
         raise TransportError(
             f"the stream closed ({kind.name.lower()}"

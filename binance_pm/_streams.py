@@ -141,7 +141,6 @@ class Streamer:
         self.keepalive = keepalive
         self.rotate_after = rotate_after
         self.close_keys = close_keys
-        self.heartbeat = heartbeat
         self.pulse = Pulse(heartbeat)
         self.silent_after = silent_after
         self.close_within = close_within

@@ -35,8 +35,7 @@ class FutureWakeup:
         self.future = future
 
     def set(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
+        _resolve(self.future)
 
 
 async def sleep_or_wake(sleeper: Sleeper, delay: float) -> None:
