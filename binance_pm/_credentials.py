@@ -43,7 +43,7 @@ class Credentials:
                 raise TypeError(f"{name} must be str or bytes, not {type(value).__name__}")
         self.api_key = api_key
         self.masked_key = mask_key(api_key)
-        # Sent with every signed request; a multidict, so aiohttp takes it as it is.
+        # Sent with every signed request; a multidict, as a caller's sender may expect.
         self.headers = CIMultiDictProxy(CIMultiDict({"X-MBX-APIKEY": api_key}))
         self.signer = load_signer(
             secret=secret, private_key=private_key, private_key_password=private_key_password

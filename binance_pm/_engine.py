@@ -47,9 +47,10 @@ from ._endpoints import API_TIME, Endpoint
 from ._exceptions import APIError, IPBannedError, RateLimitError, SessionError, TransportError
 from ._governor import Governor
 from ._hook import Permit, RateLimitHook
-from ._http import DEFAULT_MAX_BODY, Answer, Sender, default_sender, scrub
+from ._http import DEFAULT_MAX_BODY, Answer, Sender, scrub
 from ._limits import Family
 from ._retry import RAISE, RESYNC, RETURN, WAIT, decide
+from ._sender import default_sender
 
 log = logging.getLogger("binance_pm")
 
@@ -165,8 +166,8 @@ class Engine(Generic[HookT]):
             raise SessionError("this Session is closed")
 
     def _sender_here(self) -> Sender:
-        """The sender, chosen on first use (aiohttp binds to the running loop); a typed error
-        when closed or on another loop."""
+        """The sender, chosen on first use (its connections belong to the running loop); a typed
+        error when closed or on another loop."""
         if self._closed:
             raise SessionError("this Session is closed")
         sender = self._sender

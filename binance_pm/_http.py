@@ -2,8 +2,8 @@
 
 Two senders stand behind one small interface (:class:`Sender`):
 
-- :class:`AiohttpSender`, the default under asyncio: the Session owns one
-  ``aiohttp.ClientSession`` and a request goes out with no other object made around it.
+- :class:`~binance_pm._sender.WireSender`, the default under asyncio: HTTP/1.1 of our own on
+  kept-alive connections, answers parsed by llhttp (``_sender`` and ``_wire``).
 - :class:`HttpxSender`, when the caller brings an ``httpx.AsyncClient`` (its transports, mounts,
   event hooks, proxies, ``MockTransport`` and respx all apply), and under trio.
 
@@ -16,7 +16,6 @@ what happened and never holds the signed query; and proxies are taken from ``HTT
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -25,7 +24,6 @@ import urllib.request
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
-import aiohttp
 import anyio
 import httpx
 import yarl
@@ -35,7 +33,7 @@ from ._version import __version__
 
 #: Answers longer than this are refused (these endpoints answer a few KB).
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
-DEFAULT_CONNECTIONS = 100  # aiohttp's own default; an owned httpx client's pool too
+DEFAULT_CONNECTIONS = 100  # open at once, per Session (an owned httpx client too)
 KEEPALIVE_SECONDS = 30.0
 #: The headers of every request a Session's own sender makes.
 HEADERS = {"User-Agent": f"binance_pm/{__version__}", "Accept": "application/json"}
@@ -63,7 +61,7 @@ class Answer(NamedTuple):
 
     Attributes:
         status: the HTTP status.
-        headers: the answer's headers, looked up case-blind (aiohttp's and httpx's are).
+        headers: the answer's headers, looked up case-blind (ours, aiohttp's and httpx's are).
         body: the whole body.
     """
 
@@ -75,7 +73,7 @@ class Answer(NamedTuple):
 class Sender(Protocol):
     """The sending layer of a Session: one request out, its whole answer back.
 
-    A Session chooses its own (aiohttp under asyncio, an ``httpx.AsyncClient`` under trio or
+    A Session chooses its own (ours under asyncio, an ``httpx.AsyncClient`` under trio or
     when given ``http=``), or uses the one given as ``Session(sender=...)``, which stays the
     caller's to close. A sender given in sends exactly the URL and headers it is handed (the
     query is signed as it stands: never re-quote it), never follows a redirect, and turns
@@ -94,26 +92,6 @@ class Sender(Protocol):
         ...
 
 
-def default_sender(
-    *, http: httpx.AsyncClient | None, proxy: str | None, max_body: int, under_asyncio: bool
-) -> Sender:
-    """The sender a Session makes for itself: through the caller's ``http`` client if there is
-    one, else straight through aiohttp under asyncio, else through an httpx client of its own."""
-    if http is not None:
-        return HttpxSender(http, owned=False, max_body=max_body)
-    if under_asyncio:
-        return AiohttpSender(headers=HEADERS, proxy=proxy, max_body=max_body)
-    client = httpx.AsyncClient(
-        headers=HEADERS,
-        proxy=proxy,
-        follow_redirects=False,
-        limits=httpx.Limits(
-            max_connections=DEFAULT_CONNECTIONS, max_keepalive_connections=DEFAULT_CONNECTIONS
-        ),
-    )
-    return HttpxSender(client, owned=True, max_body=max_body)
-
-
 def _proxy_for(url: str, proxy: str | None) -> str | None:
     """The proxy for ``url``: ``proxy`` if given, else ``HTTP(S)_PROXY`` unless ``NO_PROXY``
     names its host (read once per host)."""
@@ -129,120 +107,6 @@ def _proxy_for(url: str, proxy: str | None) -> str | None:
 
 def _too_big(endpoint: str, limit: int) -> TransportError:
     return TransportError(f"the answer is longer than {limit:,} bytes; refused", endpoint=endpoint)
-
-
-class AiohttpSender:
-    """Requests straight through one ``aiohttp.ClientSession``, made on first use (aiohttp binds
-    it to the running loop)."""
-
-    __slots__ = ("_headers", "_max_body", "_proxies", "_proxy", "_session", "closed")
-
-    def __init__(
-        self,
-        *,
-        headers: Mapping[str, str],
-        proxy: str | None = None,
-        max_body: int = DEFAULT_MAX_BODY,
-    ) -> None:
-        self._headers = dict(headers)
-        self._proxy = proxy
-        self._max_body = max_body
-        self._proxies: dict[str, str | None] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self.closed = False
-
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=DEFAULT_CONNECTIONS,
-            limit_per_host=0,
-            keepalive_timeout=KEEPALIVE_SECONDS,
-            enable_cleanup_closed=False,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers=self._headers,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None),  # the call's own deadline bounds it
-            trust_env=False,  # proxies are read once per host below, not on every request
-        )
-        return self._session
-
-    async def get(
-        self, url: str, headers: Mapping[str, str], *, endpoint: str, method: str = "GET"
-    ) -> Answer:
-        session = self._session or self._open()
-        origin = url.split("?", 1)[0]
-        proxies = self._proxies
-        if origin in proxies:
-            proxy = proxies[origin]
-        else:
-            proxy = proxies[origin] = _proxy_for(origin, self._proxy)
-        failure: TransportError
-        try:
-            async with session.request(
-                method,
-                yarl.URL(url, encoded=True),  # sent as signed: never re-quoted
-                headers=headers,
-                allow_redirects=False,
-                proxy=proxy,
-            ) as answer:
-                size = answer.content_length
-                if size is not None and size <= self._max_body:
-                    body = await answer.read()
-                else:
-                    body = await self._read_capped(answer, endpoint)
-                return Answer(answer.status, answer.headers, body)
-        except TransportError:
-            raise
-        except asyncio.TimeoutError:
-            failure = TransportError("timed out waiting for the answer", endpoint=endpoint)
-        except aiohttp.ClientConnectorError as exc:
-            reason = _os_reason(exc.os_error)
-            failure = TransportError(
-                f"cannot connect to {exc.host}:{exc.port}: {reason}", endpoint=endpoint
-            )
-        except aiohttp.ServerDisconnectedError:
-            failure = TransportError(
-                "the server closed the connection before answering", endpoint=endpoint
-            )
-        except aiohttp.ClientPayloadError:
-            failure = TransportError(
-                "the answer's body was cut short or malformed", endpoint=endpoint
-            )
-        except aiohttp.ClientResponseError as exc:
-            failure = TransportError(
-                f"malformed answer: {scrub(str(exc.message))}", endpoint=endpoint
-            )
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            failure = TransportError(_describe(exc), endpoint=endpoint)
-        except RuntimeError as exc:
-            if not self.closed:
-                raise
-            failure = TransportError(f"the Session was closed: {_describe(exc)}", endpoint=endpoint)
-        # Raised here, outside the handler, so that aiohttp's error (whose text holds the
-        # signed URL) is neither the cause nor the context of ours.
-        raise failure
-
-    async def _read_capped(self, answer: aiohttp.ClientResponse, endpoint: str) -> bytes:
-        if answer.content_length is not None:
-            answer.close()
-            raise _too_big(endpoint, self._max_body)
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await answer.content.readany():
-            size += len(chunk)
-            if size > self._max_body:
-                answer.close()
-                raise _too_big(endpoint, self._max_body)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def aclose(self) -> None:
-        self.closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
 
 
 class HttpxSender:

@@ -55,7 +55,8 @@ class Session(Engine[HookT]):
             share one budget. By default each Session has its own, with the published limits.
         http: a caller-owned ``httpx.AsyncClient`` to send with (its transports, mounts,
             hooks, respx); the Session never closes it. By default, under asyncio, requests
-            go straight through an ``aiohttp.ClientSession`` the Session owns.
+            go out through the Session's own HTTP/1.1 connections (TLS verified, proxies
+            honoured, at most 100 open, kept alive 30 s).
         sender: a caller-owned :class:`Sender` (one request out, its whole answer back),
             instead of ``http``; the Session never closes it.
         recv_window: the ``recvWindow`` of signed requests, 1 to 60,000 ms.

@@ -259,12 +259,13 @@ class Stack(TypedDict, total=False):
     http: httpx.AsyncClient
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
+@pytest.fixture(params=["own", "httpx"])
 async def http_stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     """Each sending layer, as keywords to make a Session or client with: none, for the default
-    (aiohttp under asyncio); or ``http=``, a caller's ``httpx.AsyncClient`` (set to follow
-    redirects, as callers' clients may be: the Session must not)."""
-    if request.param == "aiohttp":
+    (the Session's own HTTP/1.1 sender under asyncio); or ``http=``, a caller's
+    ``httpx.AsyncClient`` (set to follow redirects, as callers' clients may be: the Session
+    must not)."""
+    if request.param == "own":
         yield {}
         return
     async with httpx.AsyncClient(follow_redirects=True) as http:

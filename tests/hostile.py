@@ -22,6 +22,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 import struct
 import time
 import traceback
@@ -299,6 +300,7 @@ class HostileServer:
         clock: if given, a script of its own for the time endpoints, whose requests then
             take nothing from ``answers``.
         witness: a URL that header values may name as ``{witness}`` (a redirect's target).
+        tls: serve HTTPS with this context (the URL is then ``https://``).
     """
 
     def __init__(
@@ -307,7 +309,9 @@ class HostileServer:
         *,
         clock: Iterable[Answer] | None = None,
         witness: str = "",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self._tls = tls
         self._script: deque[Answer] = deque(answers)
         self._clock: deque[Answer] | None = None if clock is None else deque(clock)
         self._witness = witness.encode()
@@ -327,7 +331,7 @@ class HostileServer:
         if self._server is None:
             raise RuntimeError("the server is not running")
         port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{port}"
 
     @property
     def open_connections(self) -> int:
@@ -363,7 +367,7 @@ class HostileServer:
 
     async def __aenter__(self) -> HostileServer:
         self._server = await asyncio.start_server(
-            self._serve, host="127.0.0.1", port=0, limit=HEAD_LIMIT
+            self._serve, host="127.0.0.1", port=0, limit=HEAD_LIMIT, ssl=self._tls
         )
         return self
 

@@ -13,7 +13,8 @@ import pytest
 import binance_pm._retry
 from binance_pm import AsyncClient, ServerError, Session, TransportError
 from binance_pm._endpoints import Endpoint
-from binance_pm._http import AiohttpSender, HttpxSender
+from binance_pm._http import HttpxSender
+from binance_pm._sender import WireSender
 from binance_pm.testing import LoopbackServer
 
 from .conftest import Account, Stack
@@ -36,11 +37,11 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(binance_pm._retry, "BASE_DELAY", 0.001)
 
 
-async def test_default_stack_is_aiohttp_under_asyncio_and_httpx_when_given(
+async def test_default_stack_is_our_own_under_asyncio_and_httpx_when_given(
     http_stack: Stack,
 ) -> None:
     async with Session(**http_stack) as session:
-        expected = HttpxSender if "http" in http_stack else AiohttpSender
+        expected = HttpxSender if "http" in http_stack else WireSender
         assert isinstance(session._sender_here(), expected)
 
 
