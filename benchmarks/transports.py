@@ -1,14 +1,13 @@
 """Transports: client CPU per signed, decoded call of each REST transport the SDK could stand on.
 
 The question is which HTTP client the Session should send through under asyncio. Today it is
-aiohttp. Measured in one run, beside python-binance's ``AsyncClient.papi_get_balance()`` (the
-reference) and binance_pm's own ``Session(...).client(...).pm_balance()`` (the full SDK, on
-aiohttp today):
+its own HTTP/1.1 sender (``binance_pm._sender.WireSender``: kept-alive connections on an
+``asyncio.Protocol``, answers parsed by llhttp through httptools). Measured in one run, beside
+python-binance's ``AsyncClient.papi_get_balance()`` (the reference) and binance_pm's own
+``Session(...).client(...).pm_balance()`` (the full SDK, on its own sender):
 
-- aiohttp (today's), aiosonic, pyreqwest and rnet (both Rust-backed), httpx (the way users bring
-  their own client), and a prototype of our own: a minimal HTTP/1.1 keep-alive
-  ``asyncio.Protocol`` written here (request line and headers out; status line, headers and a
-  Content-Length or chunked body in; one connection per caller in flight, reused).
+- aiohttp (the Session's sender up to 0.1.0), aiosonic, pyreqwest and rnet (both Rust-backed),
+  httpx (the way users bring their own client), and the Session's own sender alone.
 
 Each transport does the same work per call, the work the Session's sender does: build the signed
 query (``timestamp``, ``recvWindow``, an HMAC-SHA256 ``signature`` with ``hmac``), send
@@ -29,7 +28,8 @@ its resident memory per connection it opened going from 10 to 200 in flight (an 
 it also holds what the 190 more callers left behind).
 
 Prints the CPU µs per call at 10 and at 200 in flight with the ratio to python-binance's, the
-SDK's own work per call above bare aiohttp's (the Session's minus aiohttp's, target ≤ 15 µs), and
+SDK's own work per call above its transport's (the Session's minus its sender's alone, target
+≤ 15 µs), and
 a table of what each transport keeps of what the SDK must keep, taken from each library's
 documented API (its installed source and docstrings). A transport that is not installed is
 printed as such. Target: the transport whose CPU per call is ≤ 0.80× python-binance's at both
@@ -56,17 +56,15 @@ import hmac
 import importlib.metadata
 import json
 import os
-import ssl
 import statistics
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import aiohttp
 import httpx
@@ -75,8 +73,9 @@ from _canned import FIXTURE, canned
 from _serve import pin
 from end_to_end import API_KEY, BALANCE_PATH, SECRET, Contender, high, measure, spread
 
-from binance_pm import Session
+from binance_pm import Session, TransportError
 from binance_pm._endpoints import PM_BALANCE
+from binance_pm._sender import WireSender
 
 IN_FLIGHT = (10, 200)
 ROUNDS = 5
@@ -323,228 +322,20 @@ async def rnet_(url: str) -> Contender:
     return Contender(call, is_expected, close)
 
 
-# -- the prototype: HTTP/1.1 keep-alive on an asyncio.Protocol ----------------------------------
+# -- the Session's own HTTP/1.1 sender, alone --------------------------------------------------
 
 
-class Answer(NamedTuple):
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-MAX_HEAD = 64 * 1024
-_LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILER, _UNTIL_CLOSE = range(5)
-
-
-class Wire(asyncio.Protocol):
-    """One HTTP/1.1 connection, one request at a time: the answer's status line and headers,
-    then a body by Content-Length, chunked, or until the server closes; a body past
-    ``max_body`` closes the connection and fails the call."""
-
-    def __init__(self, max_body: int) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.max_body = max_body
-        self.reusable = True
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[Answer] | None = None
-        self.head: tuple[int, dict[str, str]] | None = None
-        self.state = _LENGTH
-        self.left = 0
-        self.chunks: list[bytes] = []
-        self.total = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.reusable = False
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        if self.head is not None and self.state == _UNTIL_CLOSE:
-            self.finish(bytes(self.buffer))
-        else:
-            waiter.set_exception(ConnectionError("the connection closed before the answer"))
-
-    def send(self, request: bytes) -> asyncio.Future[Answer]:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return self.waiter
-
-    def close(self) -> None:
-        self.reusable = False
-        if self.transport is not None:
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            self.close()  # nothing was asked: not HTTP as we know it
-            return
-        self.buffer += data
-        try:
-            self.parse()
-        except (ValueError, TooBig) as exc:
-            self.close()
-            if not waiter.done():
-                waiter.set_exception(exc)
-
-    def parse(self) -> None:
-        buffer = self.buffer
-        if self.head is None:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise ValueError("the answer's head is too long")
-                return
-            lines = buffer[:end].decode("latin-1").split("\r\n")
-            del buffer[: end + 4]
-            version, _, rest = lines[0].partition(" ")
-            if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-                raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-            status, headers = int(rest[:3]), dict[str, str]()
-            for line in lines[1:]:
-                name, colon, value = line.partition(":")
-                if not colon:
-                    raise ValueError(f"malformed header line: {line[:80]!r}")
-                name = name.strip().lower()
-                value = value.strip()
-                headers[name] = f"{headers[name]}, {value}" if name in headers else value
-            if "close" in headers.get("connection", "").lower():
-                self.reusable = False
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                self.state, self.left = _CHUNK_SIZE, 0
-            elif "content-length" in headers:
-                self.state, self.left = _LENGTH, int(headers["content-length"])
-                if self.left < 0:
-                    raise ValueError("negative Content-Length")
-                if self.left > self.max_body:
-                    raise TooBig
-            elif status in (204, 304):
-                self.state, self.left = _LENGTH, 0
-            else:
-                self.state, self.reusable = _UNTIL_CLOSE, False
-            self.head = (status, headers)
-        if self.state == _LENGTH:
-            if len(buffer) >= self.left:
-                body = bytes(buffer[: self.left])
-                del buffer[: self.left]
-                self.finish(body)
-        elif self.state == _UNTIL_CLOSE:
-            if len(buffer) > self.max_body:
-                raise TooBig
-        else:
-            self.parse_chunks()
-
-    def parse_chunks(self) -> None:
-        buffer = self.buffer
-        while True:
-            if self.state == _CHUNK_DATA:
-                if len(buffer) < self.left + 2:
-                    return
-                if buffer[self.left : self.left + 2] != b"\r\n":
-                    raise ValueError("a chunk does not end in CRLF")
-                self.chunks.append(bytes(buffer[: self.left]))
-                del buffer[: self.left + 2]
-                self.state = _CHUNK_SIZE
-                continue
-            end = buffer.find(b"\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise ValueError("a chunk size or trailer line is too long")
-                return
-            line = bytes(buffer[:end])
-            del buffer[: end + 2]
-            if self.state == _TRAILER:
-                if not line:
-                    body, self.chunks, self.total = b"".join(self.chunks), [], 0
-                    self.finish(body)
-                    return
-                continue  # a trailer field: not needed
-            size = int(line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                self.state = _TRAILER
-                continue
-            self.total += size
-            if self.total > self.max_body:
-                raise TooBig
-            self.state, self.left = _CHUNK_DATA, size
-
-    def finish(self, body: bytes) -> None:
-        assert self.head is not None
-        assert self.waiter is not None
-        status, headers = self.head
-        self.head = None
-        if self.buffer:  # more than was asked for: the connection cannot be trusted again
-            self.reusable = False
-        self.waiter.set_result(Answer(status, headers, body))
-
-
-class Prototype:
-    """Idle connections kept in a list: a call takes one (or opens one), gives it back when its
-    answer is whole and the connection can be reused. TLS, when the URL is ``https``, with the
-    default context: certificates and the host name verified."""
-
-    def __init__(self, base_url: str, headers: dict[str, str], max_body: int) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        self.host = parsed.hostname or ""
-        self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self.ssl = ssl.create_default_context() if parsed.scheme == "https" else None
-        self.fixed = f"Host: {parsed.netloc}\r\n".encode("ascii") + b"".join(
-            f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()
-        )
-        self.max_body = max_body
-        self.idle: list[Wire] = []
-        self.wires: set[Wire] = set()
-
-    async def open(self) -> Wire:
-        loop = asyncio.get_running_loop()
-        _, wire = await loop.create_connection(
-            lambda: Wire(self.max_body), self.host, self.port, ssl=self.ssl
-        )
-        self.wires.add(wire)
-        return wire
-
-    async def get(self, target: str) -> Answer:
-        request = b"GET " + target.encode("ascii") + b" HTTP/1.1\r\n" + self.fixed + b"\r\n"
-        wire = None
-        while self.idle:
-            wire = self.idle.pop()
-            if wire.reusable and wire.transport is not None and not wire.transport.is_closing():
-                break
-            self.wires.discard(wire)
-            wire = None
-        if wire is None:
-            wire = await self.open()
-        try:
-            answer = await wire.send(request)
-        except BaseException:
-            wire.close()
-            self.wires.discard(wire)
-            raise
-        if wire.reusable:
-            self.idle.append(wire)
-        else:
-            wire.close()
-            self.wires.discard(wire)
-        return answer
-
-    async def aclose(self) -> None:
-        for wire in self.wires:
-            wire.close()
-        self.wires.clear()
-        self.idle.clear()
-
-
-async def prototype(url: str) -> Contender:
-    client = Prototype(url, HEADERS, MAX_BODY)
+async def own(url: str) -> Contender:
+    sender = WireSender(
+        headers={k: v for k, v in HEADERS.items() if k != "X-MBX-APIKEY"}, connections=POOL
+    )
+    key = {"X-MBX-APIKEY": API_KEY}
 
     async def call() -> Any:
-        answer = await client.get(signed_target())
+        answer = await sender.get(url + signed_target(), key, endpoint="GET balance")
         return settle(answer.status, answer.headers.get(WEIGHT), answer.body)
 
-    return Contender(call, is_expected, client.aclose)
+    return Contender(call, is_expected, sender.aclose)
 
 
 # -- what each keeps ------------------------------------------------------------------------------
@@ -555,7 +346,7 @@ PROPERTIES = ("TLS verified", "HTTP(S) proxy", "no redirects", "body cap", "chun
 @dataclass(frozen=True)
 class Transport:
     label: str
-    package: str  # the distribution whose version is printed, "" for the prototype
+    package: str  # the distribution whose version is printed
     make: Callable[[str], Awaitable[Contender]]
     #: One cell per PROPERTIES: yes, no, "by hand" (the library lets the SDK do it), ?
     keeps: tuple[str, ...] = ()
@@ -565,7 +356,7 @@ class Transport:
 
 TRANSPORTS: dict[str, Transport] = {
     "python-binance": Transport("python-binance AsyncClient", "python-binance", python_binance),
-    "binance_pm": Transport("binance_pm Session (aiohttp)", "binance-pm", binance_pm),
+    "binance_pm": Transport("binance_pm Session", "binance-pm", binance_pm),
     "aiohttp": Transport(
         "aiohttp",
         "aiohttp",
@@ -616,14 +407,16 @@ TRANSPORTS: dict[str, Transport] = {
         "per-request False is ignored when the client's is True, its issue #267); no body "
         "limit: Content-Length, stream() counted; no_keepalive= to turn keep-alive off",
     ),
-    "prototype": Transport(
-        "asyncio.Protocol prototype",
-        "",
-        prototype,
-        ("yes", "no", "yes", "yes", "yes", "yes"),
-        "ssl.create_default_context() for https; no proxy (would need CONNECT + start_tls, "
-        "and HTTP(S)_PROXY/NO_PROXY read by hand); never follows; max_body on Content-Length "
-        "and on the chunks' sizes; no retry on a reused connection the server closed",
+    "own": Transport(
+        "binance_pm's own HTTP/1.1",
+        "httptools",
+        own,
+        ("yes", "yes", "yes", "yes", "yes", "yes"),
+        "the Session's sender (binance_pm._sender.WireSender) alone, its parser llhttp through "
+        "httptools (whose version is shown): ssl.create_default_context() for https; "
+        "Session(proxy=) or HTTP(S)_PROXY/NO_PROXY, CONNECT + start_tls for https, "
+        "Proxy-Authorization; never follows; max_body on Content-Length and as the body comes; "
+        "one retry of a reused connection the server closed before answering (tests/test_wire.py)",
     ),
 }
 
@@ -632,9 +425,7 @@ KEPT = ("yes", "yes*", "by hand")
 
 
 def version(transport: Transport) -> str | None:
-    """The installed version, "ours" for the prototype, None if not installed."""
-    if not transport.package:
-        return "ours"
+    """The installed version of its package, None if not installed."""
     try:
         return importlib.metadata.version(transport.package)
     except importlib.metadata.PackageNotFoundError:
@@ -748,6 +539,12 @@ async def exit_probe(name: str, url: str) -> None:
             await reqwest.get(NO_HOST).build().send()
         await reqwest.get(target).build().send()
         await reqwest.close()
+    elif name == "own":
+        sender = WireSender(headers={})
+        with contextlib.suppress(TransportError):
+            await sender.get(NO_HOST, {}, endpoint="GET /")
+        await sender.get(target, {}, endpoint="GET balance")
+        await sender.aclose()
     elif name == "rnet":
         import rnet  # type: ignore[import-not-found,unused-ignore]
 
@@ -775,7 +572,7 @@ def exits(names: list[str], url: str) -> dict[str, int]:
     return failed
 
 
-EXIT_PROBED = ("aiohttp", "httpx", "aiosonic", "pyreqwest", "rnet")
+EXIT_PROBED = ("aiohttp", "httpx", "aiosonic", "pyreqwest", "rnet", "own")
 
 
 def memory(names: list[str], url: str) -> tuple[dict[str, dict[str, float]], int]:
@@ -874,11 +671,11 @@ def report(
     print(f"  met by: {', '.join(reached) or 'none'}")
     if cheap:
         print(f"  CPU met, a property missing or unknown, or an exit unclean: {', '.join(cheap)}")
-    session, floor = cpu.get("binance_pm"), cpu.get("aiohttp")
+    session, floor = cpu.get("binance_pm"), cpu.get("own")
     if session is not None and floor is not None:
         print(
-            f"the SDK's own work per call above its transport (the Session beside bare aiohttp,"
-            f" the same signing and decoding), target <= {OWN_WORK_TARGET * 1e6:.0f} us:"
+            f"the SDK's own work per call above its transport (the Session beside its own sender"
+            f" alone, the same signing and decoding), target <= {OWN_WORK_TARGET * 1e6:.0f} us:"
         )
         for n in IN_FLIGHT:
             above = [a - b for a, b in zip(session[n], floor[n], strict=True)]

@@ -113,6 +113,11 @@ class Wire(asyncio.Protocol):
 
     # -- the parser's side ---------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and waiter.done():
+            self.reusable = False  # an answer nobody asked for follows the one that was
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) + len(value) > MAX_FIELD:
             raise Refused(f"malformed answer: a header line longer than {MAX_FIELD:,} bytes")
@@ -156,8 +161,7 @@ class Wire(asyncio.Protocol):
         self.waiter = waiter = asyncio.get_running_loop().create_future()
         if self.used:
             self.parser = HttpResponseParser(self)
-            self.headers = CIMultiDict()
-            self.chunks, self.size, self.heard, self.headed = [], 0, 0, False
+            self.size, self.heard, self.headed = 0, 0, False
         transport.write(request)
         return waiter
 
@@ -167,9 +171,10 @@ class Wire(asyncio.Protocol):
             self.close()  # a second answer to one request
             return
         self.used += 1
-        chunks = self.chunks
+        chunks, headers = self.chunks, self.headers
+        self.chunks, self.headers = [], CIMultiDict()  # anything parsed after goes elsewhere
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        waiter.set_result(Answer(status, CIMultiDictProxy(self.headers), body))
+        waiter.set_result(Answer(status, CIMultiDictProxy(headers), body))
 
     def _fail(self, reason: str) -> None:
         self.close()

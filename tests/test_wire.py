@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import ipaddress
 import ssl
@@ -358,3 +359,32 @@ async def test_a_header_with_a_line_break_is_refused_unsent(scripted: HostileSer
     finally:
         await sender.aclose()
     assert scripted.requests == []
+
+
+async def test_an_answer_nobody_asked_for_is_not_taken_for_the_next_request() -> None:
+    # Each request is answered, and the head of a second answer follows in the same write: it
+    # must not be taken for the start of the next request's answer.
+    connections = 0
+
+    async def twice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nX-Which: asked\r\nContent-Length: 2\r\n\r\n{}"
+                    b"HTTP/1.1 418 No\r\nX-Which: unasked\r\nContent-Length: 2\r\n\r\n"
+                )
+        writer.close()
+
+    server = await asyncio.start_server(twice, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    sender = WireSender(headers=HEADERS)
+    try:
+        for _ in range(3):
+            answer = await sender.get(url + "/papi/v1/ping", {}, endpoint=GOOD)
+            assert (answer.status, answer.headers.getall("X-Which")) == (200, ["asked"])
+    finally:
+        await sender.aclose()
+        server.close()
+    assert connections == 3  # none was trusted again
