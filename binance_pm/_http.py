@@ -16,6 +16,7 @@ what happened and never holds the signed query; and proxies are taken from ``HTT
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import socket
 import urllib.request
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import httpx
@@ -103,6 +105,15 @@ def _proxy_for(url: str, proxy: str | None) -> str | None:
     if urllib.request.proxy_bypass(f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host):
         return None
     return urllib.request.getproxies().get(parsed.scheme)
+
+
+def _proxy_authorization(proxy: str) -> str:
+    """The ``Proxy-Authorization`` header line for the credentials in ``proxy``'s URL, if any."""
+    parts = urlsplit(proxy)
+    if parts.username is None:
+        return ""
+    user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return f"Proxy-Authorization: Basic {base64.b64encode(user.encode()).decode('ascii')}\r\n"
 
 
 def _too_big(endpoint: str, limit: int) -> TransportError:

@@ -1,16 +1,34 @@
-"""The Session's own sender under asyncio: a pool of kept-alive :class:`~binance_pm._wire.Wire`
-connections per origin (and proxy), at most ``DEFAULT_CONNECTIONS`` open, each idle for at most
-``KEEPALIVE_SECONDS``. What it keeps for a signed request is told in ``_wire``."""
+"""The Session's own sender under asyncio: HTTP/1.1 on kept-alive connections (``_wire``).
+
+It keeps what a signed request needs from an HTTP client:
+
+- **TLS** with Python's default context (the chain and the host name verified; ``SSL_CERT_FILE``
+  and ``SSL_CERT_DIR`` apply), made once per sender;
+- **proxies**: ``Session(proxy=...)`` or ``HTTP(S)_PROXY``/``NO_PROXY`` (read once per origin); a
+  plain request goes to the proxy whole, an ``https`` one through a ``CONNECT`` tunnel; the
+  credentials in a proxy's URL go as ``Proxy-Authorization``;
+- **no redirects**: a 3xx is handed back as it is, for the Session to refuse;
+- **a pool per origin (and proxy)**: at most ``DEFAULT_CONNECTIONS`` open in all, the most
+  recently used taken first, each closed after ``KEEPALIVE_SECONDS`` idle; when the pool is
+  full, an idle connection to another origin is closed to make room, else the call waits in
+  line;
+- **one retry, of a stale connection only**: a request sent on a kept-alive connection that the
+  server closes before any byte of its answer (it closed it while it was idle) goes once more
+  on a new one; a new connection's failure is the caller's to judge;
+- **nothing left behind**: a cancelled call closes its connection; closing the sender closes
+  every connection, ends connections still being made (a TLS handshake a silent server never
+  completes included) and fails the calls waiting or out.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
+import contextlib
 import ssl
-from collections.abc import Mapping
-from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
+from collections.abc import Coroutine, Mapping
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,10 +44,11 @@ from ._http import (
     Sender,
     _describe,
     _os_reason,
+    _proxy_authorization,
     _proxy_for,
     scrub,
 )
-from ._wire import CLOSED_EARLY, Refused, Wire
+from ._wire import CLOSED_BY_US, CLOSED_EARLY, Refused, Wire
 
 
 def default_sender(
@@ -52,6 +71,9 @@ def default_sender(
     return HttpxSender(client, owned=True, max_body=max_body)
 
 
+T = TypeVar("T")
+
+
 class Route(NamedTuple):
     """Where a request's connection goes: the exchange's origin and, if any, its proxy."""
 
@@ -65,6 +87,7 @@ class WireSender:
     """The :class:`~binance_pm.Sender` a Session makes for itself under asyncio."""
 
     __slots__ = (
+        "_closing",
         "_fixed",
         "_idle",
         "_limit",
@@ -98,6 +121,7 @@ class WireSender:
         self._slots: collections.deque[asyncio.Future[None]] = collections.deque()
         self._ssl: ssl.SSLContext | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Future[None] | None = None  # set when closed: ends connecting
         self.closed = False
 
     async def get(
@@ -116,8 +140,14 @@ class WireSender:
         raise failure  # outside the handler: nothing of the URL chained to it
 
     def _request(self, url: str, headers: Mapping[str, str], method: str) -> tuple[Route, bytes]:
-        start = url.find("/", url.find("://") + 3)
-        base, target = (url, "/") if start < 0 else (url[:start], url[start:])
+        after = url.find("://") + 3
+        start = url.find("/", after)
+        query = url.find("?", after)
+        if start < 0 or 0 <= query < start:  # no path: "/" is its path
+            start = query
+            base, target = (url, "/") if start < 0 else (url[:start], "/" + url[start:])
+        else:
+            base, target = url[:start], url[start:]
         known = self._routes.get(base)
         if known is None:
             known = self._routes[base] = self._route(base)
@@ -129,6 +159,8 @@ class WireSender:
             raise ValueError("a header holds a line break")
         if " " in target or "\n" in target or "\r" in target:
             raise ValueError("the URL holds white space")
+        if method != "GET":
+            extra += "Content-Length: 0\r\n"  # no body: said, as front ends may insist on
         return route, f"{method} {target} HTTP/1.1\r\n{fixed}{extra}\r\n".encode("ascii")
 
     def _route(self, base: str) -> tuple[Route, str]:
@@ -137,6 +169,12 @@ class WireSender:
             raise ValueError(f"not an http(s) URL: {scrub(base)[:80]!r}")
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
         proxy = _proxy_for(base, self._proxy)
+        if proxy is not None:
+            if "://" not in proxy:
+                proxy = "http://" + proxy  # HTTPS_PROXY=host:port, as httpx takes it
+            scheme = urlsplit(proxy).scheme
+            if scheme not in _DEFAULT_PORTS or not urlsplit(proxy).hostname:
+                raise ValueError(f"the proxy for {parts.hostname} is not an http(s) URL ({scheme})")
         fixed = f"Host: {parts.netloc.rpartition('@')[2]}\r\n{self._fixed}"
         if proxy is not None and parts.scheme == "http":
             fixed += _proxy_authorization(proxy)
@@ -148,10 +186,13 @@ class WireSender:
             reused = wire.used > 0
             try:
                 answer = await wire.send(request)
+            except ConnectionAbortedError:
+                self._drop(wire)
+                raise Refused(CLOSED_BY_US) from None
             except ConnectionResetError:
                 self._drop(wire)
                 if self.closed:
-                    raise Refused("the Session was closed while the request was out") from None
+                    raise Refused(CLOSED_BY_US) from None
                 if reused:
                     continue  # closed by the server while idle: once more, on a new connection
                 raise Refused(CLOSED_EARLY) from None
@@ -195,7 +236,8 @@ class WireSender:
                     if slot.done() and not slot.cancelled():
                         self._free()  # the slot it was given goes to the next in line
                     else:
-                        self._slots.remove(slot)
+                        with contextlib.suppress(ValueError):  # unless _free took it out
+                            self._slots.remove(slot)
                     raise
         self._open += 1
         wire = Wire(self._max_body)
@@ -205,6 +247,9 @@ class WireSender:
         except BaseException:
             self._drop(wire)
             raise
+        if self.closed or wire not in self._wires:  # closed while it connected
+            self._drop(wire)
+            raise Refused("the Session was closed")
         return wire
 
     def _rest(self, route: Route, wire: Wire) -> None:
@@ -268,8 +313,11 @@ class WireSender:
             where = f"the proxy {host}:{port}"
             tls = proxy.scheme == "https"
         try:
-            await loop.create_connection(
-                lambda: wire, host, port, ssl=self._context() if tls else None
+            await self._unless_closed(
+                loop,
+                loop.create_connection(
+                    lambda: wire, host, port, ssl=self._context() if tls else None
+                ),
             )
         except ssl.SSLError as exc:
             raise Refused(f"cannot connect to {where}: TLS: {_describe(exc)}") from None
@@ -285,6 +333,8 @@ class WireSender:
         request += _proxy_authorization(route.proxy) + "\r\n"
         try:
             answer = await wire.ask_tunnel(request.encode("ascii"))
+        except ConnectionAbortedError:
+            raise Refused("the Session was closed") from None
         except ConnectionResetError:
             raise Refused("the proxy closed the connection instead of a tunnel") from None
         if answer.status != 200:
@@ -292,7 +342,10 @@ class WireSender:
         transport = wire.transport
         assert transport is not None
         try:
-            tls = await loop.start_tls(transport, wire, self._context(), server_hostname=route.host)
+            tls = await self._unless_closed(
+                loop,
+                loop.start_tls(transport, wire, self._context(), server_hostname=route.host),
+            )
         except (OSError, RuntimeError) as exc:
             raise Refused(
                 f"cannot connect to {target} through the proxy: {_describe(exc)}"
@@ -301,8 +354,28 @@ class WireSender:
             raise Refused(CLOSED_EARLY)
         wire.transport = tls
 
+    async def _unless_closed(
+        self, loop: asyncio.AbstractEventLoop, step: Coroutine[Any, Any, T]
+    ) -> T:
+        """``step``'s result, unless the sender is closed first (a TLS handshake that a silent
+        server never completes would otherwise outlast the close)."""
+        if self._closing is None:
+            self._closing = loop.create_future()
+        task = loop.create_task(step)
+        try:
+            await asyncio.wait((task, self._closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_quietly)
+        if not task.done() or task.cancelled():
+            raise Refused("the Session was closed")
+        return task.result()
+
     async def aclose(self) -> None:
         self.closed = True
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -316,9 +389,7 @@ class WireSender:
         await asyncio.sleep(0)  # each connection's close runs: its socket is closed on return
 
 
-def _proxy_authorization(proxy: str) -> str:
-    parts = urlsplit(proxy)
-    if parts.username is None:
-        return ""
-    user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-    return f"Proxy-Authorization: Basic {base64.b64encode(user.encode()).decode('ascii')}\r\n"
+def _quietly(task: asyncio.Task[Any]) -> None:
+    """A step given up on: whatever it ended with is of no interest."""
+    if not task.cancelled():
+        task.exception()

@@ -1,23 +1,21 @@
-"""Our own HTTP/1.1 sender under asyncio: kept-alive connections, answers parsed in C.
+"""One HTTP/1.1 connection of the Session's own sender (``_sender``), answers parsed in C.
 
 A request is written straight to an ``asyncio.Protocol``; its answer is parsed by llhttp (through
 ``httptools``, the parser of Node.js and uvicorn) as the bytes arrive, and handed back whole by
-one future. That is all a call here needs, and it costs a quarter of a general client's CPU.
-It keeps what a signed request needs from a client:
+one future. What the connection itself keeps:
 
-- **TLS** with the default context (certificates and the host name verified; ``SSL_CERT_FILE``
-  and ``SSL_CERT_DIR`` apply), made once per sender;
-- **proxies**: ``Session(proxy=...)`` or ``HTTP(S)_PROXY``/``NO_PROXY``; a plain request goes to
-  the proxy whole, an ``https`` one through a ``CONNECT`` tunnel; credentials in the proxy's URL
-  go as ``Proxy-Authorization``;
-- **no redirects** (a 3xx is handed back as it is) and **a body cap**: a body longer than
-  ``max_body``, by its ``Content-Length`` or as it arrives, fails the call and closes the
-  connection; a head (status line and headers) longer than 64 KiB does the same;
-- **connection reuse**: at most ``DEFAULT_CONNECTIONS`` open, each kept idle for
-  ``KEEPALIVE_SECONDS``; a request on a reused connection that the server closes before any byte
-  of its answer goes once more on a new one (the server had closed it while it was idle);
-- **nothing left open**: a connection whose request was cancelled, or whose answer was not
-  clean, is closed, and closing the sender closes every connection and fails waiting calls.
+- **a body cap**: a body longer than ``max_body``, by its ``Content-Length`` or as it arrives,
+  fails the call and closes the connection; so does a header line longer than ``MAX_FIELD``
+  bytes, or header (and trailer) fields or a head longer than ``MAX_HEAD`` in all;
+- **framing as llhttp reads it** (strictly: both ``Content-Length`` and ``Transfer-Encoding``,
+  a bad chunk size, an obs-fold all fail the call); interim 1xx answers are skipped; a body
+  with neither length nor chunks ends when the server closes its side cleanly; a reset or our
+  own close cuts it short (over TLS, a close without TLS's own goodbye cannot be told from a
+  clean one, as with every asyncio client);
+- **nothing trusted twice**: an answer followed by bytes nobody asked for, a ``Connection:
+  close``, or anything short of a clean answer leaves the connection unusable;
+- **a connection closed before any byte of its answer** says so apart (``ConnectionResetError``),
+  so that the sender may send again a request it sent on a kept-alive connection.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from ._http import (
 MAX_HEAD = 64 * 1024
 MAX_FIELD = 8190
 CLOSED_EARLY = "the server closed the connection before answering"
+CLOSED_BY_US = "the Session was closed while the request was out"
 CUT_SHORT = "the answer's body was cut short or malformed"
 
 
@@ -56,6 +55,8 @@ class Wire(asyncio.Protocol):
         self.max_body = max_body
         self.reusable = True
         self.lost = False
+        self.ours = False  # closed by this side (a cancelled request, the sender's close)
+        self.eof = False  # the server ended its side cleanly
         self.used = 0  # answers taken whole on this connection
         self.idle_since = 0.0
         self.waiter: asyncio.Future[Answer] | None = None
@@ -64,6 +65,7 @@ class Wire(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.size = 0
         self.heard = 0  # bytes of this answer so far
+        self.fields = 0  # bytes of its header (and trailer) fields so far
         self.headed = False
         self.until_close = False
         self.tunnel: bytearray | None = None  # a CONNECT's answer, while one is awaited
@@ -72,6 +74,8 @@ class Wire(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.ours:  # closed while it was being made
+            transport.abort()  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -79,8 +83,10 @@ class Wire(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        if self.headed and self.until_close:
-            self._finish(self.parser.get_status_code())  # the close ends the body
+        if self.ours:
+            waiter.set_exception(ConnectionAbortedError(CLOSED_BY_US))
+        elif self.headed and self.until_close and self.eof and exc is None:
+            self._finish(self.parser.get_status_code())  # the server's clean close ends the body
         elif self.heard == 0:
             waiter.set_exception(ConnectionResetError(CLOSED_EARLY))
         else:
@@ -109,6 +115,8 @@ class Wire(asyncio.Protocol):
                 self._fail(f"malformed answer: a head longer than {MAX_HEAD:,} bytes")
 
     def eof_received(self) -> bool:
+        self.eof = True
+        self.reusable = False
         return False  # close; connection_lost then ends an answer delimited by the close
 
     # -- the parser's side ---------------------------------------------------------------------
@@ -119,8 +127,12 @@ class Wire(asyncio.Protocol):
             self.reusable = False  # an answer nobody asked for follows the one that was
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > MAX_FIELD:
+        size = len(name) + len(value)
+        if size > MAX_FIELD:
             raise Refused(f"malformed answer: a header line longer than {MAX_FIELD:,} bytes")
+        self.fields += size
+        if self.fields > MAX_HEAD:  # trailers too: a chunked body may end in any number
+            raise Refused(f"malformed answer: headers longer than {MAX_HEAD:,} bytes")
         self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
@@ -128,14 +140,12 @@ class Wire(asyncio.Protocol):
         parser = self.parser
         if not parser.should_keep_alive():
             self.reusable = False
-        length = self.headers.get("Content-Length")
+        headers = self.headers
+        length = headers.get("Content-Length")
         if length is not None:
             if length.isdigit() and int(length) > self.max_body:
                 raise Refused(f"the answer is longer than {self.max_body:,} bytes; refused")
-        elif "Transfer-Encoding" not in self.headers and parser.get_status_code() not in (
-            204,
-            304,
-        ):
+        elif parser.get_status_code() not in (204, 304) and not _chunked(headers):
             self.until_close = True  # llhttp ends such a body only when told the stream ended
 
     def on_body(self, body: bytes) -> None:
@@ -148,7 +158,7 @@ class Wire(asyncio.Protocol):
         status = self.parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue): the real one follows
             self.headers, self.chunks, self.size, self.headed = CIMultiDict(), [], 0, False
-            self.until_close = False
+            self.fields, self.until_close = 0, False
             return
         self._finish(status)
 
@@ -161,8 +171,11 @@ class Wire(asyncio.Protocol):
         self.waiter = waiter = asyncio.get_running_loop().create_future()
         if self.used:
             self.parser = HttpResponseParser(self)
-            self.size, self.heard, self.headed = 0, 0, False
-        transport.write(request)
+            self.size, self.heard, self.fields, self.headed = 0, 0, 0, False
+        if self.lost or transport.is_closing():  # the write would be dropped unseen
+            waiter.set_exception(ConnectionResetError(CLOSED_EARLY))
+        else:
+            transport.write(request)
         return waiter
 
     def _finish(self, status: int) -> None:
@@ -185,6 +198,7 @@ class Wire(asyncio.Protocol):
     def close(self) -> None:
         """Close at once: nothing is left to flush, and a TLS goodbye may never be answered."""
         self.reusable = False
+        self.ours = True
         if self.transport is not None:
             self.transport.abort()
 
@@ -212,9 +226,16 @@ class Wire(asyncio.Protocol):
         parts = line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             self._fail(f"the proxy's answer to CONNECT is not HTTP: {scrub(line)[:80]!r}")
-        elif len(tunnel) > end + 4:
+        elif parts[1] == "200" and len(tunnel) > end + 4:
             self._fail("the proxy sent bytes before the tunnel was made")
-        else:
+        else:  # a refusal's body, if any, is not read: the connection is closed
             waiter = self.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(Answer(int(parts[1]), CIMultiDictProxy(CIMultiDict()), b""))
+
+
+def _chunked(headers: CIMultiDict[str]) -> bool:
+    """Whether the body is chunked: ``chunked`` is the last of its transfer codings (with any
+    other last, the body ends when the connection does)."""
+    codings = ",".join(headers.getall("Transfer-Encoding", ()))
+    return codings.rpartition(",")[2].strip().lower() == "chunked"

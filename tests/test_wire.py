@@ -9,8 +9,10 @@ import base64
 import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
-from collections.abc import AsyncIterator
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -375,16 +377,141 @@ async def test_an_answer_nobody_asked_for_is_not_taken_for_the_next_request() ->
                     b"HTTP/1.1 200 OK\r\nX-Which: asked\r\nContent-Length: 2\r\n\r\n{}"
                     b"HTTP/1.1 418 No\r\nX-Which: unasked\r\nContent-Length: 2\r\n\r\n"
                 )
-        writer.close()
 
-    server = await asyncio.start_server(twice, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with _raw_server(twice) as url:
+        sender = WireSender(headers=HEADERS)
+        try:
+            for _ in range(3):
+                answer = await sender.get(url + "/papi/v1/ping", {}, endpoint=GOOD)
+                which = [v for k, v in answer.headers.items() if k.lower() == "x-which"]
+                assert (answer.status, which) == (200, ["asked"])
+        finally:
+            await sender.aclose()
+    assert connections == 3  # none was trusted again
+
+
+@contextlib.asynccontextmanager
+async def _raw_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A loopback server running ``handle`` on each connection, which it closes after; its
+    URL. On leaving, every connection is closed and waited for."""
+    writers: set[asyncio.StreamWriter] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.add(writer)
+        try:
+            await handle(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            writers.discard(writer)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for writer in list(writers):
+            writer.transport.abort()
+        await server.wait_closed()
+
+
+async def _answer(reader: asyncio.StreamReader) -> None:
+    with contextlib.suppress(asyncio.IncompleteReadError):
+        await reader.readuntil(b"\r\n\r\n")
+
+
+async def test_closing_the_sender_ends_a_call_whose_tls_handshake_hangs() -> None:
+    held = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.set()
+        await reader.read()  # never answers the client's hello; returns when it leaves
+
+    async with _raw_server(silent) as url:
+        sender = WireSender(headers=HEADERS)
+        call = asyncio.create_task(
+            sender.get(url.replace("http:", "https:") + "/papi/v1/ping", {}, endpoint=GOOD)
+        )
+        await asyncio.wait_for(held.wait(), 2.0)
+        await sender.aclose()
+        with pytest.raises(TransportError, match="Session was closed"):
+            await asyncio.wait_for(call, 1.0)
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["closed", "reset"])
+async def test_a_body_ended_by_the_close_is_whole_only_when_the_server_closed_cleanly(
+    clean: bool,
+) -> None:
+    async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _answer(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"uniMMR": "1')
+        await writer.drain()
+        if not clean:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+    async with _raw_server(half) as url:
+        sender = WireSender(headers=HEADERS)
+        try:
+            if clean:
+                answer = await sender.get(url + "/papi/v1/ping", {}, endpoint=GOOD)
+                assert answer.body == b'{"uniMMR": "1'  # what was sent: the decoder judges it
+            else:
+                with pytest.raises(TransportError, match="cut short"):
+                    await sender.get(url + "/papi/v1/ping", {}, endpoint=GOOD)
+        finally:
+            await sender.aclose()
+
+
+async def test_endless_trailers_are_refused_past_the_head_cap() -> None:
+    async def trailers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _answer(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n")
+        with contextlib.suppress(ConnectionError):
+            for n in range(20_000):  # 80 bytes each: 1.6 MB of trailers, if taken
+                writer.write(b"X-T%d: %s\r\n" % (n, b"t" * 70))
+                await writer.drain()
+
+    async with _raw_server(trailers) as url:
+        sender = WireSender(headers=HEADERS, max_body=1024)
+        try:
+            with pytest.raises(TransportError, match="headers longer than 65,536 bytes"):
+                await sender.get(url + "/papi/v1/ping", {}, endpoint=GOOD)
+        finally:
+            await sender.aclose()
+
+
+async def test_a_request_without_a_body_says_so_unless_it_is_a_get(
+    scripted: HostileServer,
+) -> None:
     sender = WireSender(headers=HEADERS)
     try:
-        for _ in range(3):
-            answer = await sender.get(url + "/papi/v1/ping", {}, endpoint=GOOD)
-            assert (answer.status, answer.headers.getall("X-Which")) == (200, ["asked"])
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            await sender.get(scripted.url + "/papi/v1/ping", {}, endpoint=GOOD, method=method)
     finally:
         await sender.aclose()
-        server.close()
-    assert connections == 3  # none was trusted again
+    lengths = [(r.method, r.header("Content-Length")) for r in scripted.requests]
+    assert lengths == [("GET", None), ("POST", "0"), ("PUT", "0"), ("DELETE", "0")]
+
+
+async def test_a_call_cancelled_as_a_connection_frees_up_stays_cancelled(
+    scripted: HostileServer,
+) -> None:
+    sender = WireSender(headers=HEADERS, connections=1)
+    scripted.push(Answer(stall=30.0))
+    holder = asyncio.create_task(_get(sender, scripted.url))
+    await asyncio.sleep(0.1)  # it holds the only connection
+    waiter = asyncio.create_task(_get(sender, scripted.url))
+    await asyncio.sleep(0.05)  # it waits for that connection
+    waiter.cancel()
+    sender._free()  # in the same turn, the connection is freed: the pool wakes the next in line
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    holder.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holder
+    await sender.aclose()
