@@ -18,6 +18,7 @@ from ._common import (
     OK,
     USAGE,
     fail,
+    frozen_heap,
     needs,
     port,
     positive,
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             if not found:
                 return  # nothing to watch: the summary says why
             async with AsyncExitStack() as stack:
+                stack.enter_context(frozen_heap())
                 if args.metrics_port is not None:
                     from .metrics import serve_metrics
 
