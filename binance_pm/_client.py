@@ -110,6 +110,7 @@ class AsyncClient:
         max_retries: int = MAX_RETRIES,
         proxy: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        source_address: str | None = None,
         name: str | None = None,
         product: AccountType | str | None = None,
     ) -> None:
@@ -132,6 +133,7 @@ class AsyncClient:
             max_retries=max_retries,
             proxy=proxy,
             max_body=max_body,
+            source_address=source_address,
         )
         self._owns_session = True
 

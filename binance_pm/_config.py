@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -57,3 +58,23 @@ def resolve_hosts(base_url: str | None, hosts: Mapping[str, str] | None) -> dict
             raise ValueError(f"the {family} host must have no query, not {scrub(url)!r}")
         resolved[family] = url.rstrip("/")
     return resolved
+
+
+def check_source_address(address: str | None, *, given: object) -> str | None:
+    """``address`` if it is an IP address this machine may send from (``"10.0.0.2"``,
+    ``"::1"``); ``None`` stays ``None``. Not with a caller's own client or sender, which
+    choose their own."""
+    if address is None:
+        return None
+    if not isinstance(address, str):
+        raise TypeError(f"source_address must be an IP address, not {type(address).__name__}")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"source_address must be an IP address, not {address!r}") from None
+    if given is not None:
+        raise ValueError(
+            "source_address binds the Session's own connections: bind your own http= client or "
+            "sender= instead (httpx.AsyncHTTPTransport(local_address=...))"
+        )
+    return address

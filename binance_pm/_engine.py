@@ -39,6 +39,7 @@ from ._config import (
     TIMEOUT,
     check_recv_window,
     check_seconds,
+    check_source_address,
     resolve_hosts,
 )
 from ._credentials import Credentials
@@ -87,6 +88,7 @@ class Engine(Generic[HookT]):
         max_retries: int = MAX_RETRIES,
         proxy: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        source_address: str | None = None,
     ) -> None:
         self.timeout = check_seconds("timeout", timeout)
         """Seconds a whole call may take (waiting for budget and retries included)."""
@@ -104,6 +106,9 @@ class Engine(Generic[HookT]):
             not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https")
         ):
             raise ValueError("proxy must be an http(s) URL")
+        self.source_address = check_source_address(source_address, given=http or sender)
+        """The local IP address every connection is made from (``None``: the system's
+        choice): the egress whose IP limits this Session's requests count against."""
         self.hosts: dict[Family, str] = resolve_hosts(base_url, hosts)
         """Where each API family's requests go: ``{"papi": "https://papi.binance.com", …}``."""
         self.recv_window = check_recv_window(recv_window)
@@ -196,6 +201,7 @@ class Engine(Generic[HookT]):
                 proxy=self._proxy,
                 max_body=self._max_body,
                 under_asyncio=loop is not None,
+                source_address=self.source_address,
             )
         self._sender = sender
         return sender

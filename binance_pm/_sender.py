@@ -25,13 +25,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ssl
-from collections.abc import Coroutine, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
+from ._connect import Connector, Route
 from ._exceptions import TransportError
 from ._http import (
     _DEFAULT_PORTS,
@@ -43,7 +42,6 @@ from ._http import (
     HttpxSender,
     Sender,
     _describe,
-    _os_reason,
     _proxy_authorization,
     _proxy_for,
     scrub,
@@ -52,42 +50,44 @@ from ._wire import CLOSED_BY_US, CLOSED_EARLY, Refused, Wire
 
 
 def default_sender(
-    *, http: httpx.AsyncClient | None, proxy: str | None, max_body: int, under_asyncio: bool
+    *,
+    http: httpx.AsyncClient | None,
+    proxy: str | None,
+    max_body: int,
+    under_asyncio: bool,
+    source_address: str | None = None,
 ) -> Sender:
     """The sender a Session makes for itself: through the caller's ``http`` client if there is
-    one, else our own under asyncio, else through an httpx client of its own (under trio)."""
+    one, else our own under asyncio, else through an httpx client of its own (under trio);
+    its connections made from ``source_address`` when one is given."""
     if http is not None:
         return HttpxSender(http, owned=False, max_body=max_body)
     if under_asyncio:
-        return WireSender(headers=HEADERS, proxy=proxy, max_body=max_body)
-    client = httpx.AsyncClient(
-        headers=HEADERS,
-        proxy=proxy,
-        follow_redirects=False,
-        limits=httpx.Limits(
-            max_connections=DEFAULT_CONNECTIONS, max_keepalive_connections=DEFAULT_CONNECTIONS
-        ),
+        return WireSender(
+            headers=HEADERS, proxy=proxy, max_body=max_body, source_address=source_address
+        )
+    limits = httpx.Limits(
+        max_connections=DEFAULT_CONNECTIONS, max_keepalive_connections=DEFAULT_CONNECTIONS
     )
+    if source_address is None:
+        client = httpx.AsyncClient(
+            headers=HEADERS, proxy=proxy, follow_redirects=False, limits=limits
+        )
+    else:  # one transport, bound to the address: HTTP(S)_PROXY is not read, proxy= is
+        transport = httpx.AsyncHTTPTransport(
+            proxy=proxy, limits=limits, local_address=source_address
+        )
+        client = httpx.AsyncClient(
+            headers=HEADERS, follow_redirects=False, transport=transport, trust_env=False
+        )
     return HttpxSender(client, owned=True, max_body=max_body)
-
-
-T = TypeVar("T")
-
-
-class Route(NamedTuple):
-    """Where a request's connection goes: the exchange's origin and, if any, its proxy."""
-
-    scheme: str
-    host: str
-    port: int
-    proxy: str | None
 
 
 class WireSender:
     """The :class:`~binance_pm.Sender` a Session makes for itself under asyncio."""
 
     __slots__ = (
-        "_closing",
+        "_connector",
         "_fixed",
         "_idle",
         "_limit",
@@ -96,7 +96,6 @@ class WireSender:
         "_proxy",
         "_routes",
         "_slots",
-        "_ssl",
         "_timer",
         "_wires",
         "closed",
@@ -109,6 +108,7 @@ class WireSender:
         proxy: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         connections: int = DEFAULT_CONNECTIONS,
+        source_address: str | None = None,
     ) -> None:
         self._fixed = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         self._proxy = proxy
@@ -119,9 +119,8 @@ class WireSender:
         self._wires: dict[Wire, Route] = {}  # every connection open or opening
         self._open = 0
         self._slots: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._ssl: ssl.SSLContext | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Future[None] | None = None  # set when closed: ends connecting
+        self._connector = Connector(source_address)
         self.closed = False
 
     async def get(
@@ -243,7 +242,7 @@ class WireSender:
         wire = Wire(self._max_body)
         self._wires[wire] = route
         try:
-            await self._connect(route, wire, loop)
+            await self._connector.open(route, wire, loop)
         except BaseException:
             self._drop(wire)
             raise
@@ -296,86 +295,9 @@ class WireSender:
         if any(self._idle.values()):
             self._timer = asyncio.get_running_loop().call_later(KEEPALIVE_SECONDS, self._sweep)
 
-    # -- opening a connection ------------------------------------------------------------------
-
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()
-        return self._ssl
-
-    async def _connect(self, route: Route, wire: Wire, loop: asyncio.AbstractEventLoop) -> None:
-        host, port, tls = route.host, route.port, route.scheme == "https"
-        where = f"{host}:{port}"
-        if route.proxy is not None:
-            proxy = urlsplit(route.proxy)
-            host = proxy.hostname or ""
-            port = proxy.port or _DEFAULT_PORTS.get(proxy.scheme, 80)
-            where = f"the proxy {host}:{port}"
-            tls = proxy.scheme == "https"
-        try:
-            await self._unless_closed(
-                loop,
-                loop.create_connection(
-                    lambda: wire, host, port, ssl=self._context() if tls else None
-                ),
-            )
-        except ssl.SSLError as exc:
-            raise Refused(f"cannot connect to {where}: TLS: {_describe(exc)}") from None
-        except OSError as exc:
-            raise Refused(f"cannot connect to {where}: {_os_reason(exc)}") from None
-        if route.proxy is not None and route.scheme == "https":
-            await self._tunnel(route, wire, loop)
-
-    async def _tunnel(self, route: Route, wire: Wire, loop: asyncio.AbstractEventLoop) -> None:
-        assert route.proxy is not None
-        target = f"{route.host}:{route.port}"
-        request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-        request += _proxy_authorization(route.proxy) + "\r\n"
-        try:
-            answer = await wire.ask_tunnel(request.encode("ascii"))
-        except ConnectionAbortedError:
-            raise Refused("the Session was closed") from None
-        except ConnectionResetError:
-            raise Refused("the proxy closed the connection instead of a tunnel") from None
-        if answer.status != 200:
-            raise Refused(f"the proxy refused a tunnel to {target}: status {answer.status}")
-        transport = wire.transport
-        assert transport is not None
-        try:
-            tls = await self._unless_closed(
-                loop,
-                loop.start_tls(transport, wire, self._context(), server_hostname=route.host),
-            )
-        except (OSError, RuntimeError) as exc:
-            raise Refused(
-                f"cannot connect to {target} through the proxy: {_describe(exc)}"
-            ) from None
-        if tls is None:  # pragma: no cover - the transport closed meanwhile
-            raise Refused(CLOSED_EARLY)
-        wire.transport = tls
-
-    async def _unless_closed(
-        self, loop: asyncio.AbstractEventLoop, step: Coroutine[Any, Any, T]
-    ) -> T:
-        """``step``'s result, unless the sender is closed first (a TLS handshake that a silent
-        server never completes would otherwise outlast the close)."""
-        if self._closing is None:
-            self._closing = loop.create_future()
-        task = loop.create_task(step)
-        try:
-            await asyncio.wait((task, self._closing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                task.add_done_callback(_quietly)
-        if not task.done() or task.cancelled():
-            raise Refused("the Session was closed")
-        return task.result()
-
     async def aclose(self) -> None:
         self.closed = True
-        if self._closing is not None and not self._closing.done():
-            self._closing.set_result(None)
+        self._connector.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -387,9 +309,3 @@ class WireSender:
             if not slot.done():
                 slot.set_result(None)  # it finds the sender closed
         await asyncio.sleep(0)  # each connection's close runs: its socket is closed on return
-
-
-def _quietly(task: asyncio.Task[Any]) -> None:
-    """A step given up on: whatever it ended with is of no interest."""
-    if not task.cancelled():
-        task.exception()

@@ -66,6 +66,10 @@ class Session(Engine[HookT]):
             ``NO_PROXY`` decide, as for httpx.
         max_body: the longest answer accepted, in bytes (4 MiB); a longer one is a
             :class:`TransportError`.
+        source_address: the local IP address to send from (the exchange's, the clock's and
+            the streams' connections alike), for a machine with several: each egress IP has
+            IP limits of its own at the exchange. Not with ``http=`` or ``sender=``, which
+            bind their own.
     """
 
     _running: Owner | None = None  # its polls and streams, stopped by aclose
@@ -217,6 +221,7 @@ class Session(Engine[HookT]):
             self._connection_budget(),
             close_keys=self._keeps_keys(None),
             streams_per_connection=_per_connection(streams_per_connection),
+            source_address=self.source_address,
         )
         return Merged(
             self._owner(),
@@ -328,6 +333,7 @@ class Session(Engine[HookT]):
             close_within=check_seconds("close_within", close_within),
             uni_mmr=uni_mmr,
             streams_per_connection=_per_connection(streams_per_connection),
+            source_address=self.source_address,
         )
         return Streaming(self._owner(), self._check_open, streamer)
 

@@ -133,7 +133,9 @@ class Streamer:
         close_within: float = CLOSE_WITHIN,
         uni_mmr: Mapping[AsyncClient, Decimal | float] | None = None,
         streams_per_connection: int = 1,
+        source_address: str | None = None,
     ) -> None:
+        self.source_address = source_address
         self.accounts = [Account(client, product) for client, product in jobs]
         self._of = {account.client: account for account in self.accounts}
         self.url = url
@@ -188,7 +190,10 @@ class Streamer:
             budget.window,
         )
         try:
-            async with ws_session() as http, anyio.create_task_group() as beating:
+            async with (
+                ws_session(self.source_address) as http,
+                anyio.create_task_group() as beating,
+            ):
                 beating.start_soon(self.pulse.run)
                 async with anyio.create_task_group() as group:
                     self._http, self._group = http, group

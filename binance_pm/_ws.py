@@ -81,11 +81,12 @@ async def _no_redirects(request: ClientRequest, handler: ClientHandlerType) -> C
     return response
 
 
-def ws_session() -> aiohttp.ClientSession:
+def ws_session(source_address: str | None = None) -> aiohttp.ClientSession:
     """The client session streams connect through: no pool limit (one connection per
-    stream, held), no redirects followed."""
+    stream, held), no redirects followed; from ``source_address`` when one is given."""
+    local = None if source_address is None else (source_address, 0)
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), middlewares=(_no_redirects,)
+        connector=aiohttp.TCPConnector(limit=0, local_addr=local), middlewares=(_no_redirects,)
     )
 
 

@@ -28,7 +28,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from types import TracebackType
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -59,6 +59,7 @@ class Request:
     target: str
     headers: tuple[tuple[str, str], ...] = field(repr=False)
     raw: bytes = field(repr=False)
+    peer: str = field(default="", repr=False)  # the client's IP address
 
     @property
     def path(self) -> str:
@@ -439,7 +440,8 @@ class HostileServer:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return False
-        request = Request.parse(head)
+        peer = writer.get_extra_info("peername")
+        request = replace(Request.parse(head), peer=str(peer[0]) if peer else "")
         self.requests.append(request)
         asked = f"{request.method} {request.path}"
         self._writers[writer] = f"stalling before its answer to {asked}"

@@ -499,3 +499,48 @@ def test_an_account_whose_product_cannot_be_told_is_shown_dropped_not_guessed(
             rf"^  {account['name']} \(product\?\) dropped: cannot connect", done.stdout, re.M
         ), done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_watch_sends_from_its_source_address_within_the_budgets_it_is_given(
+    tmp_path: Path,
+) -> None:
+    with serve("--accounts", "4", "--seed", "7") as alone:  # nobody else's connections
+        _, base_url, accounts = alone
+        pm = [a for a in accounts if a["account_type"] == "PM_2"]
+        assert pm
+        done, seen = _watch_from(tmp_path, base_url, pm), stats(base_url)
+    assert done.returncode == 0, done.stderr
+    assert "127.0.0.2" in seen["client_ips"]  # (and 127.0.0.1: the look at the stats)
+    ip_budgets = {b for b in seen["weight_by_window"] if not b.startswith("uid:")}
+    assert ip_budgets == {"api_ip@127.0.0.2", "papi_ip@127.0.0.2"}  # the clock's, the calls'
+    used = sum(seen["weight_by_window"]["papi_ip@127.0.0.2"].values())
+    # At most the budget in each of the two windows of --seconds 2, and one more for a start
+    # that straddles them; 2 accounts every 0.4 s would ask for about 400.
+    assert 0 < used <= 300, used
+    assert "429" not in seen["by_status"]
+
+
+def _watch_from(
+    tmp_path: Path, base_url: str, accounts: list[dict[str, str]]
+) -> subprocess.CompletedProcess[str]:
+    return watch(
+        toml_for(accounts, tmp_path),
+        base_url,
+        "--source-address",
+        "127.0.0.2",
+        "--window",
+        "2",
+        "--papi-ip",
+        "100",  # five account calls in 2 s: fewer than --every asks of two accounts
+        "--format",
+        "jsonl",
+    )
+
+
+def test_a_source_address_that_is_not_one_is_refused_at_once(
+    served: Served, tmp_path: Path
+) -> None:
+    done = watch(toml_for(served.accounts, tmp_path), served.base_url, "--source-address", "nope")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--source-address: source_address must be an IP address, not 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -116,3 +116,36 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+#: The budgets named on the command line as ``binance-pm serve`` names them.
+BUDGETS = ("api-ip", "sapi-ip", "sapi-uid", "papi-ip", "fapi-ip")
+
+
+def add_budget_options(parser: argparse.ArgumentParser, *, whose: str) -> None:
+    """``--window S`` and each budget's ``--papi-ip W``…: ``whose`` limits (weight per
+    window), the published ones by default."""
+    from .._limits import Limits
+
+    parser.add_argument(
+        "--window",
+        type=positive(float),
+        default=60.0,
+        metavar="S",
+        help=f"seconds per rate-limit window of {whose} (default 60)",
+    )
+    for name in BUDGETS:
+        parser.add_argument(
+            f"--{name}",
+            type=positive(int),
+            default=None,
+            metavar="W",
+            help=f"{name.replace('-', ' ')} weight per window (default: the published "
+            f"{Limits()[name.replace('-', '_')]:,})",
+        )
+
+
+def budget_limits(args: argparse.Namespace) -> dict[str, int]:
+    """The budgets given on the command line, by :class:`~binance_pm.Limits` field."""
+    fields = [name.replace("-", "_") for name in BUDGETS]
+    return {key: getattr(args, key) for key in fields if getattr(args, key) is not None}

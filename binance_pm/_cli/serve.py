@@ -13,7 +13,17 @@ from typing import Any
 
 from .._endpoints import STATE_ENDPOINT
 from .._limits import WEIGHTS, Limits
-from ._common import INTERRUPTED, OK, USAGE, fail, needs, port, positive, share
+from ._common import (
+    INTERRUPTED,
+    OK,
+    USAGE,
+    add_budget_options,
+    fail,
+    needs,
+    port,
+    positive,
+    share,
+)
 from .views import quiet_stdout
 
 
@@ -37,26 +47,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--seed", type=int, default=0, help="seed for accounts and faults (default 0)"
     )
-    serve.add_argument(
-        "--window",
-        type=positive(float),
-        default=60.0,
-        help="seconds per rate-limit window (default 60)",
-    )
+    add_budget_options(serve, whose="the exchange")
     serve.add_argument(
         "--window-mode",
         choices=("fixed", "sliding"),
         default="fixed",
         help="fixed windows on the server clock, or sliding ones (default fixed)",
     )
-    for name in ("api-ip", "sapi-ip", "sapi-uid", "papi-ip", "fapi-ip"):
-        serve.add_argument(
-            f"--{name}",
-            type=positive(int),
-            default=None,
-            help=f"{name.replace('-', ' ')} weight per window (default: the published "
-            f"{Limits()[name.replace('-', '_')]:,})",
-        )
     serve.add_argument(
         "--ws-connect",
         type=positive(int),

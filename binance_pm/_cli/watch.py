@@ -17,6 +17,8 @@ from ._common import (
     INTERRUPTED,
     OK,
     USAGE,
+    add_budget_options,
+    budget_limits,
     fail,
     frozen_heap,
     needs,
@@ -53,6 +55,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     watch.add_argument("--seconds", type=positive(float), default=None, help="stop after this long")
     watch.add_argument("--base-url", default=None, help="send every request here instead")
     watch.add_argument(
+        "--source-address",
+        default=None,
+        metavar="IP",
+        help="send from this local IP address (every connection: calls, clock checks, "
+        "streams); each egress IP has IP limits of its own at the exchange",
+    )
+    add_budget_options(watch, whose="the exchange, as this watch counts it")
+    watch.add_argument(
         "--format",
         choices=FORMATS,
         default="auto",
@@ -83,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         import rich  # noqa: F401
     except ImportError as exc:
         return needs("cli", exc)
+    from .._config import check_source_address
+    from .._governor import Governor
+    from .._limits import Limits
     from .._session import Session
     from .._updates import Update
     from .board import Board, Row
@@ -104,7 +117,16 @@ def run(args: argparse.Namespace) -> int:
 
     async def watch() -> None:
         try:
-            session = Session(base_url=args.base_url)
+            limits = Limits(**budget_limits(args))
+            governor = Governor(window=args.window, limits=limits)
+        except (ValueError, TypeError) as exc:
+            raise _Refused(f"the budgets: {exc}") from None
+        try:
+            source = check_source_address(args.source_address, given=None)
+        except ValueError as exc:
+            raise _Refused(f"--source-address: {exc}") from None
+        try:
+            session = Session(base_url=args.base_url, governor=governor, source_address=source)
         except ValueError as exc:
             raise _Refused(f"--base-url {args.base_url!r}: {exc}") from None
         async with session:

@@ -26,12 +26,13 @@ BANNED_WITH = (*FAMILIES, "ws")
 class Exchange(Protocol):
     """What the door needs of the simulated exchange."""
 
-    _warden: Warden
     limits: Limits
     stats: ExchangeStats
     window: float
 
     def server_ms(self) -> int: ...
+
+    def warden(self, address: str) -> Warden: ...
 
 
 class Doorman:
@@ -45,7 +46,7 @@ class Doorman:
         """Count a connection attempt from ``ip``: ``None`` to let it on, or the refusal's
         status, ``Retry-After`` and body."""
         exchange = self.exchange
-        stats, warden = exchange.stats, exchange._warden
+        stats, warden = exchange.stats, exchange.warden(ip)
         now = exchange.server_ms()
         stats.ws_attempts += 1
         stats.charge("ws_connect", 1, now, exchange.window)

@@ -27,7 +27,7 @@ from ._doorman import Doorman
 from ._framing import ASGIReceive, ASGISend, Framing, Scope
 from ._limits import Counter, SapiScope, WindowMode
 from ._options import ExchangeOptions
-from ._rates import Rates
+from ._rates import DEFAULT_IP, Rates
 from ._server import LoopbackServer
 from ._stats import ExchangeStats
 from ._streams import StreamDesk
@@ -370,14 +370,16 @@ class SimulatedExchange:
         """The exchange's rules for one request, in its order: a ban of the family; the
         weight, counted whatever the answer; who asks; then the answer."""
         now = self.server_ms()
-        self._rates.refuse_if_banned(endpoint.family, now)
+        client = scope.get("client")
+        address = str(client[0]) if client else DEFAULT_IP
+        self._rates.refuse_if_banned(endpoint.family, now, address)
         request_headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
         }
         api_key = request_headers.get("x-mbx-apikey")
         index = self._by_key.get(api_key or "")
         asking = None if index is None else self.accounts[index]
-        self._rates.charge(endpoint, asking, now, headers)
+        self._rates.charge(endpoint, asking, now, headers, address)
         if endpoint.keyed:
             account = authorize(endpoint, asking)
             return self.streams.answer(

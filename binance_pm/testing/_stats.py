@@ -28,7 +28,8 @@ class ExchangeStats:
         bans: 418 bans handed out.
         refused_by_window: per budget, 429s answered in each fixed window, by window number.
         max_concurrency: the most requests in handling at once.
-        clients: the client addresses (host, port) seen: one per connection over TCP.
+        clients: the client addresses (host, port) seen: one per connection over TCP, stream
+            connections included.
         arrivals: the latest (server ms, budget, weight) charges, oldest dropped past 200,000;
             every stream connection attempt is one, budget ``"ws_connect"`` and weight 1.
         ws_attempts: stream connection attempts (handshakes asked for), refused or not.
@@ -99,6 +100,7 @@ class ExchangeStats:
             "ws_refused": self.ws_refused,
             "ws_banned": self.ws_banned,
             "connections": dict(self.connections),
+            "client_ips": sorted({str(client[0]) for client in self.clients}),
         }
         if arrivals:
             counts["arrivals"] = [list(entry) for entry in self.arrivals]
@@ -111,8 +113,9 @@ class ExchangeStats:
 
 def limit_of(budget: str) -> str:
     """The :class:`~binance_pm.Limits` field a budget of the exchange's counts against: its
-    own name, or ``"sapi_uid"`` for an account's UID budget (``"uid:<account>"``)."""
-    return "sapi_uid" if budget.startswith("uid:") else budget
+    own name without the client IP (``"papi_ip@127.0.0.2"``: ``"papi_ip"``), or ``"sapi_uid"``
+    for an account's UID budget (``"uid:<account>"``)."""
+    return "sapi_uid" if budget.startswith("uid:") else budget.partition("@")[0]
 
 
 def most_in_any_window(arrivals: Iterable[Sequence[Any]], window: float) -> dict[str, int]:

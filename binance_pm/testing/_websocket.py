@@ -24,6 +24,7 @@ import anyio
 
 from .._endpoints import STREAMS
 from ._book import status_for
+from ._rates import DEFAULT_IP
 from ._streams import ACCOUNT_UPDATES, Binary, Connection
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ class StreamEndpoint:
         if (await receive())["type"] != "websocket.connect":
             return
         client = scope.get("client")
-        refusal = self.doorman.admit(str(client[0]) if client else "?")
+        if client is not None:
+            self.doorman.exchange.stats.clients.add(tuple(client))
+        refusal = self.doorman.admit(str(client[0]) if client else DEFAULT_IP)
         if refusal is not None:
             await _refuse(send, *refusal)
             return
