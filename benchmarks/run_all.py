@@ -2,13 +2,15 @@
 
 Each script runs in its own process (so none inherits another's state or core pinning), with a
 time limit; their output, the machine and the package versions go into RESULTS.md. Run:
-``python benchmarks/run_all.py`` after ``pip install -e '.[bench]'``. Takes about twenty-five
+``python benchmarks/run_all.py`` after ``pip install -e '.[bench]'``. Takes about forty
 minutes on two cores (streams.py about fifteen: its events and idle streams three, its desks
-about twelve).
+about twelve). ``--only NAME …`` runs those scripts alone and puts their sections in the
+RESULTS.md there is.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 import os
@@ -30,15 +32,17 @@ SCRIPTS = (
     "http_stack",
     "websocket_libs",
     "streams",
+    "fleet",
 )
 LIMIT_SECONDS = 240
 #: Scripts that need longer (streams.py: its desks connect at the exchange's connection limit;
-#: end_to_end.py runs transports.py after its own table).
-LONGER = {"streams": 1800, "end_to_end": 600}
+#: end_to_end.py runs transports.py after its own table; poller.py polls 10,000 accounts twice).
+LONGER = {"streams": 1800, "end_to_end": 600, "poller": 480}
 PACKAGES = (
     "binance-pm",
     "httpx",
     "aiohttp",
+    "httptools",
     "anyio",
     "msgspec",
     "cryptography",
@@ -84,10 +88,19 @@ def versions() -> str:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Run every benchmark; write RESULTS.md.")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SCRIPTS,
+        help="run these alone, and put their sections in the RESULTS.md there is (replacing "
+        "theirs), noting when each ran",
+    )
+    args = parser.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
     sections = []
     failed = []
-    for name in SCRIPTS:
+    for name in args.only or SCRIPTS:
         print(f"== {name}", flush=True)
         begun = time.monotonic()
         try:
@@ -108,9 +121,14 @@ def main() -> int:
         took = time.monotonic() - begun
         print(output, flush=True)
         doc = (HERE / f"{name}.py").read_text().split('"""')[1].strip().splitlines()[0]
+        when = f", run alone on {started:%Y-%m-%d %H:%M} UTC" if args.only else ""
         sections.append(
-            f"## {name}\n\n{doc} (`benchmarks/{name}.py`, {took:.0f} s)\n\n```\n{output}\n```\n"
+            f"## {name}\n\n{doc} (`benchmarks/{name}.py`, {took:.0f} s{when})\n\n"
+            f"```\n{output}\n```\n"
         )
+    if args.only:
+        _replace_sections(HERE / "RESULTS.md", sections)
+        return 1 if failed else 0
     lines = [
         "# Benchmark results",
         "",
@@ -126,6 +144,21 @@ def main() -> int:
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     print(f"wrote {HERE / 'RESULTS.md'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _replace_sections(path: Path, sections: list[str]) -> None:
+    """Put each ``## name`` section in ``path`` in place of the one it had, or at its end."""
+    text = path.read_text()
+    for section in sections:
+        head = section.split("\n", 1)[0] + "\n"
+        start = text.find(head)
+        if start < 0:
+            text = text.rstrip("\n") + "\n\n" + section
+            continue
+        end = text.find("\n## ", start + len(head))
+        text = text[:start] + section + ("" if end < 0 else text[end:])
+    path.write_text(text)
+    print(f"updated {path}")
 
 
 if __name__ == "__main__":

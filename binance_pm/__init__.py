@@ -39,6 +39,7 @@ from ._exceptions import (
 from ._governor import Governor
 from ._hook import Permit, RateLimitHook, SharedCount, Store, StoreError
 from ._http import Answer, Sender
+from ._jobs import Sharing
 from ._limits import Budget, Limits
 from ._models import (
     AccountStatus,
@@ -101,6 +102,7 @@ __all__ = [
     "Session",
     "SessionError",
     "SharedCount",
+    "Sharing",
     "Store",
     "StoreError",
     "StreamEvent",

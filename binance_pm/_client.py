@@ -267,9 +267,10 @@ class AsyncClient:
         """One call of an account endpoint named as its method is (``"pm_pro_account"``), as
         :meth:`Session.poll` makes them; ``asset`` where that endpoint takes one.
 
-        ``on_grant`` is called once, when the rate-limit governor lets the request out (a
-        poll's gate then lets the next call of that budget queue). Raises ``ValueError`` at
-        once for an unknown name or a missing or unwanted ``asset``.
+        ``on_grant`` is called when the rate-limit governor lets the request out (a poll's gate
+        then lets the next call of that budget queue); if it raises, the request does not
+        leave, its weight goes back, and the call raises that. Raises ``ValueError`` at once
+        for an unknown name or a missing or unwanted ``asset``.
         """
         spec = ACCOUNT_ENDPOINTS.get(endpoint)
         if spec is None:

@@ -7,9 +7,9 @@ Each endpoint gets one :class:`ResponseDecoder`, built once. Its path for an ans
 2. If that decode stops at an amount (it stops at the first, so that costs little), ``""``
    (the exchange's examples show it) becomes ``null`` and grouped numbers
    (``"122,559.90199491"``, also in the examples) lose their separators, on the bytes, and the
-   Struct is decoded once more. An endpoint whose last answer had ``""`` amounts has the next
-   one's made ``null`` before its first decode, so that an exchange that sends them every time
-   costs one decode each time, not two.
+   Struct is decoded once more. An endpoint whose last answer needed that has the next one
+   mended the same way before its first decode, so that an exchange that sends ``""`` or
+   grouped numbers every time costs one decode each time, not two.
 3. Anything still untidy (``""`` where text is due, spaces around the colon) takes a lenient
    pass: plain objects, the amount fields mended (found from the Struct's own field types),
    then converted.
@@ -28,6 +28,7 @@ import operator
 import re
 import types
 import typing
+from collections.abc import Callable
 from decimal import Decimal
 from itertools import chain
 from typing import Any, Generic, TypeVar, Union
@@ -189,7 +190,7 @@ def _all_sane(obj: object, getters: dict[type, tuple[Any, tuple[int, ...]]]) -> 
 class ResponseDecoder(Generic[T]):
     """Decodes one endpoint's answers into ``T``; build once, reuse for every answer."""
 
-    __slots__ = ("_decoder", "_endpoint", "_getters", "_plan", "_strict", "_type", "_untidy")
+    __slots__ = ("_decoder", "_endpoint", "_getters", "_mends", "_plan", "_strict", "_type")
 
     def __init__(self, tp: Any, *, endpoint: str, strict: bool = True) -> None:
         """``strict=False`` also takes numbers sent as strings (``"E": "1693427319838"``), as
@@ -201,22 +202,24 @@ class ResponseDecoder(Generic[T]):
         self._plan = _plan_for(tp)
         self._getters: dict[type, tuple[Any, tuple[int, ...]]] = {}
         _getters_for(tp, self._getters)
-        # The last answer had ``""`` amounts: the next are mended before their first decode
-        # (a look for ``""`` costs far less than a decode that fails and a second one), until
-        # one comes without.
-        self._untidy = False
+        # How the last answer had to be mended (``""`` amounts, grouped digits): the next are
+        # mended so before their first decode (a look costs far less than a decode that fails
+        # and a second one), until one comes that needs none of it.
+        self._mends: tuple[Callable[[bytes], bytes], ...] = ()
 
     def decode(self, body: bytes) -> T:
         """Decode ``body``, or raise :class:`DecodeError` naming the endpoint and the field."""
-        if self._untidy:
-            mended = _nulls(body)
+        if self._mends:
+            mended = body
+            for mend in self._mends:
+                mended = mend(mended)
             if mended is body:
-                self._untidy = False  # tidy again
+                self._mends = ()  # tidy again
             else:
                 try:
                     result = self._decoder.decode(mended)
                 except _FAILURES:
-                    self._untidy = False  # untidy in another way: from the start
+                    self._mends = ()  # untidy in another way: from the start
                     return self.decode(body)
                 if self._plan is not None and not _all_sane(result, self._getters):
                     self._check_amounts(result, "$", self._plan)
@@ -240,16 +243,16 @@ class ResponseDecoder(Generic[T]):
         if "decimal" not in str(first):
             raise self._error(first) from None  # wrong in a way no mending touches
         tidy = body
-        nulled = False
+        used: list[Callable[[bytes], bytes]] = []
         for mend in (_nulls, _ungrouped):  # the cheap byte pass first, the regex only if need be
             mended = mend(tidy)
             if mended is tidy:
                 continue
             tidy = mended
-            nulled = nulled or mend is _nulls
+            used.append(mend)
             try:
                 result: T = self._decoder.decode(tidy)
-                self._untidy = nulled
+                self._mends = tuple(used)
                 return result
             except msgspec.ValidationError as exc:
                 if "decimal" not in str(exc):

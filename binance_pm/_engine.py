@@ -268,8 +268,14 @@ class Engine(Generic[HookT]):
             permit = governor.try_acquire(endpoint, account=call.account)  # no coroutine
             if permit is None:
                 permit = await self._acquire(call)
-            elif call.on_grant is not None:
-                call.on_grant()
+            if call.on_grant is not None:
+                try:  # a poll's gate lets the next call of this budget in; or it says no
+                    call.on_grant()
+                except BaseException:
+                    permit.cancel()  # the request never left: its weight goes back
+                    if self._settles:
+                        await _settle(permit)
+                    raise
             outcome = await self._send_once(sender, call, permit)
 
             decision = decide(call, outcome, max_retries=self.max_retries, clock=anyio.current_time)
@@ -325,8 +331,6 @@ class Engine(Generic[HookT]):
             if call.refused is not None:
                 raise call.refused from None
             raise
-        if call.on_grant is not None:
-            call.on_grant()  # a poll's gate lets the next call of this budget in
         return permit
 
     async def _send_once(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -70,6 +70,24 @@ class Job:
         if self.inside:
             self.inside = False
             self.gate.leave()
+
+
+class Sharing(Protocol):
+    """What ``Session.poll(..., fleet=...)`` needs of a fleet that shares accounts out among
+    processes (:class:`binance_pm.fleet.Fleet` is one)."""
+
+    def mine(self, client: AsyncClient) -> bool:
+        """Whether this process polls ``client``'s account now; asked as each turn comes and
+        again as the governor lets its request out (a request of an account that is not this
+        process's does not leave)."""
+        ...
+
+    async def run(
+        self, clients: Iterable[AsyncClient], *, gained: Callable[[list[AsyncClient]], None]
+    ) -> None:
+        """Share ``clients`` out with the other processes until cancelled, calling
+        ``gained`` with the accounts this process takes (the poll polls them at once)."""
+        ...
 
 
 def plan_jobs(

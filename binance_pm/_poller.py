@@ -18,6 +18,10 @@ once and chooses which, so that when the budget is what binds, the choice is fai
   yet has weight 1. The keys are kept in order as they change (``_fairness.Ranks``), not
   sorted again. When the budget does not bind, every job simply goes every ``every`` seconds.
 
+In a fleet (``poll(..., fleet=...)``), a job whose account another member holds skips its turn
+and is looked at again a period later; the fleet's looks run beside the poll, and an account this
+member takes is polled at once.
+
 A failing job never stops the others: an authentication error (-2014, -2015, -1022, 401) ends
 that account's polling with one error update; every other error (another 4xx, which a proxy or
 a redirect can give as well as the exchange, 5xx, transport, decode, the rate limit, even a bug)
@@ -42,6 +46,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -49,7 +54,7 @@ import anyio
 from ._exceptions import AuthError, BinancePMError, SessionError
 from ._fairness import GATE_DEPTH, Ranks
 from ._governor import Governor
-from ._jobs import Job
+from ._jobs import Job, Sharing
 from ._retry import backoff
 from ._running import Background, Owner, Sink
 from ._updates import Update
@@ -79,8 +84,10 @@ class Poller:
         sink: Sink[Update],
         depth: int = GATE_DEPTH,
         rand: random.Random | None = None,
+        mine: Callable[[AsyncClient], bool] | None = None,
     ) -> None:
         self.jobs = jobs
+        self._mine = mine  # a fleet's: whether this member polls an account now
         self.every = every
         self.priority = priority
         for job in jobs:
@@ -165,6 +172,10 @@ class Poller:
                     continue  # hurried: its newer entry stands
                 job.entry = None
                 self._live -= 1
+                mine = self._mine
+                if mine is not None and not mine(job.client):
+                    self._next(job, now + self.every)  # another member's now; looked at again
+                    continue
                 if job.client not in self._ended:
                     self._busy += 1
                     if self._loop is not None:  # a bare task costs a third of a group's
@@ -217,8 +228,13 @@ class Poller:
             await self._enter(job)
             job.inside = True
             started = self._now()
+            mine = self._mine
             try:
-                result, error = await job.call(on_grant=job.granted), None
+                grant = job.granted if mine is None else partial(_granted_if_mine, job, mine)
+                result, error = await job.call(on_grant=grant), None
+            except _Elsewhere:  # another member's since it was due: not sent, looked at again
+                self._next(job, self._now() + self.every)
+                return
             except BinancePMError as exc:
                 result, error = None, exc
             except Exception as exc:  # a bug: logged, and this account backs off like any failure
@@ -299,6 +315,18 @@ class Poller:
             raise
 
 
+class _Elsewhere(Exception):
+    """The account is another member's now: its request does not leave."""
+
+
+def _granted_if_mine(job: Job, mine: Callable[[AsyncClient], bool]) -> None:
+    """A fleet's poll, as the governor lets a request out: only if this member still holds the
+    account (it may have waited for budget, or been paused, past its lease)."""
+    job.granted()
+    if not mine(job.client):
+        raise _Elsewhere
+
+
 class Polling(Background[Update]):
     """What :meth:`Session.poll` returns: ``async with session.poll(...) as updates``."""
 
@@ -312,16 +340,40 @@ class Polling(Background[Update]):
         *,
         every: float,
         priority: Callable[[Update], float],
+        fleet: Sharing | None = None,
     ) -> None:
         super().__init__(owner, check_open, len(jobs))
         self._jobs = jobs
         self._every = every
         self._priority = priority
+        self._fleet = fleet
 
     async def _main(self) -> None:
-        await Poller(
-            self._jobs, every=self._every, priority=self._priority, sink=self._channel
-        ).run()
+        fleet = self._fleet
+        poller = Poller(
+            self._jobs,
+            every=self._every,
+            priority=self._priority,
+            sink=self._channel,
+            mine=None if fleet is None else fleet.mine,
+        )
+        if fleet is None:
+            await poller.run()
+            return
+        jobs_of: dict[AsyncClient, list[Job]] = {}
+        for job in self._jobs:
+            jobs_of.setdefault(job.client, []).append(job)
+
+        def gained(clients: list[AsyncClient]) -> None:  # polled at once, not in a period
+            now = poller.now()
+            for client in clients:
+                for job in jobs_of.get(client, ()):
+                    poller.hurry(job, now)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(partial(fleet.run, list(jobs_of), gained=gained))
+            await poller.run()
+            group.cancel_scope.cancel()
 
 
 def _settles(jobs: list[Job]) -> bool:

@@ -15,11 +15,17 @@ and every budget shares three more::
     {prefix}:ban:{family}   set while a 418 bans the family's IP
 
 ``{budget}`` is the governor's name for it, except that a ``sapi_uid:`` budget is named by a
-hash of its API key, never the key. Each script (``_redis_lua/*.lua``) takes its ``KEYS`` in the
-order its header says, and :class:`KeyLayout` builds each list in that order.
+hash of its API key, never the key. A store for one egress IP among several names that IP's
+budgets and bans with it (``papi_ip@10.0.0.2``, ``ban:papi@10.0.0.2``): each egress has IP
+limits of its own at the exchange, while an account's UID budget is the account's from any.
+
+Each script (``_redis_lua/*.lua``) takes its ``KEYS`` in the order its header says, and
+:class:`KeyLayout` builds each list in that order.
 
 >>> KeyLayout("bp").finish(["papi_ip"], family="papi")
 ['bp:papi_ip:z', 'bp:papi_ip:s', 'bp:papi_ip:e', 'bp:papi_ip:c', 'bp:ban:papi']
+>>> KeyLayout("bp", egress="10.0.0.2").cancel(["papi_ip", "sapi_uid:k"])  # doctest: +ELLIPSIS
+['bp:papi_ip@10.0.0.2:z', 'bp:papi_ip@10.0.0.2:s', 'bp:sapi_uid:8254c3...:z', ...]
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ def budget_key(name: str) -> str:
     kind, _, account = name.partition(":")
     if not account:
         return kind
-    return f"{kind}:{hashlib.sha256(account.encode()).hexdigest()[:24]}"
+    return f"{kind}:{account_key(account)}"
+
+
+def account_key(api_key: str) -> str:
+    """An account's name in Redis: a hash of its API key, never the key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:24]
 
 
 class KeyLayout:
@@ -46,16 +57,22 @@ class KeyLayout:
         ValueError: when ``prefix`` is empty or holds a space.
     """
 
-    __slots__ = ("prefix",)
+    __slots__ = ("egress", "prefix")
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, egress: str | None = None) -> None:
         if not prefix or any(c.isspace() for c in prefix):
             raise ValueError(f"prefix must be a word, not {prefix!r}")
+        if egress is not None and (not egress or any(c.isspace() for c in egress)):
+            raise ValueError(f"egress must be a word, not {egress!r}")
         self.prefix = prefix
+        self.egress = egress
 
     def budget(self, name: str, *roles: str) -> list[str]:
         """The keys of budget ``name`` (as the governor names it) for ``roles``, in order."""
-        base = f"{self.prefix}:{budget_key(name)}"
+        key = budget_key(name)
+        if self.egress is not None and not name.startswith("sapi_uid:"):
+            key = f"{key}@{self.egress}"
+        base = f"{self.prefix}:{key}"
         return [f"{base}:{role}" for role in roles]
 
     @property
@@ -67,7 +84,8 @@ class KeyLayout:
         return f"{self.prefix}:pause"
 
     def ban(self, family: str) -> str:
-        return f"{self.prefix}:ban:{family}"
+        at = "" if self.egress is None else f"@{self.egress}"
+        return f"{self.prefix}:ban:{family}{at}"
 
     def _each(self, names: Iterable[str], *roles: str) -> list[str]:
         return [key for name in names for key in self.budget(name, *roles)]
@@ -91,4 +109,5 @@ class KeyLayout:
         return [*keys, self.pause, *(self.ban(family) for family in families)]
 
     def __repr__(self) -> str:
-        return f"KeyLayout({self.prefix!r})"
+        at = "" if self.egress is None else f", egress={self.egress!r}"
+        return f"KeyLayout({self.prefix!r}{at})"

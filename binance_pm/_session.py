@@ -15,7 +15,7 @@ from ._client import AsyncClient
 from ._config import check_seconds
 from ._credentials import Credentials
 from ._engine import Engine, HookT
-from ._jobs import plan_jobs
+from ._jobs import Sharing, plan_jobs
 from ._limits import PUBLISHED_LIMITS
 from ._merge import Merged
 from ._models import AccountType
@@ -152,6 +152,7 @@ class Session(Engine[HookT]):
         stream: bool = False,
         reconcile_every: float = 60.0,
         streams_per_connection: int = 1,
+        fleet: Sharing | None = None,
     ) -> Background[Update]:
         """Poll many accounts for as long as the ``async with`` is open; its :class:`Feed`
         gives each :class:`Update`.
@@ -190,6 +191,10 @@ class Session(Engine[HookT]):
                 account's endpoint.
             streams_per_connection: with ``stream=True``, accounts carried on one combined
                 stream connection (see :meth:`stream`).
+            fleet: a :class:`~binance_pm.fleet.Fleet`: the accounts are shared out with the
+                fleet's other members (each running the same poll), and only those this
+                member holds a lease on are polled, as the shares move. Not with
+                ``stream=True``.
 
         One account's failure never stops the others: an authentication error ends that
         account's polling with one error update (``final`` set); other errors (any other 4xx
@@ -205,8 +210,12 @@ class Session(Engine[HookT]):
             if job.client.session is not self:
                 raise ValueError(f"{job.client!r} sends through another Session")
         self._check_open()
+        if fleet is not None and stream:
+            raise ValueError("a fleet shares polls out, not streams: give fleet= or stream=True")
         if not stream:
-            return Polling(self._owner(), self._check_open, jobs, every=every, priority=priority)
+            return Polling(
+                self._owner(), self._check_open, jobs, every=every, priority=priority, fleet=fleet
+            )
         reconcile_every = check_seconds("reconcile_every", reconcile_every)
         products: dict[AsyncClient, str] = {}
         for job in jobs:

@@ -58,6 +58,18 @@ def _script(name: str) -> str:
     return (folder / f"{name}.lua").read_text("utf-8")
 
 
+def _connect(url: str, timeout: float) -> aioredis.Redis:
+    """A client of the Redis at ``url`` whose every round trip, and every connection made,
+    gives up after ``timeout`` seconds."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
 _CHARGE, _FINISH, _CANCEL, _READ = (_script(n) for n in ("charge", "finish", "cancel", "read"))
 
 
@@ -70,6 +82,9 @@ class RedisStore:
         timeout: seconds one round trip may take before it counts as a failure.
         client: a ``redis.asyncio.Redis`` to use instead of ``url`` (closed by its owner).
         clock: the monotonic clock this process's own pauses are kept on (for tests).
+        egress: the IP address this process sends from, when the processes sharing the store
+            send from several (``Session(source_address=...)``): IP budgets and bans are then
+            each egress's own, UID budgets the account's whichever sends.
     """
 
     def __init__(
@@ -80,17 +95,13 @@ class RedisStore:
         timeout: float = 1.0,
         client: aioredis.Redis | None = None,
         clock: Callable[[], float] = time.monotonic,
+        egress: str | None = None,
     ) -> None:
-        self._keys = KeyLayout(prefix)  # refuses a prefix that is not one word
+        self._keys = KeyLayout(prefix, egress)  # refuses a prefix that is not one word
+        self.egress = egress
         self.prefix = prefix
         self._owns = client is None
-        self._redis: aioredis.Redis = client or aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
+        self._redis: aioredis.Redis = client or _connect(url, timeout)
         self._charge = self._redis.register_script(_CHARGE)
         self._finish = self._redis.register_script(_FINISH)
         self._cancel = self._redis.register_script(_CANCEL)
@@ -241,4 +252,5 @@ class RedisStore:
 
     def __repr__(self) -> str:
         url = self._url.split("@")[-1]  # no password
-        return f"RedisStore({url}, prefix={self.prefix!r})"
+        at = "" if self.egress is None else f", egress={self.egress!r}"
+        return f"RedisStore({url}, prefix={self.prefix!r}{at})"

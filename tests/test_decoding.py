@@ -192,9 +192,10 @@ def test_a_pathological_stream_message_is_a_decode_error(message: bytes) -> None
 
 
 def test_answers_in_any_order_of_tidiness_decode_alike_through_one_decoder() -> None:
-    """An endpoint's decoder mends the next answer early once one had ``""`` amounts; whatever
-    comes next (tidy, ``""`` again, ``""`` where text is due, a bad amount, grouped digits),
-    each decodes exactly as it does through a fresh decoder, or fails alike."""
+    """An endpoint's decoder mends the next answer early as the last one had to be (``""``
+    amounts, grouped digits); whatever comes next (tidy, ``""`` again, ``""`` where text is
+    due, a bad amount, grouped digits with or without ``""``), each decodes exactly as it does
+    through a fresh decoder, or fails alike."""
     from binance_pm._decoding import ResponseDecoder
     from binance_pm._models import PMBalance
 
@@ -204,9 +205,12 @@ def test_answers_in_any_order_of_tidiness_decode_alike_through_one_decoder() -> 
         "nulls": {**entry, "cmUnrealizedPNL": "", "umWalletBalance": ""},
         "text empty": {**entry, "asset": "", "cmUnrealizedPNL": ""},
         "grouped": {**entry, "cmUnrealizedPNL": "", "totalWalletBalance": "122,607.35"},
+        "grouped only": {**entry, "totalWalletBalance": "1,122,607.35"},
         "nan": {**entry, "cmUnrealizedPNL": "", "crossMarginFree": "NaN"},
     }
     order = ["nulls", "tidy", "nulls", "text empty", "nulls", "grouped", "nulls", "nan", "nulls"]
+    order += ["grouped", "grouped", "grouped only", "grouped only", "tidy", "grouped only"]
+    order += ["nulls", "grouped only", "text empty", "grouped", "nan", "grouped only", "tidy"]
     shared: ResponseDecoder[list[PMBalance]]
     shared = ResponseDecoder(list[PMBalance], endpoint="GET /papi/v1/balance")
 

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import pytest
 
 import binance_pm
+import binance_pm.fleet
 import binance_pm.redis
 import binance_pm.testing
 
@@ -179,6 +180,7 @@ def test_the_api_reference_names_public_paths_only(reference: str) -> None:
         ("binance_pm", [n for n in binance_pm.__all__ if n != "__version__"]),
         ("binance_pm.testing", binance_pm.testing.__all__),
         ("binance_pm.redis", ["RedisStore"]),
+        ("binance_pm.fleet", ["Fleet"]),
     ],
 )
 def test_every_public_name_has_an_entry_in_the_reference(

@@ -20,6 +20,7 @@ PUBLIC = {
     "RateLimitHook",
     "Sender",
     "SharedCount",
+    "Sharing",
     "Store",
     "StoreError",
     "AccountStatus",

@@ -62,7 +62,14 @@ def test_the_lua_scripts_are_package_files() -> None:
 
     scripts = sorted(p.name for p in folder.iterdir() if p.name.endswith(".lua"))
 
-    assert scripts == ["cancel.lua", "charge.lua", "finish.lua", "read.lua"]
+    assert scripts == [
+        "cancel.lua",
+        "charge.lua",
+        "finish.lua",
+        "fleet_beat.lua",
+        "fleet_lease.lua",
+        "read.lua",
+    ]
     for name in scripts:
         assert "redis.call" in (folder / name).read_text("utf-8")
 

@@ -89,6 +89,8 @@ class Row:
     stream_error: BinancePMError | None = None  # the stream's last failure, until it is back
     every: float = 0.0  # how often its REST figures can arrive (0: the board's polling period)
     pushes_every: float | None = None  # how often its stream pushes figures, when it does
+    elsewhere: str | None = None  # in a fleet: the member watching it, if not this one
+    since: float = 0.0  # in a fleet: when this member took it (monotonic)
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -116,7 +118,10 @@ class Row:
         return now - self.at > STALE_PERIODS * self.period
 
     def state(self, now: float) -> str:
-        """The status column: the account's status, or what is wrong with the data."""
+        """The status column: the account's status, or what is wrong with the data; in a
+        fleet, who watches it when this member does not."""
+        if self.elsewhere is not None:
+            return f"held by {self.elsewhere}" if self.elsewhere else "held by nobody"
         if self.ended:
             return "DROPPED"
         if self.at is None:
@@ -178,12 +183,31 @@ class Board:
     calls: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    fleet: Any = None  # in a fleet, its Fleet: see refresh()
     _alert: Decimal = field(init=False)
 
     def __post_init__(self) -> None:
         self._alert = Decimal(str(self.alert_mmr))
         for row in self.rows.values():
             row.every = row.every or self.every
+
+    def refresh(self) -> None:
+        """In a fleet: which accounts this member watches now (the board judges those alone),
+        and who watches the others."""
+        fleet = self.fleet
+        if fleet is None:
+            return
+        for client, row in self.rows.items():
+            if fleet.mine(client):
+                if row.elsewhere is not None:
+                    row.elsewhere, row.since = None, time.monotonic()
+            else:
+                holder = fleet.owner(client)
+                row.elsewhere = holder if holder and holder != fleet.member else ""
+
+    def here(self) -> list[Row]:
+        """The accounts this board judges: all of them, or in a fleet this member's."""
+        return [row for row in self.rows.values() if row.elsewhere is None]
 
     def add(self, update: Update) -> Row:
         self.calls += 1
@@ -216,33 +240,27 @@ class Board:
         return risky or row.status not in ("", NORMAL)
 
     def alerts(self) -> list[Row]:
-        return sorted((r for r in self.rows.values() if self.alerting(r)), key=_risk)
+        return sorted((r for r in self.here() if self.alerting(r)), key=_risk)
 
     def failing(self) -> list[Row]:
-        return sorted((r for r in self.rows.values() if r.failing), key=lambda r: r.name)
+        return sorted((r for r in self.here() if r.failing), key=lambda r: r.name)
 
     def stale(self, now: float | None = None) -> list[Row]:
         now = time.time() if now is None else now
-        return [r for r in self.rows.values() if r.stale(now)]
+        return [r for r in self.here() if r.stale(now)]
 
     def silent(self, now: float | None = None) -> list[Row]:
         """Accounts that have had no answer at all, good or bad, though they have waited a few
         of their periods and a call's whole deadline (``now`` on the monotonic clock)."""
-        now = time.monotonic() if now is None else now
-        waited = now - self.started - TIMEOUT
-        return [
-            r
-            for r in self.rows.values()
-            if r.at is None and not r.failing and waited > STALE_PERIODS * r.period
-        ]
+        now = (time.monotonic() if now is None else now) - TIMEOUT
+        late = [r for r in self.here() if r.at is None and not r.failing]  # in a fleet: since
+        return [r for r in late if now - max(self.started, r.since) > STALE_PERIODS * r.period]
 
     def waiting(self, now: float | None = None) -> list[Row]:
         """Accounts whose first answer is not yet due (a large desk's first turns are spread
         over a period)."""
         silent = {id(row) for row in self.silent(now)}
-        return [
-            r for r in self.rows.values() if r.at is None and not r.failing and id(r) not in silent
-        ]
+        return [r for r in self.here() if r.at is None and not r.failing and id(r) not in silent]
 
     def exit_status(self, now: float | None = None, *, liquidation: bool = True) -> int:
         """5 (with ``liquidation``: watch) when some account's last known status is a
@@ -253,15 +271,18 @@ class Board:
 
         if liquidation and self.liquidating():
             return IN_LIQUIDATION
-        bad = sum(1 for row in self.rows.values() if row.failing) + len(self.silent(now))
+        here = self.here()
+        if self.fleet is not None and not here:
+            return ALL_FAILING  # a fleet's member that watched nothing at the end
+        bad = sum(1 for row in here if row.failing) + len(self.silent(now))
         if not bad:
             return OK
-        good = any(row.at is not None and not row.failing for row in self.rows.values())
+        good = any(row.at is not None and not row.failing for row in here)
         return SOME_FAILING if good else ALL_FAILING
 
     def liquidating(self) -> list[Row]:
         """Accounts whose last known status is a liquidation one."""
-        return [r for r in self.rows.values() if r.status in LIQUIDATION]
+        return [r for r in self.here() if r.status in LIQUIDATION]
 
     def ordered(self) -> list[Row]:
         """Accounts in trouble first (a status other than NORMAL, below the alert uniMMR, then
@@ -271,7 +292,7 @@ class Board:
         trouble: list[Row] = []
         calm: dict[str, list[Row]] = {}
         for row in self.rows.values():
-            if self.alerting(row) or row.failing or row.stale(now):
+            if row.elsewhere is None and (self.alerting(row) or row.failing or row.stale(now)):
                 trouble.append(row)
             else:
                 calm.setdefault(row.kind, []).append(row)
@@ -317,7 +338,12 @@ class Board:
         if len(alerts) > most:
             lines.append(f"  … and {len(alerts) - most} more")
         silent, waiting = self.silent(now), self.waiting(now)
-        lines.append(f"failing: {len(failing) + len(silent)} of {len(self.rows)} accounts")
+        fleet, here = self.fleet, self.here()
+        if fleet is not None:
+            members = ", ".join(fleet.members) or "none seen"
+            lines.append(f"fleet {fleet.name}: member {fleet.member} of {members}")
+            lines.append(f"watched here at the end: {len(here)} of {len(self.rows)} accounts")
+        lines.append(f"failing: {len(failing) + len(silent)} of {len(here)} accounts")
         texts = [self.failure_text(row) for row in failing]
         texts += [f"{row.name} ({row.kind}) no answer yet" for row in silent]
         lines += [f"  {text}" for text in texts[:most]]

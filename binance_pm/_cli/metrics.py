@@ -32,6 +32,11 @@ class BoardCollector:
     (``budget="sapi_uid:ab…yz"``) ``account`` too, with that account's name, so that the two
     join (``on(account)``). An IP budget, every account's, has no ``account`` label, which
     Prometheus reads as ``account=""`` (it keeps no empty label).
+
+    In a fleet, the account metrics are those of the accounts this member watches (so that the
+    members' metrics add up without counting an account twice), and two more say who watches
+    what: ``fleet_member`` (1 per member alive, labelled ``member``) and ``account_holder`` (1
+    per account, labelled with the ``member`` that holds it, ``""`` for none).
     """
 
     def __init__(self, board: Board, governor: Governor) -> None:
@@ -76,6 +81,8 @@ class BoardCollector:
             f"{PREFIX}_account_failures", "Calls of the account that failed.", labels=who
         )
         for row in board.rows.values():
+            if row.elsewhere is not None:
+                continue  # another member's: its metrics are that member's to tell
             labels = [row.name, row.kind]
             if row.uni_mmr is not None:
                 uni_mmr.add_metric(labels, float(row.uni_mmr))
@@ -122,6 +129,20 @@ class BoardCollector:
         updates = CounterMetricFamily(f"{PREFIX}_updates", "Poll updates, good or failed.")
         updates.add_metric([], float(board.calls))
         yield from (used, limit, shut, refused, updates)
+        fleet = board.fleet
+        if fleet is not None:
+            members = gauge("fleet_member", "1 per member of the fleet alive.", ["member"])
+            for member in fleet.members:
+                members.add_metric([member], 1.0)
+            held = gauge(
+                "account_holder",
+                '1 for the member that watches the account (member="": none).',
+                [*who, "member"],
+            )
+            for row in board.rows.values():
+                holder = fleet.member if row.elsewhere is None else row.elsewhere
+                held.add_metric([row.name, row.kind, holder], 1.0)
+            yield from (members, held)
 
 
 def uid_owners(board: Board) -> dict[str, str]:

@@ -248,7 +248,9 @@ async def run_board(
 ) -> None:
     """Poll ``jobs`` into ``board`` for ``seconds`` (or until cancelled), showing it as it
     goes: live on a terminal, a plain line a second, or a JSON line per update (to ``out``,
-    standard output by default). ``BrokenPipeError`` when the output's reader has gone."""
+    standard output by default); in a fleet (``board.fleet``), the accounts this member holds,
+    each record naming the member. ``BrokenPipeError`` when the output's reader has gone."""
+    fleet = board.fleet
     if form == "auto":
         form = "plain" if plain_output(console) else "table"
     output = out if out is not None else sys.stdout
@@ -279,13 +281,16 @@ async def run_board(
             asset=asset,
             stream=stream,
             reconcile_every=reconcile_every,
+            fleet=fleet,
         )
         async with polling as updates:
             try:
                 if form == "jsonl":
                     async for update in updates:
-                        row = board.add(update)
-                        output.write(json.dumps(board.record(update, row)) + "\n")
+                        record = board.record(update, board.add(update))
+                        if fleet is not None:
+                            record["member"] = fleet.member
+                        output.write(json.dumps(record) + "\n")
                         output.flush()
                 else:
                     async for update in updates:
@@ -293,6 +298,11 @@ async def run_board(
             except BrokenPipeError:  # the reader of a pipe has gone: stop, quietly
                 quiet_stdout()
                 closed(scope)
+
+    async def holders() -> None:  # in a fleet: who watches what, as the leases move
+        while True:
+            board.refresh()
+            await anyio.sleep(0.25)
 
     async def draw(scope: anyio.CancelScope) -> None:
         while True:
@@ -316,6 +326,8 @@ async def run_board(
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(consume, group.cancel_scope)
+            if fleet is not None:
+                group.start_soon(holders)
             if form != "jsonl":
                 group.start_soon(draw, group.cancel_scope)
             if seconds is not None:

@@ -27,6 +27,7 @@ from ._common import (
     seconds,
 )
 from .accounts import read_accounts
+from .fleet import add_fleet_options, make_fleet
 from .views import FORMATS, add_stream_options
 
 
@@ -62,6 +63,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "streams); each egress IP has IP limits of its own at the exchange",
     )
     add_budget_options(watch, whose="the exchange, as this watch counts it")
+    add_fleet_options(watch)
     watch.add_argument(
         "--format",
         choices=FORMATS,
@@ -112,23 +114,46 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(str(exc), USAGE)
     # JSON lines own standard output: the live view and the summary go to standard error.
-    console = make_console(stderr=args.format == "jsonl")
+    jsonl = args.format == "jsonl"
+    console = make_console(stderr=jsonl)
+    if args.fleet is not None:
+        try:
+            import redis  # noqa: F401
+        except ImportError as exc:
+            return needs("redis", exc)
     board_box: list[Board] = []
 
     async def watch() -> None:
         try:
-            limits = Limits(**budget_limits(args))
-            governor = Governor(window=args.window, limits=limits)
-        except (ValueError, TypeError) as exc:
-            raise _Refused(f"the budgets: {exc}") from None
-        try:
             source = check_source_address(args.source_address, given=None)
         except ValueError as exc:
             raise _Refused(f"--source-address: {exc}") from None
+        fleet = store = None
+        if args.fleet is not None:
+            if args.stream:
+                raise _Refused("--fleet shares polls out, not streams: leave out --stream")
+            names = [account["name"] for account in accounts]
+            try:
+                fleet, store = make_fleet(args, names, source=source, jsonl=jsonl)
+            except ValueError as exc:
+                raise _Refused(f"--fleet: {exc}") from None
+        try:
+            limits = Limits(**budget_limits(args))
+            governor = Governor(window=args.window, limits=limits, store=store)
+        except (ValueError, TypeError) as exc:
+            raise _Refused(f"the budgets: {exc}") from None
         try:
             session = Session(base_url=args.base_url, governor=governor, source_address=source)
         except ValueError as exc:
             raise _Refused(f"--base-url {args.base_url!r}: {exc}") from None
+        try:
+            await watch_with(session, fleet)
+        finally:
+            if fleet is not None and store is not None:
+                await fleet.aclose()
+                await store.aclose()
+
+    async def watch_with(session: Session, fleet: Any) -> None:
         async with session:
             jobs: dict[Any, str | None] = {}
             for account in accounts:
@@ -150,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                     rows[client] = Row(
                         client.name, "", kind="product?", error=unknown[client], ended=True
                     )
-            board = Board(rows, args.alert_mmr, every=args.every)
+            board = Board(rows, args.alert_mmr, every=args.every, fleet=fleet)
             board_box.append(board)
             for client, error in unknown.items():  # said like any update: nothing silent
                 board.errors[type(error).__name__] += 1
@@ -180,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
                     board,
                     seconds=args.seconds,
                     console=console,
-                    title=f"binance-pm watch: {len(accounts)} accounts",
+                    title=_title(len(accounts), fleet),
                     form=args.format,
                     stream=args.stream,
                     reconcile_every=args.reconcile_every,
@@ -251,3 +276,9 @@ async def _find_products(
         for client in asked:
             group.start_soon(find, client)
     return {client: found[client] for client in jobs if client in found}, unknown
+
+
+def _title(accounts: int, fleet: Any) -> str:
+    if fleet is None:
+        return f"binance-pm watch: {accounts} accounts"
+    return f"binance-pm watch: {accounts} accounts, fleet {fleet.name}, member {fleet.member}"
