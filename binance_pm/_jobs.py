@@ -35,6 +35,7 @@ class Job:
         "endpoint",
         "entry",
         "failures",
+        "front",
         "gate",
         "go",
         "inside",
@@ -64,6 +65,7 @@ class Job:
         self.entry: int | None = None  # its live entry in the schedule; None while in flight
         self.due = math.inf  # when that entry is due
         self.soon = math.inf  # in flight and hurried: its next turn comes no later than this
+        self.front = False  # its next turn goes first at its gate (taken from another member)
 
     def granted(self) -> None:
         """The governor let the call out (or it ended first): the gate may let another in."""

@@ -173,10 +173,11 @@ class Poller:
                 job.entry = None
                 self._live -= 1
                 mine = self._mine
-                if mine is not None and not mine(job.client):
+                ended = job.client in self._ended
+                if not ended and mine is not None and not mine(job.client):
                     self._next(job, now + self.every)  # another member's now; looked at again
                     continue
-                if job.client not in self._ended:
+                if not ended:
                     self._busy += 1
                     if self._loop is not None:  # a bare task costs a third of a group's
                         turn = self._loop.create_task(self._turn(job))
@@ -298,7 +299,10 @@ class Poller:
 
     async def _enter(self, job: Job) -> None:
         gate = job.gate
-        job.tag = max(job.tag, gate.tag) + 1.0 / job.weight  # its finish tag
+        if job.front:  # taken from a member that died: unwatched for a lease already
+            job.front, job.tag = False, gate.tag
+        else:
+            job.tag = max(job.tag, gate.tag) + 1.0 / job.weight  # its finish tag
         if gate.inside < gate.depth and not gate.heap:
             gate.inside += 1
             gate.tag = job.tag
@@ -364,10 +368,11 @@ class Polling(Background[Update]):
         for job in self._jobs:
             jobs_of.setdefault(job.client, []).append(job)
 
-        def gained(clients: list[AsyncClient]) -> None:  # polled at once, not in a period
+        def gained(clients: list[AsyncClient]) -> None:  # polled at once, first in line
             now = poller.now()
             for client in clients:
                 for job in jobs_of.get(client, ()):
+                    job.front = True
                     poller.hurry(job, now)
 
         async with anyio.create_task_group() as group:

@@ -68,6 +68,8 @@ log = logging.getLogger("binance_pm")
 LEASE_TTL = 10.0
 #: Of a lease's life, the share after its renewal was sent during which it is taken to hold.
 SAFE_SHARE = 0.9
+#: The longest time between two looks, whatever the lease (so that trouble is told in time).
+LONGEST_LOOK = 5.0
 
 _BEAT, _LEASE = _script("fleet_beat"), _script("fleet_lease")
 
@@ -140,6 +142,8 @@ class Fleet:
         self._mine: frozenset[str] = frozenset()
         self._safe_until = -1.0  # on self._clock: the leases held may not have run out
         self._spread: tuple[tuple[str, ...], dict[str, str]] = ((), {})
+        self._free_since: dict[str, float] = {}  # accounts no member held, since when
+        self._orphans: set[str] = set()  # taken though another member's: nobody else took them
         self._running = False
 
     # -- what the poll asks ------------------------------------------------------------------
@@ -178,21 +182,24 @@ class Fleet:
         self._running = True
         self._ids = {client: account_key(client.api_key) for client in clients}
         self._clients = {account: client for client, account in self._ids.items()}
+        self._spread, self._holders, self._free_since = ((), {}), {}, {}
+        self._mine, self._orphans, self._safe_until = frozenset(), set(), -1.0
         try:
             while True:
-                taken = await self._look()
+                taken, soon = await self._look()
                 if taken:
                     gained([self._clients[account] for account in taken])
-                await anyio.sleep(self.lease_ttl / 4)
+                await anyio.sleep(min(self.lease_ttl / 4, LONGEST_LOOK, soon))
         finally:
             self._running = False
             self._mine, self._safe_until = frozenset(), -1.0
             with anyio.move_on_after(2.0, shield=True):
                 await self._leave()
 
-    async def _look(self) -> set[str]:
+    async def _look(self) -> tuple[set[str], float]:
         """One look: say this member is alive, take and keep its share, let go of the rest;
-        the accounts it took."""
+        the accounts it took, and how soon the next look is worth making (a member falls
+        silent, or a lease this member should take runs out)."""
         ttl_ms = int(self.lease_ttl * 1000)
         sent = self._clock()
         try:
@@ -201,34 +208,49 @@ class Fleet:
             if self.member not in members:
                 raise _Odd("Redis does not list this member among those alive")
             share = self._share(members)
-            hold = [a for a in share if share[a] == self.member]
-            release = [a for a in self._mine if share.get(a) != self.member]
-            rest = [a for a in share if share[a] != self.member and a not in self._mine]
+            # Its share; and any account free for a whole lease (its member has no client for
+            # it: another process's list differs), kept once taken.
+            orphans = self._orphans | {
+                a for a, since in self._free_since.items() if sent - since >= self.lease_ttl
+            }
+            hold = [a for a in share if share[a] == self.member or a in orphans]
+            wanted = set(hold)
+            release = [a for a in self._mine if a not in wanted]
+            # Let go here before Redis does: if the answer is lost, they are not polled meanwhile.
+            self._mine = self._mine - set(release)
+            rest = [a for a in share if a not in wanted and a not in self._mine]
             order = [*hold, *release, *rest]
             holders = await self._lease(
                 keys=[f"{self._base}:lease:{account}" for account in order],
                 args=[self.member, ttl_ms, len(hold), len(release)],
             )
+            silent, expiring = int(alive[-1]), int(holders.pop())
         except (RedisError, OSError, asyncio.TimeoutError, _Odd, ValueError, IndexError) as exc:
             self._troubled(f"{type(exc).__name__}: {exc}")
-            return set()
+            return set(), LONGEST_LOOK
+        lapsed = self._clock() >= self._safe_until  # nothing was polled since it lapsed
         self.members = members
         self._holders = {a: _text(h) for a, h in zip(order, holders, strict=True) if h}
         mine = frozenset(a for a in hold if self._holders.get(a) == self.member)
-        taken = set(mine) if sent >= self._safe_until else set(mine - self._mine)
+        taken = set(mine) if lapsed else set(mine - self._mine)
         self._mine = mine
+        self._orphans = {a for a in orphans if a in mine}
+        self._free_since = {
+            a: self._free_since.get(a, sent) for a in self._clients if a not in self._holders
+        }
         self._safe_until = sent + self.lease_ttl * SAFE_SHARE
+        soon = [ms / 1000 + 0.005 for ms in (silent, expiring) if ms >= 0]
         if self.trouble is not None:
             self.trouble = None
             log.warning("fleet %s: Redis at %s answers again", self.name, self._url)
             if self._on_trouble is not None:
                 self._on_trouble(None)
-        return taken
+        return taken, min(soon, default=LONGEST_LOOK)
 
     def _share(self, members: tuple[str, ...]) -> dict[str, str]:
         """Each account's member, by rendezvous hashing (kept until the members change)."""
         known, share = self._spread
-        if known != members or len(share) != len(self._clients):
+        if known != members or not share:
             share = {account: _highest(account, members) for account in self._clients}
             self._spread = (members, share)
         return share

@@ -17,7 +17,7 @@ import pytest
 from binance_pm import AsyncClient, Session
 from binance_pm._endpoints import STATE_ENDPOINT
 from binance_pm.fleet import Fleet, _highest
-from binance_pm.testing import SimulatedExchange
+from binance_pm.testing import SimAccount, SimulatedExchange
 
 from .redis_server import RedisServer, running_server
 
@@ -40,13 +40,20 @@ class Member:
     task: asyncio.Task[None] | None = None
 
 
-async def _member(ex: SimulatedExchange, fleet: Fleet, source: str, member: Member) -> None:
+async def _member(
+    ex: SimulatedExchange,
+    fleet: Fleet,
+    source: str,
+    member: Member,
+    accounts: list[SimAccount] | None = None,
+) -> None:
+    """Poll ``accounts`` (all of ``ex``'s by default) through ``fleet`` until cancelled."""
     async with Session(base_url=ex.base_url, source_address=source) as session:
         jobs = {
             session.client(a.api_key, **a.credentials(), name=a.name): STATE_ENDPOINT[
                 a.account_type.value
             ]
-            for a in ex.accounts
+            for a in (ex.accounts if accounts is None else accounts)
         }
         async with session.poll(jobs, every=EVERY, fleet=fleet) as updates:
             async for update in updates:
@@ -201,6 +208,55 @@ async def test_a_member_cut_off_from_redis_stops_watching_and_others_take_over(
         # The other member took every account over.
         recent = _watchers(members[:1], time.monotonic() - 2 * EVERY)
         assert len(recent) == 30
+
+
+async def test_an_account_its_member_has_no_client_for_is_taken_by_one_that_has(
+    redis_server: RedisServer,
+) -> None:
+    # m2 was given half the accounts only: those the hashing gives it but it has no client
+    # for are free for a whole lease, then taken (and kept) by m1, which has them all.
+    name = f"orphans{time.monotonic_ns()}"
+    async with SimulatedExchange(accounts=20, seed=6) as ex:
+        members = [
+            Member(Fleet(redis_server.url, name=name, member=m, lease_ttl=TTL))
+            for m in ("m1", "m2")
+        ]
+        lists = [ex.accounts, ex.accounts[:10]]
+        for i, (member, accounts) in enumerate(zip(members, lists, strict=True)):
+            member.task = asyncio.create_task(
+                _member(ex, member.fleet, f"127.0.0.{i + 1}", member, accounts)
+            )
+        try:
+            await asyncio.sleep(2 * TTL + TTL / 4 + 2 * EVERY)
+            since = time.monotonic()
+            await asyncio.sleep(3 * EVERY)
+            watchers = _watchers(members, since)
+            assert len(watchers) == 20  # every account, none left unwatched
+            assert {a: w for a, w in watchers.items() if len(w) != 1} == {}
+            assert any(w == {"m2"} for w in watchers.values())  # m2 kept its own share
+        finally:
+            for member in members:
+                assert member.task is not None
+                member.task.cancel()
+            await asyncio.gather(*(m.task for m in members if m.task), return_exceptions=True)
+            for member in members:
+                await member.fleet.aclose()
+
+
+async def test_a_fleet_polled_again_with_other_accounts_shares_those(
+    redis_server: RedisServer,
+) -> None:
+    fleet = Fleet(redis_server.url, name=f"again{time.monotonic_ns()}", member="m1", lease_ttl=TTL)
+    async with SimulatedExchange(accounts=12, seed=8) as ex:
+        for accounts in (ex.accounts[:6], ex.accounts[6:]):
+            member = Member(fleet)
+            task = asyncio.create_task(_member(ex, fleet, "127.0.0.1", member, accounts))
+            await asyncio.sleep(TTL / 2)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert set(member.polled) == {a.name for a in accounts}
+    await fleet.aclose()
 
 
 def test_rendezvous_hashing_moves_only_the_newcomers_share() -> None:

@@ -272,8 +272,8 @@ class Board:
         if liquidation and self.liquidating():
             return IN_LIQUIDATION
         here = self.here()
-        if self.fleet is not None and not here:
-            return ALL_FAILING  # a fleet's member that watched nothing at the end
+        if self.fleet is not None and not here:  # a member with no share: well, unless cut off
+            return ALL_FAILING if self.fleet.trouble is not None else OK
         bad = sum(1 for row in here if row.failing) + len(self.silent(now))
         if not bad:
             return OK
