@@ -111,3 +111,44 @@ async def test_budgets_of_keys_that_mask_alike_name_no_account(session: Session)
     uid = [s for s in samples["binance_pm_budget_used"] if s["budget"].startswith("sapi_uid:")]
     assert sorted(s["budget"] for s in uid) == [uid_budget(first), uid_budget(first) + "#2"]
     assert all("account" not in labels for labels in uid)
+
+
+class _Fleet:
+    """What the board and its metrics read of a fleet: this member holds ``mine``."""
+
+    def __init__(self, mine: set[AsyncClient], holders: dict[AsyncClient, str]) -> None:
+        self.name, self.member, self.members, self.trouble = "desk", "a", ("a", "b"), None
+        self._mine, self._holders = mine, holders
+
+    def mine(self, client: AsyncClient) -> bool:
+        return client in self._mine
+
+    def owner(self, client: AsyncClient) -> str | None:
+        return self._holders.get(client)
+
+
+async def test_in_a_fleet_the_metrics_name_each_accounts_holder_and_tell_only_this_members(
+    session: Session,
+) -> None:
+    ours = session.client(PRO_KEY, secret=SECRET, name="ours")
+    theirs = session.client(PM_KEY, secret=SECRET, name="theirs")
+    rows = {ours: Row("ours", "pm_pro_account"), theirs: Row("theirs", "pm_account")}
+    for row in rows.values():
+        row.failures = 1
+    board = Board(rows, 1.5, fleet=_Fleet({ours}, {ours: "a", theirs: "b"}))
+    board.refresh()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BoardCollector(board, session.governor))
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    members = [s.labels["member"] for s in families["binance_pm_fleet_member"].samples]
+    assert members == ["a", "b"]
+    holders = {
+        s.labels["account"]: s.labels["member"]
+        for s in families["binance_pm_account_holder"].samples
+    }
+    assert holders == {"ours": "a", "theirs": "b"}
+    failures = {s.labels["account"] for s in families["binance_pm_account_failures"].samples}
+    assert failures == {"ours"}  # another member's account is that member's to tell
+    assert rows[theirs].state(0.0) == "held by b"
