@@ -124,12 +124,17 @@ async def _fleet(
     try:
         yield running
     finally:
-        for member in running:
-            assert member.task is not None
-            member.task.cancel()
-        await asyncio.gather(*(m.task for m in running if m.task), return_exceptions=True)
-        for member in running:
-            await member.fleet.aclose()
+        await _stop(running)
+
+
+async def _stop(members: list[Member]) -> None:
+    """Cancel each member's poll, wait for it, and close its fleet."""
+    for member in members:
+        assert member.task is not None
+        member.task.cancel()
+    await asyncio.gather(*(m.task for m in members if m.task), return_exceptions=True)
+    for member in members:
+        await member.fleet.aclose()
 
 
 def _watchers(members: list[Member], since: float) -> dict[str, set[str]]:
@@ -235,12 +240,7 @@ async def test_an_account_its_member_has_no_client_for_is_taken_by_one_that_has(
             assert {a: w for a, w in watchers.items() if len(w) != 1} == {}
             assert any(w == {"m2"} for w in watchers.values())  # m2 kept its own share
         finally:
-            for member in members:
-                assert member.task is not None
-                member.task.cancel()
-            await asyncio.gather(*(m.task for m in members if m.task), return_exceptions=True)
-            for member in members:
-                await member.fleet.aclose()
+            await _stop(members)
 
 
 async def test_a_fleet_polled_again_with_other_accounts_shares_those(
