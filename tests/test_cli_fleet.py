@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -240,3 +241,31 @@ def test_three_members_share_ninety_accounts_and_ride_out_a_kill_a_pause_and_los
     for name in ("m1", "m3"):
         assert "cannot reach Redis" in errors[name], errors[name][-2000:]
         assert "Traceback" not in errors[name], errors[name][-2000:]
+
+
+def test_a_fleet_members_every_json_line_names_it_those_of_dropped_accounts_too(
+    tmp_path: Path,
+) -> None:
+    with running_server() as redis, serve("--accounts", "4", "--seed", "7") as served:
+        path = toml_for(served.accounts, tmp_path)
+        # One account without its product, and a key the exchange does not know: its product
+        # cannot be told, and it is dropped, said in a JSON line of its own.
+        text = re.sub(r'(?m)^endpoint = ".*"\n', "", path.read_text(), count=1)
+        first_key = served.accounts[0]["api_key"]
+        path.write_text(text.replace(first_key, "x" * len(first_key), 1))
+        options = ["--base-url", served.base_url, "--fleet", redis.url, "--member", "solo"]
+        options += ["--format", "jsonl", "--seconds", "2", "--every", "0.5"]
+        done = subprocess.run(
+            [sys.executable, "-m", "binance_pm", "watch", "--accounts", str(path), *options],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=keyless_env(),
+        )
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    dropped = [r for r in records if r.get("account") == served.accounts[0]["name"]]
+    assert dropped
+    assert dropped[0]["final"]
+    assert len(records) > len(dropped)  # the others were polled
+    assert all(r["member"] == "solo" for r in records)
+    assert "Traceback" not in done.stderr
