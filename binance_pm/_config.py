@@ -15,6 +15,8 @@ from ._limits import FAMILIES, Family
 RECV_WINDOW = 5000
 TIMEOUT = 10.0
 MAX_RETRIES = 2
+#: Seconds a fleet member's lease on an account lasts unless renewed, by default.
+LEASE_TTL = 10.0
 MAX_RECV_WINDOW = 60_000
 #: The longest ``timeout`` or ``every`` accepted: a day.
 MAX_SECONDS = 86_400.0

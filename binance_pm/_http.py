@@ -116,8 +116,13 @@ def _proxy_authorization(proxy: str) -> str:
     return f"Proxy-Authorization: Basic {base64.b64encode(user.encode()).decode('ascii')}\r\n"
 
 
+def too_long(limit: int) -> str:
+    """What a failure says of an answer longer than ``limit`` bytes."""
+    return f"the answer is longer than {limit:,} bytes; refused"
+
+
 def _too_big(endpoint: str, limit: int) -> TransportError:
-    return TransportError(f"the answer is longer than {limit:,} bytes; refused", endpoint=endpoint)
+    return TransportError(too_long(limit), endpoint=endpoint)
 
 
 class HttpxSender:

@@ -132,7 +132,7 @@ class WireSender:
             return await self._exchange(route, request)
         except Refused as exc:
             failure = TransportError(str(exc), endpoint=endpoint)
-        except (ValueError, UnicodeError) as exc:
+        except ValueError as exc:  # UnicodeError too
             failure = TransportError(
                 f"cannot send this request: {_describe(exc)}", endpoint=endpoint
             )

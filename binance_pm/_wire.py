@@ -30,10 +30,7 @@ from httptools import (
 )
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._http import (
-    Answer,
-    scrub,
-)
+from ._http import Answer, scrub, too_long
 
 #: The longest status line and headers taken from an answer, and the longest header line.
 MAX_HEAD = 64 * 1024
@@ -144,14 +141,14 @@ class Wire(asyncio.Protocol):
         length = headers.get("Content-Length")
         if length is not None:
             if length.isdigit() and int(length) > self.max_body:
-                raise Refused(f"the answer is longer than {self.max_body:,} bytes; refused")
+                raise Refused(too_long(self.max_body))
         elif parser.get_status_code() not in (204, 304) and not _chunked(headers):
             self.until_close = True  # llhttp ends such a body only when told the stream ended
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
         if self.size > self.max_body:
-            raise Refused(f"the answer is longer than {self.max_body:,} bytes; refused")
+            raise Refused(too_long(self.max_body))
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:

@@ -54,6 +54,7 @@ import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from . import _config
 from ._redis_keys import account_key
 from .redis import _connect, _script
 
@@ -65,7 +66,7 @@ __all__ = ["LEASE_TTL", "Fleet"]
 log = logging.getLogger("binance_pm")
 
 #: Seconds a lease lasts unless renewed, by default.
-LEASE_TTL = 10.0
+LEASE_TTL = _config.LEASE_TTL
 #: Of a lease's life, the share after its renewal was sent during which it is taken to hold.
 SAFE_SHARE = 0.9
 #: The longest time between two looks, whatever the lease (so that trouble is told in time).
@@ -158,12 +159,6 @@ class Fleet:
         """The member that held ``client``'s account at the last look (``None``: none did)."""
         account = self._ids.get(client)
         return None if account is None else self._holders.get(account)
-
-    def held(self) -> list[AsyncClient]:
-        """The accounts this member watches now."""
-        if self._clock() >= self._safe_until:
-            return []
-        return [self._clients[account] for account in self._mine]
 
     # -- the looks -----------------------------------------------------------------------------
 

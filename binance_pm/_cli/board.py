@@ -195,9 +195,7 @@ class Board:
         """In a fleet: which accounts this member watches now (the board judges those alone),
         and who watches the others."""
         fleet = self.fleet
-        if fleet is None:
-            return
-        for client, row in self.rows.items():
+        for client, row in self.rows.items() if fleet is not None else ():
             if fleet.mine(client):
                 if row.elsewhere is not None:
                     row.elsewhere, row.since = None, time.monotonic()
@@ -361,9 +359,10 @@ class Board:
         return lines
 
     def record(self, update: Update, row: Row) -> dict[str, Any]:
-        """One update as a JSON-ready object: figures as decimal strings, times in UTC."""
+        """One update as JSON: figures as decimal strings, times in UTC, in a fleet the member."""
         error = update.error
         record: dict[str, Any] = {
+            **({"member": self.fleet.member} if self.fleet is not None else {}),
             "account": row.name,
             "type": row.kind,
             "endpoint": update.endpoint,

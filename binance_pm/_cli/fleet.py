@@ -16,10 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from .._config import LEASE_TTL
 from ._common import positive
-
-#: The lease's life when ``--lease-ttl`` is not given (the library's default).
-LEASE_TTL = 10.0
 
 
 def add_fleet_options(parser: argparse.ArgumentParser) -> None:

@@ -288,8 +288,6 @@ async def run_board(
                 if form == "jsonl":
                     async for update in updates:
                         record = board.record(update, board.add(update))
-                        if fleet is not None:
-                            record["member"] = fleet.member
                         output.write(json.dumps(record) + "\n")
                         output.flush()
                 else:

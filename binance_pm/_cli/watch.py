@@ -181,10 +181,7 @@ def run(args: argparse.Namespace) -> int:
                 board.errors[type(error).__name__] += 1
                 if args.format == "jsonl":
                     told = Update(client, "", None, error, time.time(), final=True)
-                    record = board.record(told, rows[client])
-                    if fleet is not None:
-                        record["member"] = fleet.member
-                    print(json.dumps(record), flush=True)
+                    print(json.dumps(board.record(told, rows[client])), flush=True)
             if not found:
                 return  # nothing to watch: the summary says why
             async with AsyncExitStack() as stack:
