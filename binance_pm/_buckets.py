@@ -230,9 +230,11 @@ class Bucket:
         """The exchange counted ``used`` here when a request of ours (``weight``, sent with
         ``marks``) arrived: learn what others spend, and what the count allows.
 
-        Outside weight: what it counts beyond ours, taken to be what went out before this
-        request and is still held, is held as ``external`` (a request overtaken by a later one
-        makes the estimate a little high; one overtaking an earlier one, a little low).
+        Outside weight: what it counts beyond ours, taken to be all of ours not gone by now,
+        is held as ``external``. Ours let out after this request count too: in a burst many
+        overtake it on the way, and leaving them out took a whole burst for another party's
+        weight. Those that arrived after it make the estimate low by at most what went out
+        during its flight.
 
         With outside weight that estimate is not enough (others spend between answers, answers
         arrive out of order, and fixed windows hide outside weight behind our own from before
@@ -243,10 +245,11 @@ class Bucket:
         until = now + self.window
         self.expire(now)
         gone_now = self.gone_total
-        # Ours it counted: what went out before this request, less what is gone since.
-        outside = max(0, used - (marks.granted - gone_now))
-        # For a window after a 429 the bucket is at the limit, and a low estimate (a request
-        # overtaken by a later one) would send it into the next 429: only a higher one counts.
+        # Ours it counted: all of ours not gone by now, those let out after it included.
+        outside = max(0, used - (self.held + self.inflight))
+        # For a window after a 429 the bucket is at the limit, and a low estimate (ours let
+        # out after it that arrived after it) would send it into the next 429: only a higher
+        # one counts.
         if now < self.cautious_until and now < self.external_until:
             self.external = max(outside, self.external)
         else:

@@ -354,6 +354,30 @@ def test_outside_weight_counts_ours_as_the_exchange_saw_it(gone_during_flight: b
     assert run(main) == external
 
 
+def test_answers_overtaken_in_a_burst_show_no_outside_weight() -> None:
+    """A burst of ten goes out at once; the first one's answer comes last, counting all ten
+    (the later ones overtook it on the way). None of it is another's: the budget's room stays
+    whole, and the next burst goes when the first one's weight expires, not a window later."""
+
+    async def main() -> tuple[int, int, float]:
+        gov = governor(papi_ip=200)
+        await warm(gov, PM_BALANCE)
+        await trio.sleep(1.0)  # the warm-up's weight expires: the whole limit is free
+        burst = [await gov.acquire(PM_BALANCE, account="a", deadline=FAR) for _ in range(10)]
+        for i, permit in enumerate(burst[1:], start=2):  # answered in the order they arrived
+            permit.complete(200, {"X-MBX-USED-WEIGHT-1M": str(20 * i)})
+        burst[0].complete(200, {"X-MBX-USED-WEIGHT-1M": "200"})
+        state = gov.snapshot()["papi_ip"]
+        started = trio.current_time()
+        await gov.acquire(PM_BALANCE, account="a", deadline=FAR)
+        return state.external, state.used, trio.current_time() - started
+
+    external, used, waited = run(main)
+    assert external == 0
+    assert used == 200
+    assert waited == pytest.approx(1.0)
+
+
 def test_room_from_expiry_waits_for_the_exchange_to_confirm_it() -> None:
     """An exchange counting in fixed windows has dropped our old weight already, so outside
     weight hides behind it; when it expires here, that frees nothing there. Only one request

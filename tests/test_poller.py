@@ -142,9 +142,9 @@ def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None:
     assert all(isinstance(u.error, ServerError) and not u.final for u in from_broken)
     seen = [u for u in seen if u.client not in (stranger, broken)]
     assert [u for u in seen if not u.ok] == []
-    # The share of each budget the exchange counted, over whole windows after the first: 96-100 %
-    # mostly; the failing account, on the papi budget, now and then costs a window a quarter of
-    # it (answers overtaking one another, the latency being random, make it vary from run to run).
+    # The share of each budget the exchange counted, over whole windows after the first: 98-100 %
+    # (answers that overtake one another in a burst, the latency being random, are not taken
+    # for another party's weight: that once cost a window now and then up to 40 % of it).
     use, _ = budget_use(
         ex.stats.arrivals,
         LIMITS,
@@ -153,7 +153,7 @@ def test_200_accounts_use_the_budget_fairly_with_no_429(mode: str) -> None:
         stopped_ms=(started + SECONDS) * 1000,
         uid_accounts=sum(1 for a in ex.accounts if a.account_type is AccountType.PM_1),
     )
-    assert all(share >= 0.9 for share in use.values()), use
+    assert all(share >= 0.95 for share in use.values()), use
     # Staleness: no account's time between updates is over twice its fair share of its budget
     # (an IP budget shared by every account that calls that endpoint, a UID budget its own), nor
     # over twice the mean of the accounts it shares its budget with.
