@@ -22,7 +22,10 @@ First, a **small desk**: 100 of the accounts polled at 500 updates a second (``e
 for 8 seconds, beside single calls made flat out by 10 tasks (each its next call as soon as
 its last is answered, the cheapest single calls there are) and single calls paced at the same
 500 a second, in alternating rounds: the poll against the flat-out calls, split into what pacing
-costs and what the poll adds to paced calls.
+costs and what the poll adds to paced calls; and, as the floor of pacing on this machine, a bare
+asyncio protocol (``_bare.py``, no SDK) paced the same way against itself flat out. No lag probe
+runs there: its 200 wake-ups a second would add 0.4 of a wake-up to each update's CPU, and none
+to a flat-out call's.
 
 Then the poll once more, with ``gc.freeze()`` called once the clients are made (what
 ``binance-pm watch`` does, and the docs advise for a big desk): the clients, keys and budgets
@@ -42,6 +45,7 @@ import asyncio
 import cProfile
 import gc
 import io
+import math
 import os
 import pstats
 import statistics
@@ -52,6 +56,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from _bare import bare
 from _serve import keys, pin, serve
 
 from binance_pm import AsyncClient, Governor, Limits, Session
@@ -124,9 +129,16 @@ def governor() -> Governor:
 
 
 async def single_calls(
-    base_url: str, accounts: list[dict[str, Any]], rate: float, seconds: float, profile: bool
+    base_url: str,
+    accounts: list[dict[str, Any]],
+    rate: float,
+    seconds: float,
+    profile: bool,
+    probing: bool = True,
 ) -> tuple[int, int, float, Probe, str]:
-    """(calls answered, errors, CPU seconds, probe) of calls started at ``rate`` a second."""
+    """(calls answered, errors, CPU seconds, probe) of calls started at ``rate`` a second;
+    without ``probing``, no lag probe runs (its wake-ups, 200 a second, would count in the
+    CPU per call)."""
     async with Session(base_url=base_url, governor=governor(), timeout=30) as session:
         jobs = list(make_clients(session, accounts).items())
         calls: list[Callable[[], Any]] = [getattr(c, name) for c, name in jobs]
@@ -145,7 +157,7 @@ async def single_calls(
         tasks: set[asyncio.Task[None]] = set()
         profiler = cProfile.Profile() if profile else None
         with probe.watching():
-            probing = loop.create_task(probe.run())
+            lagging = loop.create_task(probe.run() if probing else asyncio.sleep(math.inf))
             cpu = time.process_time()
             if profiler is not None:
                 profiler.enable()
@@ -162,10 +174,10 @@ async def single_calls(
             if profiler is not None:
                 profiler.disable()
             cpu = time.process_time() - cpu
-            probing.cancel()
+            lagging.cancel()
         for task in list(tasks):
             task.cancel()
-        await asyncio.gather(probing, *tasks, return_exceptions=True)
+        await asyncio.gather(lagging, *tasks, return_exceptions=True)
     return answered, errors, cpu, probe, stats(profiler)
 
 
@@ -189,9 +201,11 @@ async def polled(
     seconds: float,
     profile: bool,
     freeze: bool = False,
+    probing: bool = True,
 ) -> tuple[int, int, float, Probe, str]:
     """(updates, errors, CPU seconds, probe, profile) of ``seconds`` of polling; with
-    ``freeze``, ``gc.freeze()`` once the clients are made, as ``binance-pm watch`` does."""
+    ``freeze``, ``gc.freeze()`` once the clients are made, as ``binance-pm watch`` does;
+    without ``probing``, no lag probe runs."""
     async with Session(base_url=base_url, governor=governor(), timeout=30) as session:
         jobs = make_clients(session, accounts)
         if freeze:
@@ -201,7 +215,9 @@ async def polled(
         probe = Probe()
         profiler = cProfile.Profile() if profile else None
         with probe.watching():
-            probing = asyncio.get_running_loop().create_task(probe.run())
+            lagging = asyncio.get_running_loop().create_task(
+                probe.run() if probing else asyncio.sleep(math.inf)
+            )
             cpu = time.process_time()
             if profiler is not None:
                 profiler.enable()
@@ -215,8 +231,8 @@ async def polled(
             if profiler is not None:
                 profiler.disable()
             cpu = time.process_time() - cpu
-            probing.cancel()
-        await asyncio.gather(probing, return_exceptions=True)
+            lagging.cancel()
+        await asyncio.gather(lagging, return_exceptions=True)
     if freeze:
         gc.unfreeze()
     return updates, errors, cpu, probe, stats(profiler)
@@ -251,13 +267,16 @@ async def small_desk(base_url: str, accounts: list[dict[str, Any]], rounds: int)
     """100 accounts polled at 500 updates a second beside single calls flat out, 10 in flight,
     and single calls paced at the same 500 a second: the poll's own cost, and pacing's."""
     desk = accounts[:100]
-    polls, flats, paced = [], [], []
+    polls, flats, paced, floors = [], [], [], []
     for _ in range(rounds):
-        updates, _, cpu, _, _ = await polled(base_url, desk, len(desk) / 500, 8.0, False)
+        every = len(desk) / 500
+        updates, _, cpu, _, _ = await polled(base_url, desk, every, 8.0, False, probing=False)
         polls.append(cpu / max(updates, 1))
         flats.append(await flat_out(base_url, desk, 10, 8.0))
-        calls, _, cpu, _, _ = await single_calls(base_url, desk, 500, 8.0, False)
+        calls, _, cpu, _, _ = await single_calls(base_url, desk, 500, 8.0, False, probing=False)
         paced.append(cpu / max(calls, 1))
+        bare_paced = await bare(base_url, in_flight=10, rate=500, seconds=8.0)
+        floors.append(bare_paced / await bare(base_url, in_flight=10, rate=None, seconds=8.0))
     ratios = [p / f for p, f in zip(polls, flats, strict=True)]
     own = [p / c for p, c in zip(polls, paced, strict=True)]
     pacing = [c / f for c, f in zip(paced, flats, strict=True)]
@@ -271,6 +290,11 @@ async def small_desk(base_url: str, accounts: list[dict[str, Any]], rounds: int)
         f"    of which pacing: single calls at 500/s {statistics.median(paced) * 1e6:.0f} us, "
         f"{statistics.median(pacing):.2f}x flat out; the poll {statistics.median(own):.2f}x"
         " those paced calls"
+    )
+    print(
+        f"    the machine's own share: a bare asyncio protocol (no SDK) paced the same way costs"
+        f" {statistics.median(floors):.2f}x its flat-out requests (rounds {min(floors):.2f}-"
+        f"{max(floors):.2f})"
     )
 
 
