@@ -48,8 +48,6 @@ import gc
 import hashlib
 import hmac
 import json
-import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -63,6 +61,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from _callgrind import counted
 from _canned import canned
 from _serve import pin
 
@@ -318,14 +317,6 @@ async def run_one(name: str, url: str, in_flight: int, calls: int) -> None:
         await contender.close()
 
 
-def instructions(profile: Path) -> int:
-    for line in profile.read_text().splitlines():
-        found = re.match(r"(?:summary|totals):\s+(\d+)", line)
-        if found:
-            return int(found.group(1))
-    raise ValueError(f"no instruction total in {profile}")
-
-
 def callgrind(names: list[str], in_flight: int, calls: int) -> None:
     """Instructions per call of each client, from two callgrind runs that differ by ``calls``."""
     folder = Path(tempfile.mkdtemp(prefix="end_to_end-callgrind-"))
@@ -335,14 +326,9 @@ def callgrind(names: list[str], in_flight: int, calls: int) -> None:
             counts = []
             for extra in (0, calls):
                 profile = folder / f"callgrind.{name}.{extra}.out"
-                subprocess.run(
+                _, count = counted(
+                    Path(__file__).resolve(),
                     [
-                        "valgrind",
-                        "--tool=callgrind",
-                        f"--callgrind-out-file={profile}",
-                        f"--log-file={profile}.log",
-                        sys.executable,
-                        str(Path(__file__).resolve()),
                         "--one",
                         name,
                         "--url",
@@ -352,10 +338,9 @@ def callgrind(names: list[str], in_flight: int, calls: int) -> None:
                         "--calls",
                         str(extra),
                     ],
-                    check=True,
-                    env={**os.environ, "PYTHONHASHSEED": "0"},
+                    profile,
                 )
-                counts.append(instructions(profile))
+                counts.append(count)
             per_call[name] = (counts[1] - counts[0]) / calls
             print(
                 f"{CLIENTS[name][0]:<28}{per_call[name] / 1e6:>8.3f} M instructions per call",

@@ -37,6 +37,13 @@ single call's on the small desk; the longest stall ≤ 50 ms.
 
 Run: ``python benchmarks/poller.py`` (about 6 minutes); ``--accounts N``, ``--rate R`` for
 other sizes; ``--profile`` prints the poll phase's cProfile.
+
+CPU time on a shared or virtual machine moves by a tenth or more from one round to the next;
+instruction counts do not. ``python benchmarks/poller.py --callgrind`` (about 6 minutes, needs
+valgrind) runs the small desk's three ways of calling, at 50 a second (what callgrind keeps up
+with), each under ``valgrind --tool=callgrind`` twice, for 10 s and for 30 s (flat out: 500 and
+1,500 calls), and prints the instructions per update or call: the difference of the two runs
+over the difference of their counts, so that start-up and shut-down cancel out.
 """
 
 from __future__ import annotations
@@ -46,18 +53,22 @@ import asyncio
 import cProfile
 import gc
 import io
+import json
 import math
 import os
 import pstats
 import statistics
+import tempfile
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from _bare import bare
+from _callgrind import counted
 from _serve import keys, pin, serve
 
 from binance_pm import AsyncClient, Governor, Limits, Session
@@ -394,6 +405,85 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  memory per account (client, job, budget, keys): {held / 1024:.1f} KiB")
 
 
+# -- instruction counts ------------------------------------------------------------------------
+
+#: The small desk's rate under callgrind, which runs Python some fifty times slower.
+SLOW_RATE = 50.0
+COUNTED = {"poll": (10.0, 30.0), "paced": (10.0, 30.0), "flat": (500.0, 1500.0)}
+
+
+async def count_one(mode: str, base_url: str, accounts: list[dict[str, Any]], amount: float) -> int:
+    """The body of one callgrind run: the updates or calls made."""
+    if mode == "poll":
+        updates, *_ = await polled(
+            base_url, accounts, len(accounts) / SLOW_RATE, amount, False, probing=False
+        )
+        return updates
+    if mode == "paced":
+        answered, *_ = await single_calls(
+            base_url, accounts, SLOW_RATE, amount, False, probing=False
+        )
+        return answered
+    async with Session(base_url=base_url, governor=governor(), timeout=600) as session:
+        calls = [getattr(c, name) for c, name in make_clients(session, accounts).items()]
+        left = int(amount)
+
+        async def worker(start: int) -> None:
+            nonlocal left
+            i = start
+            while left > 0:
+                left -= 1
+                await calls[i % len(calls)]()
+                i += 10
+
+        await asyncio.gather(*(worker(i) for i in range(10)))
+    return int(amount)
+
+
+def callgrind(accounts_file: Path, base_url: str, folder: Path) -> dict[str, float]:
+    """Instructions per update (poll) or call (paced, flat), from two runs each."""
+    per: dict[str, float] = {}
+    for mode, amounts in COUNTED.items():
+        runs = []
+        for amount in amounts:
+            profile = folder / f"callgrind.{mode}.{amount:g}.out"
+            printed, total = counted(
+                Path(__file__).resolve(),
+                [
+                    *("--one", mode, "--url", base_url),
+                    *("--accounts-file", str(accounts_file), "--amount", str(amount)),
+                ],
+                profile,
+            )
+            made = int(printed.split()[-1])
+            runs.append((made, total))
+        (made_a, total_a), (made_b, total_b) = runs
+        per[mode] = (total_b - total_a) / max(made_b - made_a, 1)
+    return per
+
+
+def small_desk_counted(args: argparse.Namespace) -> None:
+    """``--callgrind``: the small desk in instructions."""
+    folder = Path(tempfile.mkdtemp(prefix="poller-callgrind-"))
+    limits = [f"--{name}" for name in ("api-ip", "sapi-ip", "sapi-uid", "papi-ip", "fapi-ip")]
+    with serve("--accounts", "150", *(x for n in limits for x in (n, HIGH)), core=0) as (
+        base_url,
+        served,
+    ):
+        accounts = [a for a in served if a["key_type"] == "HMAC"][:100]
+        accounts_file = folder / "accounts.json"
+        accounts_file.write_text(json.dumps(accounts))
+        per = callgrind(accounts_file, base_url, folder)
+    print(
+        f"  instructions, 100 accounts at {SLOW_RATE:g}/s under callgrind: poll"
+        f" {per['poll'] / 1e3:.0f} k per update, single calls paced the same"
+        f" {per['paced'] / 1e3:.0f} k, flat out (10 in flight) {per['flat'] / 1e3:.0f} k;"
+        f" poll / paced {per['poll'] / per['paced']:.2f}x (target <= 1.2x), poll / flat out"
+        f" {per['poll'] / per['flat']:.2f}x (target <= 1.25x)"
+    )
+    print(f"  profiles (callgrind_annotate): {folder}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=ACCOUNTS)
@@ -404,4 +494,16 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3, help="of the 100-account comparison")
     parser.add_argument("--big-rounds", type=int, default=3, help="of the 10,000-account one")
     parser.add_argument("--only-small", action="store_true", help="the 100-account one alone")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--callgrind", action="store_true", help="the small desk in instructions")
+    parser.add_argument("--one", choices=COUNTED, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--accounts-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--amount", type=float, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.one:
+        served = json.loads(arguments.accounts_file.read_text())
+        print(asyncio.run(count_one(arguments.one, arguments.url, served, arguments.amount)))
+    elif arguments.callgrind:
+        small_desk_counted(arguments)
+    else:
+        asyncio.run(main(arguments))

@@ -9,7 +9,8 @@ at the longest ban the exchange documents (three days), whatever it says (``inf`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import httpx
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -26,17 +27,71 @@ _SHORTEST = len(b"x-mbx-used-weight-1m")
 _THIRD = frozenset([*b"mMsS", *"mMsS"])  # x-[m]bx-…, x-[s]api-…, as bytes or text
 _PER_MINUTE_MBX = (("x-mbx-used-weight-1m", "ip"),)
 _PER_MINUTE_SAPI = (("x-sapi-used-ip-weight-1m", "ip"), ("x-sapi-used-uid-weight-1m", "uid"))
-_CASE_BLIND = (CIMultiDictProxy, CIMultiDict, httpx.Headers)
+_ABSENT = object()
+
+
+class Fields(Mapping[str, str]):
+    """An answer's header fields as they came, looked up case-blind, each decoded only when it
+    is read: most of an answer's twenty-odd fields never are (one, the used weight, is on
+    every answer's path). ``raw`` is the ``(name, value)`` byte pairs in order, as httpx's
+    ``Headers.raw`` is; a name given more than once is found at its first."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            wanted = name.lower().encode("latin-1")
+        except (AttributeError, UnicodeEncodeError):
+            return default
+        size = len(wanted)
+        for key, value in self.raw:
+            if len(key) == size and key.lower() == wanted:
+                return value.decode("latin-1")
+        return default
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        wanted = name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in self.raw if k.lower() == wanted]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name, _ABSENT)
+        if value is _ABSENT:
+            raise KeyError(name)
+        return value  # type: ignore[no-any-return]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name, _ABSENT) is not _ABSENT
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode("latin-1") for key, _ in self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """Every field, in order (a name given twice, twice)."""
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw]
+
+    def __repr__(self) -> str:
+        return f"Fields({self.items()!r})"
+
+
+_CASE_BLIND = (Fields, CIMultiDictProxy, CIMultiDict, httpx.Headers)
 
 
 def used_weights(headers: Mapping[str, str], family: str) -> dict[str, int]:
     """The used-weight headers of an answer, by budget kind (``"ip"``, ``"uid"``).
 
     These endpoints' limits are per minute, so the ``-1M`` count is taken when the answer has
-    one; it is looked up by name, case-blind, when the headers can do that cheaply (aiohttp's
-    multidict, httpx's headers). Otherwise the interval is read from each header's name
-    (``-1M``, ``-1D``…) and, where one kind is reported for several, the shortest is taken;
-    names are then matched as bytes, on httpx's raw header list when there is one.
+    one; it is looked up by name, case-blind, when the headers can do that cheaply (the
+    Session's own :class:`Fields`, aiohttp's multidict, httpx's headers). Otherwise the
+    interval is read from each header's name (``-1M``, ``-1D``…) and, where one kind is
+    reported for several, the shortest is taken; names are then matched as bytes, on the raw
+    pairs when there are some (``Fields.raw``, httpx's ``Headers.raw``).
     """
     if isinstance(headers, _CASE_BLIND):
         found: dict[str, int] = {}

@@ -28,8 +28,8 @@ from httptools import (
     HttpParserUpgrade,
     HttpResponseParser,
 )
-from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._headers import Fields
 from ._http import Answer, scrub, too_long
 
 #: The longest status line and headers taken from an answer, and the longest header line.
@@ -58,7 +58,7 @@ class Wire(asyncio.Protocol):
         self.idle_since = 0.0
         self.waiter: asyncio.Future[Answer] | None = None
         self.parser = HttpResponseParser(self)
-        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.fields_raw: list[tuple[bytes, bytes]] = []  # this answer's, as they came
         self.chunks: list[bytes] = []
         self.size = 0
         self.heard = 0  # bytes of this answer so far
@@ -130,14 +130,14 @@ class Wire(asyncio.Protocol):
         self.fields += size
         if self.fields > MAX_HEAD:  # trailers too: a chunked body may end in any number
             raise Refused(f"malformed answer: headers longer than {MAX_HEAD:,} bytes")
-        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        self.fields_raw.append((name, value))  # decoded only if read (``Fields``)
 
     def on_headers_complete(self) -> None:
         self.headed = True
         parser = self.parser
         if not parser.should_keep_alive():
             self.reusable = False
-        headers = self.headers
+        headers = Fields(self.fields_raw)
         length = headers.get("Content-Length")
         if length is not None:
             if length.isdigit() and int(length) > self.max_body:
@@ -154,7 +154,7 @@ class Wire(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue): the real one follows
-            self.headers, self.chunks, self.size, self.headed = CIMultiDict(), [], 0, False
+            self.fields_raw, self.chunks, self.size, self.headed = [], [], 0, False
             self.fields, self.until_close = 0, False
             return
         self._finish(status)
@@ -181,10 +181,10 @@ class Wire(asyncio.Protocol):
             self.close()  # a second answer to one request
             return
         self.used += 1
-        chunks, headers = self.chunks, self.headers
-        self.chunks, self.headers = [], CIMultiDict()  # anything parsed after goes elsewhere
+        chunks, raw = self.chunks, self.fields_raw
+        self.chunks, self.fields_raw = [], []  # anything parsed after goes elsewhere
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        waiter.set_result(Answer(status, CIMultiDictProxy(headers), body))
+        waiter.set_result(Answer(status, Fields(raw), body))
 
     def _fail(self, reason: str) -> None:
         self.close()
@@ -228,11 +228,11 @@ class Wire(asyncio.Protocol):
         else:  # a refusal's body, if any, is not read: the connection is closed
             waiter = self.waiter
             if waiter is not None and not waiter.done():
-                waiter.set_result(Answer(int(parts[1]), CIMultiDictProxy(CIMultiDict()), b""))
+                waiter.set_result(Answer(int(parts[1]), Fields([]), b""))
 
 
-def _chunked(headers: CIMultiDict[str]) -> bool:
+def _chunked(headers: Fields) -> bool:
     """Whether the body is chunked: ``chunked`` is the last of its transfer codings (with any
     other last, the body ends when the connection does)."""
-    codings = ",".join(headers.getall("Transfer-Encoding", ()))
+    codings = ",".join(headers.getall("Transfer-Encoding"))
     return codings.rpartition(",")[2].strip().lower() == "chunked"

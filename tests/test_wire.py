@@ -21,9 +21,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from multidict import CIMultiDict
 
 import binance_pm._sender
 from binance_pm import Session, TransportError
+from binance_pm._headers import used_weights
 from binance_pm._http import HEADERS
 from binance_pm._sender import WireSender
 
@@ -515,3 +517,42 @@ async def test_a_call_cancelled_as_a_connection_frees_up_stays_cancelled(
     with contextlib.suppress(asyncio.CancelledError):
         await holder
     await sender.aclose()
+
+
+async def test_an_answers_fields_read_case_blind_and_in_order(scripted: HostileServer) -> None:
+    """The answer's header fields, kept as they came: looked up case-blind, a name given twice
+    found at its first, every field in order, the used weight learnt from them, and a mapping
+    the rest of the SDK (a 418's Retry-After added to it) can copy."""
+    fields = (
+        (b"X-MBX-USED-WEIGHT-1M", b"120"),
+        (b"Vary", b"Accept-Encoding"),
+        (b"vary", b"Origin"),
+        (b"X-Odd", "caf\u00e9".encode("latin-1")),
+    )
+    scripted.push(Answer(headers=fields))
+    sender = WireSender(headers=HEADERS)
+    try:
+        answer = await sender.get(scripted.url + "/papi/v1/ping", {}, endpoint=GOOD)
+    finally:
+        await sender.aclose()
+    headers = answer.headers
+    assert headers["x-mbx-used-weight-1m"] == headers.get("X-Mbx-Used-Weight-1M") == "120"
+    assert headers["VARY"] == "Accept-Encoding"
+    assert headers.getall("vary") == ["Accept-Encoding", "Origin"]  # type: ignore[attr-defined]
+    assert headers["x-odd"] == "caf\u00e9"
+    assert "content-length" in headers
+    assert "Retry-After" not in headers
+    assert 7 not in headers
+    assert headers.get("r\u00e9try", "none") == "none"  # a name no answer can carry
+    with pytest.raises(KeyError):
+        headers["Retry-After"]
+    items = list(headers.items())
+    extra = [(k.decode(), v.decode("latin-1")) for k, v in fields]
+    assert [item for item in items if item in extra] == extra
+    assert len(headers) == len(items)
+    assert list(headers) == [k for k, _ in items]
+    assert used_weights(headers, "papi") == {"ip": 120}
+    copied = CIMultiDict(headers)
+    copied["Retry-After"] = "2"
+    assert copied.getall("Vary") == ["Accept-Encoding", "Origin"]
+    assert copied["retry-after"] == "2"
