@@ -23,11 +23,13 @@ def counted(script: Path, arguments: list[str], profile: Path) -> tuple[str, int
             str(script),
             *arguments,
         ],
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
     for line in profile.read_text().splitlines():
         found = re.match(r"(?:summary|totals):\s+(\d+)", line)
         if found:

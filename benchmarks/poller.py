@@ -279,7 +279,7 @@ async def small_desk(base_url: str, accounts: list[dict[str, Any]], rounds: int)
     """100 accounts polled at 500 updates a second beside single calls flat out, 10 in flight,
     and single calls paced at the same 500 a second: the poll's own cost, and pacing's."""
     desk = accounts[:100]
-    polls, flats, paced, floors = [], [], [], []
+    polls, flats, paced, floors, bare_extra = [], [], [], [], []
     for _ in range(rounds):
         every = len(desk) / 500
         updates, _, cpu, _, _ = await polled(base_url, desk, every, 8.0, False, probing=False)
@@ -288,7 +288,9 @@ async def small_desk(base_url: str, accounts: list[dict[str, Any]], rounds: int)
         calls, _, cpu, _, _ = await single_calls(base_url, desk, 500, 8.0, False, probing=False)
         paced.append(cpu / max(calls, 1))
         bare_paced = await bare(base_url, in_flight=10, rate=500, seconds=8.0)
-        floors.append(bare_paced / await bare(base_url, in_flight=10, rate=None, seconds=8.0))
+        bare_flat = await bare(base_url, in_flight=10, rate=None, seconds=8.0)
+        floors.append(bare_paced / bare_flat)
+        bare_extra.append(bare_paced - bare_flat)
     ratios = [p / f for p, f in zip(polls, flats, strict=True)]
     own = [p / c for p, c in zip(polls, paced, strict=True)]
     pacing = [c / f for c, f in zip(paced, flats, strict=True)]
@@ -303,10 +305,12 @@ async def small_desk(base_url: str, accounts: list[dict[str, Any]], rounds: int)
         f"{statistics.median(pacing):.2f}x flat out; the poll {statistics.median(own):.2f}x"
         " those paced calls"
     )
+    extra = statistics.median([p - f for p, f in zip(polls, flats, strict=True)])
     print(
         f"    the machine's own share: a bare asyncio protocol (no SDK) paced the same way costs"
         f" {statistics.median(floors):.2f}x its flat-out requests (rounds {min(floors):.2f}-"
-        f"{max(floors):.2f})"
+        f"{max(floors):.2f}), {statistics.median(bare_extra) * 1e6:.0f} us more per request;"
+        f" the poll {extra * 1e6:.0f} us more per update than a flat-out call"
     )
 
 
@@ -394,7 +398,8 @@ async def main(args: argparse.Namespace) -> None:
             f" {frozen_cpu / max(frozen, 1) * 1e6:.0f} us CPU per update"
         )
         print(f"    {frozen_probe.summary()} (target <= 50 ms)")
-        ratios = [p / ((a + b) / 2) for p, a, b in zip(polls, singles, singles[1:], strict=False)]
+        pairs = zip(polls, singles[:-1], singles[1:], strict=True)
+        ratios = [p / ((a + b) / 2) for p, a, b in pairs]
         print(
             f"  poll: {statistics.median(ratios):.2f}x a single call's CPU (rounds"
             f" {min(ratios):.2f}-{max(ratios):.2f}, each against the single calls before and"
@@ -456,6 +461,9 @@ def callgrind(accounts_file: Path, base_url: str, folder: Path) -> dict[str, flo
                 profile,
             )
             made = int(printed.split()[-1])
+            due = amount if mode == "flat" else amount * SLOW_RATE
+            if made < 0.9 * due:  # behind its rate: the two runs would not differ by the work
+                raise SystemExit(f"{mode}: {made} of {due:g} made under callgrind; lower SLOW_RATE")
             runs.append((made, total))
         (made_a, total_a), (made_b, total_b) = runs
         per[mode] = (total_b - total_a) / max(made_b - made_a, 1)

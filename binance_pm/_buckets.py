@@ -48,6 +48,7 @@ class Bucket:
         "confirmed_at",
         "confirmed_until",
         "external",
+        "external_mark",
         "external_until",
         "family",
         "finished_total",
@@ -78,6 +79,9 @@ class Bucket:
         self.inflight = 0  # weight let out whose answer has not come
         self.external = 0  # weight the exchange reports beyond ours (another process, say)
         self.external_until = 0.0  # unless an answer says it again, external weight lapses then
+        # All our weight let out when ``external`` was last estimated afresh: the answers of
+        # requests let out before then were on their way together with that one.
+        self.external_mark = 0
         self.gone_total = 0  # all weight ever expired or given back
         self.finished_total = 0  # all weight ever let out whose request has finished
         # The last answer's count and all of ours that may have arrived after it must leave
@@ -230,11 +234,12 @@ class Bucket:
         """The exchange counted ``used`` here when a request of ours (``weight``, sent with
         ``marks``) arrived: learn what others spend, and what the count allows.
 
-        Outside weight: what it counts beyond ours, taken to be all of ours not gone by now,
-        is held as ``external``. Ours let out after this request count too: in a burst many
-        overtake it on the way, and leaving them out took a whole burst for another party's
-        weight. Those that arrived after it make the estimate low by at most what went out
-        during its flight.
+        Outside weight: what it counts beyond ours, taken to be all of ours not gone by now
+        (in a burst many of ours let out after this request overtake it on the way), is held
+        as ``external``. It errs low, by ours that reached the exchange after this request
+        (let out before or after it), never high (but for ours that expired here while it was
+        on its way): so of requests on their way together, the highest estimate stands, and
+        the answer to one let out after the last fresh estimate starts afresh.
 
         With outside weight that estimate is not enough (others spend between answers, answers
         arrive out of order, and fixed windows hide outside weight behind our own from before
@@ -245,22 +250,22 @@ class Bucket:
         until = now + self.window
         self.expire(now)
         gone_now = self.gone_total
-        # Ours it counted: all of ours not gone by now, those let out after it included.
-        outside = max(0, used - (self.held + self.inflight))
-        # For a window after a 429 the bucket is at the limit, and a low estimate (ours let
-        # out after it that arrived after it) would send it into the next 429: only a higher
-        # one counts.
-        if now < self.cautious_until and now < self.external_until:
-            self.external = max(outside, self.external)
+        ours = self.held + self.inflight
+        outside = max(0, used - ours)
+        # The highest lower bound of requests on their way together; and for a window after a
+        # 429 (the bucket at its limit, where a low estimate means the next 429), only higher.
+        together = marks.granted <= self.external_mark or now < self.cautious_until
+        if together and now < self.external_until:
+            outside = max(outside, self.external)
         else:
-            self.external = outside
-        self.external_until = until
+            self.external_mark = ours + gone_now
+        self.external, self.external_until = outside, until
         # Others' most, kept longer than seen: in fixed windows our weight from before the
         # window's start hides theirs for most of the next.
         if outside > 0:
             shared = now < self.shared_until
             self.outside_peak = max(self.outside_peak, outside) if shared else outside
-        if used > self.held + self.inflight + gone_now - marks.gone:
+        if used > ours + gone_now - marks.gone:
             # Others spend: remembered for a while, through quiet windows that teach nothing.
             self.shared_until = max(self.shared_until, now + SHARED_WINDOWS * self.window)
         # Ours that may have arrived after it: in flight now, or finished since it went out

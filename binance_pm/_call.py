@@ -20,7 +20,7 @@ from ._exceptions import (
     error_class,
     parse_error_body,
 )
-from ._headers import LONGEST_BAN, retry_after_seconds
+from ._headers import LONGEST_BAN, Fields, retry_after_seconds
 from ._http import Answer, scrub
 
 # What a call was doing, for the error its timeout raises.
@@ -111,6 +111,8 @@ def ban_headers(answer: Answer, now_ms: int) -> Mapping[str, str]:
     if until is None:
         return headers
     seconds = min(max((until - now_ms) / 1000.0, 0.0), LONGEST_BAN)
+    if isinstance(headers, Fields):  # the Session's own sender's: the same kind, one more
+        return Fields((*headers.raw, (b"Retry-After", f"{seconds:.3f}".encode())))
     with_ban = CIMultiDict(headers)
     with_ban["Retry-After"] = f"{seconds:.3f}"
     return CIMultiDictProxy(with_ban)

@@ -9,7 +9,7 @@ at the longest ban the exchange documents (three days), whatever it says (``inf`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -34,11 +34,13 @@ class Fields(Mapping[str, str]):
     """An answer's header fields as they came, looked up case-blind, each decoded only when it
     is read: most of an answer's twenty-odd fields never are (one, the used weight, is on
     every answer's path). ``raw`` is the ``(name, value)`` byte pairs in order, as httpx's
-    ``Headers.raw`` is; a name given more than once is found at its first."""
+    ``Headers.raw`` is; a name given more than once is found at its first, and iterated,
+    counted and listed by :meth:`items` and :meth:`values` as often as it was given (as a
+    multidict does)."""
 
     __slots__ = ("raw",)
 
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
         self.raw = raw
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -75,6 +77,10 @@ class Fields(Mapping[str, str]):
     def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
         """Every field, in order (a name given twice, twice)."""
         return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw]
+
+    def values(self) -> list[str]:  # type: ignore[override]
+        """Every field's value, in order."""
+        return [v.decode("latin-1") for _, v in self.raw]
 
     def __repr__(self) -> str:
         return f"Fields({self.items()!r})"

@@ -184,7 +184,7 @@ class Wire(asyncio.Protocol):
         chunks, raw = self.chunks, self.fields_raw
         self.chunks, self.fields_raw = [], []  # anything parsed after goes elsewhere
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        waiter.set_result(Answer(status, Fields(raw), body))
+        waiter.set_result(Answer(status, Fields(tuple(raw)), body))
 
     def _fail(self, reason: str) -> None:
         self.close()
@@ -228,7 +228,7 @@ class Wire(asyncio.Protocol):
         else:  # a refusal's body, if any, is not read: the connection is closed
             waiter = self.waiter
             if waiter is not None and not waiter.done():
-                waiter.set_result(Answer(int(parts[1]), Fields([]), b""))
+                waiter.set_result(Answer(int(parts[1]), Fields(()), b""))
 
 
 def _chunked(headers: Fields) -> bool:

@@ -63,3 +63,26 @@ def test_can_take_decides_as_the_rule_does(history: list[tuple[Any, ...]]) -> No
             now += step[1]
         for weight in WEIGHTS:
             assert bucket.can_take(weight, now) == by_the_rule(bucket, weight, now), (weight, now)
+
+
+def test_another_partys_weight_is_not_lost_when_the_first_to_arrive_is_answered_last() -> None:
+    """Another party holds 300 of a budget of 1,000. A burst of ours (weight 5) goes out; the
+    exchange counts them in the order they went, but their answers come back in the reverse
+    order, so the last answer seen is of the first to arrive, counted with almost none of
+    ours. Each answer's estimate errs low: the highest of the burst's is the one that holds,
+    and a request of weight 20 then fits only as the other party's 300 allows."""
+    window, other = 60.0, 300
+    bucket = Bucket(Budget("papi", "ip"), 1000, window)
+    first = Marks(*bucket.take(5))  # the first answer of the budget: the count is learnt
+    bucket.finish(5, 0.1, True)
+    bucket.learn(other + 5, 5, first, 0.1)
+    burst = []
+    while bucket.can_take(5, 1.0):
+        burst.append(Marks(*bucket.take(5)))
+    counted = [other + 5 + 5 * (i + 1) for i in range(len(burst))]  # on arrival, in order
+    for marks, used in reversed(list(zip(burst, counted, strict=True))):
+        bucket.finish(5, 1.05, True)
+        bucket.learn(used, 5, marks, 1.05)
+    assert bucket.external == other
+    assert other + 5 + 5 * len(burst) + 20 > 1000  # the exchange's count has no room for 20
+    assert not bucket.can_take(20, 1.05)

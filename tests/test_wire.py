@@ -551,6 +551,7 @@ async def test_an_answers_fields_read_case_blind_and_in_order(scripted: HostileS
     extra = [(k.decode(), v.decode("latin-1")) for k, v in fields]
     assert [item for item in items if item in extra] == extra
     assert len(headers) == len(items)
+    assert list(headers.values()) == [v for _, v in items]
     assert list(headers) == [k for k, _ in items]
     assert used_weights(headers, "papi") == {"ip": 120}
     copied = CIMultiDict(headers)
