@@ -116,7 +116,8 @@ class Connector:
         finally:
             if not task.done():
                 task.cancel()
-                task.add_done_callback(_quietly)
+            # Whatever it ended with is taken, even when this was cancelled as it failed.
+            task.add_done_callback(_quietly)
         if not task.done() or task.cancelled():
             raise Refused("the Session was closed")
         return task.result()

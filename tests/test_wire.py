@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import gc
 import ipaddress
 import socket
 import ssl
@@ -25,6 +26,7 @@ from multidict import CIMultiDict
 
 import binance_pm._sender
 from binance_pm import Session, TransportError
+from binance_pm._connect import Connector
 from binance_pm._headers import used_weights
 from binance_pm._http import HEADERS
 from binance_pm._sender import WireSender
@@ -558,3 +560,29 @@ async def test_an_answers_fields_read_case_blind_and_in_order(scripted: HostileS
     copied["Retry-After"] = "2"
     assert copied.getall("Vary") == ["Accept-Encoding", "Origin"]
     assert copied["retry-after"] == "2"
+
+
+async def test_a_connect_that_fails_as_its_caller_is_cancelled_leaves_nothing_unheard() -> None:
+    """The connect fails in the same turn of the loop as its caller is cancelled (a call's
+    deadline, a Session closing): the caller ends cancelled, and the connect's failure is
+    taken, not left for the loop to report as an exception never retrieved."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+
+        async def refused() -> None:
+            raise ConnectionRefusedError(111, "Connect call failed")
+
+        caller = asyncio.create_task(Connector()._unless_closed(loop, refused()))
+        await asyncio.sleep(0)  # the caller starts the connect and waits for it
+        await asyncio.sleep(0)  # the connect fails; the caller has not heard yet
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
